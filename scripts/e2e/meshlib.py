@@ -1,0 +1,693 @@
+"""Shared helpers for scripts/mesh-e2e and scripts/mesh-demo (stdlib only).
+
+Processes are started in their own session (setsid) so that everything they
+spawn (meshinit -> app, kuma-dp -> Envoy) can be found and stopped by session
+id, even when a child moved to its own process group. Cleanup() stops every
+session this module started, SIGTERM first, SIGKILL after a bound.
+"""
+import atexit
+import http.client as httpclient
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPTS = os.path.dirname(HERE)
+REPO = os.path.dirname(SCRIPTS)
+
+T0 = time.monotonic()
+
+
+def now():
+    return time.monotonic() - T0
+
+
+_print_lock = threading.Lock()
+QUIET = False
+
+
+def say(msg):
+    with _print_lock:
+        print("[%7.2fs] %s" % (now(), msg), flush=True)
+
+
+class Failure(Exception):
+    pass
+
+
+# ------------------------------------------------------------------ waiting
+def wait_until(pred, timeout, what, interval=0.05):
+    """Poll pred() until it returns a truthy value (returned) or timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - polling tolerates errors
+            last_exc = e
+        if time.monotonic() >= deadline:
+            raise Failure("timed out after %.0fs waiting for %s%s" % (
+                timeout, what, (" (last error: %s)" % last_exc) if last_exc else ""))
+        time.sleep(interval)
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def port_free(port, host="127.0.0.1"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def http(method, url, body=None, timeout=3.0, headers=None):
+    """Return (status, body_text). Connection errors raise OSError."""
+    data = None
+    hdrs = dict(headers or {})
+    if body is not None:
+        if not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            hdrs.setdefault("Content-Type", "application/json")
+        data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
+def http_status(url, timeout=1.0):
+    try:
+        return http("GET", url, timeout=timeout)
+    except (OSError, httpclient.HTTPException):
+        return None, ""
+
+
+# ------------------------------------------------------------------ processes
+def _proc_stat(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            s = f.read()
+    except OSError:
+        return None
+    # comm may contain spaces/parens: split after the last ')'
+    rest = s[s.rindex(")") + 2:].split()
+    # rest[0]=state, [1]=ppid, [2]=pgrp, [3]=session
+    return {"state": rest[0], "ppid": int(rest[1]), "pgrp": int(rest[2]), "sid": int(rest[3])}
+
+
+def pids_in_session(sid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        st = _proc_stat(int(d))
+        if st and st["sid"] == sid and st["state"] != "Z":
+            out.append(int(d))
+    return out
+
+
+def descendants(pid):
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _proc_stat(int(d))
+            if st:
+                children.setdefault(st["ppid"], []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in children.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+class Proc:
+    def __init__(self, name, argv, log_path, env, cwd):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.log = open(log_path, "ab", buffering=0)
+        self.t_start = now()
+        self.popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+            env=env, cwd=cwd, start_new_session=True)
+        self.pid = self.popen.pid
+        self.sid = self.pid
+        self.t_exit = None
+        self.rc = None
+        self.seen = set()  # pids seen in the session (for the cleanup check)
+
+    def poll(self):
+        if self.rc is None:
+            rc = self.popen.poll()
+            if rc is not None:
+                self.rc = rc
+                self.t_exit = now()
+        return self.rc
+
+    def alive(self):
+        return self.poll() is None
+
+    def session_pids(self):
+        ps = pids_in_session(self.sid)
+        self.seen.update(ps)
+        return ps
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def kill_session(self, sig):
+        for p in self.session_pids():
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout):
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise Failure("%s did not exit within %.0fs" % (self.name, timeout))
+            time.sleep(0.02)
+        return self.rc
+
+    def text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_log(self, regex, timeout, what=None):
+        rx = re.compile(regex)
+
+        def pred():
+            m = rx.search(self.text())
+            if m:
+                return m
+            if not self.alive():
+                raise Failure("%s exited (rc %s) before logging %r" % (self.name, self.rc, regex))
+            return None
+        return wait_until(pred, timeout, what or "%s to log %r" % (self.name, regex))
+
+    def tail(self, n=40):
+        lines = self.text().splitlines()
+        return "\n".join("    | " + l for l in lines[-n:])
+
+
+class Runner:
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.procs = []
+        self._cleaned = False
+        atexit.register(self.cleanup)
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(s, self._on_signal)
+
+    def _on_signal(self, signum, _frame):
+        say("interrupted by signal %d: cleaning up" % signum)
+        self.cleanup()
+        os._exit(128 + signum)
+
+    def start(self, name, argv, env=None, cwd=None):
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        log_path = os.path.join(self.workdir, "%s.log" % name)
+        p = Proc(name, [str(a) for a in argv], log_path, full_env, cwd or self.workdir)
+        self.procs.append(p)
+        with open(os.path.join(self.workdir, "%s.cmd" % name), "w") as f:
+            f.write(" ".join(shlex.quote(a) for a in p.argv) + "\n")
+            for k, v in sorted((env or {}).items()):
+                f.write("# env %s=%s\n" % (k, v))
+        return p
+
+    def cleanup(self):
+        """Stop every session started: SIGTERM, then SIGKILL after 5 s."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        live = [p for p in self.procs if p.session_pids()]
+        for p in live:
+            p.kill_session(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(p.session_pids() for p in live):
+            time.sleep(0.05)
+        for p in live:
+            if p.session_pids():
+                p.kill_session(signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(p.session_pids() for p in live):
+            time.sleep(0.05)
+        for p in self.procs:
+            p.poll()
+        left = [(p.name, p.session_pids()) for p in self.procs if p.session_pids()]
+        if left:
+            print("cleanup: processes still running: %s" % left, file=sys.stderr, flush=True)
+
+    def leftovers(self):
+        return [(p.name, p.session_pids()) for p in self.procs if p.session_pids()]
+
+
+# ------------------------------------------------------------------ deps and build
+def install_deps():
+    """Run scripts/install-mesh-deps; return its KEY=VALUE lines as a dict."""
+    t = time.monotonic()
+    r = subprocess.run([os.path.join(SCRIPTS, "install-mesh-deps")],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        sys.stderr.write(r.stderr)
+        raise Failure("scripts/install-mesh-deps failed (exit %d)" % r.returncode)
+    deps = {}
+    for line in r.stdout.splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            deps[k] = shlex.split(v)[0] if v else ""
+    for k in ("ENVOY_BIN", "KUMA_CP_BIN", "KUMA_DP_BIN"):
+        if not os.access(deps.get(k, ""), os.X_OK):
+            raise Failure("install-mesh-deps did not provide %s" % k)
+    deps["_seconds"] = time.monotonic() - t
+    return deps
+
+
+def build_meshinit():
+    """cargo build --release with a target dir outside the checkout."""
+    if os.environ.get("MESHINIT_BIN"):
+        return os.environ["MESHINIT_BIN"], 0.0
+    cache = os.environ.get("MESHINIT_CACHE", os.path.expanduser("~/.cache/meshinit"))
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(cache, "target"))
+    t = time.monotonic()
+    env = dict(os.environ, CARGO_TARGET_DIR=target)
+    r = subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "meshinit"],
+                       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        sys.stderr.write(r.stdout)
+        raise Failure("cargo build --release failed")
+    exe = os.path.join(target, "release", "meshinit")
+    if not os.access(exe, os.X_OK):
+        raise Failure("no meshinit binary at %s" % exe)
+    return exe, time.monotonic() - t
+
+
+# ------------------------------------------------------------------ control plane
+class ControlPlane:
+    API = "http://127.0.0.1:5681"
+    DP_SERVER = "https://127.0.0.1:5678"
+    # kuma-cp's listeners on this host (Universal, defaults).
+    PORTS = (5676, 5678, 5680, 5681, 5682, 5685)
+
+    def __init__(self, runner, deps, workdir, extra_env=None):
+        self.runner = runner
+        self.deps = deps
+        self.workdir = workdir
+        self.env = {
+            "KUMA_ENVIRONMENT": "universal",
+            "KUMA_MODE": "zone",
+            "KUMA_STORE_TYPE": "memory",
+            # No default mesh: the suite creates it without default policies
+            # (MeshRetry etc. would hide failures of a careless rollout).
+            "KUMA_DEFAULTS_SKIP_MESH_CREATION": "true",
+            "KUMA_DEFAULTS_SKIP_TENANT_RESOURCES": "true",
+            # Faster health propagation (HDS report interval, default 5s)
+            # and deregistration (default 10s) keep the suite short.
+            "KUMA_DP_SERVER_HDS_INTERVAL": "1s",
+            "KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY": "2s",
+            "KUMA_GENERAL_WORK_DIR": os.path.join(workdir, "kuma-cp-work"),
+            "KUMA_DIAGNOSTICS_SERVER_PORT": "5680",
+        }
+        self.env.update(extra_env or {})
+        self.proc = None
+        # kuma-cp autogenerates a self-signed server certificate (for
+        # localhost and every local IP) in its work dir; kuma-dp verifies the
+        # CP with it (--ca-cert-file), no --skip-verify needed.
+        self.ca_cert = os.path.join(self.env["KUMA_GENERAL_WORK_DIR"], "kuma-cp.crt")
+
+    def start(self):
+        busy = [p for p in (5678, 5681) if not port_free(p)]
+        if busy:
+            raise Failure("ports %s are in use on 127.0.0.1: is another kuma-cp running?" % busy)
+        self.proc = self.runner.start("kuma-cp", [self.deps["KUMA_CP_BIN"], "run", "--log-level=info"],
+                                      env=self.env)
+        wait_until(lambda: http_status(self.API + "/")[0] == 200, 90, "kuma-cp API on :5681")
+        wait_until(lambda: port_open(5678), 30, "kuma-cp dp server on :5678")
+        return self.proc
+
+    def create_mesh(self, name="default"):
+        st, body = http("PUT", "%s/meshes/%s" % (self.API, name),
+                        {"type": "Mesh", "name": name, "skipCreatingInitialPolicies": ["*"]})
+        if st not in (200, 201):
+            raise Failure("creating mesh %s: HTTP %s %s" % (name, st, body))
+        return self.policies(name)
+
+    def policies(self, mesh="default"):
+        """Names of policies present in mesh (to report which were on)."""
+        found = {}
+        for kind in ("meshretries", "meshtimeouts", "meshcircuitbreakers", "meshhealthchecks",
+                     "meshtrafficpermissions"):
+            st, body = http_status("%s/meshes/%s/%s" % (self.API, mesh, kind))
+            if st == 200:
+                try:
+                    items = json.loads(body).get("items") or []
+                except ValueError:
+                    items = []
+                if items:
+                    found[kind] = [i.get("name") for i in items]
+        return found
+
+    def token(self, name, mesh="default"):
+        st, body = http("POST", self.API + "/tokens/dataplane", {"name": name, "mesh": mesh})
+        if st != 200 or not body.strip():
+            raise Failure("token for %s: HTTP %s %s" % (name, st, body[:200]))
+        path = os.path.join(self.workdir, "%s.token" % name)
+        with open(path, "w") as f:
+            f.write(body.strip())
+        os.chmod(path, 0o600)
+        return path
+
+    def dataplanes(self, mesh="default"):
+        st, body = http("GET", "%s/meshes/%s/dataplanes" % (self.API, mesh))
+        if st != 200:
+            raise Failure("GET dataplanes: HTTP %s" % st)
+        return {i["name"]: i for i in json.loads(body).get("items", [])}
+
+    def dataplane(self, name, mesh="default"):
+        st, body = http_status("%s/meshes/%s/dataplanes/%s" % (self.API, mesh, name))
+        if st == 200:
+            return json.loads(body)
+        if st == 404:
+            return None
+        raise OSError("GET dataplane %s: HTTP %s" % (name, st))
+
+
+# ------------------------------------------------------------------ load client
+class Load:
+    """Bounded closed-loop HTTP load: `workers` threads, each with a
+    keep-alive connection, paced to `rate` requests/s in total. Every non-2xx
+    answer and every connection error counts as a failure."""
+
+    def __init__(self, port, rate=250, workers=5, path="/", timeout=5.0, max_requests=200000):
+        self.port = port
+        self.rate = rate
+        self.workers = workers
+        self.path = path
+        self.timeout = timeout
+        self.max_requests = max_requests
+        self.lock = threading.Lock()
+        self.total = 0
+        self.failed = 0
+        self.by_backend = {}
+        self.errors = []  # (t, what)
+        self.stop_evt = threading.Event()
+        self.threads = []
+
+    def _one(self, conn):
+        t = now()
+        try:
+            conn.request("GET", self.path, headers={"Host": "backend"})
+            r = conn.getresponse()
+            body = r.read().decode(errors="replace")
+            ok = 200 <= r.status < 300
+            what = "HTTP %d %s" % (r.status, body.strip()[:80]) if not ok else body.split(" ")[0]
+            reuse = not r.will_close
+        except (OSError, httpclient.HTTPException) as e:
+            ok, what, reuse = False, "%s: %s" % (type(e).__name__, e), False
+        with self.lock:
+            self.total += 1
+            if ok:
+                self.by_backend[what] = self.by_backend.get(what, 0) + 1
+            else:
+                self.failed += 1
+                self.errors.append((t, what))
+        return reuse
+
+    def _worker(self, idx):
+        period = self.workers / float(self.rate)
+        nxt = time.monotonic() + period * idx / self.workers
+        conn = None
+        while not self.stop_evt.is_set():
+            with self.lock:
+                if self.total >= self.max_requests:
+                    break
+            if conn is None:
+                conn = httpclient.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            if not self._one(conn):
+                conn.close()
+                conn = None
+            nxt += period
+            delay = nxt - time.monotonic()
+            if delay > 0:
+                self.stop_evt.wait(delay)
+            else:
+                nxt = time.monotonic()
+        if conn is not None:
+            conn.close()
+
+    def start(self):
+        for i in range(self.workers):
+            t = threading.Thread(target=self._worker, args=(i,), daemon=True)
+            t.start()
+            self.threads.append(t)
+        return self
+
+    def stop(self):
+        self.stop_evt.set()
+        for t in self.threads:
+            t.join(self.timeout + 2)
+
+    def snapshot(self):
+        with self.lock:
+            return self.total, self.failed
+
+    def wait_total(self, n, timeout):
+        wait_until(lambda: self.snapshot()[0] >= n, timeout, "%d requests sent" % n, interval=0.02)
+
+
+class ReadyWatcher:
+    """Poll a /ready URL in a thread and record (t, status, body) changes."""
+
+    def __init__(self, url, interval=0.05):
+        self.url = url
+        self.interval = interval
+        self.changes = []
+        self.stop_evt = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        last = object()
+        while not self.stop_evt.is_set():
+            st, body = http_status(self.url, timeout=0.5)
+            cur = (st, body.strip())
+            if cur != last:
+                self.changes.append((now(), st, body.strip()))
+                last = cur
+            self.stop_evt.wait(self.interval)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stop_evt.set()
+        self.thread.join(2)
+
+    def describe(self, t0=0.0):
+        return ", ".join("%+.2fs %s%s" % (t - t0, st if st else "no answer",
+                                          (" %s" % body) if body else "")
+                         for t, st, body in self.changes)
+
+
+SHUTDOWN_RX = re.compile(
+    r"shutdown: drain ([\d.]+)s, grace ([\d.]+)s, app stop ([\d.]+)s, total ([\d.]+)s, exit (-?\d+)")
+
+
+def parse_shutdown_line(text):
+    m = None
+    for m in SHUTDOWN_RX.finditer(text):
+        pass
+    if not m:
+        return None
+    return {"drain": float(m.group(1)), "grace": float(m.group(2)), "app_stop": float(m.group(3)),
+            "total": float(m.group(4)), "exit": int(m.group(5)), "line": m.group(0)}
+
+
+# ------------------------------------------------------------------ the scenario
+def env_duration(name, default):
+    v = os.environ.get(name, default)
+    m = re.fullmatch(r"([\d.]+)(ms|s)?", v)
+    if not m:
+        raise Failure("%s=%r: use e.g. 3s or 500ms" % (name, v))
+    return float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
+
+
+def fmt_d(seconds):
+    return ("%gs" % round(seconds, 3))
+
+
+class Mesh:
+    """kuma-cp + backends + a client data plane on loopback."""
+
+    def __init__(self, runner, deps, meshinit, workdir, port_base=None, drain_time=None,
+                 grace=None, mesh="default"):
+        self.runner = runner
+        self.deps = deps
+        self.meshinit = meshinit
+        self.workdir = workdir
+        self.mesh = mesh
+        self.base = int(port_base or os.environ.get("MESH_E2E_PORT_BASE", "27000"))
+        self.drain_time = drain_time if drain_time is not None else env_duration("MESH_E2E_DRAIN_TIME", "3s")
+        self.grace = grace if grace is not None else env_duration("MESH_E2E_GRACE", "1s")
+        self.cp = ControlPlane(runner, deps, workdir)
+        self.tokens = {}
+        self.backends = {}
+
+    # ports: backend i -> base+10*i+{1 app, 2 inbound, 3 readiness, 4 meshinit status}
+    #        client    -> base+{1 (nothing), 2 inbound, 3 readiness, 5 outbound}
+    def ports(self, i):
+        b = self.base + 10 * i
+        return {"app": b + 1, "inbound": b + 2, "readiness": b + 3, "status": b + 4, "outbound": b + 5}
+
+    def check_ports(self, n_backends=2):
+        busy = []
+        for i in range(0, n_backends + 1):
+            for k, p in self.ports(i).items():
+                if not port_free(p):
+                    busy.append(p)
+        if busy:
+            raise Failure("ports in use on 127.0.0.1: %s (set MESH_E2E_PORT_BASE)" % busy)
+
+    def token(self, name):
+        if name not in self.tokens:
+            self.tokens[name] = self.cp.token(name, self.mesh)
+        return self.tokens[name]
+
+    def kuma_dp_flags(self, name, workdir):
+        """kuma-dp flags every instance gets (besides template and vars)."""
+        os.makedirs(workdir, exist_ok=True)
+        return [
+            "--cp-address=%s" % ControlPlane.DP_SERVER,
+            "--dataplane-token-file=%s" % self.token(name),
+            "--ca-cert-file=%s" % self.cp.ca_cert,
+            "--dns-enabled=false",
+            "--work-dir=%s" % workdir,
+            "--binary-path=%s" % self.deps["ENVOY_BIN"],
+            "--drain-time=%s" % fmt_d(self.drain_time),
+        ]
+
+    def backend_vars(self, i):
+        p = self.ports(i)
+        return {"mesh": self.mesh, "name": "backend-%d" % i, "address": "127.0.0.1",
+                "port": p["inbound"], "app_port": p["app"], "instance": i}
+
+    def app_argv(self, i, startup_delay=0.0):
+        return [sys.executable, os.path.join(HERE, "backend.py"), "--port", self.ports(i)["app"],
+                "--name", "backend-%d" % i, "--startup-delay", startup_delay]
+
+    def start_backend_meshinit(self, i, startup_delay=0.0, tag=""):
+        p = self.ports(i)
+        name = "backend-%d" % i
+        argv = [self.meshinit,
+                "--probe-http", "http://127.0.0.1:%d/healthz" % p["app"],
+                "--kuma-dp", self.deps["KUMA_DP_BIN"],
+                "--cp-address", ControlPlane.DP_SERVER,
+                "--dataplane-file", os.path.join(HERE, "backend-dp.yaml"),
+                "--dataplane-token-file", self.token(name)]
+        for k, v in self.backend_vars(i).items():
+            argv += ["--dataplane-var", "%s=%s" % (k, v)]
+        for f in self.kuma_dp_flags(name, os.path.join(self.workdir, name + tag + "-dp")):
+            if f.startswith(("--cp-address=", "--dataplane-token-file=")):
+                continue
+            argv.append("--kuma-dp-arg=%s" % f)
+        argv += ["--proxy-ready-url", "http://127.0.0.1:%d/ready" % p["readiness"],
+                 "--drain-timeout", "30s",
+                 "--app-grace-delay", fmt_d(self.grace),
+                 "--app-stop-timeout", "10s",
+                 "--status-listen", "127.0.0.1:%d" % p["status"],
+                 "--log-format", "text",
+                 "--"] + self.app_argv(i, startup_delay)
+        proc = self.runner.start("%s%s-meshinit" % (name, tag), argv,
+                                 env={"KUMA_READINESS_PORT": str(p["readiness"])})
+        self.backends[i] = proc
+        return proc
+
+    def start_backend_plain(self, i, tag=""):
+        """Baseline: app and kuma-dp under a plain init that signals both."""
+        p = self.ports(i)
+        name = "backend-%d" % i
+        dp = [self.deps["KUMA_DP_BIN"], "run",
+              "--dataplane-file=%s" % os.path.join(HERE, "backend-dp.yaml")]
+        for k, v in self.backend_vars(i).items():
+            dp.append("--dataplane-var=%s=%s" % (k, v))
+        dp += self.kuma_dp_flags(name, os.path.join(self.workdir, name + tag + "-dp"))
+        argv = [sys.executable, os.path.join(HERE, "plain_init.py"),
+                "--probe-http", "http://127.0.0.1:%d/healthz" % p["app"], "--"] \
+            + self.app_argv(i) + [":::"] + dp
+        proc = self.runner.start("%s%s-plain-init" % (name, tag), argv,
+                                 env={"KUMA_READINESS_PORT": str(p["readiness"])})
+        self.backends[i] = proc
+        return proc
+
+    def start_client(self):
+        p = self.ports(0)
+        dp = [self.deps["KUMA_DP_BIN"], "run",
+              "--dataplane-file=%s" % os.path.join(HERE, "client-dp.yaml")]
+        for k, v in {"mesh": self.mesh, "name": "client", "address": "127.0.0.1",
+                     "port": p["inbound"], "app_port": p["app"],
+                     "outbound_port": p["outbound"]}.items():
+            dp.append("--dataplane-var=%s=%s" % (k, v))
+        dp += self.kuma_dp_flags("client", os.path.join(self.workdir, "client-dp"))
+        proc = self.runner.start("client-kuma-dp", dp,
+                                 env={"KUMA_READINESS_PORT": str(p["readiness"])})
+        wait_until(lambda: http_status("http://127.0.0.1:%d/ready" % p["readiness"])[0] == 200,
+                   90, "client kuma-dp /ready 200")
+        return proc
+
+    def ready_url(self, i):
+        return "http://127.0.0.1:%d/ready" % self.ports(i)["readiness"]
+
+    def outbound(self):
+        return self.ports(0)["outbound"]
+
+    def get_via_mesh(self, timeout=2.0):
+        st, body = http_status("http://127.0.0.1:%d/" % self.outbound(), timeout=timeout)
+        return st, body.strip()
+
+    def wait_routes_to(self, names, timeout=60):
+        """Send requests through the client until every name has answered."""
+        seen = set()
+
+        def pred():
+            st, body = self.get_via_mesh()
+            if st == 200:
+                seen.add(body.split(" ")[0])
+            return set(names) <= seen
+        wait_until(pred, timeout, "traffic through the mesh to reach %s (seen %s)" % (sorted(names), seen),
+                   interval=0.02)
+        return seen
+
+    def wait_backend_ready(self, i, timeout=90):
+        wait_until(lambda: http_status(self.ready_url(i))[0] == 200, timeout,
+                   "backend-%d kuma-dp /ready 200" % i)

@@ -1,0 +1,1444 @@
+//! Configuration: three sources merged with the precedence
+//! flag > env var > file > default, then validated as a whole.
+//!
+//! Every problem is collected and reported at once, each with where its
+//! value came from (flag, env var, or file and line), and nothing starts
+//! while any is left. The table [`OPTIONS`] is the single list of options:
+//! it ties each clap argument to its env var, its YAML section and key, and
+//! its default.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+use nix::sys::signal::Signal;
+
+use crate::cli::Mode;
+use crate::dataplane::{self, Dataplane};
+use crate::exit::ExitCodeMap;
+use crate::lifecycle::{DrainMode, OnUnhealthy, Settings};
+use crate::parse::{self, Url};
+use crate::user::{self, Identity};
+use crate::yaml::{self, Item, Node};
+
+/// One option: its clap id, flag, YAML place and default.
+#[derive(Clone, Copy, Debug)]
+pub struct OptDef {
+    /// The clap argument id (the `Cli` field name).
+    pub id: &'static str,
+    /// The long flag without dashes; the env var is `MESHINIT_` + its upper-case form.
+    pub flag: &'static str,
+    pub section: &'static str,
+    pub key: &'static str,
+    /// The default as it would be written; `None`: unset.
+    pub default: Option<&'static str>,
+    /// Takes a list.
+    pub multi: bool,
+}
+
+const fn opt(
+    id: &'static str,
+    flag: &'static str,
+    section: &'static str,
+    key: &'static str,
+    default: Option<&'static str>,
+    multi: bool,
+) -> OptDef {
+    OptDef {
+        id,
+        flag,
+        section,
+        key,
+        default,
+        multi,
+    }
+}
+
+/// The default kuma-dp readiness URL; `KUMA_READINESS_PORT` is read from
+/// meshinit's environment, which kuma-dp inherits.
+pub const DEFAULT_READY_URL: &str = "http://127.0.0.1:${KUMA_READINESS_PORT:-9902}/ready";
+
+/// Every option. The README's reference is written from this table.
+pub const OPTIONS: &[OptDef] = &[
+    opt(
+        "app_stop_signal",
+        "app-stop-signal",
+        "app",
+        "stop-signal",
+        Some("TERM"),
+        false,
+    ),
+    opt(
+        "app_stop_timeout",
+        "app-stop-timeout",
+        "app",
+        "stop-timeout",
+        Some("10s"),
+        false,
+    ),
+    opt(
+        "app_grace_delay",
+        "app-grace-delay",
+        "app",
+        "grace-delay",
+        Some("0s"),
+        false,
+    ),
+    opt("app_user", "app-user", "app", "user", None, false),
+    opt("app_workdir", "app-workdir", "app", "workdir", None, false),
+    opt(
+        "app_no_new_privs",
+        "app-no-new-privs",
+        "app",
+        "no-new-privs",
+        Some("false"),
+        false,
+    ),
+    opt(
+        "forward_to",
+        "forward-to",
+        "app",
+        "forward-to",
+        Some("group"),
+        false,
+    ),
+    opt("probe_http", "probe-http", "probes", "http", None, true),
+    opt("probe_tcp", "probe-tcp", "probes", "tcp", None, true),
+    opt("probe_exec", "probe-exec", "probes", "exec", None, true),
+    opt(
+        "probe_period",
+        "probe-period",
+        "probes",
+        "period",
+        Some("5s"),
+        false,
+    ),
+    opt(
+        "probe_startup_period",
+        "probe-startup-period",
+        "probes",
+        "startup-period",
+        Some("100ms"),
+        false,
+    ),
+    opt(
+        "probe_timeout",
+        "probe-timeout",
+        "probes",
+        "timeout",
+        Some("1s"),
+        false,
+    ),
+    opt(
+        "probe_success_threshold",
+        "probe-success-threshold",
+        "probes",
+        "success-threshold",
+        Some("1"),
+        false,
+    ),
+    opt(
+        "probe_failure_threshold",
+        "probe-failure-threshold",
+        "probes",
+        "failure-threshold",
+        Some("3"),
+        false,
+    ),
+    opt(
+        "startup_timeout",
+        "startup-timeout",
+        "probes",
+        "startup-timeout",
+        Some("60s"),
+        false,
+    ),
+    opt(
+        "on_unhealthy",
+        "on-unhealthy",
+        "probes",
+        "on-unhealthy",
+        Some("none"),
+        false,
+    ),
+    opt(
+        "kuma_dp",
+        "kuma-dp",
+        "proxy",
+        "kuma-dp",
+        Some("kuma-dp"),
+        false,
+    ),
+    opt(
+        "cp_address",
+        "cp-address",
+        "proxy",
+        "cp-address",
+        None,
+        false,
+    ),
+    opt(
+        "dataplane_file",
+        "dataplane-file",
+        "proxy",
+        "dataplane-file",
+        None,
+        false,
+    ),
+    opt(
+        "dataplane_var",
+        "dataplane-var",
+        "proxy",
+        "dataplane-var",
+        None,
+        true,
+    ),
+    opt(
+        "dataplane_token_file",
+        "dataplane-token-file",
+        "proxy",
+        "dataplane-token-file",
+        None,
+        false,
+    ),
+    opt(
+        "dataplane_name",
+        "dataplane-name",
+        "proxy",
+        "dataplane-name",
+        None,
+        false,
+    ),
+    opt("mesh", "mesh", "proxy", "mesh", None, false),
+    opt(
+        "kuma_dp_arg",
+        "kuma-dp-arg",
+        "proxy",
+        "kuma-dp-arg",
+        None,
+        true,
+    ),
+    opt(
+        "kuma_dp_user",
+        "kuma-dp-user",
+        "proxy",
+        "kuma-dp-user",
+        None,
+        false,
+    ),
+    opt(
+        "proxy_ready_url",
+        "proxy-ready-url",
+        "proxy",
+        "ready-url",
+        Some(DEFAULT_READY_URL),
+        false,
+    ),
+    opt(
+        "proxy_ready_timeout",
+        "proxy-ready-timeout",
+        "proxy",
+        "ready-timeout",
+        Some("60s"),
+        false,
+    ),
+    opt(
+        "proxy_max_restarts",
+        "proxy-max-restarts",
+        "proxy",
+        "max-restarts",
+        Some("5"),
+        false,
+    ),
+    opt(
+        "stop_signals",
+        "stop-signals",
+        "shutdown",
+        "stop-signals",
+        Some("TERM,INT"),
+        true,
+    ),
+    opt(
+        "drain_signal",
+        "drain-signal",
+        "shutdown",
+        "drain-signal",
+        Some("TERM"),
+        false,
+    ),
+    opt(
+        "drain_timeout",
+        "drain-timeout",
+        "shutdown",
+        "drain-timeout",
+        Some("40s"),
+        false,
+    ),
+    opt(
+        "shutdown_budget",
+        "shutdown-budget",
+        "shutdown",
+        "budget",
+        None,
+        false,
+    ),
+    opt(
+        "exit_code_map",
+        "exit-code-map",
+        "shutdown",
+        "exit-code-map",
+        None,
+        true,
+    ),
+    opt(
+        "status_listen",
+        "status-listen",
+        "status",
+        "listen",
+        None,
+        false,
+    ),
+    opt(
+        "log_format",
+        "log-format",
+        "log",
+        "format",
+        Some("text"),
+        false,
+    ),
+    opt(
+        "log_level",
+        "log-level",
+        "log",
+        "level",
+        Some("info"),
+        false,
+    ),
+];
+
+/// File-only keys (no flag): `app.command` and `probes.checks`.
+const FILE_ONLY: &[(&str, &str)] = &[("app", "command"), ("probes", "checks")];
+const PROBE_CHECK_KEYS: &[&str] = &[
+    "http",
+    "tcp",
+    "exec",
+    "period",
+    "startup-period",
+    "timeout",
+    "success-threshold",
+    "failure-threshold",
+];
+
+impl OptDef {
+    /// `MESHINIT_APP_STOP_SIGNAL` for `app-stop-signal`.
+    pub fn env(&self) -> String {
+        format!(
+            "MESHINIT_{}",
+            self.flag.to_ascii_uppercase().replace('-', "_")
+        )
+    }
+}
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Flag(String),
+    Env(String),
+    File {
+        path: String,
+        line: u64,
+    },
+    /// The app command after `--`.
+    Command,
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Flag(flag) => write!(f, "flag --{flag}"),
+            Origin::Env(var) => write!(f, "env {var}"),
+            Origin::File { path, line } => write!(f, "{path}:{line}"),
+            Origin::Command => f.write_str("the command after --"),
+            Origin::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// One configuration problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub message: String,
+    pub origin: Option<Origin>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.origin {
+            Some(o) => write!(f, "{} (from {o})", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// All problems found; nothing may start.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl ConfigError {
+    fn render(&self) -> String {
+        let n = self.0.len();
+        let mut s = format!(
+            "invalid configuration ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        );
+        for p in &self.0 {
+            s.push_str("\n  - ");
+            s.push_str(&p.to_string());
+        }
+        s
+    }
+}
+
+/// A raw value before typing: the text of each item and its origin.
+#[derive(Clone, Debug)]
+struct Raw {
+    values: Vec<String>,
+    origin: Origin,
+}
+
+/// How a probe checks the app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    Http(Url),
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    /// Run through `/bin/sh -c` (from `--probe-exec` or a YAML string).
+    Shell(String),
+    /// Run directly, no shell (a YAML list).
+    Argv(Vec<String>),
+}
+
+impl fmt::Display for ProbeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeKind::Http(u) => write!(f, "http GET {u}"),
+            ProbeKind::Tcp { host, port } => {
+                if host.contains(':') {
+                    write!(f, "tcp [{host}]:{port}")
+                } else {
+                    write!(f, "tcp {host}:{port}")
+                }
+            }
+            ProbeKind::Shell(cmd) => write!(f, "exec sh -c {cmd:?}"),
+            ProbeKind::Argv(argv) => write!(f, "exec {argv:?}"),
+        }
+    }
+}
+
+/// One probe with its own timing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub kind: ProbeKind,
+    pub startup_period: Duration,
+    pub period: Duration,
+    pub timeout: Duration,
+    pub success_threshold: u32,
+    pub failure_threshold: u32,
+}
+
+/// Where forwarded and stop signals go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardTo {
+    Group,
+    Process,
+}
+
+/// The app and how it is run.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    pub command: Vec<String>,
+    pub user: Option<Identity>,
+    pub workdir: Option<PathBuf>,
+    pub no_new_privs: bool,
+    pub forward_to: ForwardTo,
+}
+
+/// kuma-dp and how it is run.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// The resolved kuma-dp binary.
+    pub kuma_dp: PathBuf,
+    /// Everything after the program name: `run --cp-address=... ...`.
+    pub args: Vec<String>,
+    pub user: Option<Identity>,
+    pub ready_url: Url,
+    pub token_file: Option<PathBuf>,
+    /// The rendered Dataplane (direct mode).
+    pub dataplane: Option<Dataplane>,
+    /// The drain time kuma-dp will use, when meshinit can tell.
+    pub drain_time: Option<Duration>,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub mode: Mode,
+    pub app: AppConfig,
+    pub probes: Vec<ProbeSpec>,
+    /// The probe was derived from the Dataplane's first inbound.
+    pub default_probe: bool,
+    pub proxy: Option<ProxyConfig>,
+    pub stop_signals: Vec<Signal>,
+    pub exit_code_map: ExitCodeMap,
+    pub shutdown_budget: Option<Duration>,
+    pub status_listen: Option<SocketAddr>,
+    pub log_json: bool,
+    pub log_level: tracing::Level,
+    /// The lifecycle's knobs.
+    pub settings: Settings,
+    /// Things worth a warning at start (and in `check`).
+    pub warnings: Vec<String>,
+    /// Every option's effective value and origin, for `meshinit check`.
+    pub effective: Vec<(String, String, Origin)>,
+}
+
+/// Reads the flag and env layer from clap's matches.
+fn cli_layer(matches: &ArgMatches) -> BTreeMap<&'static str, Raw> {
+    let mut out = BTreeMap::new();
+    for def in OPTIONS {
+        let Some(values) = matches.get_many::<String>(def.id) else {
+            continue;
+        };
+        let origin = match matches.value_source(def.id) {
+            Some(ValueSource::CommandLine) => Origin::Flag(def.flag.to_string()),
+            Some(ValueSource::EnvVariable) => Origin::Env(def.env()),
+            _ => continue,
+        };
+        out.insert(
+            def.id,
+            Raw {
+                values: values.cloned().collect(),
+                origin,
+            },
+        );
+    }
+    out
+}
+
+/// What the YAML file contributes.
+#[derive(Default)]
+struct FileLayer {
+    values: BTreeMap<&'static str, Raw>,
+    command: Option<(Vec<String>, Origin)>,
+    checks: Vec<(Item, Origin)>,
+    vars_map: Option<(Vec<String>, Origin)>,
+}
+
+fn file_layer(path: &str, problems: &mut Vec<Problem>) -> FileLayer {
+    let mut layer = FileLayer::default();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(Problem {
+                message: format!("cannot read config file '{path}': {e}; check the path given to --config / MESHINIT_CONFIG"),
+                origin: None,
+            });
+            return layer;
+        }
+    };
+    let doc = match yaml::parse(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            problems.push(Problem {
+                message: format!("config file is not valid YAML: {}", e.message),
+                origin: Some(Origin::File {
+                    path: path.into(),
+                    line: e.line,
+                }),
+            });
+            return layer;
+        }
+    };
+    let at = |line: u64| Origin::File {
+        path: path.to_string(),
+        line,
+    };
+    let sections = match doc.node {
+        Node::Map(s) => s,
+        Node::Null => return layer,
+        other => {
+            problems.push(Problem {
+                message: format!(
+                    "the config file must be a mapping of sections, not {}",
+                    other.kind()
+                ),
+                origin: Some(at(doc.line)),
+            });
+            return layer;
+        }
+    };
+    let known_sections = ["app", "probes", "proxy", "shutdown", "status", "log"];
+    for section in sections {
+        if !known_sections.contains(&section.key.as_str()) {
+            problems.push(Problem {
+                message: format!(
+                    "unknown section '{}' (known sections: {})",
+                    section.key,
+                    known_sections.join(", ")
+                ),
+                origin: Some(at(section.line)),
+            });
+            continue;
+        }
+        let entries = match section.value.node {
+            Node::Map(e) => e,
+            Node::Null => continue,
+            other => {
+                problems.push(Problem {
+                    message: format!(
+                        "section '{}' must be a mapping, not {}",
+                        section.key,
+                        other.kind()
+                    ),
+                    origin: Some(at(section.line)),
+                });
+                continue;
+            }
+        };
+        for entry in entries {
+            let origin = at(entry.line);
+            let name = format!("{}.{}", section.key, entry.key);
+            match (section.key.as_str(), entry.key.as_str()) {
+                ("app", "command") => match scalars(&entry.value) {
+                    Ok(v) => layer.command = Some((v, origin)),
+                    Err(kind) => problems.push(Problem {
+                        message: format!("{name} must be a list of strings, not {kind}"),
+                        origin: Some(origin),
+                    }),
+                },
+                ("probes", "checks") => match entry.value.node {
+                    Node::Seq(items) => layer.checks.extend(items.into_iter().map(|i| {
+                        let o = at(i.line);
+                        (i, o)
+                    })),
+                    other => problems.push(Problem {
+                        message: format!("{name} must be a list of probes, not {}", other.kind()),
+                        origin: Some(origin),
+                    }),
+                },
+                ("proxy", "dataplane-var") if matches!(entry.value.node, Node::Map(_)) => {
+                    let Node::Map(vars) = entry.value.node else {
+                        unreachable!()
+                    };
+                    let mut list = Vec::new();
+                    for v in vars {
+                        match v.value.node.as_scalar() {
+                            Some(s) => list.push(format!("{}={s}", v.key)),
+                            None if v.value.node == Node::Null => list.push(format!("{}=", v.key)),
+                            None => problems.push(Problem {
+                                message: format!(
+                                    "{name}.{} must be a value, not {}",
+                                    v.key,
+                                    v.value.node.kind()
+                                ),
+                                origin: Some(at(v.line)),
+                            }),
+                        }
+                    }
+                    layer.vars_map = Some((list, origin));
+                }
+                (s, k) => {
+                    let Some(def) = OPTIONS.iter().find(|d| d.section == s && d.key == k) else {
+                        let mut known: Vec<&str> = OPTIONS
+                            .iter()
+                            .filter(|d| d.section == s)
+                            .map(|d| d.key)
+                            .collect();
+                        known.extend(FILE_ONLY.iter().filter(|(fs, _)| *fs == s).map(|(_, k)| *k));
+                        problems.push(Problem {
+                            message: format!(
+                                "unknown key '{k}' in section '{s}' (known keys: {})",
+                                known.join(", ")
+                            ),
+                            origin: Some(origin),
+                        });
+                        continue;
+                    };
+                    match scalars(&entry.value) {
+                        Ok(values) if def.multi || values.len() == 1 => {
+                            layer.values.insert(def.id, Raw { values, origin });
+                        }
+                        Ok(_) => problems.push(Problem {
+                            message: format!("{name} takes a single value, not a list"),
+                            origin: Some(origin),
+                        }),
+                        Err(kind) => problems.push(Problem {
+                            message: format!(
+                                "{name} must be a value or a list of values, not {kind}"
+                            ),
+                            origin: Some(origin),
+                        }),
+                    }
+                }
+            }
+        }
+    }
+    if let Some((vars, origin)) = layer.vars_map.take() {
+        layer.values.insert(
+            "dataplane_var",
+            Raw {
+                values: vars,
+                origin,
+            },
+        );
+    }
+    layer
+}
+
+/// A scalar or a list of scalars as text.
+fn scalars(item: &Item) -> Result<Vec<String>, &'static str> {
+    match &item.node {
+        Node::Scalar(s) => Ok(vec![s.clone()]),
+        Node::Seq(items) => items
+            .iter()
+            .map(|i| i.node.as_scalar().map(str::to_string).ok_or(i.node.kind()))
+            .collect(),
+        Node::Null => Ok(Vec::new()),
+        other => Err(other.kind()),
+    }
+}
+
+/// The merged values and the problems found while typing them.
+struct Resolver {
+    merged: BTreeMap<&'static str, Raw>,
+    problems: Vec<Problem>,
+}
+
+impl Resolver {
+    fn def(id: &str) -> &'static OptDef {
+        OPTIONS
+            .iter()
+            .find(|d| d.id == id)
+            .expect("option id is in OPTIONS")
+    }
+
+    fn raw(&self, id: &str) -> Option<&Raw> {
+        self.merged.get(id)
+    }
+
+    fn problem(&mut self, id: &str, origin: &Origin, message: String) {
+        let def = Self::def(id);
+        self.problems.push(Problem {
+            message: format!("{}.{}: {message}", def.section, def.key),
+            origin: Some(origin.clone()),
+        });
+    }
+
+    /// Parses a single value with `f`, falling back to the default (which is
+    /// known to parse) when the given value is bad, so checking goes on.
+    fn typed<T>(&mut self, id: &str, f: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        let raw = self.raw(id).cloned();
+        if let Some(raw) = raw {
+            let text = raw.values.first().cloned().unwrap_or_default();
+            match f(&text) {
+                Ok(v) => return Some(v),
+                Err(e) => self.problem(id, &raw.origin, e),
+            }
+        }
+        Self::def(id).default.map(|d| f(d).expect("defaults parse"))
+    }
+
+    fn list<T>(&mut self, id: &str, f: impl Fn(&str) -> Result<T, String>) -> Vec<T> {
+        let Some(raw) = self.raw(id).cloned() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for v in &raw.values {
+            match f(v) {
+                Ok(t) => out.push(t),
+                Err(e) => self.problem(id, &raw.origin, e),
+            }
+        }
+        out
+    }
+
+    fn text(&self, id: &str) -> Option<String> {
+        self.raw(id)
+            .and_then(|r| r.values.first().cloned())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn origin(&self, id: &str) -> Origin {
+        self.raw(id).map_or(Origin::Default, |r| r.origin.clone())
+    }
+}
+
+fn choice<'a>(options: &'a [&'a str]) -> impl Fn(&str) -> Result<String, String> + 'a {
+    move |s| {
+        let l = s.trim().to_ascii_lowercase();
+        if options.contains(&l.as_str()) {
+            Ok(l)
+        } else {
+            Err(format!("'{s}' is not one of {}", options.join(", ")))
+        }
+    }
+}
+
+fn boolean(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Ok(true),
+        "false" | "no" | "0" | "off" => Ok(false),
+        _ => Err(format!("'{s}' is not true or false")),
+    }
+}
+
+fn count(s: &str) -> Result<u32, String> {
+    s.trim()
+        .parse::<u32>()
+        .map_err(|_| format!("'{s}' is not a whole number"))
+}
+
+fn positive(s: &str) -> Result<u32, String> {
+    count(s).and_then(|n| {
+        if n == 0 {
+            Err("must be at least 1".to_string())
+        } else {
+            Ok(n)
+        }
+    })
+}
+
+fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    let t = s.trim();
+    let port_only = t.strip_prefix(':').unwrap_or(t);
+    if let Ok(port) = port_only.parse::<u16>() {
+        // A bare port binds loopback: the endpoint is for local checks
+        // unless an address is given on purpose.
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    t.parse::<SocketAddr>()
+        .map_err(|_| format!("'{s}' is not an address like 127.0.0.1:9000"))
+}
+
+/// Finds an executable: a path with a slash as given (relative to `cwd`),
+/// otherwise the first match on PATH.
+pub fn find_executable(program: &str, cwd: Option<&Path>) -> Result<PathBuf, String> {
+    let is_exec = |p: &Path| {
+        p.metadata().is_ok_and(|m| m.is_file())
+            && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+    };
+    if program.contains('/') {
+        let p = match cwd {
+            Some(dir) if Path::new(program).is_relative() => dir.join(program),
+            _ => PathBuf::from(program),
+        };
+        return match p.metadata() {
+            Err(_) => Err(format!("'{program}' does not exist")),
+            Ok(m) if !m.is_file() => Err(format!("'{program}' is not a file")),
+            Ok(_) if !is_exec(&p) => Err(format!("'{program}' is not executable (chmod +x it)")),
+            Ok(_) => Ok(p),
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| is_exec(p))
+        .ok_or_else(|| format!("'{program}' was not found on PATH"))
+}
+
+/// Reads a Go-style duration such as kuma-dp's `--drain-time` takes.
+fn go_duration(s: &str) -> Option<Duration> {
+    humantime::parse_duration(s.trim()).ok()
+}
+
+/// The drain time kuma-dp will use: `--drain-time` among the extra args,
+/// else `KUMA_DATAPLANE_DRAIN_TIME`.
+fn kuma_drain_time(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Option<Duration> {
+    let mut from_args = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--drain-time=") {
+            from_args = go_duration(v);
+        } else if a == "--drain-time" {
+            from_args = it.next().and_then(|v| go_duration(v));
+        }
+    }
+    from_args.or_else(|| env("KUMA_DATAPLANE_DRAIN_TIME").and_then(|v| go_duration(&v)))
+}
+
+/// kuma-dp's own default drain time.
+pub const KUMA_DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(30);
+
+/// Builds the configuration from the command line, the environment and
+/// the file. `env` is the process environment lookup (injected for tests).
+pub fn load(
+    mode: Mode,
+    matches: &ArgMatches,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let cli = cli_layer(matches);
+    let config_path = matches.get_one::<String>("config").cloned();
+    let file = match &config_path {
+        Some(p) => file_layer(p, &mut problems),
+        None => FileLayer::default(),
+    };
+    let mut merged = file.values.clone();
+    for (k, v) in cli {
+        merged.insert(k, v);
+    }
+    let mut r = Resolver { merged, problems };
+    let mut warnings = Vec::new();
+
+    // ---- app ----
+    let cli_command: Vec<String> = matches
+        .get_many::<String>("command")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
+    let (command, command_origin) = if !cli_command.is_empty() {
+        (cli_command, Origin::Command)
+    } else if let Some((c, o)) = file.command.clone() {
+        (c, o)
+    } else {
+        (Vec::new(), Origin::Default)
+    };
+    let stop_signal = r
+        .typed("app_stop_signal", parse::signal)
+        .unwrap_or(Signal::SIGTERM);
+    let stop_timeout = r
+        .typed("app_stop_timeout", parse::duration)
+        .unwrap_or_default();
+    let grace_delay = r
+        .typed("app_grace_delay", parse::duration)
+        .unwrap_or_default();
+    let app_user = identity(&mut r, "app_user");
+    let workdir = r.text("app_workdir").map(PathBuf::from);
+    if let Some(dir) = &workdir {
+        if !dir.is_dir() {
+            let o = r.origin("app_workdir");
+            r.problem(
+                "app_workdir",
+                &o,
+                format!("'{}' is not a directory", dir.display()),
+            );
+        }
+    }
+    let no_new_privs = r.typed("app_no_new_privs", boolean).unwrap_or(false);
+    let forward_to = match r
+        .typed("forward_to", choice(&["group", "process"]))
+        .as_deref()
+    {
+        Some("process") => ForwardTo::Process,
+        _ => ForwardTo::Group,
+    };
+    if command.is_empty() {
+        if mode == Mode::Run {
+            r.problems.push(Problem {
+                message: "no app command: give it after `--` (meshinit [OPTIONS] -- COMMAND [ARGS...]) or as app.command in the config file".into(),
+                origin: None,
+            });
+        }
+    } else if let Err(e) = find_executable(&command[0], workdir.as_deref()) {
+        r.problems.push(Problem {
+            message: format!("app command {e}; give the full path of an executable"),
+            origin: Some(command_origin.clone()),
+        });
+    }
+
+    // ---- probes ----
+    let startup_period = r
+        .typed("probe_startup_period", parse::duration)
+        .unwrap_or_default();
+    let period = r.typed("probe_period", parse::duration).unwrap_or_default();
+    let timeout = r
+        .typed("probe_timeout", parse::duration)
+        .unwrap_or_default();
+    let success_threshold = r.typed("probe_success_threshold", positive).unwrap_or(1);
+    let failure_threshold = r.typed("probe_failure_threshold", positive).unwrap_or(3);
+    let startup_timeout = r
+        .typed("startup_timeout", parse::duration)
+        .unwrap_or_default();
+    let on_unhealthy = match r
+        .typed("on_unhealthy", choice(&["none", "shutdown"]))
+        .as_deref()
+    {
+        Some("shutdown") => OnUnhealthy::Shutdown,
+        _ => OnUnhealthy::None,
+    };
+    for (id, d) in [
+        ("probe_period", period),
+        ("probe_startup_period", startup_period),
+        ("probe_timeout", timeout),
+    ] {
+        if d.is_zero() {
+            let o = r.origin(id);
+            r.problem(id, &o, "must be longer than 0s".into());
+        }
+    }
+    let base = ProbeSpec {
+        kind: ProbeKind::Shell(String::new()),
+        startup_period,
+        period,
+        timeout,
+        success_threshold,
+        failure_threshold,
+    };
+    let mut probes: Vec<ProbeSpec> = Vec::new();
+    for u in r.list("probe_http", |s| parse::url(s, &["http"])) {
+        probes.push(ProbeSpec {
+            kind: ProbeKind::Http(u),
+            ..base.clone()
+        });
+    }
+    for (host, port) in r.list("probe_tcp", parse::host_port) {
+        probes.push(ProbeSpec {
+            kind: ProbeKind::Tcp { host, port },
+            ..base.clone()
+        });
+    }
+    for cmd in r.list("probe_exec", |s| {
+        if s.trim().is_empty() {
+            Err("empty command".into())
+        } else {
+            Ok(s.to_string())
+        }
+    }) {
+        probes.push(ProbeSpec {
+            kind: ProbeKind::Shell(cmd),
+            ..base.clone()
+        });
+    }
+    for (item, origin) in &file.checks {
+        if let Some(p) = file_check(item, origin, &base, &mut r.problems) {
+            probes.push(p);
+        }
+    }
+
+    // ---- proxy ----
+    let proxy = proxy_config(&mut r, &mut warnings, env);
+    let mut default_probe = false;
+    if let Some(dp) = proxy.as_ref().and_then(|p| p.dataplane.as_ref()) {
+        if probes.is_empty() {
+            if let Some(first) = dp.inbounds.first() {
+                probes.push(ProbeSpec {
+                    kind: ProbeKind::Tcp {
+                        host: first.service_address.clone(),
+                        port: first.service_port,
+                    },
+                    ..base.clone()
+                });
+                default_probe = true;
+            }
+        }
+        let has_exec = probes
+            .iter()
+            .any(|p| matches!(p.kind, ProbeKind::Shell(_) | ProbeKind::Argv(_)));
+        for inbound in &dp.inbounds {
+            let covered = probes.iter().any(|p| match &p.kind {
+                ProbeKind::Http(u) => u.port == inbound.service_port,
+                ProbeKind::Tcp { port, .. } => *port == inbound.service_port,
+                _ => false,
+            });
+            if !covered && !has_exec {
+                warnings.push(format!(
+                    "inbound port {} (service '{}') forwards to servicePort {} which no probe checks; add --probe-tcp {}:{} or an HTTP probe on that port",
+                    inbound.port, inbound.service, inbound.service_port, inbound.service_address, inbound.service_port
+                ));
+            }
+        }
+    }
+
+    // ---- shutdown ----
+    let mut stop_signals = r.list("stop_signals", parse::signal);
+    if r.raw("stop_signals").is_none() {
+        stop_signals = vec![Signal::SIGTERM, Signal::SIGINT];
+    }
+    for s in &stop_signals {
+        if matches!(s, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGCHLD) {
+            let o = r.origin("stop_signals");
+            r.problem(
+                "stop_signals",
+                &o,
+                format!("{} cannot be a stop signal", parse::signal_name(*s)),
+            );
+        }
+    }
+    if stop_signals.is_empty() {
+        let o = r.origin("stop_signals");
+        r.problem(
+            "stop_signals",
+            &o,
+            "at least one stop signal is needed".into(),
+        );
+    }
+    let drain_signal = r.typed("drain_signal", |s| {
+        parse::signal(s).and_then(|sig| match sig {
+            Signal::SIGTERM | Signal::SIGUSR2 => Ok(sig),
+            _ => Err(format!("'{s}' is not TERM or USR2")),
+        })
+    });
+    let drain_timeout = r
+        .typed("drain_timeout", parse::duration)
+        .unwrap_or_default();
+    let shutdown_budget = r.typed("shutdown_budget", parse::duration);
+    let exit_code_map = ExitCodeMap(r.list("exit_code_map", parse::exit_code_mapping));
+    let drain_time = proxy.as_ref().and_then(|p| p.drain_time);
+    if proxy.is_some() {
+        let effective = drain_time.unwrap_or(KUMA_DEFAULT_DRAIN_TIME);
+        if drain_signal == Some(Signal::SIGTERM) && drain_timeout <= effective {
+            warnings.push(format!(
+                "drain-timeout {} is not larger than kuma-dp's drain time {}: kuma-dp will be told to stop before its drain ends; raise --drain-timeout",
+                parse::fmt_duration(drain_timeout),
+                parse::fmt_duration(effective)
+            ));
+        }
+    }
+    let drain_mode = match drain_signal {
+        Some(Signal::SIGUSR2) => DrainMode::InboundUsr2 {
+            wait: drain_time.unwrap_or(KUMA_DEFAULT_DRAIN_TIME),
+        },
+        _ => DrainMode::Term,
+    };
+
+    // ---- status, log ----
+    let status_listen = r.typed("status_listen", listen_addr);
+    let log_json = r.typed("log_format", choice(&["text", "json"])).as_deref() == Some("json");
+    let log_level = match r
+        .typed(
+            "log_level",
+            choice(&["error", "warn", "info", "debug", "trace"]),
+        )
+        .as_deref()
+    {
+        Some("error") => tracing::Level::ERROR,
+        Some("warn") => tracing::Level::WARN,
+        Some("debug") => tracing::Level::DEBUG,
+        Some("trace") => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+
+    let settings = Settings {
+        has_proxy: proxy.is_some(),
+        has_probes: !probes.is_empty(),
+        startup_timeout,
+        proxy_ready_timeout: r
+            .typed("proxy_ready_timeout", parse::duration)
+            .unwrap_or_default(),
+        proxy_max_restarts: r.typed("proxy_max_restarts", count).unwrap_or(5),
+        app_stop_signal: stop_signal,
+        app_stop_timeout: stop_timeout,
+        app_grace_delay: grace_delay,
+        drain_mode,
+        drain_timeout,
+        on_unhealthy,
+        ..Settings::defaults()
+    };
+    if let Some(budget) = shutdown_budget {
+        let worst = settings.worst_case_shutdown();
+        if worst > budget {
+            warnings.push(format!(
+                "worst-case shutdown {} exceeds the shutdown budget {}: the platform may SIGKILL meshinit mid-shutdown; lower the delays or raise the budget",
+                parse::fmt_duration(worst),
+                parse::fmt_duration(budget)
+            ));
+        }
+    }
+
+    if !r.problems.is_empty() {
+        return Err(ConfigError(r.problems));
+    }
+    let effective = OPTIONS
+        .iter()
+        .map(|d| {
+            let (value, origin) = match r.raw(d.id) {
+                Some(raw) => (raw.values.join(","), raw.origin.clone()),
+                None => (d.default.unwrap_or("").to_string(), Origin::Default),
+            };
+            let value = if d.id == "proxy_ready_url" && origin == Origin::Default {
+                proxy.as_ref().map_or(value, |p| p.ready_url.to_string())
+            } else {
+                value
+            };
+            (format!("{}.{}", d.section, d.key), value, origin)
+        })
+        .collect();
+    Ok(Config {
+        mode,
+        app: AppConfig {
+            command,
+            user: app_user,
+            workdir,
+            no_new_privs,
+            forward_to,
+        },
+        probes,
+        default_probe,
+        proxy,
+        stop_signals,
+        exit_code_map,
+        shutdown_budget,
+        status_listen,
+        log_json,
+        log_level,
+        settings,
+        warnings,
+        effective,
+    })
+}
+
+fn identity(r: &mut Resolver, id: &str) -> Option<Identity> {
+    let spec = r.typed(id, parse::user_spec)?;
+    match user::resolve(&spec) {
+        Ok(i) => Some(i),
+        Err(e) => {
+            let o = r.origin(id);
+            r.problem(id, &o, e);
+            None
+        }
+    }
+}
+
+/// One entry of `probes.checks` in the file.
+fn file_check(
+    item: &Item,
+    origin: &Origin,
+    base: &ProbeSpec,
+    problems: &mut Vec<Problem>,
+) -> Option<ProbeSpec> {
+    let path = match origin {
+        Origin::File { path, .. } => path.clone(),
+        _ => String::new(),
+    };
+    let Node::Map(entries) = &item.node else {
+        problems.push(Problem {
+            message: format!(
+                "probes.checks: each check must be a mapping, not {}",
+                item.node.kind()
+            ),
+            origin: Some(origin.clone()),
+        });
+        return None;
+    };
+    let mut spec = base.clone();
+    let mut kind = None;
+    let mut ok = true;
+    for e in entries {
+        let text = e.value.node.as_scalar();
+        let parsed: Result<(), String> = match (e.key.as_str(), text) {
+            ("http", Some(t)) => parse::url(t, &["http"]).map(|u| kind = Some(ProbeKind::Http(u))),
+            ("tcp", Some(t)) => parse::host_port(t).map(|(host, port)| kind = Some(ProbeKind::Tcp { host, port })),
+            ("exec", Some(t)) => {
+                kind = Some(ProbeKind::Shell(t.to_string()));
+                Ok(())
+            }
+            ("exec", None) => match scalars(&e.value) {
+                Ok(argv) if !argv.is_empty() => {
+                    kind = Some(ProbeKind::Argv(argv));
+                    Ok(())
+                }
+                _ => Err("exec must be a command string (run by /bin/sh) or a non-empty list (run directly)".into()),
+            },
+            ("period", Some(t)) => parse::duration(t).map(|d| spec.period = d),
+            ("startup-period", Some(t)) => parse::duration(t).map(|d| spec.startup_period = d),
+            ("timeout", Some(t)) => parse::duration(t).map(|d| spec.timeout = d),
+            ("success-threshold", Some(t)) => positive(t).map(|n| spec.success_threshold = n),
+            ("failure-threshold", Some(t)) => positive(t).map(|n| spec.failure_threshold = n),
+            (k, _) if !PROBE_CHECK_KEYS.contains(&k) => Err(format!("unknown key '{k}' (known keys: {})", PROBE_CHECK_KEYS.join(", "))),
+            (k, _) => Err(format!("{k} must be a single value, not {}", e.value.node.kind())),
+        };
+        if let Err(m) = parsed {
+            ok = false;
+            problems.push(Problem {
+                message: format!("probes.checks: {m}"),
+                origin: Some(Origin::File {
+                    path: path.clone(),
+                    line: e.line,
+                }),
+            });
+        }
+    }
+    match kind {
+        Some(k) if ok => Some(ProbeSpec { kind: k, ..spec }),
+        Some(_) => None,
+        None => {
+            problems.push(Problem {
+                message: "probes.checks: each check needs one of http, tcp or exec".into(),
+                origin: Some(origin.clone()),
+            });
+            None
+        }
+    }
+}
+
+fn proxy_config(
+    r: &mut Resolver,
+    warnings: &mut Vec<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<ProxyConfig> {
+    let file = r.text("dataplane_file");
+    let name = r.text("dataplane_name");
+    let mesh = r.text("mesh");
+    let vars_list = r.list("dataplane_var", parse::key_value);
+    let extra = r
+        .raw("kuma_dp_arg")
+        .map(|raw| raw.values.clone())
+        .unwrap_or_default();
+    let token_file = r.text("dataplane_token_file");
+    let cp = r.text("cp_address");
+
+    if file.is_none() && name.is_none() {
+        for id in ["cp_address", "dataplane_token_file", "mesh", "kuma_dp_user"] {
+            if r.raw(id).is_some() {
+                let o = r.origin(id);
+                r.problem(id, &o, "is set but no proxy would run: give --dataplane-file (direct mode) or --dataplane-name with --mesh (indirect mode)".into());
+            }
+        }
+        return None;
+    }
+    if file.is_some() && name.is_some() {
+        let o = r.origin("dataplane_name");
+        r.problem("dataplane_name", &o, "direct mode (--dataplane-file) and indirect mode (--dataplane-name) exclude each other; give one".into());
+    }
+    if name.is_some() && mesh.is_none() {
+        let o = r.origin("dataplane_name");
+        r.problem(
+            "dataplane_name",
+            &o,
+            "indirect mode needs --mesh too".into(),
+        );
+    }
+    if let Some(cp) = &cp {
+        if let Err(e) = parse::url(cp, &["http", "https"]) {
+            let o = r.origin("cp_address");
+            r.problem("cp_address", &o, e);
+        }
+    }
+    let kuma_dp_text = r.text("kuma_dp").unwrap_or_else(|| "kuma-dp".into());
+    let kuma_dp = match find_executable(&kuma_dp_text, None) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            let o = r.origin("kuma_dp");
+            r.problem(
+                "kuma_dp",
+                &o,
+                format!("kuma-dp {e}; install kuma-dp or pass --kuma-dp PATH"),
+            );
+            None
+        }
+    };
+    let user = identity(r, "kuma_dp_user");
+    let ready_url = r.typed("proxy_ready_url", |s| {
+        parse::url(&parse::expand_env(s, env), &["http"])
+    });
+
+    let mut vars = BTreeMap::new();
+    for (k, v) in &vars_list {
+        vars.insert(k.clone(), v.clone());
+    }
+    let dataplane = file.as_ref().and_then(|path| {
+        let origin = r.origin("dataplane_file");
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                r.problem(
+                    "dataplane_file",
+                    &origin,
+                    format!("cannot read '{path}': {e}"),
+                );
+                return None;
+            }
+        };
+        match dataplane::check(&text, &vars) {
+            Ok(dp) => {
+                if !dp.unused_vars.is_empty() {
+                    warnings.push(format!(
+                        "dataplane variables given but not used by {path}: {}",
+                        dp.unused_vars.join(", ")
+                    ));
+                }
+                Some(dp)
+            }
+            Err(errs) => {
+                for e in errs {
+                    r.problem("dataplane_file", &origin, format!("{path} {e}"));
+                }
+                None
+            }
+        }
+    });
+    if let Some(path) = &token_file {
+        let origin = r.origin("dataplane_token_file");
+        match std::fs::metadata(path) {
+            Err(e) => r.problem(
+                "dataplane_token_file",
+                &origin,
+                format!("cannot read '{path}': {e}"),
+            ),
+            Ok(m) if !m.is_file() => r.problem(
+                "dataplane_token_file",
+                &origin,
+                format!("'{path}' is not a file"),
+            ),
+            Ok(m) => {
+                // Open it to prove it is readable; the content is never read
+                // into meshinit's memory, let alone logged.
+                if let Err(e) = std::fs::File::open(path) {
+                    r.problem(
+                        "dataplane_token_file",
+                        &origin,
+                        format!("cannot read '{path}': {e}"),
+                    );
+                } else if m.len() == 0 {
+                    r.problem("dataplane_token_file", &origin, format!("'{path}' is empty; write the token issued by the control plane into it"));
+                } else if m.permissions().mode() & 0o044 != 0 {
+                    warnings.push(format!(
+                        "dataplane token file {path} is readable by group or others (mode {:o}); chmod 600 it",
+                        m.mode() & 0o777
+                    ));
+                }
+            }
+        }
+    }
+
+    let mut args = vec!["run".to_string()];
+    if let Some(cp) = &cp {
+        args.push(format!("--cp-address={cp}"));
+    }
+    if let Some(path) = &file {
+        args.push(format!("--dataplane-file={path}"));
+        for (k, v) in &vars_list {
+            args.push("--dataplane-var".into());
+            args.push(format!("{k}={v}"));
+        }
+    } else if let (Some(n), Some(m)) = (&name, &mesh) {
+        args.push(format!("--name={n}"));
+        args.push(format!("--mesh={m}"));
+    }
+    if let Some(t) = &token_file {
+        args.push(format!("--dataplane-token-file={t}"));
+    }
+    args.extend(extra.iter().cloned());
+    let drain_time = kuma_drain_time(&extra, env);
+
+    Some(ProxyConfig {
+        kuma_dp: kuma_dp?,
+        args,
+        user,
+        ready_url: ready_url?,
+        token_file: token_file.map(PathBuf::from),
+        dataplane,
+        drain_time,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,517 @@
+use super::*;
+
+/// Loads a configuration from argv, a fake environment and optional file text.
+fn load_with(
+    args: &[&str],
+    env: &[(&str, &str)],
+    file: Option<&str>,
+) -> Result<Config, ConfigError> {
+    let dir = std::env::temp_dir().join(format!(
+        "meshinit-config-test-{}-{}",
+        std::process::id(),
+        unique()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut argv: Vec<String> = vec!["meshinit".into()];
+    if let Some(text) = file {
+        let path = dir.join("meshinit.yaml");
+        std::fs::write(&path, text).unwrap();
+        argv.push(format!("--config={}", path.display()));
+    }
+    argv.extend(args.iter().map(|s| s.to_string()));
+    // clap reads env vars from the process environment, which tests share:
+    // one load at a time.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for (k, v) in env {
+        std::env::set_var(k, v);
+    }
+    let matches = crate::cli::command()
+        .try_get_matches_from(&argv)
+        .expect("clap parses");
+    for (k, _) in env {
+        std::env::remove_var(k);
+    }
+    let lookup = |_: &str| None;
+    let r = load(Mode::Run, &matches, &lookup);
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn messages(e: ConfigError) -> Vec<String> {
+    e.0.iter().map(|p| p.to_string()).collect()
+}
+
+#[test]
+fn options_table_matches_the_command_line() {
+    let cmd = crate::cli::command();
+    let ids: Vec<String> = cmd
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect();
+    for def in OPTIONS {
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == def.id)
+            .unwrap_or_else(|| panic!("{} has no clap arg", def.id));
+        assert_eq!(arg.get_long(), Some(def.flag), "{}", def.id);
+        assert_eq!(
+            arg.get_env().map(|e| e.to_string_lossy().to_string()),
+            Some(def.env()),
+            "{}",
+            def.id
+        );
+        if let Some(d) = def.default {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(
+                help.contains(&format!("[default: {d}]")),
+                "help of --{} must state its default {d}: {help}",
+                def.flag
+            );
+        }
+    }
+    for id in ids {
+        assert!(
+            ["config", "command", "help", "version"].contains(&id.as_str())
+                || OPTIONS.iter().any(|d| d.id == id),
+            "{id} missing from OPTIONS"
+        );
+    }
+}
+
+#[test]
+fn defaults_apply_without_any_source() {
+    let c = load_with(&["--", "/bin/true"], &[], None).unwrap();
+    assert_eq!(c.settings.app_stop_signal, Signal::SIGTERM);
+    assert_eq!(c.settings.app_stop_timeout, Duration::from_secs(10));
+    assert_eq!(c.settings.app_grace_delay, Duration::ZERO);
+    assert_eq!(c.stop_signals, vec![Signal::SIGTERM, Signal::SIGINT]);
+    assert!(c.proxy.is_none() && c.probes.is_empty());
+    assert!(c
+        .effective
+        .iter()
+        .any(|(k, v, o)| k == "app.stop-timeout" && v == "10s" && *o == Origin::Default));
+}
+
+#[test]
+fn flag_beats_env_beats_file_beats_default() {
+    let file = "app:\n  stop-timeout: 3s\n  grace-delay: 2s\n  stop-signal: QUIT\n";
+    let c = load_with(
+        &["--app-stop-timeout=7s", "--", "/bin/true"],
+        &[
+            ("MESHINIT_APP_STOP_TIMEOUT", "5s"),
+            ("MESHINIT_APP_GRACE_DELAY", "4s"),
+        ],
+        Some(file),
+    )
+    .unwrap();
+    assert_eq!(c.settings.app_stop_timeout, Duration::from_secs(7));
+    assert_eq!(c.settings.app_grace_delay, Duration::from_secs(4));
+    assert_eq!(c.settings.app_stop_signal, Signal::SIGQUIT);
+    assert_eq!(c.settings.drain_timeout, Duration::from_secs(40));
+    let origin = |key: &str| {
+        c.effective
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .unwrap()
+            .2
+            .clone()
+    };
+    assert_eq!(
+        origin("app.stop-timeout"),
+        Origin::Flag("app-stop-timeout".into())
+    );
+    assert_eq!(
+        origin("app.grace-delay"),
+        Origin::Env("MESHINIT_APP_GRACE_DELAY".into())
+    );
+    assert!(matches!(
+        origin("app.stop-signal"),
+        Origin::File { line: 4, .. }
+    ));
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_origin() {
+    let file =
+        "app:\n  stop-timeout: 10x\n  colour: blue\nprobez:\n  a: 1\nprobes:\n  period: soon\n";
+    let errs = messages(
+        load_with(
+            &[
+                "--app-stop-signal=NOPE",
+                "--exit-code-map=999:0",
+                "--",
+                "/no/such/program",
+            ],
+            &[("MESHINIT_APP_GRACE_DELAY", "5")],
+            Some(file),
+        )
+        .unwrap_err(),
+    );
+    let has = |needle: &str, origin: &str| {
+        errs.iter()
+            .any(|e| e.contains(needle) && e.contains(origin))
+    };
+    assert!(
+        has("'10x' is not a duration", "meshinit.yaml:2"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("unknown key 'colour' in section 'app'", "meshinit.yaml:3"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("unknown section 'probez'", "meshinit.yaml:4"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("'soon' is not a duration", "meshinit.yaml:7"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("'NOPE' is not a signal", "flag --app-stop-signal"),
+        "{errs:#?}"
+    );
+    assert!(has("'999'", "flag --exit-code-map"), "{errs:#?}");
+    assert!(
+        has("'5' has no unit", "env MESHINIT_APP_GRACE_DELAY"),
+        "{errs:#?}"
+    );
+    assert!(
+        has("'/no/such/program' does not exist", "the command after --"),
+        "{errs:#?}"
+    );
+    assert_eq!(errs.len(), 8, "{errs:#?}");
+}
+
+#[test]
+fn missing_config_file_and_bad_yaml_are_reported() {
+    let dir = std::env::temp_dir();
+    let missing = dir.join("meshinit-definitely-missing.yaml");
+    let argv = [
+        "meshinit".to_string(),
+        format!("--config={}", missing.display()),
+        "--".into(),
+        "/bin/true".into(),
+    ];
+    let m = crate::cli::command().try_get_matches_from(&argv).unwrap();
+    let errs = messages(load(Mode::Run, &m, &|_: &str| None).unwrap_err());
+    assert!(
+        errs[0].contains("cannot read config file")
+            && errs[0].contains("meshinit-definitely-missing.yaml"),
+        "{errs:?}"
+    );
+
+    let errs = messages(
+        load_with(&["--", "/bin/true"], &[], Some("app:\n  command: [a, b\n")).unwrap_err(),
+    );
+    assert!(
+        errs[0].contains("not valid YAML") && errs[0].contains("meshinit.yaml:"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn command_comes_from_the_file_when_not_given() {
+    let c = load_with(&[], &[], Some("app:\n  command: [/bin/sleep, '10']\n")).unwrap();
+    assert_eq!(c.app.command, vec!["/bin/sleep", "10"]);
+    let errs = messages(load_with(&[], &[], None).unwrap_err());
+    assert!(errs[0].contains("no app command"), "{errs:?}");
+}
+
+#[test]
+fn probes_from_flags_env_and_file_checks() {
+    let file = "probes:\n  checks:\n  - http: http://127.0.0.1:8080/health\n    period: 2s\n    failure-threshold: 5\n  - exec: [/bin/true]\n  - exec: 'test -f /tmp/x'\n";
+    let c = load_with(
+        &["--probe-tcp=127.0.0.1:6379", "--", "/bin/true"],
+        &[(
+            "MESHINIT_PROBE_HTTP",
+            "http://127.0.0.1:1/a,http://127.0.0.1:2/b",
+        )],
+        Some(file),
+    )
+    .unwrap();
+    let kinds: Vec<String> = c.probes.iter().map(|p| p.kind.to_string()).collect();
+    assert_eq!(kinds.len(), 6, "{kinds:?}");
+    assert!(kinds[0].starts_with("http GET http://127.0.0.1:1/a"));
+    assert!(kinds[2].starts_with("tcp 127.0.0.1:6379"));
+    assert_eq!(c.probes[3].period, Duration::from_secs(2));
+    assert_eq!(c.probes[3].failure_threshold, 5);
+    assert_eq!(c.probes[4].kind, ProbeKind::Argv(vec!["/bin/true".into()]));
+    assert_eq!(c.probes[5].kind, ProbeKind::Shell("test -f /tmp/x".into()));
+    let errs = messages(
+        load_with(
+            &["--", "/bin/true"],
+            &[],
+            Some("probes:\n  checks:\n  - period: 1s\n  - tcp: nope\n    color: red\n"),
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("needs one of http, tcp or exec")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("unknown key 'color'") && e.contains(":5")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn proxy_needs_a_dataplane_and_renders_it() {
+    let dir = std::env::temp_dir().join(format!("meshinit-proxy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dp = dir.join("dp.yaml");
+    std::fs::write(&dp, "type: Dataplane\nmesh: default\nname: {{ name }}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 18000\n    servicePort: 18080\n    tags:\n      kuma.io/service: backend\n").unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "secret-token-value").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let dp_arg = format!("--dataplane-file={}", dp.display());
+    let token_arg = format!("--dataplane-token-file={}", token.display());
+    let c = load_with(
+        &[
+            "--kuma-dp=/bin/true",
+            "--cp-address=https://127.0.0.1:5678",
+            &dp_arg,
+            "--dataplane-var=name=b-1",
+            &token_arg,
+            "--kuma-dp-arg=--drain-time=3s",
+            "--",
+            "/bin/true",
+        ],
+        &[],
+        None,
+    )
+    .unwrap();
+    let p = c.proxy.as_ref().unwrap();
+    assert_eq!(
+        p.args,
+        vec![
+            "run".to_string(),
+            "--cp-address=https://127.0.0.1:5678".into(),
+            format!("--dataplane-file={}", dp.display()),
+            "--dataplane-var".into(),
+            "name=b-1".into(),
+            format!("--dataplane-token-file={}", token.display()),
+            "--drain-time=3s".into(),
+        ]
+    );
+    assert_eq!(p.drain_time, Some(Duration::from_secs(3)));
+    assert_eq!(p.ready_url.to_string(), "http://127.0.0.1:9902/ready");
+    // The default probe: the first inbound's servicePort.
+    assert!(c.default_probe);
+    assert_eq!(
+        c.probes[0].kind,
+        ProbeKind::Tcp {
+            host: "127.0.0.1".into(),
+            port: 18080
+        }
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    // Missing variable, readable-by-others token, bad cp-address: all at once.
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let errs = messages(
+        load_with(
+            &[
+                "--kuma-dp=/bin/true",
+                "--cp-address=127.0.0.1:5678",
+                &dp_arg,
+                &token_arg,
+                "--",
+                "/bin/true",
+            ],
+            &[],
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("variable 'name' is used but not given")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("proxy.cp-address") && e.contains("flag --cp-address")),
+        "{errs:?}"
+    );
+    for e in &errs {
+        assert!(!e.contains("secret-token-value"));
+    }
+    let c = load_with(
+        &[
+            "--kuma-dp=/bin/true",
+            &dp_arg,
+            "--dataplane-var=name=x",
+            &token_arg,
+            "--",
+            "/bin/true",
+        ],
+        &[],
+        None,
+    )
+    .unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("readable by group or others")),
+        "{:?}",
+        c.warnings
+    );
+
+    std::fs::write(&token, "").unwrap();
+    let errs = messages(
+        load_with(
+            &[
+                "--kuma-dp=/bin/true",
+                &dp_arg,
+                "--dataplane-var=name=x",
+                &token_arg,
+                "--",
+                "/bin/true",
+            ],
+            &[],
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert!(errs.iter().any(|e| e.contains("is empty")), "{errs:?}");
+    let errs = messages(
+        load_with(
+            &[
+                "--kuma-dp=/no/kuma-dp",
+                &dp_arg,
+                "--dataplane-var=name=x",
+                "--",
+                "/bin/true",
+            ],
+            &[],
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("kuma-dp '/no/kuma-dp' does not exist")),
+        "{errs:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn proxy_options_without_a_dataplane_are_refused() {
+    let errs = messages(
+        load_with(
+            &["--cp-address=https://x:5678", "--", "/bin/true"],
+            &[],
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert!(errs[0].contains("no proxy would run"), "{errs:?}");
+    let errs = messages(
+        load_with(
+            &[
+                "--kuma-dp=/bin/true",
+                "--dataplane-name=a",
+                "--",
+                "/bin/true",
+            ],
+            &[],
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert!(errs[0].contains("needs --mesh"), "{errs:?}");
+}
+
+#[test]
+fn drain_settings_and_budget() {
+    let c = load_with(
+        &[
+            "--kuma-dp=/bin/true",
+            "--dataplane-name=a",
+            "--mesh=m",
+            "--drain-timeout=20s",
+            "--shutdown-budget=25s",
+            "--app-grace-delay=5s",
+            "--",
+            "/bin/true",
+        ],
+        &[],
+        None,
+    )
+    .unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("drain-timeout 20s is not larger than kuma-dp's drain time 30s")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("worst-case shutdown 35s exceeds the shutdown budget 25s")),
+        "{:?}",
+        c.warnings
+    );
+    assert_eq!(c.settings.worst_case_shutdown(), Duration::from_secs(35));
+    let c = load_with(
+        &[
+            "--kuma-dp=/bin/true",
+            "--dataplane-name=a",
+            "--mesh=m",
+            "--drain-signal=USR2",
+            "--kuma-dp-arg=--drain-time",
+            "--kuma-dp-arg=5s",
+            "--",
+            "/bin/true",
+        ],
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        c.settings.drain_mode,
+        DrainMode::InboundUsr2 {
+            wait: Duration::from_secs(5)
+        }
+    );
+    assert_eq!(
+        c.proxy.unwrap().args,
+        vec!["run", "--name=a", "--mesh=m", "--drain-time", "5s"]
+    );
+}
+
+#[test]
+fn unknown_user_is_refused_by_name() {
+    let errs = messages(
+        load_with(
+            &["--app-user=no-such-user-xyz", "--", "/bin/true"],
+            &[],
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        errs[0].contains("'no-such-user-xyz' does not exist")
+            && errs[0].contains("flag --app-user"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn status_listen_defaults_to_loopback_for_a_bare_port() {
+    let c = load_with(&["--status-listen=9000", "--", "/bin/true"], &[], None).unwrap();
+    assert_eq!(c.status_listen, Some("127.0.0.1:9000".parse().unwrap()));
+}

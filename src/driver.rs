@@ -1,0 +1,533 @@
+//! The driver: owns the clock, the processes and the signals, and carries
+//! out what the lifecycle decides.
+//!
+//! It sleeps until a signal arrives (SIGCHLD included), a probe or the
+//! proxy-ready watcher reports, or the lifecycle's next deadline passes.
+//! There is no polling loop: an idle supervisor without probes uses no CPU.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{Config, ForwardTo};
+use crate::exit::{self, ExitStatus};
+use crate::lifecycle::{
+    Action, Event, ExitReason, Input, Lifecycle, Phase, ProbeMode, Target, Timeline,
+};
+use crate::notify::{self, Notifier};
+use crate::parse::{fmt_secs, signal_name};
+use crate::probe::{self, ExecWaiters, Tracker};
+use crate::signals::{self, Signals};
+use crate::spawn;
+use crate::status;
+
+/// Failures of the driver itself (not of the app).
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("cannot start the app '{program}': {source}")]
+    SpawnApp {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read signals: {0}")]
+    Signals(std::io::Error),
+}
+
+impl DriverError {
+    pub fn exit_code(&self) -> i32 {
+        exit::EX_OSERR
+    }
+}
+
+/// Everything the event loop works with.
+struct Driver {
+    cfg: Config,
+    lc: Lifecycle,
+    start: Instant,
+    app_pid: Option<Pid>,
+    proxy_pid: Option<Pid>,
+    /// Increases with each kuma-dp spawn, so a stale readiness report from
+    /// a previous kuma-dp is ignored.
+    proxy_generation: u64,
+    execs: ExecWaiters,
+    trackers: Vec<Tracker>,
+    healthy_reported: bool,
+    probe_tx: mpsc::UnboundedSender<probe::Outcome>,
+    probe_tasks: Vec<JoinHandle<()>>,
+    ready_tx: mpsc::UnboundedSender<u64>,
+    ready_task: Option<JoinHandle<()>>,
+    healthy_at: Option<Instant>,
+    phase_since: Instant,
+    shutdown_since: Option<Instant>,
+    status: status::Shared,
+    notifier: Notifier,
+    ready_notified: bool,
+    queue: VecDeque<Input>,
+}
+
+/// Runs the supervised pair to the end and returns meshinit's exit code.
+/// Must run inside a `LocalSet` on a current-thread runtime.
+pub async fn run(
+    cfg: Config,
+    listener: Option<tokio::net::TcpListener>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<i32, DriverError> {
+    let signals = Signals::open().map_err(DriverError::Signals)?;
+    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel();
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let status = Rc::new(RefCell::new(status::State::new()));
+    status.borrow_mut().probes = cfg
+        .probes
+        .iter()
+        .map(|p| (p.kind.to_string(), None, String::new()))
+        .collect();
+    let _status_task = listener.map(|l| {
+        info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "status endpoint listening");
+        tokio::task::spawn_local(status::serve(l, status.clone()))
+    });
+    let notifier = Notifier::from_env(env);
+    let watchdog = notifier.watchdog_interval();
+    let now = Instant::now();
+    let mut d = Driver {
+        lc: Lifecycle::new(cfg.settings.clone()),
+        trackers: cfg.probes.iter().map(Tracker::new).collect(),
+        cfg,
+        start: now,
+        app_pid: None,
+        proxy_pid: None,
+        proxy_generation: 0,
+        execs: Rc::new(RefCell::new(HashMap::new())),
+        healthy_reported: false,
+        probe_tx,
+        probe_tasks: Vec::new(),
+        ready_tx,
+        ready_task: None,
+        healthy_at: None,
+        phase_since: now,
+        shutdown_since: None,
+        status,
+        notifier,
+        ready_notified: false,
+        queue: VecDeque::new(),
+    };
+    d.queue.push_back(Input::Start);
+    if let Some(code) = d.pump()? {
+        return Ok(code);
+    }
+    let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
+    loop {
+        let deadline = d.lc.next_deadline().map(|t| d.start + t);
+        tokio::select! {
+            got = signals.recv() => {
+                let got = got.map_err(DriverError::Signals)?;
+                d.on_signals(&got);
+            }
+            Some(outcome) = probe_rx.recv() => d.on_probe(outcome),
+            Some(generation) = ready_rx.recv() => {
+                if generation == d.proxy_generation {
+                    d.queue.push_back(Input::ProxyReady);
+                }
+            }
+            () = sleep_until_opt(deadline) => d.queue.push_back(Input::Tick),
+            () = sleep_until_opt(next_watchdog) => {
+                d.notifier.send("WATCHDOG=1");
+                next_watchdog = watchdog.map(|w| Instant::now() + w);
+            }
+        }
+        if let Some(code) = d.pump()? {
+            return Ok(code);
+        }
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Feeds every queued input, and everything they lead to, to the
+    /// lifecycle in order; returns the exit code once it says to exit.
+    fn pump(&mut self) -> Result<Option<i32>, DriverError> {
+        while let Some(input) = self.queue.pop_front() {
+            let actions = self.lc.step(self.now(), input);
+            for action in actions {
+                if let Some(code) = self.execute(action)? {
+                    return Ok(Some(code));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn on_signals(&mut self, got: &[i32]) {
+        let mut reaped = false;
+        for &signo in got {
+            if signo == Signal::SIGCHLD as i32 {
+                reaped = true;
+                continue;
+            }
+            if self.cfg.stop_signals.iter().any(|s| *s as i32 == signo) {
+                info!(signal = %signals::name(signo), phase = self.lc.phase().as_str(), "stop signal received");
+                self.queue.push_back(Input::Stop);
+            } else if signals::is_forwarded(signo) {
+                self.forward(signo);
+            } else {
+                debug!(signal = %signals::name(signo), "signal ignored");
+            }
+        }
+        if reaped {
+            self.reap();
+        }
+    }
+
+    /// Passes a signal on to the app; never to kuma-dp.
+    fn forward(&self, signo: i32) {
+        let Some(pid) = self.app_pid else {
+            debug!(signal = %signals::name(signo), "no app to forward to");
+            return;
+        };
+        let target = match self.cfg.app.forward_to {
+            ForwardTo::Group => -pid.as_raw(),
+            ForwardTo::Process => pid.as_raw(),
+        };
+        // SAFETY: kill(2) with a plain pid and signal number; real-time
+        // signals have no nix::Signal variant, hence the raw call.
+        let rc = unsafe { nix::libc::kill(target, signo) };
+        debug!(signal = %signals::name(signo), pid = target, ok = rc == 0, "forwarded");
+    }
+
+    /// Collects every exited child and turns it into lifecycle inputs.
+    fn reap(&mut self) {
+        for (pid, status) in crate::reaper::reap() {
+            if Some(pid) == self.app_pid {
+                info!(pid = pid.as_raw(), status = %status, "app exited");
+                self.app_pid = None;
+                self.status.borrow_mut().app_pid = None;
+                self.queue.push_back(Input::AppExited(status));
+            } else if Some(pid) == self.proxy_pid {
+                let level_warn = !self.lc.phase().is_shutdown();
+                if level_warn {
+                    warn!(pid = pid.as_raw(), status = %status, "kuma-dp exited");
+                } else {
+                    info!(pid = pid.as_raw(), status = %status, "kuma-dp exited");
+                }
+                self.proxy_pid = None;
+                self.status.borrow_mut().proxy_pid = None;
+                if let Some(t) = self.ready_task.take() {
+                    t.abort();
+                }
+                self.queue.push_back(Input::ProxyExited(status));
+            } else if let Some(waiter) = self.execs.borrow_mut().remove(&pid.as_raw()) {
+                let _ = waiter.send(status);
+            } else {
+                debug!(pid = pid.as_raw(), status = %status, "reaped orphan");
+            }
+        }
+        if self.lc.phase() == Phase::Cleanup
+            && crate::descendants::of(std::process::id() as i32).is_empty()
+        {
+            self.queue.push_back(Input::DescendantsGone);
+        }
+    }
+
+    fn on_probe(&mut self, o: probe::Outcome) {
+        let name = self.cfg.probes[o.index].kind.to_string();
+        let tracker = &mut self.trackers[o.index];
+        let changed = tracker.record(o.ok, o.detail.clone());
+        {
+            let mut st = self.status.borrow_mut();
+            st.probes[o.index] = (name.clone(), Some(tracker.passing()), o.detail.clone());
+        }
+        if changed {
+            if tracker.passing() {
+                info!(probe = %name, result = %o.detail, "probe passing");
+            } else {
+                warn!(probe = %name, result = %o.detail, "probe failing");
+            }
+        } else {
+            debug!(probe = %name, ok = o.ok, result = %o.detail, "probe result");
+        }
+        let healthy = self.trackers.iter().all(Tracker::passing);
+        self.status.borrow_mut().healthy = healthy;
+        if healthy != self.healthy_reported {
+            self.healthy_reported = healthy;
+            self.queue.push_back(if healthy {
+                Input::Healthy
+            } else {
+                Input::Unhealthy
+            });
+        }
+    }
+
+    fn execute(&mut self, action: Action) -> Result<Option<i32>, DriverError> {
+        match action {
+            Action::SpawnApp => self.spawn_app()?,
+            Action::SpawnProxy => self.spawn_proxy(),
+            Action::WatchProxyReady => self.watch_proxy_ready(),
+            Action::Signal(target, sig) => self.signal(target, sig),
+            Action::Kill(target) => self.kill(target),
+            Action::TermDescendants => {
+                let pids = crate::descendants::of(std::process::id() as i32);
+                if pids.is_empty() {
+                    self.queue.push_back(Input::DescendantsGone);
+                } else {
+                    info!(
+                        count = pids.len(),
+                        "stopping leftover descendants with SIGTERM"
+                    );
+                    crate::descendants::signal_all(&pids, Signal::SIGTERM);
+                }
+            }
+            Action::KillDescendants => {
+                let pids = crate::descendants::of(std::process::id() as i32);
+                crate::descendants::signal_all(&pids, Signal::SIGKILL);
+            }
+            Action::Probes(mode) => self.set_probes(mode),
+            Action::Ready(ready) => {
+                let mut st = self.status.borrow_mut();
+                st.ready = ready;
+                drop(st);
+                if ready {
+                    info!(elapsed = %fmt_secs(self.now()), "service running and ready");
+                    if !self.ready_notified {
+                        self.ready_notified = true;
+                        self.notifier.send("READY=1\nSTATUS=running");
+                    }
+                }
+            }
+            Action::Enter(phase) => self.enter(phase),
+            Action::Event(event) => self.log_event(event),
+            Action::Exit { reason, timeline } => return Ok(Some(self.exit(reason, timeline))),
+        }
+        Ok(None)
+    }
+
+    fn spawn_app(&mut self) -> Result<(), DriverError> {
+        let app = &self.cfg.app;
+        let pid = spawn::spawn(spawn::Spec {
+            program: app.command[0].as_ref(),
+            args: &app.command[1..],
+            user: app.user.as_ref(),
+            workdir: app.workdir.as_deref(),
+            no_new_privs: app.no_new_privs,
+            foreground: spawn::owns_terminal(),
+            output: None,
+        })
+        .map_err(|source| DriverError::SpawnApp {
+            program: app.command[0].clone(),
+            source,
+        })?;
+        info!(pid = pid.as_raw(), command = ?app.command, "app started");
+        self.app_pid = Some(pid);
+        self.status.borrow_mut().app_pid = Some(pid.as_raw());
+        Ok(())
+    }
+
+    fn spawn_proxy(&mut self) {
+        let Some(proxy) = &self.cfg.proxy else { return };
+        self.proxy_generation += 1;
+        match spawn::spawn(spawn::Spec {
+            program: proxy.kuma_dp.as_os_str(),
+            args: &proxy.args,
+            user: proxy.user.as_ref(),
+            workdir: None,
+            no_new_privs: false,
+            foreground: false,
+            output: None,
+        }) {
+            Ok(pid) => {
+                let since_healthy = self
+                    .healthy_at
+                    .map(|t| fmt_secs(t.elapsed()))
+                    .unwrap_or_default();
+                info!(pid = pid.as_raw(), since_app_healthy = %since_healthy, "kuma-dp started");
+                self.proxy_pid = Some(pid);
+                self.status.borrow_mut().proxy_pid = Some(pid.as_raw());
+            }
+            Err(e) => {
+                error!(program = %proxy.kuma_dp.display(), error = %e, "cannot start kuma-dp");
+                self.queue
+                    .push_back(Input::ProxyExited(ExitStatus::Code(127)));
+            }
+        }
+    }
+
+    fn watch_proxy_ready(&mut self) {
+        let Some(proxy) = &self.cfg.proxy else { return };
+        if let Some(t) = self.ready_task.take() {
+            t.abort();
+        }
+        let url = proxy.ready_url.clone();
+        let tx = self.ready_tx.clone();
+        let generation = self.proxy_generation;
+        self.ready_task = Some(tokio::task::spawn_local(async move {
+            // kuma-dp answers 503 until Envoy is live; poll briskly so the
+            // service is marked ready within ~100 ms of that.
+            loop {
+                if let Ok(200) = crate::http::get_status(&url, Duration::from_secs(1)).await {
+                    let _ = tx.send(generation);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+    }
+
+    fn signal(&self, target: Target, sig: Signal) {
+        let pid = match target {
+            Target::App => self.app_pid.map(|p| match self.cfg.app.forward_to {
+                ForwardTo::Group => Pid::from_raw(-p.as_raw()),
+                ForwardTo::Process => p,
+            }),
+            // kuma-dp itself, never its group: it stops Envoy on its own.
+            Target::Proxy => self.proxy_pid,
+        };
+        let who = match target {
+            Target::App => "app",
+            Target::Proxy => "kuma-dp",
+        };
+        if let Some(pid) = pid {
+            info!(target = who, signal = signal_name(sig), "sending signal");
+            if let Err(e) = kill(pid, sig) {
+                debug!(target = who, error = %e, "signal not delivered");
+            }
+        }
+    }
+
+    fn kill(&self, target: Target) {
+        let pid = match target {
+            Target::App => self.app_pid,
+            Target::Proxy => self.proxy_pid,
+        };
+        if let Some(pid) = pid {
+            let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    }
+
+    fn set_probes(&mut self, mode: ProbeMode) {
+        for t in self.probe_tasks.drain(..) {
+            t.abort();
+        }
+        if mode == ProbeMode::Off {
+            return;
+        }
+        for (i, spec) in self.cfg.probes.iter().enumerate() {
+            self.probe_tasks.push(tokio::task::spawn_local(probe::run(
+                i,
+                spec.clone(),
+                mode,
+                self.probe_tx.clone(),
+                self.execs.clone(),
+            )));
+        }
+    }
+
+    fn enter(&mut self, phase: Phase) {
+        let now = Instant::now();
+        let in_previous = now - self.phase_since;
+        self.phase_since = now;
+        {
+            let mut st = self.status.borrow_mut();
+            st.phase = phase;
+            st.proxy_restarts = self.lc.proxy_restarts();
+            st.phases.push((phase, self.now().as_secs_f64()));
+        }
+        info!(phase = phase.as_str(), elapsed = %fmt_secs(self.now()), previous_took = %fmt_secs(in_previous), "phase {}", phase.as_str());
+        if phase.is_shutdown() && self.shutdown_since.is_none() {
+            self.shutdown_since = Some(now);
+            self.notifier.send("STOPPING=1");
+        }
+        let mut msg = format!("STATUS={}", phase.as_str());
+        if phase.is_shutdown() {
+            // Keep systemd from cutting a long drain short: announce the
+            // worst case that is still ahead.
+            let worst = self.lc.settings().worst_case_shutdown();
+            let spent = self.shutdown_since.map_or(Duration::ZERO, |t| t.elapsed());
+            msg.push('\n');
+            msg.push_str(&notify::extend_timeout(worst.saturating_sub(spent)));
+        }
+        self.notifier.send(&msg);
+    }
+
+    fn log_event(&mut self, event: Event) {
+        match event {
+            Event::AppHealthy => {
+                self.healthy_at = Some(Instant::now());
+                info!(elapsed = %fmt_secs(self.now()), "app healthy");
+            }
+            Event::AppUnhealthy => warn!("app unhealthy (liveness probes failing)"),
+            Event::ProxyReady => {
+                let since = self
+                    .healthy_at
+                    .map(|t| fmt_secs(t.elapsed()))
+                    .unwrap_or_default();
+                info!(since_app_healthy = %since, "kuma-dp ready");
+            }
+            Event::ProxyRestarting { attempt, delay } => {
+                self.status.borrow_mut().proxy_restarts = attempt as usize;
+                warn!(attempt, max = self.lc.settings().proxy_max_restarts, delay = %fmt_secs(delay), "kuma-dp will be restarted");
+            }
+            Event::ProxyGaveUp { crashes } => error!(
+                crashes,
+                "kuma-dp keeps failing; giving up and shutting down"
+            ),
+            Event::ProxyReadyTimeout => {
+                error!("kuma-dp did not become ready within --proxy-ready-timeout; shutting down")
+            }
+            Event::StartupTimeout => error!(
+                "app not healthy within --startup-timeout; stopping it (kuma-dp is not started)"
+            ),
+            Event::DrainTimeout => warn!(
+                "kuma-dp did not finish draining within --drain-timeout; telling it to stop now"
+            ),
+            Event::StopDuringShutdown => {
+                info!("a shutdown is already under way; send the stop signal again to cut it short")
+            }
+            Event::Escalated { stops } => {
+                warn!(stops, "stop signal #{stops}: cutting the shutdown short")
+            }
+            Event::AppKilled => {
+                warn!("app did not stop within --app-stop-timeout; sending SIGKILL")
+            }
+            Event::ProxyKilled => warn!("kuma-dp did not exit in time; sending SIGKILL"),
+            Event::DescendantsKilled => warn!("leftover descendants did not stop; sending SIGKILL"),
+            Event::DescendantsLeft => error!("some descendants survived SIGKILL; exiting anyway"),
+        }
+    }
+
+    fn exit(&mut self, reason: ExitReason, timeline: Option<Timeline>) -> i32 {
+        let code = match reason {
+            ExitReason::App(status) => self.cfg.exit_code_map.apply(status.code()),
+            ExitReason::StartupTimeout | ExitReason::Unhealthy => exit::EX_UNAVAILABLE,
+            ExitReason::ProxyFailed => exit::EX_TEMPFAIL,
+        };
+        if let Some(t) = timeline {
+            info!(
+                "shutdown: drain {}, grace {}, app stop {}, total {}, exit {code}",
+                fmt_secs(t.drain),
+                fmt_secs(t.grace),
+                fmt_secs(t.app_stop),
+                fmt_secs(t.total)
+            );
+        } else {
+            info!("exit {code}");
+        }
+        code
+    }
+}

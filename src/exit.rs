@@ -1,0 +1,86 @@
+//! Exit statuses: how a child ended, and the codes meshinit itself exits with.
+//!
+//! meshinit's own failures use sysexits(3) codes so that they never collide
+//! with the common application codes (0, 1, 2, 126, 127, 128+N).
+
+use std::fmt;
+
+/// The configuration or command line is invalid; nothing was started.
+pub const EX_USAGE: i32 = 64;
+/// The application did not become healthy within `--startup-timeout`, or it
+/// failed its liveness probes with `--on-unhealthy shutdown`.
+pub const EX_UNAVAILABLE: i32 = 69;
+/// An internal error in meshinit (a bug).
+pub const EX_SOFTWARE: i32 = 70;
+/// The operating system refused something meshinit needs (fork, signalfd, ...).
+pub const EX_OSERR: i32 = 71;
+/// kuma-dp failed: it crashed more than `--proxy-max-restarts` times within
+/// the restart window, or did not become ready within `--proxy-ready-timeout`.
+pub const EX_TEMPFAIL: i32 = 75;
+
+/// How a child process ended, as reported by `waitpid`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// The process called `exit(code)`.
+    Code(i32),
+    /// The process was killed by signal N.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The shell convention: the exit code itself, or 128+N for a signal death.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signaled(s) => {
+                let name = nix::sys::signal::Signal::try_from(*s)
+                    .map(|s| s.as_str())
+                    .unwrap_or("unknown signal");
+                write!(f, "killed by signal {s} ({name})")
+            }
+        }
+    }
+}
+
+/// `--exit-code-map`: rewrites the final exit code (e.g. `143:0` makes a
+/// SIGTERM death a success). The mapping is total: unmapped codes pass through.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExitCodeMap(pub Vec<(i32, i32)>);
+
+impl ExitCodeMap {
+    /// The mapped code; the first matching entry wins.
+    pub fn apply(&self, code: i32) -> i32 {
+        self.0
+            .iter()
+            .find(|(from, _)| *from == code)
+            .map_or(code, |(_, to)| *to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_death_is_128_plus_n() {
+        assert_eq!(ExitStatus::Signaled(15).code(), 143);
+        assert_eq!(ExitStatus::Code(3).code(), 3);
+    }
+
+    #[test]
+    fn map_rewrites_only_listed_codes() {
+        let m = ExitCodeMap(vec![(143, 0), (1, 2), (143, 9)]);
+        assert_eq!(m.apply(143), 0);
+        assert_eq!(m.apply(1), 2);
+        assert_eq!(m.apply(7), 7);
+    }
+}

@@ -1,0 +1,934 @@
+//! The lifecycle state machine: every decision meshinit makes, and nothing else.
+//!
+//! It performs no I/O and never reads the clock. The driver feeds it
+//! `step(now, input)` with `now` measured from meshinit's start, carries out
+//! the returned [`Action`]s, and calls `step(now, Input::Tick)` once
+//! `next_deadline()` has passed. That keeps every transition testable in
+//! microseconds with plain tables.
+//!
+//! ```text
+//! starting → probing → proxy-starting → running → draining → grace → stopping → cleanup → done
+//! ```
+//!
+//! Without a proxy, `proxy-starting` and `draining` are skipped; without
+//! probes, `probing` is.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::exit::ExitStatus;
+
+/// Where the supervised pair is in its life. The names are part of the
+/// interface: logs, `/status`, `/ready` bodies and sd_notify STATUS= use them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Nothing runs yet.
+    Starting,
+    /// The app runs; the startup probes have not passed yet.
+    Probing,
+    /// The app is healthy; kuma-dp was spawned and is not ready yet (or is
+    /// waiting for its restart after a crash).
+    ProxyStarting,
+    /// The app is up (and kuma-dp ready): the service can take traffic.
+    Running,
+    /// kuma-dp got the drain signal; waiting for it to exit (or for the
+    /// inbound drain wait to pass with `--drain-signal USR2`).
+    Draining,
+    /// The proxy is gone; the app keeps running for `--app-grace-delay`.
+    Grace,
+    /// The app got its stop signal; SIGKILL follows after `--app-stop-timeout`.
+    Stopping,
+    /// The app is gone; stopping what is left (kuma-dp, descendants).
+    Cleanup,
+    /// Everything is gone; meshinit exits.
+    Done,
+}
+
+impl Phase {
+    /// Every phase, in lifecycle order (used by tests and documentation).
+    pub const ALL: [Phase; 9] = [
+        Phase::Starting,
+        Phase::Probing,
+        Phase::ProxyStarting,
+        Phase::Running,
+        Phase::Draining,
+        Phase::Grace,
+        Phase::Stopping,
+        Phase::Cleanup,
+        Phase::Done,
+    ];
+
+    /// The kebab-case name used in logs, `/status` and sd_notify.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Probing => "probing",
+            Phase::ProxyStarting => "proxy-starting",
+            Phase::Running => "running",
+            Phase::Draining => "draining",
+            Phase::Grace => "grace",
+            Phase::Stopping => "stopping",
+            Phase::Cleanup => "cleanup",
+            Phase::Done => "done",
+        }
+    }
+
+    /// Phases in which a shutdown is under way.
+    pub fn is_shutdown(self) -> bool {
+        matches!(
+            self,
+            Phase::Draining | Phase::Grace | Phase::Stopping | Phase::Cleanup | Phase::Done
+        )
+    }
+}
+
+/// How kuma-dp is asked to drain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainMode {
+    /// SIGTERM: kuma-dp fails Envoy's health checks, drains every listener
+    /// for its drain time and exits. The app is stopped after it has gone.
+    Term,
+    /// SIGUSR2: kuma-dp drains only the inbound listeners and keeps serving
+    /// the app's outbound traffic. meshinit waits `wait`, stops the app, and
+    /// sends kuma-dp SIGTERM last (it then exits at once).
+    InboundUsr2 {
+        /// How long the inbound drain is given before the app is stopped.
+        wait: Duration,
+    },
+}
+
+/// What to do when liveness probes fail past their threshold while running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnUnhealthy {
+    /// Log it and report it (status endpoint, `/ready` 503); keep running.
+    None,
+    /// Begin the graceful shutdown; exit with [`crate::exit::EX_UNAVAILABLE`].
+    Shutdown,
+}
+
+/// The timing and policy knobs the state machine needs, already validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// kuma-dp is supervised.
+    pub has_proxy: bool,
+    /// At least one probe gates startup; without, the app counts as healthy
+    /// as soon as it is spawned.
+    pub has_probes: bool,
+    pub startup_timeout: Duration,
+    pub proxy_ready_timeout: Duration,
+    pub proxy_max_restarts: u32,
+    /// Crashes older than this no longer count towards the restart limit.
+    pub proxy_restart_window: Duration,
+    pub proxy_backoff_initial: Duration,
+    pub proxy_backoff_max: Duration,
+    pub app_stop_signal: Signal,
+    pub app_stop_timeout: Duration,
+    pub app_grace_delay: Duration,
+    pub drain_mode: DrainMode,
+    pub drain_timeout: Duration,
+    pub on_unhealthy: OnUnhealthy,
+    /// The short bound between "stop now" and SIGKILL, used for escalations
+    /// and for a proxy that is stopped before it ever became ready.
+    pub kill_bound: Duration,
+    /// How long leftover descendants get between SIGTERM and SIGKILL.
+    pub cleanup_timeout: Duration,
+}
+
+impl Settings {
+    /// The defaults documented in the README, for a run with a proxy and
+    /// probes. Used by tests and as the base of the configuration.
+    pub fn defaults() -> Settings {
+        Settings {
+            has_proxy: true,
+            has_probes: true,
+            startup_timeout: Duration::from_secs(60),
+            proxy_ready_timeout: Duration::from_secs(60),
+            proxy_max_restarts: 5,
+            proxy_restart_window: Duration::from_secs(600),
+            proxy_backoff_initial: Duration::from_secs(1),
+            proxy_backoff_max: Duration::from_secs(30),
+            app_stop_signal: Signal::SIGTERM,
+            app_stop_timeout: Duration::from_secs(10),
+            app_grace_delay: Duration::ZERO,
+            drain_mode: DrainMode::Term,
+            drain_timeout: Duration::from_secs(40),
+            on_unhealthy: OnUnhealthy::None,
+            kill_bound: Duration::from_secs(1),
+            cleanup_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// The longest a shutdown can take: drain + grace + app stop. This is
+    /// what a platform's stop budget (docker stop -t, Nomad kill_timeout,
+    /// systemd TimeoutStopSec) must cover.
+    pub fn worst_case_shutdown(&self) -> Duration {
+        let drain = if self.has_proxy {
+            match self.drain_mode {
+                DrainMode::Term => self.drain_timeout,
+                DrainMode::InboundUsr2 { wait } => wait.min(self.drain_timeout),
+            }
+        } else {
+            Duration::ZERO
+        };
+        drain + self.app_grace_delay + self.app_stop_timeout
+    }
+}
+
+/// Something that happened, fed to [`Lifecycle::step`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Begin: spawn the app.
+    Start,
+    /// The probes passed (after their success threshold).
+    Healthy,
+    /// The probes failed (after their failure threshold).
+    Unhealthy,
+    /// kuma-dp's ready URL answered 200.
+    ProxyReady,
+    /// The app's main process was reaped.
+    AppExited(ExitStatus),
+    /// kuma-dp was reaped (or could not be spawned).
+    ProxyExited(ExitStatus),
+    /// One of the stop signals (`--stop-signals`) arrived.
+    Stop,
+    /// A deadline from `next_deadline()` has passed.
+    Tick,
+    /// No descendant of meshinit is left.
+    DescendantsGone,
+}
+
+/// Who a signal is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The app (its process group, or the process alone with `--forward-to process`).
+    App,
+    /// kuma-dp itself (never Envoy: kuma-dp owns Envoy's shutdown).
+    Proxy,
+}
+
+/// How often probes run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeMode {
+    /// Fast, until the app is healthy for the first time.
+    Startup,
+    /// At the (slower) liveness period, for as long as the app runs.
+    Liveness,
+    /// Stopped (a shutdown is under way).
+    Off,
+}
+
+/// Why meshinit exits, decided by the state machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The app's own status decides (mapped by `--exit-code-map`).
+    App(ExitStatus),
+    /// The app was not healthy within `--startup-timeout`.
+    StartupTimeout,
+    /// Liveness failed with `--on-unhealthy shutdown`.
+    Unhealthy,
+    /// kuma-dp crashed too often or never became ready.
+    ProxyFailed,
+}
+
+/// Durations of the shutdown's phases, for the one-line summary at exit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timeline {
+    pub drain: Duration,
+    pub grace: Duration,
+    pub app_stop: Duration,
+    pub total: Duration,
+}
+
+/// A decision worth a log line, with the numbers behind it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    AppHealthy,
+    AppUnhealthy,
+    ProxyReady,
+    /// kuma-dp exited unexpectedly; restart number `attempt` follows after `delay`.
+    ProxyRestarting {
+        attempt: u32,
+        delay: Duration,
+    },
+    /// kuma-dp crashed more than the restart limit within the window.
+    ProxyGaveUp {
+        crashes: u32,
+    },
+    ProxyReadyTimeout,
+    StartupTimeout,
+    /// kuma-dp did not finish draining in time: it is told to stop now.
+    DrainTimeout,
+    /// A stop signal arrived while a shutdown was already under way without
+    /// the operator having asked for one; it starts nothing new.
+    StopDuringShutdown,
+    /// The operator's second (or third) stop signal: everything is cut short.
+    Escalated {
+        stops: u32,
+    },
+    AppKilled,
+    ProxyKilled,
+    DescendantsKilled,
+    /// Descendants survived SIGKILL past the last bound; meshinit exits anyway.
+    DescendantsLeft,
+}
+
+/// What the driver must do, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    SpawnApp,
+    SpawnProxy,
+    /// Poll kuma-dp's ready URL until it answers 200, then feed `ProxyReady`.
+    WatchProxyReady,
+    Signal(Target, Signal),
+    /// SIGKILL the target's whole process group.
+    Kill(Target),
+    /// SIGTERM every remaining descendant of meshinit.
+    TermDescendants,
+    /// SIGKILL every remaining descendant of meshinit.
+    KillDescendants,
+    Probes(ProbeMode),
+    /// The service's readiness changed (status `/ready`, sd_notify READY=1).
+    Ready(bool),
+    /// A new phase began.
+    Enter(Phase),
+    Event(Event),
+    /// Exit now. `timeline` is set when a shutdown took place.
+    Exit {
+        reason: ExitReason,
+        timeline: Option<Timeline>,
+    },
+}
+
+/// The state machine. See the module documentation.
+#[derive(Debug)]
+pub struct Lifecycle {
+    s: Settings,
+    phase: Phase,
+    app_alive: bool,
+    app_status: Option<ExitStatus>,
+    app_stop_sent: bool,
+    proxy_alive: bool,
+    proxy_ready: bool,
+    /// SIGTERMs sent to the current kuma-dp process (kuma-dp counts them).
+    proxy_terms: u32,
+    healthy: bool,
+    ready: bool,
+    stops: u32,
+    escalated: bool,
+    reason: Option<ExitReason>,
+    proxy_crashes: Vec<Duration>,
+    descendants_termed: bool,
+
+    startup_deadline: Option<Duration>,
+    proxy_ready_deadline: Option<Duration>,
+    proxy_restart_at: Option<Duration>,
+    drain_deadline: Option<Duration>,
+    proxy_term2_at: Option<Duration>,
+    proxy_kill_at: Option<Duration>,
+    grace_deadline: Option<Duration>,
+    app_kill_at: Option<Duration>,
+    descendants_kill_at: Option<Duration>,
+    give_up_at: Option<Duration>,
+
+    shutdown_at: Option<Duration>,
+    drain_span: Span,
+    grace_span: Span,
+    stop_span: Span,
+}
+
+/// A phase's start and end times within the shutdown.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    start: Option<Duration>,
+    end: Option<Duration>,
+}
+
+impl Span {
+    fn open(&mut self, now: Duration) {
+        if self.start.is_none() {
+            self.start = Some(now);
+        }
+    }
+    fn close(&mut self, now: Duration) {
+        if self.start.is_some() && self.end.is_none() {
+            self.end = Some(now);
+        }
+    }
+    fn length(&self, now: Duration) -> Duration {
+        match self.start {
+            Some(start) => self.end.unwrap_or(now).saturating_sub(start),
+            None => Duration::ZERO,
+        }
+    }
+}
+
+impl Lifecycle {
+    /// A state machine in [`Phase::Starting`]; feed it `Input::Start`.
+    pub fn new(settings: Settings) -> Lifecycle {
+        Lifecycle {
+            s: settings,
+            phase: Phase::Starting,
+            app_alive: false,
+            app_status: None,
+            app_stop_sent: false,
+            proxy_alive: false,
+            proxy_ready: false,
+            proxy_terms: 0,
+            healthy: false,
+            ready: false,
+            stops: 0,
+            escalated: false,
+            reason: None,
+            proxy_crashes: Vec::new(),
+            descendants_termed: false,
+            startup_deadline: None,
+            proxy_ready_deadline: None,
+            proxy_restart_at: None,
+            drain_deadline: None,
+            proxy_term2_at: None,
+            proxy_kill_at: None,
+            grace_deadline: None,
+            app_kill_at: None,
+            descendants_kill_at: None,
+            give_up_at: None,
+            shutdown_at: None,
+            drain_span: Span::default(),
+            grace_span: Span::default(),
+            stop_span: Span::default(),
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether the service may take traffic: running, app healthy, proxy ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.s
+    }
+
+    /// Crashes of kuma-dp that still count towards the restart limit.
+    pub fn proxy_restarts(&self) -> usize {
+        self.proxy_crashes.len()
+    }
+
+    /// The earliest pending deadline; the driver sleeps until then (or until
+    /// something else happens). `None`: nothing is timed, sleep until an event.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        [
+            self.startup_deadline,
+            self.proxy_ready_deadline,
+            self.proxy_restart_at,
+            self.drain_deadline,
+            self.proxy_term2_at,
+            self.proxy_kill_at,
+            self.grace_deadline,
+            self.app_kill_at,
+            self.descendants_kill_at,
+            self.give_up_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Advance the machine. `now` is the time since meshinit started and must
+    /// not go backwards.
+    pub fn step(&mut self, now: Duration, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.phase == Phase::Done {
+            return out;
+        }
+        match input {
+            Input::Start => self.on_start(now, &mut out),
+            Input::Healthy => self.on_healthy(now, &mut out),
+            Input::Unhealthy => self.on_unhealthy(now, &mut out),
+            Input::ProxyReady => self.on_proxy_ready(now, &mut out),
+            Input::AppExited(status) => self.on_app_exited(now, status, &mut out),
+            Input::ProxyExited(status) => self.on_proxy_exited(now, status, &mut out),
+            Input::Stop => self.on_stop(now, &mut out),
+            Input::Tick => self.on_tick(now, &mut out),
+            Input::DescendantsGone => self.on_descendants_gone(now, &mut out),
+        }
+        self.sync_ready(&mut out);
+        out
+    }
+
+    fn enter(&mut self, phase: Phase, out: &mut Vec<Action>) {
+        if self.phase != phase {
+            self.phase = phase;
+            out.push(Action::Enter(phase));
+        }
+    }
+
+    fn sync_ready(&mut self, out: &mut Vec<Action>) {
+        let ready =
+            self.phase == Phase::Running && self.healthy && (!self.s.has_proxy || self.proxy_ready);
+        if ready != self.ready {
+            self.ready = ready;
+            out.push(Action::Ready(ready));
+        }
+    }
+
+    fn on_start(&mut self, now: Duration, out: &mut Vec<Action>) {
+        if self.phase != Phase::Starting {
+            return;
+        }
+        out.push(Action::SpawnApp);
+        self.app_alive = true;
+        if self.s.has_probes {
+            self.enter(Phase::Probing, out);
+            out.push(Action::Probes(ProbeMode::Startup));
+            self.startup_deadline = Some(now + self.s.startup_timeout);
+        } else {
+            self.healthy = true;
+            self.after_healthy(now, out);
+        }
+    }
+
+    /// The app is healthy for the first time: start the proxy, or run.
+    fn after_healthy(&mut self, now: Duration, out: &mut Vec<Action>) {
+        if self.s.has_proxy {
+            self.spawn_proxy(now, out);
+        } else {
+            self.enter(Phase::Running, out);
+        }
+    }
+
+    fn spawn_proxy(&mut self, now: Duration, out: &mut Vec<Action>) {
+        self.enter(Phase::ProxyStarting, out);
+        out.push(Action::SpawnProxy);
+        out.push(Action::WatchProxyReady);
+        self.proxy_alive = true;
+        self.proxy_ready = false;
+        self.proxy_terms = 0;
+        self.proxy_restart_at = None;
+        self.proxy_ready_deadline = Some(now + self.s.proxy_ready_timeout);
+    }
+
+    fn on_healthy(&mut self, now: Duration, out: &mut Vec<Action>) {
+        let was = self.healthy;
+        self.healthy = true;
+        if self.phase == Phase::Probing {
+            self.startup_deadline = None;
+            out.push(Action::Event(Event::AppHealthy));
+            out.push(Action::Probes(ProbeMode::Liveness));
+            self.after_healthy(now, out);
+        } else if !was && !self.phase.is_shutdown() {
+            out.push(Action::Event(Event::AppHealthy));
+        }
+    }
+
+    fn on_unhealthy(&mut self, now: Duration, out: &mut Vec<Action>) {
+        // During startup a failing probe is expected: only the startup
+        // timeout ends that phase.
+        if !matches!(self.phase, Phase::Running | Phase::ProxyStarting) || !self.healthy {
+            return;
+        }
+        self.healthy = false;
+        out.push(Action::Event(Event::AppUnhealthy));
+        if self.s.on_unhealthy == OnUnhealthy::Shutdown {
+            self.reason.get_or_insert(ExitReason::Unhealthy);
+            self.begin_shutdown(now, out);
+        }
+    }
+
+    fn on_proxy_ready(&mut self, _now: Duration, out: &mut Vec<Action>) {
+        if self.phase != Phase::ProxyStarting || !self.proxy_alive || self.proxy_ready {
+            return;
+        }
+        self.proxy_ready = true;
+        self.proxy_ready_deadline = None;
+        out.push(Action::Event(Event::ProxyReady));
+        self.enter(Phase::Running, out);
+    }
+
+    fn on_app_exited(&mut self, now: Duration, status: ExitStatus, out: &mut Vec<Action>) {
+        if !self.app_alive {
+            return;
+        }
+        self.app_alive = false;
+        self.app_status = Some(status);
+        self.app_kill_at = None;
+        match self.phase {
+            Phase::Starting | Phase::Probing | Phase::ProxyStarting => {
+                // Nothing was serving: no drain is owed to anyone.
+                self.mark_shutdown(now, out);
+                self.cleanup(now, out);
+            }
+            Phase::Running => {
+                self.mark_shutdown(now, out);
+                if self.s.has_proxy && self.proxy_alive {
+                    // Clients must stop sending before the proxy goes, even
+                    // though the app is already gone: drain with SIGTERM.
+                    self.start_drain(now, Signal::SIGTERM, self.s.drain_timeout, out);
+                } else {
+                    self.cleanup(now, out);
+                }
+            }
+            // Still draining: the proxy's exit decides what comes next, and
+            // then no grace is owed to an app that is gone.
+            Phase::Draining => {}
+            Phase::Grace | Phase::Stopping => self.cleanup(now, out),
+            Phase::Cleanup | Phase::Done => {}
+        }
+    }
+
+    fn on_proxy_exited(&mut self, now: Duration, _status: ExitStatus, out: &mut Vec<Action>) {
+        if !self.proxy_alive {
+            return;
+        }
+        self.proxy_alive = false;
+        self.proxy_ready = false;
+        self.proxy_ready_deadline = None;
+        self.proxy_term2_at = None;
+        self.proxy_kill_at = None;
+        match self.phase {
+            Phase::ProxyStarting | Phase::Running => self.proxy_crashed(now, out),
+            // Whether it finished its drain or was killed in the middle of
+            // it, nothing is left to wait for.
+            Phase::Draining => self.after_drain(now, out),
+            Phase::Cleanup => self.maybe_term_descendants(now, out),
+            _ => {}
+        }
+    }
+
+    fn proxy_crashed(&mut self, now: Duration, out: &mut Vec<Action>) {
+        let window = self.s.proxy_restart_window;
+        self.proxy_crashes
+            .retain(|t| now.saturating_sub(*t) < window);
+        self.proxy_crashes.push(now);
+        let crashes = self.proxy_crashes.len() as u32;
+        if crashes > self.s.proxy_max_restarts {
+            out.push(Action::Event(Event::ProxyGaveUp { crashes }));
+            self.reason.get_or_insert(ExitReason::ProxyFailed);
+            self.begin_shutdown(now, out);
+            return;
+        }
+        let exp = crashes.saturating_sub(1).min(16);
+        let delay = self
+            .s
+            .proxy_backoff_initial
+            .saturating_mul(1 << exp)
+            .min(self.s.proxy_backoff_max);
+        out.push(Action::Event(Event::ProxyRestarting {
+            attempt: crashes,
+            delay,
+        }));
+        self.proxy_restart_at = Some(now + delay);
+        self.enter(Phase::ProxyStarting, out);
+    }
+
+    fn on_stop(&mut self, now: Duration, out: &mut Vec<Action>) {
+        self.stops += 1;
+        match self.stops {
+            1 if !self.phase.is_shutdown() => self.begin_shutdown(now, out),
+            1 => out.push(Action::Event(Event::StopDuringShutdown)),
+            2 => self.escalate(now, out),
+            _ => self.kill_everything(now, out),
+        }
+    }
+
+    /// Record the start of a shutdown for the timeline and stop probing.
+    fn mark_shutdown(&mut self, now: Duration, out: &mut Vec<Action>) {
+        if self.shutdown_at.is_none() {
+            self.shutdown_at = Some(now);
+            if self.s.has_probes {
+                out.push(Action::Probes(ProbeMode::Off));
+            }
+        }
+        self.startup_deadline = None;
+        self.proxy_ready_deadline = None;
+        self.proxy_restart_at = None;
+    }
+
+    /// The orderly shutdown, from wherever the service is.
+    fn begin_shutdown(&mut self, now: Duration, out: &mut Vec<Action>) {
+        let phase = self.phase;
+        self.mark_shutdown(now, out);
+        match phase {
+            Phase::Starting | Phase::Probing => self.stop_app(now, out),
+            Phase::ProxyStarting => {
+                // The proxy never (or no longer) advertised a ready service:
+                // stop it promptly instead of draining it.
+                self.stop_proxy_fast(now, out);
+                self.stop_app(now, out);
+            }
+            Phase::Running if self.s.has_proxy && self.proxy_alive => {
+                let (signal, wait) = match self.s.drain_mode {
+                    DrainMode::Term => (Signal::SIGTERM, self.s.drain_timeout),
+                    DrainMode::InboundUsr2 { wait } => {
+                        (Signal::SIGUSR2, wait.min(self.s.drain_timeout))
+                    }
+                };
+                self.start_drain(now, signal, wait, out);
+            }
+            Phase::Running => self.start_grace(now, out),
+            _ => {}
+        }
+    }
+
+    fn start_drain(
+        &mut self,
+        now: Duration,
+        signal: Signal,
+        wait: Duration,
+        out: &mut Vec<Action>,
+    ) {
+        self.enter(Phase::Draining, out);
+        self.drain_span.open(now);
+        self.send_proxy(signal, out);
+        self.drain_deadline = Some(now + wait);
+    }
+
+    fn send_proxy(&mut self, signal: Signal, out: &mut Vec<Action>) {
+        if signal == Signal::SIGTERM {
+            self.proxy_terms += 1;
+        }
+        out.push(Action::Signal(Target::Proxy, signal));
+    }
+
+    /// SIGTERM now, a second SIGTERM ("stop now") and SIGKILL after short bounds.
+    fn stop_proxy_fast(&mut self, now: Duration, out: &mut Vec<Action>) {
+        if !self.proxy_alive {
+            return;
+        }
+        if self.proxy_terms == 0 {
+            self.send_proxy(Signal::SIGTERM, out);
+            self.proxy_term2_at = Some(now + self.s.kill_bound);
+            self.proxy_kill_at = Some(now + self.s.kill_bound * 2);
+        } else if self.proxy_terms == 1 && self.proxy_term2_at.is_none() {
+            self.send_proxy(Signal::SIGTERM, out);
+            self.proxy_kill_at = Some(now + self.s.kill_bound);
+        }
+    }
+
+    fn after_drain(&mut self, now: Duration, out: &mut Vec<Action>) {
+        self.drain_deadline = None;
+        self.drain_span.close(now);
+        if self.app_alive {
+            self.start_grace(now, out);
+        } else {
+            self.cleanup(now, out);
+        }
+    }
+
+    fn start_grace(&mut self, now: Duration, out: &mut Vec<Action>) {
+        if self.s.app_grace_delay.is_zero() || self.escalated {
+            self.stop_app(now, out);
+            return;
+        }
+        self.enter(Phase::Grace, out);
+        self.grace_span.open(now);
+        self.grace_deadline = Some(now + self.s.app_grace_delay);
+    }
+
+    fn stop_app(&mut self, now: Duration, out: &mut Vec<Action>) {
+        self.grace_deadline = None;
+        self.grace_span.close(now);
+        if !self.app_alive {
+            self.cleanup(now, out);
+            return;
+        }
+        self.enter(Phase::Stopping, out);
+        self.stop_span.open(now);
+        if !self.app_stop_sent {
+            self.app_stop_sent = true;
+            out.push(Action::Signal(Target::App, self.s.app_stop_signal));
+            let timeout = if self.escalated {
+                self.s.kill_bound
+            } else {
+                self.s.app_stop_timeout
+            };
+            self.app_kill_at = Some(now + timeout);
+        }
+    }
+
+    /// The app is gone: stop the proxy if it still runs, then the descendants.
+    fn cleanup(&mut self, now: Duration, out: &mut Vec<Action>) {
+        self.grace_deadline = None;
+        self.drain_deadline = None;
+        self.grace_span.close(now);
+        self.stop_span.close(now);
+        self.drain_span.close(now);
+        self.enter(Phase::Cleanup, out);
+        // With --drain-signal USR2 kuma-dp is still up (already drained, it
+        // exits at once on SIGTERM); a proxy stopped during startup already
+        // has its escalation scheduled.
+        self.stop_proxy_fast(now, out);
+        self.maybe_term_descendants(now, out);
+    }
+
+    /// Descendants are signalled only once kuma-dp is gone: Envoy is a
+    /// descendant too, and only kuma-dp may stop it.
+    fn maybe_term_descendants(&mut self, now: Duration, out: &mut Vec<Action>) {
+        if self.phase != Phase::Cleanup || self.proxy_alive || self.descendants_termed {
+            return;
+        }
+        self.descendants_termed = true;
+        out.push(Action::TermDescendants);
+        let bound = if self.escalated {
+            self.s.kill_bound
+        } else {
+            self.s.cleanup_timeout
+        };
+        self.descendants_kill_at = Some(now + bound);
+    }
+
+    fn on_descendants_gone(&mut self, now: Duration, out: &mut Vec<Action>) {
+        if self.phase == Phase::Cleanup && self.descendants_termed && !self.proxy_alive {
+            self.finish(now, out);
+        }
+    }
+
+    fn finish(&mut self, now: Duration, out: &mut Vec<Action>) {
+        self.clear_deadlines();
+        self.enter(Phase::Done, out);
+        let reason = self.reason.unwrap_or(ExitReason::App(
+            self.app_status
+                .unwrap_or(ExitStatus::Signaled(Signal::SIGKILL as i32)),
+        ));
+        let timeline = self.shutdown_at.map(|start| Timeline {
+            drain: self.drain_span.length(now),
+            grace: self.grace_span.length(now),
+            app_stop: self.stop_span.length(now),
+            total: now.saturating_sub(start),
+        });
+        out.push(Action::Exit { reason, timeline });
+    }
+
+    fn clear_deadlines(&mut self) {
+        self.startup_deadline = None;
+        self.proxy_ready_deadline = None;
+        self.proxy_restart_at = None;
+        self.drain_deadline = None;
+        self.proxy_term2_at = None;
+        self.proxy_kill_at = None;
+        self.grace_deadline = None;
+        self.app_kill_at = None;
+        self.descendants_kill_at = None;
+        self.give_up_at = None;
+    }
+
+    /// The second stop signal: every wait left is cut short.
+    fn escalate(&mut self, now: Duration, out: &mut Vec<Action>) {
+        self.escalated = true;
+        out.push(Action::Event(Event::Escalated { stops: self.stops }));
+        self.mark_shutdown(now, out);
+        self.drain_deadline = None;
+        self.drain_span.close(now);
+        self.grace_deadline = None;
+        self.grace_span.close(now);
+        let bound = now + self.s.kill_bound;
+        if self.proxy_alive {
+            if self.proxy_terms < 2 {
+                self.send_proxy(Signal::SIGTERM, out);
+            }
+            self.proxy_term2_at = None;
+            self.proxy_kill_at = Some(self.proxy_kill_at.map_or(bound, |t| t.min(bound)));
+        }
+        if self.app_alive {
+            self.enter(Phase::Stopping, out);
+            self.stop_span.open(now);
+            if !self.app_stop_sent {
+                self.app_stop_sent = true;
+                out.push(Action::Signal(Target::App, self.s.app_stop_signal));
+            }
+            self.app_kill_at = Some(self.app_kill_at.map_or(bound, |t| t.min(bound)));
+        } else if self.phase != Phase::Cleanup {
+            self.cleanup(now, out);
+        } else if self.descendants_termed {
+            self.descendants_kill_at =
+                Some(self.descendants_kill_at.map_or(bound, |t| t.min(bound)));
+        }
+    }
+
+    /// The third stop signal: SIGKILL everything and exit at once.
+    fn kill_everything(&mut self, now: Duration, out: &mut Vec<Action>) {
+        out.push(Action::Event(Event::Escalated { stops: self.stops }));
+        if self.app_alive {
+            out.push(Action::Kill(Target::App));
+        }
+        if self.proxy_alive {
+            out.push(Action::Kill(Target::Proxy));
+        }
+        out.push(Action::KillDescendants);
+        self.mark_shutdown(now, out);
+        self.finish(now, out);
+    }
+
+    fn on_tick(&mut self, now: Duration, out: &mut Vec<Action>) {
+        let due = |d: Option<Duration>| d.is_some_and(|t| t <= now);
+
+        if due(self.startup_deadline) {
+            self.startup_deadline = None;
+            out.push(Action::Event(Event::StartupTimeout));
+            self.reason.get_or_insert(ExitReason::StartupTimeout);
+            self.begin_shutdown(now, out);
+        }
+        if due(self.proxy_ready_deadline) {
+            self.proxy_ready_deadline = None;
+            out.push(Action::Event(Event::ProxyReadyTimeout));
+            self.reason.get_or_insert(ExitReason::ProxyFailed);
+            self.begin_shutdown(now, out);
+        }
+        if due(self.proxy_restart_at) {
+            self.proxy_restart_at = None;
+            if self.phase == Phase::ProxyStarting && self.app_alive {
+                self.spawn_proxy(now, out);
+            }
+        }
+        if due(self.drain_deadline) {
+            self.drain_deadline = None;
+            match self.s.drain_mode {
+                DrainMode::Term => {
+                    out.push(Action::Event(Event::DrainTimeout));
+                    self.stop_proxy_fast(now, out);
+                }
+                DrainMode::InboundUsr2 { .. } => self.after_drain(now, out),
+            }
+        }
+        if due(self.proxy_term2_at) {
+            self.proxy_term2_at = None;
+            if self.proxy_alive && self.proxy_terms < 2 {
+                self.send_proxy(Signal::SIGTERM, out);
+            }
+        }
+        if due(self.proxy_kill_at) {
+            self.proxy_kill_at = None;
+            if self.proxy_alive {
+                out.push(Action::Event(Event::ProxyKilled));
+                out.push(Action::Kill(Target::Proxy));
+            }
+        }
+        if due(self.grace_deadline) {
+            self.grace_deadline = None;
+            self.stop_app(now, out);
+        }
+        if due(self.app_kill_at) {
+            self.app_kill_at = None;
+            if self.app_alive {
+                out.push(Action::Event(Event::AppKilled));
+                out.push(Action::Kill(Target::App));
+            }
+        }
+        if due(self.descendants_kill_at) {
+            self.descendants_kill_at = None;
+            out.push(Action::Event(Event::DescendantsKilled));
+            out.push(Action::KillDescendants);
+            self.give_up_at = Some(now + self.s.kill_bound);
+        } else if due(self.give_up_at) {
+            self.give_up_at = None;
+            out.push(Action::Event(Event::DescendantsLeft));
+            self.finish(now, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,609 @@
+//! Table tests of the lifecycle: every (phase, input) pair, plus whole runs.
+//! Time is injected: nothing here sleeps.
+
+use super::*;
+
+const T: fn(u64) -> Duration = Duration::from_millis;
+const TERM: Signal = Signal::SIGTERM;
+const OK: ExitStatus = ExitStatus::Code(0);
+const ONE_SECOND: Duration = Duration::from_secs(1);
+
+fn settings() -> Settings {
+    Settings {
+        app_grace_delay: T(5000),
+        ..Settings::defaults()
+    }
+}
+
+/// A machine brought to `phase` along the usual path (proxy and probes on,
+/// grace 5 s), the time reached, and the actions of the last step.
+fn at_phase(phase: Phase) -> (Lifecycle, Duration) {
+    let mut lc = Lifecycle::new(settings());
+    let path: &[(u64, Input)] = match phase {
+        Phase::Starting => &[],
+        Phase::Probing => &[(0, Input::Start)],
+        Phase::ProxyStarting => &[(0, Input::Start), (300, Input::Healthy)],
+        Phase::Running => &[
+            (0, Input::Start),
+            (300, Input::Healthy),
+            (800, Input::ProxyReady),
+        ],
+        Phase::Draining => &[
+            (0, Input::Start),
+            (300, Input::Healthy),
+            (800, Input::ProxyReady),
+            (10_000, Input::Stop),
+        ],
+        Phase::Grace => &[
+            (0, Input::Start),
+            (300, Input::Healthy),
+            (800, Input::ProxyReady),
+            (10_000, Input::Stop),
+            (12_000, Input::ProxyExited(OK)),
+        ],
+        Phase::Stopping => &[
+            (0, Input::Start),
+            (300, Input::Healthy),
+            (800, Input::ProxyReady),
+            (10_000, Input::Stop),
+            (12_000, Input::ProxyExited(OK)),
+            (17_000, Input::Tick),
+        ],
+        Phase::Cleanup => &[
+            (0, Input::Start),
+            (300, Input::Healthy),
+            (800, Input::ProxyReady),
+            (10_000, Input::Stop),
+            (12_000, Input::ProxyExited(OK)),
+            (17_000, Input::Tick),
+            (17_100, Input::AppExited(ExitStatus::Signaled(15))),
+        ],
+        Phase::Done => &[
+            (0, Input::Start),
+            (300, Input::Healthy),
+            (800, Input::ProxyReady),
+            (10_000, Input::Stop),
+            (12_000, Input::ProxyExited(OK)),
+            (17_000, Input::Tick),
+            (17_100, Input::AppExited(ExitStatus::Signaled(15))),
+            (17_150, Input::DescendantsGone),
+        ],
+    };
+    let mut now = T(0);
+    for (t, input) in path {
+        now = T(*t);
+        lc.step(now, *input);
+    }
+    assert_eq!(lc.phase(), phase, "setup reached {:?}", lc.phase());
+    (lc, now)
+}
+
+fn exit_of(actions: &[Action]) -> Option<(ExitReason, Option<Timeline>)> {
+    actions.iter().find_map(|a| match a {
+        Action::Exit { reason, timeline } => Some((*reason, *timeline)),
+        _ => None,
+    })
+}
+
+/// What a (phase, input) pair must do: the phase after, and actions that
+/// must (and must not) be among those returned.
+struct Row {
+    phase: Phase,
+    input: Input,
+    /// Time of the input, relative to reaching the phase.
+    after_ms: u64,
+    next: Phase,
+    must: &'static [Action],
+    must_not: &'static [Action],
+}
+
+const STOP_APP: Action = Action::Signal(Target::App, TERM);
+const TERM_PROXY: Action = Action::Signal(Target::Proxy, TERM);
+
+#[rustfmt::skip]
+fn table() -> Vec<Row> {
+    use Input::*;
+    use Phase::*;
+    let app_exit = AppExited(ExitStatus::Code(3));
+    let proxy_exit = ProxyExited(ExitStatus::Code(1));
+    vec![
+        // Starting
+        Row { phase: Starting, input: Start, after_ms: 0, next: Probing, must: &[Action::SpawnApp, Action::Probes(ProbeMode::Startup)], must_not: &[Action::SpawnProxy] },
+        Row { phase: Starting, input: Healthy, after_ms: 0, next: Starting, must: &[], must_not: &[Action::SpawnProxy] },
+        Row { phase: Starting, input: Unhealthy, after_ms: 0, next: Starting, must: &[], must_not: &[] },
+        Row { phase: Starting, input: ProxyReady, after_ms: 0, next: Starting, must: &[], must_not: &[] },
+        Row { phase: Starting, input: app_exit, after_ms: 0, next: Starting, must: &[], must_not: &[] },
+        Row { phase: Starting, input: proxy_exit, after_ms: 0, next: Starting, must: &[], must_not: &[] },
+        Row { phase: Starting, input: Stop, after_ms: 0, next: Cleanup, must: &[Action::TermDescendants], must_not: &[Action::SpawnApp] },
+        Row { phase: Starting, input: Tick, after_ms: 0, next: Starting, must: &[], must_not: &[] },
+        Row { phase: Starting, input: DescendantsGone, after_ms: 0, next: Starting, must: &[], must_not: &[] },
+        // Probing
+        Row { phase: Probing, input: Start, after_ms: 0, next: Probing, must: &[], must_not: &[Action::SpawnApp] },
+        Row { phase: Probing, input: Healthy, after_ms: 0, next: ProxyStarting, must: &[Action::SpawnProxy, Action::WatchProxyReady, Action::Probes(ProbeMode::Liveness), Action::Event(Event::AppHealthy)], must_not: &[] },
+        Row { phase: Probing, input: Unhealthy, after_ms: 0, next: Probing, must: &[], must_not: &[Action::SpawnProxy] },
+        Row { phase: Probing, input: ProxyReady, after_ms: 0, next: Probing, must: &[], must_not: &[] },
+        Row { phase: Probing, input: app_exit, after_ms: 0, next: Cleanup, must: &[Action::TermDescendants], must_not: &[Action::SpawnProxy] },
+        Row { phase: Probing, input: proxy_exit, after_ms: 0, next: Probing, must: &[], must_not: &[] },
+        Row { phase: Probing, input: Stop, after_ms: 0, next: Stopping, must: &[STOP_APP, Action::Probes(ProbeMode::Off)], must_not: &[Action::SpawnProxy] },
+        Row { phase: Probing, input: Tick, after_ms: 59_000, next: Probing, must: &[], must_not: &[] },
+        Row { phase: Probing, input: Tick, after_ms: 60_000, next: Stopping, must: &[Action::Event(Event::StartupTimeout), STOP_APP], must_not: &[Action::SpawnProxy] },
+        Row { phase: Probing, input: DescendantsGone, after_ms: 0, next: Probing, must: &[], must_not: &[] },
+        // ProxyStarting
+        Row { phase: ProxyStarting, input: Start, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[] },
+        Row { phase: ProxyStarting, input: Healthy, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[Action::SpawnProxy] },
+        Row { phase: ProxyStarting, input: Unhealthy, after_ms: 0, next: ProxyStarting, must: &[Action::Event(Event::AppUnhealthy)], must_not: &[] },
+        Row { phase: ProxyStarting, input: ProxyReady, after_ms: 0, next: Running, must: &[Action::Ready(true), Action::Event(Event::ProxyReady)], must_not: &[] },
+        Row { phase: ProxyStarting, input: app_exit, after_ms: 0, next: Cleanup, must: &[TERM_PROXY], must_not: &[Action::TermDescendants] },
+        Row { phase: ProxyStarting, input: proxy_exit, after_ms: 0, next: ProxyStarting, must: &[Action::Event(Event::ProxyRestarting { attempt: 1, delay: ONE_SECOND })], must_not: &[Action::SpawnProxy] },
+        Row { phase: ProxyStarting, input: Stop, after_ms: 0, next: Stopping, must: &[TERM_PROXY, STOP_APP], must_not: &[] },
+        Row { phase: ProxyStarting, input: Tick, after_ms: 60_000, next: Stopping, must: &[Action::Event(Event::ProxyReadyTimeout), TERM_PROXY, STOP_APP], must_not: &[] },
+        Row { phase: ProxyStarting, input: DescendantsGone, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[] },
+        // Running
+        Row { phase: Running, input: Start, after_ms: 0, next: Running, must: &[], must_not: &[] },
+        Row { phase: Running, input: Healthy, after_ms: 0, next: Running, must: &[], must_not: &[] },
+        Row { phase: Running, input: Unhealthy, after_ms: 0, next: Running, must: &[Action::Ready(false), Action::Event(Event::AppUnhealthy)], must_not: &[TERM_PROXY] },
+        Row { phase: Running, input: ProxyReady, after_ms: 0, next: Running, must: &[], must_not: &[] },
+        Row { phase: Running, input: app_exit, after_ms: 0, next: Draining, must: &[TERM_PROXY, Action::Ready(false)], must_not: &[STOP_APP] },
+        Row { phase: Running, input: proxy_exit, after_ms: 0, next: ProxyStarting, must: &[Action::Ready(false)], must_not: &[STOP_APP] },
+        Row { phase: Running, input: Stop, after_ms: 0, next: Draining, must: &[TERM_PROXY, Action::Ready(false), Action::Probes(ProbeMode::Off)], must_not: &[STOP_APP] },
+        Row { phase: Running, input: Tick, after_ms: 3_600_000, next: Running, must: &[], must_not: &[] },
+        Row { phase: Running, input: DescendantsGone, after_ms: 0, next: Running, must: &[], must_not: &[] },
+        // Draining
+        Row { phase: Draining, input: Start, after_ms: 0, next: Draining, must: &[], must_not: &[] },
+        Row { phase: Draining, input: Healthy, after_ms: 0, next: Draining, must: &[], must_not: &[Action::Ready(true)] },
+        Row { phase: Draining, input: Unhealthy, after_ms: 0, next: Draining, must: &[], must_not: &[] },
+        Row { phase: Draining, input: ProxyReady, after_ms: 0, next: Draining, must: &[], must_not: &[Action::Ready(true)] },
+        Row { phase: Draining, input: app_exit, after_ms: 0, next: Draining, must: &[], must_not: &[STOP_APP] },
+        Row { phase: Draining, input: proxy_exit, after_ms: 0, next: Grace, must: &[], must_not: &[STOP_APP] },
+        Row { phase: Draining, input: Stop, after_ms: 0, next: Stopping, must: &[TERM_PROXY, STOP_APP, Action::Event(Event::Escalated { stops: 2 })], must_not: &[] },
+        Row { phase: Draining, input: Tick, after_ms: 39_999, next: Draining, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Draining, input: Tick, after_ms: 40_000, next: Draining, must: &[Action::Event(Event::DrainTimeout), TERM_PROXY], must_not: &[STOP_APP] },
+        Row { phase: Draining, input: DescendantsGone, after_ms: 0, next: Draining, must: &[], must_not: &[] },
+        // Grace
+        Row { phase: Grace, input: Start, after_ms: 0, next: Grace, must: &[], must_not: &[] },
+        Row { phase: Grace, input: Healthy, after_ms: 0, next: Grace, must: &[], must_not: &[] },
+        Row { phase: Grace, input: Unhealthy, after_ms: 0, next: Grace, must: &[], must_not: &[] },
+        Row { phase: Grace, input: ProxyReady, after_ms: 0, next: Grace, must: &[], must_not: &[] },
+        Row { phase: Grace, input: app_exit, after_ms: 1000, next: Cleanup, must: &[Action::TermDescendants], must_not: &[STOP_APP] },
+        Row { phase: Grace, input: proxy_exit, after_ms: 0, next: Grace, must: &[], must_not: &[] },
+        Row { phase: Grace, input: Stop, after_ms: 100, next: Stopping, must: &[STOP_APP, Action::Event(Event::Escalated { stops: 2 })], must_not: &[TERM_PROXY] },
+        Row { phase: Grace, input: Tick, after_ms: 4_999, next: Grace, must: &[], must_not: &[STOP_APP] },
+        Row { phase: Grace, input: Tick, after_ms: 5_000, next: Stopping, must: &[STOP_APP], must_not: &[] },
+        Row { phase: Grace, input: DescendantsGone, after_ms: 0, next: Grace, must: &[], must_not: &[] },
+        // Stopping
+        Row { phase: Stopping, input: Start, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
+        Row { phase: Stopping, input: Healthy, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
+        Row { phase: Stopping, input: Unhealthy, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
+        Row { phase: Stopping, input: ProxyReady, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
+        Row { phase: Stopping, input: app_exit, after_ms: 100, next: Cleanup, must: &[Action::TermDescendants], must_not: &[] },
+        Row { phase: Stopping, input: proxy_exit, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
+        Row { phase: Stopping, input: Stop, after_ms: 100, next: Stopping, must: &[Action::Event(Event::Escalated { stops: 2 })], must_not: &[STOP_APP] },
+        Row { phase: Stopping, input: Tick, after_ms: 9_999, next: Stopping, must: &[], must_not: &[Action::Kill(Target::App)] },
+        Row { phase: Stopping, input: Tick, after_ms: 10_000, next: Stopping, must: &[Action::Kill(Target::App), Action::Event(Event::AppKilled)], must_not: &[] },
+        Row { phase: Stopping, input: DescendantsGone, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
+        // Cleanup
+        Row { phase: Cleanup, input: Start, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: Healthy, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: Unhealthy, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: ProxyReady, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: app_exit, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: proxy_exit, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: Stop, after_ms: 0, next: Cleanup, must: &[Action::Event(Event::Escalated { stops: 2 })], must_not: &[] },
+        Row { phase: Cleanup, input: Tick, after_ms: 2_000, next: Cleanup, must: &[Action::KillDescendants], must_not: &[] },
+        Row { phase: Cleanup, input: DescendantsGone, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        // Done: nothing moves any more.
+        Row { phase: Done, input: Start, after_ms: 0, next: Done, must: &[], must_not: &[Action::SpawnApp] },
+        Row { phase: Done, input: Healthy, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: Unhealthy, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: ProxyReady, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: app_exit, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: proxy_exit, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: Stop, after_ms: 0, next: Done, must: &[], must_not: &[Action::KillDescendants] },
+        Row { phase: Done, input: Tick, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: DescendantsGone, after_ms: 0, next: Done, must: &[], must_not: &[] },
+    ]
+}
+
+#[test]
+fn every_phase_and_input_pair() {
+    let rows = table();
+    // The table covers the whole product of phases and inputs.
+    for phase in Phase::ALL {
+        for input in [
+            Input::Start,
+            Input::Healthy,
+            Input::Unhealthy,
+            Input::ProxyReady,
+            Input::AppExited(OK),
+            Input::ProxyExited(OK),
+            Input::Stop,
+            Input::Tick,
+            Input::DescendantsGone,
+        ] {
+            let same_kind =
+                |a: &Input, b: &Input| std::mem::discriminant(a) == std::mem::discriminant(b);
+            assert!(
+                rows.iter()
+                    .any(|r| r.phase == phase && same_kind(&r.input, &input)),
+                "no row for {phase:?} × {input:?}"
+            );
+        }
+    }
+    for (i, row) in rows.iter().enumerate() {
+        let (mut lc, reached) = at_phase(row.phase);
+        let actions = lc.step(reached + T(row.after_ms), row.input);
+        let ctx = format!(
+            "row {i}: {:?} × {:?} at +{}ms → {actions:?}",
+            row.phase, row.input, row.after_ms
+        );
+        assert_eq!(lc.phase(), row.next, "{ctx}");
+        for a in row.must {
+            assert!(actions.contains(a), "missing {a:?} in {ctx}");
+        }
+        for a in row.must_not {
+            assert!(!actions.contains(a), "unexpected {a:?} in {ctx}");
+        }
+        if row.next != row.phase && row.next != Phase::Done {
+            assert!(
+                actions.contains(&Action::Enter(row.next)),
+                "no Enter in {ctx}"
+            );
+        }
+    }
+}
+
+/// Runs inputs in order and collects (time, action).
+fn run(settings: Settings, inputs: &[(u64, Input)]) -> (Lifecycle, Vec<(u64, Action)>) {
+    let mut lc = Lifecycle::new(settings);
+    let mut log = Vec::new();
+    for (t, input) in inputs {
+        for a in lc.step(T(*t), *input) {
+            log.push((*t, a));
+        }
+    }
+    (lc, log)
+}
+
+fn time_of(log: &[(u64, Action)], action: Action) -> Option<u64> {
+    log.iter().find(|(_, a)| *a == action).map(|(t, _)| *t)
+}
+
+#[test]
+fn full_graceful_shutdown_orders_drain_grace_stop() {
+    let (lc, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (400, Input::Healthy),
+            (900, Input::ProxyReady),
+            (10_000, Input::Stop),
+            (12_000, Input::ProxyExited(OK)),
+            (17_000, Input::Tick),
+            (17_120, Input::AppExited(ExitStatus::Signaled(15))),
+            (17_130, Input::DescendantsGone),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::SpawnApp), Some(0));
+    assert_eq!(time_of(&log, Action::SpawnProxy), Some(400));
+    assert_eq!(time_of(&log, Action::Ready(true)), Some(900));
+    assert_eq!(time_of(&log, TERM_PROXY), Some(10_000));
+    assert_eq!(time_of(&log, Action::Ready(false)), Some(10_000));
+    assert_eq!(
+        time_of(&log, STOP_APP),
+        Some(17_000),
+        "stop signal only after drain + grace"
+    );
+    let (reason, timeline) = log
+        .iter()
+        .find_map(|(_, a)| match a {
+            Action::Exit { reason, timeline } => Some((*reason, *timeline)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(reason, ExitReason::App(ExitStatus::Signaled(15)));
+    assert_eq!(
+        timeline,
+        Some(Timeline {
+            drain: T(2000),
+            grace: T(5000),
+            app_stop: T(120),
+            total: T(7130)
+        })
+    );
+    assert_eq!(lc.phase(), Phase::Done);
+    assert_eq!(lc.next_deadline(), None);
+}
+
+#[test]
+fn proxy_never_starts_before_the_app_is_healthy() {
+    let (_, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (100, Input::Unhealthy),
+            (200, Input::Tick),
+            (300, Input::ProxyReady),
+            (400, Input::Healthy),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::SpawnProxy), Some(400));
+}
+
+#[test]
+fn without_proxy_grace_then_stop() {
+    let s = Settings {
+        has_proxy: false,
+        has_probes: false,
+        ..settings()
+    };
+    let (_, log) = run(
+        s,
+        &[
+            (0, Input::Start),
+            (1000, Input::Stop),
+            (5999, Input::Tick),
+            (6000, Input::Tick),
+            (6050, Input::AppExited(ExitStatus::Code(0))),
+            (6060, Input::DescendantsGone),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::Ready(true)), Some(0));
+    assert_eq!(time_of(&log, Action::Enter(Phase::Grace)), Some(1000));
+    assert_eq!(time_of(&log, STOP_APP), Some(6000));
+    assert!(!log
+        .iter()
+        .any(|(_, a)| matches!(a, Action::Signal(Target::Proxy, _) | Action::SpawnProxy)));
+}
+
+#[test]
+fn app_exiting_while_running_drains_then_exits_with_its_status() {
+    let (_, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (100, Input::Healthy),
+            (200, Input::ProxyReady),
+            (5000, Input::AppExited(ExitStatus::Code(7))),
+            (8000, Input::ProxyExited(OK)),
+            (8001, Input::DescendantsGone),
+        ],
+    );
+    assert_eq!(time_of(&log, TERM_PROXY), Some(5000));
+    assert_eq!(
+        time_of(&log, Action::TermDescendants),
+        Some(8000),
+        "no grace owed to an app that is gone"
+    );
+    assert_eq!(
+        exit_of(&log.iter().map(|(_, a)| *a).collect::<Vec<_>>()).map(|e| e.0),
+        Some(ExitReason::App(ExitStatus::Code(7)))
+    );
+}
+
+#[test]
+fn drain_timeout_then_second_term_then_kill() {
+    let (_, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (100, Input::Healthy),
+            (200, Input::ProxyReady),
+            (1000, Input::Stop),
+            (41_000, Input::Tick),
+            (42_000, Input::Tick),
+            (42_010, Input::ProxyExited(ExitStatus::Signaled(9))),
+        ],
+    );
+    let terms: Vec<u64> = log
+        .iter()
+        .filter(|(_, a)| *a == TERM_PROXY)
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(terms, vec![1000, 41_000]);
+    assert_eq!(time_of(&log, Action::Kill(Target::Proxy)), Some(42_000));
+    assert_eq!(time_of(&log, Action::Enter(Phase::Grace)), Some(42_010));
+}
+
+#[test]
+fn usr2_drains_inbound_stops_app_then_terms_proxy() {
+    let s = Settings {
+        drain_mode: DrainMode::InboundUsr2 { wait: T(3000) },
+        app_grace_delay: T(1000),
+        ..settings()
+    };
+    let (_, log) = run(
+        s,
+        &[
+            (0, Input::Start),
+            (100, Input::Healthy),
+            (200, Input::ProxyReady),
+            (1000, Input::Stop),
+            (4000, Input::Tick),
+            (5000, Input::Tick),
+            (5100, Input::AppExited(ExitStatus::Code(0))),
+            (5150, Input::ProxyExited(OK)),
+            (5160, Input::DescendantsGone),
+        ],
+    );
+    assert_eq!(
+        time_of(&log, Action::Signal(Target::Proxy, Signal::SIGUSR2)),
+        Some(1000)
+    );
+    assert_eq!(time_of(&log, STOP_APP), Some(5000));
+    assert_eq!(time_of(&log, TERM_PROXY), Some(5100), "kuma-dp goes last");
+    assert!(log.iter().any(|(_, a)| matches!(a, Action::Exit { .. })));
+}
+
+#[test]
+fn second_stop_cuts_short_and_third_kills_everything() {
+    let (_, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (100, Input::Healthy),
+            (200, Input::ProxyReady),
+            (1000, Input::Stop),
+            (1500, Input::Stop),
+            (2500, Input::Tick),
+        ],
+    );
+    assert_eq!(time_of(&log, STOP_APP), Some(1500));
+    assert_eq!(time_of(&log, Action::Kill(Target::App)), Some(2500));
+    assert_eq!(time_of(&log, Action::Kill(Target::Proxy)), Some(2500));
+    let (_, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (100, Input::Healthy),
+            (200, Input::ProxyReady),
+            (1000, Input::Stop),
+            (1100, Input::Stop),
+            (1200, Input::Stop),
+        ],
+    );
+    let last: Vec<Action> = log
+        .iter()
+        .filter(|(t, _)| *t == 1200)
+        .map(|(_, a)| *a)
+        .collect();
+    assert!(
+        last.contains(&Action::Kill(Target::App))
+            && last.contains(&Action::Kill(Target::Proxy))
+            && last.contains(&Action::KillDescendants),
+        "{last:?}"
+    );
+    assert!(exit_of(&last).is_some());
+}
+
+#[test]
+fn proxy_crash_backoff_and_give_up() {
+    let s = Settings {
+        proxy_max_restarts: 3,
+        ..settings()
+    };
+    let mut inputs = vec![(0, Input::Start), (100, Input::Healthy)];
+    let mut t = 100;
+    for _ in 0..4 {
+        t += 50;
+        inputs.push((t, Input::ProxyExited(ExitStatus::Code(1))));
+        t += 60_000;
+        inputs.push((t, Input::Tick));
+    }
+    let (lc, log) = run(s, &inputs);
+    let delays: Vec<Duration> = log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::Event(Event::ProxyRestarting { delay, .. }) => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays, vec![T(1000), T(2000), T(4000)]);
+    assert!(log
+        .iter()
+        .any(|(_, a)| *a == Action::Event(Event::ProxyGaveUp { crashes: 4 })));
+    assert_eq!(
+        log.iter().filter(|(_, a)| *a == Action::SpawnProxy).count(),
+        4
+    );
+    assert!(lc.phase().is_shutdown());
+}
+
+#[test]
+fn backoff_is_capped() {
+    let s = Settings {
+        proxy_max_restarts: 100,
+        ..settings()
+    };
+    let mut lc = Lifecycle::new(s);
+    lc.step(T(0), Input::Start);
+    lc.step(T(1), Input::Healthy);
+    let mut last = Duration::ZERO;
+    for i in 0..10u64 {
+        let now = T(2 + i * 100_000);
+        for a in lc.step(now, Input::ProxyExited(ExitStatus::Code(1))) {
+            if let Action::Event(Event::ProxyRestarting { delay, .. }) = a {
+                last = delay;
+            }
+        }
+        lc.step(now + T(40_000), Input::Tick);
+    }
+    assert_eq!(last, T(30_000));
+}
+
+#[test]
+fn on_unhealthy_shutdown_exits_unavailable() {
+    let s = Settings {
+        on_unhealthy: OnUnhealthy::Shutdown,
+        ..settings()
+    };
+    let (_, log) = run(
+        s,
+        &[
+            (0, Input::Start),
+            (100, Input::Healthy),
+            (200, Input::ProxyReady),
+            (9000, Input::Unhealthy),
+            (9500, Input::ProxyExited(OK)),
+            (14_500, Input::Tick),
+            (14_600, Input::AppExited(ExitStatus::Signaled(15))),
+            (14_700, Input::DescendantsGone),
+        ],
+    );
+    assert_eq!(time_of(&log, TERM_PROXY), Some(9000));
+    let actions: Vec<Action> = log.iter().map(|(_, a)| *a).collect();
+    assert_eq!(exit_of(&actions).map(|e| e.0), Some(ExitReason::Unhealthy));
+}
+
+#[test]
+fn startup_timeout_never_starts_the_proxy() {
+    let (_, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (60_000, Input::Tick),
+            (60_100, Input::AppExited(ExitStatus::Signaled(15))),
+            (60_200, Input::DescendantsGone),
+        ],
+    );
+    assert!(!log.iter().any(|(_, a)| *a == Action::SpawnProxy));
+    let actions: Vec<Action> = log.iter().map(|(_, a)| *a).collect();
+    assert_eq!(
+        exit_of(&actions).map(|e| e.0),
+        Some(ExitReason::StartupTimeout)
+    );
+}
+
+#[test]
+fn descendants_wait_for_the_proxy_to_be_gone() {
+    let (mut lc, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (100, Input::Healthy),
+            (200, Input::AppExited(OK)),
+        ],
+    );
+    assert!(log.iter().any(|(_, a)| *a == TERM_PROXY));
+    assert!(
+        !log.iter().any(|(_, a)| *a == Action::TermDescendants),
+        "Envoy is only kuma-dp's to stop"
+    );
+    let a = lc.step(T(300), Input::ProxyExited(OK));
+    assert!(a.contains(&Action::TermDescendants));
+    let a = lc.step(T(301), Input::DescendantsGone);
+    assert_eq!(exit_of(&a).map(|e| e.0), Some(ExitReason::App(OK)));
+}
+
+#[test]
+fn worst_case_shutdown_is_drain_plus_grace_plus_stop() {
+    let s = Settings {
+        app_grace_delay: T(5000),
+        ..Settings::defaults()
+    };
+    assert_eq!(s.worst_case_shutdown(), T(55_000));
+    let s = Settings {
+        has_proxy: false,
+        ..s
+    };
+    assert_eq!(s.worst_case_shutdown(), T(15_000));
+}

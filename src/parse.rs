@@ -1,0 +1,368 @@
+//! Parsers for the small value types of the command line and config file:
+//! durations, signals, exit-code mappings, users, addresses and URLs.
+//!
+//! Each returns a message that says what is expected; the caller adds where
+//! the value came from.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+/// `500ms`, `10s`, `2m`, `1m30s`, `1h`. A bare number is refused: `10`
+/// could mean seconds or milliseconds, and guessing wrong stops a drain.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration; write it like 500ms, 10s or 2m".into());
+    }
+    if t.bytes().all(|b| b.is_ascii_digit()) && t != "0" {
+        return Err(format!("'{t}' has no unit; write it like {t}s or {t}ms"));
+    }
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("'{t}' is not a duration ({e}); write it like 500ms, 10s or 2m"))
+}
+
+/// Formats a duration the way it is written in the configuration
+/// (`40s`, `1.5s`, `250ms`, `2m`), for `meshinit check` and logs.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        "0s".into()
+    } else if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        let secs = format!("{:.3}", d.as_secs_f64());
+        format!("{}s", secs.trim_end_matches('0'))
+    }
+}
+
+/// Seconds with two decimals, for timelines (`2.01s`).
+pub fn fmt_secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+/// `TERM`, `SIGTERM`, `sigterm` or `15`.
+pub fn signal(s: &str) -> Result<Signal, String> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| format!("'{t}' is not a signal number"));
+    }
+    let upper = t.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| format!("'{t}' is not a signal; write it like TERM, SIGTERM or 15"))
+}
+
+/// The short name used in logs and docs: `TERM`.
+pub fn signal_name(sig: Signal) -> &'static str {
+    sig.as_str().trim_start_matches("SIG")
+}
+
+/// `FROM:TO`, both 0..=255.
+pub fn exit_code_mapping(s: &str) -> Result<(i32, i32), String> {
+    let (from, to) = s
+        .split_once(':')
+        .ok_or_else(|| format!("'{s}' is not FROM:TO (e.g. 143:0)"))?;
+    let code = |v: &str| -> Result<i32, String> {
+        v.trim()
+            .parse::<u8>()
+            .map(i32::from)
+            .map_err(|_| format!("'{v}' in '{s}' is not an exit code 0-255"))
+    };
+    Ok((code(from)?, code(to)?))
+}
+
+/// `KEY=VALUE` with a non-empty key.
+pub fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not KEY=VALUE")),
+    }
+}
+
+/// `USER[:GROUP]`, each a name or a numeric id. Resolved later against the
+/// user database (see `spawn::resolve_user`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSpec {
+    pub user: String,
+    pub group: Option<String>,
+}
+
+pub fn user_spec(s: &str) -> Result<UserSpec, String> {
+    let (user, group) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    if user.trim().is_empty() || group.is_some_and(|g| g.trim().is_empty()) {
+        return Err(format!("'{s}' is not USER[:GROUP]"));
+    }
+    Ok(UserSpec {
+        user: user.trim().to_string(),
+        group: group.map(|g| g.trim().to_string()),
+    })
+}
+
+impl fmt::Display for UserSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.group {
+            Some(g) => write!(f, "{}:{g}", self.user),
+            None => f.write_str(&self.user),
+        }
+    }
+}
+
+/// `HOST:PORT` as a socket address literal (`127.0.0.1:8080`, `[::1]:80`)
+/// or a name (`localhost:8080`), kept as text and resolved when used.
+pub fn host_port(s: &str) -> Result<(String, u16), String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok((addr.ip().to_string(), addr.port()));
+    }
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{s}' is not HOST:PORT"))?;
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("'{port}' in '{s}' is not a port 1-65535"))?;
+    if host.is_empty() || host.contains(['/', ' ']) {
+        return Err(format!("'{s}' is not HOST:PORT"));
+    }
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
+}
+
+/// A URL as meshinit needs it: scheme, host, port and path. Only the parts
+/// a probe or the cp-address check look at; no query parsing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: String,
+}
+
+impl fmt::Display for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(f, "{}://{host}:{}{}", self.scheme, self.port, self.path)
+    }
+}
+
+/// Parses `scheme://host[:port][/path]` for the schemes in `schemes`.
+pub fn url(s: &str, schemes: &[&str]) -> Result<Url, String> {
+    let expected = || {
+        format!(
+            "'{s}' is not a URL like {}://HOST:PORT/PATH",
+            schemes.first().copied().unwrap_or("http")
+        )
+    };
+    let (scheme, rest) = s.split_once("://").ok_or_else(expected)?;
+    let scheme = scheme.to_ascii_lowercase();
+    if !schemes.contains(&scheme.as_str()) {
+        return Err(format!(
+            "'{s}' has scheme '{scheme}'; expected {}",
+            schemes.join(" or ")
+        ));
+    }
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path
+    };
+    if authority.contains('@') {
+        return Err(format!("'{s}': credentials in URLs are not supported"));
+    }
+    let default_port = if scheme == "https" || scheme == "grpcs" {
+        443
+    } else {
+        80
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(expected)?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse::<u16>().map_err(|_| expected())?,
+            None if after.is_empty() => default_port,
+            None => return Err(expected()),
+        };
+        (h.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| expected())?),
+            None => (authority.to_string(), default_port),
+        }
+    };
+    if host.is_empty() || host.contains([' ', '/']) || port == 0 {
+        return Err(expected());
+    }
+    Ok(Url {
+        scheme,
+        host,
+        port,
+        path,
+    })
+}
+
+/// Expands `${NAME:-default}` and `${NAME}` from a lookup function. Used for
+/// the default proxy ready URL, which follows KUMA_READINESS_PORT.
+pub fn expand_env(s: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let inner = &rest[start + 2..start + end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        match lookup(name).filter(|v| !v.is_empty()) {
+            Some(v) => out.push_str(&v),
+            None => out.push_str(default.unwrap_or("")),
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        for (input, ms) in [
+            ("500ms", 500),
+            ("10s", 10_000),
+            ("2m", 120_000),
+            ("1m30s", 90_000),
+            ("0", 0),
+            ("0s", 0),
+            (" 1s ", 1000),
+        ] {
+            assert_eq!(duration(input), Ok(Duration::from_millis(ms)), "{input}");
+        }
+        for bad in ["", "10", "ten", "10x", "-1s", "s"] {
+            let err = duration(bad).unwrap_err();
+            assert!(
+                err.contains("500ms") || err.contains("unit"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn duration_formatting_round_trips() {
+        for ms in [0u64, 250, 1000, 1500, 40_000, 120_000, 61_000] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(duration(&fmt_duration(d)), Ok(d), "{ms}");
+        }
+        assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(fmt_secs(Duration::from_millis(2014)), "2.01s");
+    }
+
+    #[test]
+    fn signals() {
+        for s in ["TERM", "SIGTERM", "sigterm", "15", " term "] {
+            assert_eq!(signal(s), Ok(Signal::SIGTERM), "{s}");
+        }
+        assert_eq!(signal("USR2"), Ok(Signal::SIGUSR2));
+        for bad in ["", "FOO", "0", "99", "SIG"] {
+            assert!(signal(bad).is_err(), "{bad}");
+        }
+        assert_eq!(signal_name(Signal::SIGQUIT), "QUIT");
+    }
+
+    #[test]
+    fn exit_code_mappings() {
+        assert_eq!(exit_code_mapping("143:0"), Ok((143, 0)));
+        for bad in ["143", "143:", ":0", "256:0", "a:b", "-1:0"] {
+            assert!(exit_code_mapping(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn users_and_kv() {
+        assert_eq!(
+            user_spec("app:staff"),
+            Ok(UserSpec {
+                user: "app".into(),
+                group: Some("staff".into())
+            })
+        );
+        assert!(user_spec(":x").is_err() && user_spec("x:").is_err());
+        assert_eq!(key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(key_value("=x").is_err() && key_value("x").is_err());
+    }
+
+    #[test]
+    fn host_ports() {
+        assert_eq!(host_port("127.0.0.1:80"), Ok(("127.0.0.1".into(), 80)));
+        assert_eq!(host_port("[::1]:80"), Ok(("::1".into(), 80)));
+        assert_eq!(host_port("localhost:6379"), Ok(("localhost".into(), 6379)));
+        for bad in ["localhost", ":80", "h:0", "h:70000", "a b:1"] {
+            assert!(host_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls() {
+        let u = url("http://127.0.0.1:9902/ready", &["http"]).unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 9902, "/ready")
+        );
+        let u = url("https://cp.example:5678", &["http", "https"]).unwrap();
+        assert_eq!((u.port, u.path.as_str()), (5678, "/"));
+        let u = url("http://[::1]/x?y=1", &["http"]).unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("::1", 80, "/x?y=1")
+        );
+        assert_eq!(u.to_string(), "http://[::1]:80/x?y=1");
+        for bad in [
+            "127.0.0.1:5678",
+            "ftp://x",
+            "http://",
+            "http://:80",
+            "http://h:x/",
+            "http://u@h/",
+        ] {
+            assert!(url(bad, &["http", "https"]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn env_expansion() {
+        let env = |k: &str| (k == "P").then(|| "1234".to_string());
+        assert_eq!(expand_env("a:${P:-9902}/b", env), "a:1234/b");
+        assert_eq!(expand_env("a:${Q:-9902}/b", env), "a:9902/b");
+        assert_eq!(expand_env("${Q}x", env), "x");
+        assert_eq!(expand_env("${unterminated", env), "${unterminated");
+    }
+}

@@ -1,0 +1,190 @@
+//! `meshinit check`: the effective configuration, what would be started,
+//! and the shutdown timeline, printed without starting anything.
+
+use std::fmt::Write;
+
+use crate::config::{Config, ProbeKind};
+use crate::lifecycle::DrainMode;
+use crate::parse::{fmt_duration, signal_name};
+
+/// The report, as printed to stdout.
+pub fn render(cfg: &Config) -> String {
+    let mut s = String::new();
+    let s_ = &mut s;
+    let _ = writeln!(s_, "meshinit check: the configuration is valid\n");
+    let _ = writeln!(s_, "Effective configuration:");
+    let width = cfg
+        .effective
+        .iter()
+        .map(|(k, _, _)| k.len())
+        .max()
+        .unwrap_or(0);
+    for (key, value, origin) in &cfg.effective {
+        let shown = if value.is_empty() {
+            "-"
+        } else {
+            value.as_str()
+        };
+        let _ = writeln!(s_, "  {key:width$}  {shown}  ({origin})");
+    }
+
+    let _ = writeln!(s_, "\nApp:");
+    if cfg.app.command.is_empty() {
+        let _ = writeln!(s_, "  (no command given)");
+    } else {
+        let _ = writeln!(s_, "  command: {}", shell_words(&cfg.app.command));
+    }
+    if let Some(u) = &cfg.app.user {
+        let _ = writeln!(
+            s_,
+            "  user: {} (uid {}, gid {}, groups {:?})",
+            u.name,
+            u.uid,
+            u.gid,
+            u.groups.iter().map(|g| g.as_raw()).collect::<Vec<_>>()
+        );
+    }
+
+    let _ = writeln!(s_, "\nProbes (all must pass before kuma-dp starts):");
+    if cfg.probes.is_empty() {
+        let _ = writeln!(s_, "  none: the app counts as healthy once started");
+    }
+    for p in &cfg.probes {
+        let shell = if matches!(p.kind, ProbeKind::Shell(_)) {
+            " [runs a shell]"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s_,
+            "  {}{}{shell}: every {} until healthy, then every {}; timeout {}; pass after {} success(es), fail after {} failure(s)",
+            p.kind,
+            if cfg.default_probe { " (default: the first inbound's servicePort)" } else { "" },
+            fmt_duration(p.startup_period),
+            fmt_duration(p.period),
+            fmt_duration(p.timeout),
+            p.success_threshold,
+            p.failure_threshold
+        );
+    }
+    let _ = writeln!(
+        s_,
+        "  startup timeout: {}",
+        fmt_duration(cfg.settings.startup_timeout)
+    );
+
+    let _ = writeln!(s_, "\nProxy:");
+    match &cfg.proxy {
+        None => {
+            let _ = writeln!(
+                s_,
+                "  none: plain init mode (no --dataplane-file or --dataplane-name)"
+            );
+        }
+        Some(p) => {
+            let mode = if p.dataplane.is_some() {
+                "direct"
+            } else {
+                "indirect"
+            };
+            let _ = writeln!(
+                s_,
+                "  kuma-dp ({mode} mode): {} {}",
+                p.kuma_dp.display(),
+                shell_words(&p.args)
+            );
+            let _ = writeln!(
+                s_,
+                "  ready URL: {} (timeout {})",
+                p.ready_url,
+                fmt_duration(cfg.settings.proxy_ready_timeout)
+            );
+            if let Some(dp) = &p.dataplane {
+                let _ = writeln!(s_, "  rendered Dataplane:");
+                for line in dp.rendered.lines() {
+                    let _ = writeln!(s_, "    {line}");
+                }
+            }
+        }
+    }
+
+    let st = &cfg.settings;
+    let _ = writeln!(
+        s_,
+        "\nShutdown on {} (worst case):",
+        cfg.stop_signals
+            .iter()
+            .map(|s| signal_name(*s))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    );
+    let mut n = 1;
+    if cfg.proxy.is_some() {
+        match st.drain_mode {
+            DrainMode::Term => {
+                let _ = writeln!(s_, "  {n}. drain: kuma-dp gets SIGTERM and drains; wait for it to exit, at most {} (drain-timeout)", fmt_duration(st.drain_timeout));
+            }
+            DrainMode::InboundUsr2 { wait } => {
+                let _ = writeln!(
+                    s_,
+                    "  {n}. drain: kuma-dp gets SIGUSR2 (inbound listeners only); wait {}",
+                    fmt_duration(wait.min(st.drain_timeout))
+                );
+            }
+        }
+        n += 1;
+    }
+    let _ = writeln!(
+        s_,
+        "  {n}. grace: the app keeps running for {} (app-grace-delay)",
+        fmt_duration(st.app_grace_delay)
+    );
+    n += 1;
+    let _ = writeln!(
+        s_,
+        "  {n}. stop: the app gets SIG{}, SIGKILL after {} (app-stop-timeout)",
+        signal_name(st.app_stop_signal),
+        fmt_duration(st.app_stop_timeout)
+    );
+    if matches!(st.drain_mode, DrainMode::InboundUsr2 { .. }) && cfg.proxy.is_some() {
+        let _ = writeln!(
+            s_,
+            "  {}. kuma-dp gets SIGTERM last (already drained, it exits at once)",
+            n + 1
+        );
+    }
+    let worst = st.worst_case_shutdown();
+    let _ = writeln!(s_, "  worst case: {}", fmt_duration(worst));
+    if let Some(budget) = cfg.shutdown_budget {
+        let verdict = if worst > budget { "EXCEEDED" } else { "fits" };
+        let _ = writeln!(
+            s_,
+            "  shutdown budget: {} ({verdict})",
+            fmt_duration(budget)
+        );
+    }
+    if !cfg.warnings.is_empty() {
+        let _ = writeln!(s_, "\nWarnings:");
+        for w in &cfg.warnings {
+            let _ = writeln!(s_, "  - {w}");
+        }
+    }
+    s
+}
+
+/// Joins argv for display, quoting what a shell would split.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,251 @@
+//! Health probes: HTTP GET, TCP connect and commands, each with its own
+//! period, timeout and thresholds.
+//!
+//! A probe task only measures and reports; whether the app counts as healthy
+//! is decided by the [`Tracker`]s in the driver, and what follows from it by
+//! the lifecycle.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{ProbeKind, ProbeSpec};
+use crate::exit::ExitStatus;
+use crate::lifecycle::ProbeMode;
+
+/// Exec probes waiting for their exit status, keyed by pid. The reaper
+/// fills them in, since it is the only one allowed to wait.
+pub type ExecWaiters = Rc<RefCell<HashMap<i32, oneshot::Sender<ExitStatus>>>>;
+
+/// One probe result, sent to the driver.
+#[derive(Debug)]
+pub struct Outcome {
+    pub index: usize,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Consecutive-result thresholds for one probe.
+#[derive(Clone, Debug)]
+pub struct Tracker {
+    success_threshold: u32,
+    failure_threshold: u32,
+    successes: u32,
+    failures: u32,
+    passing: bool,
+    /// The last result and its detail, for `/status`.
+    pub last: Option<(bool, String)>,
+}
+
+impl Tracker {
+    pub fn new(spec: &ProbeSpec) -> Tracker {
+        Tracker {
+            success_threshold: spec.success_threshold,
+            failure_threshold: spec.failure_threshold,
+            successes: 0,
+            failures: 0,
+            passing: false,
+            last: None,
+        }
+    }
+
+    pub fn passing(&self) -> bool {
+        self.passing
+    }
+
+    /// Records a result; returns true when the probe changed between
+    /// passing and failing. A probe starts failing and passes after
+    /// `success_threshold` successes in a row; once passing it fails after
+    /// `failure_threshold` failures in a row.
+    pub fn record(&mut self, ok: bool, detail: String) -> bool {
+        self.last = Some((ok, detail));
+        if ok {
+            self.successes += 1;
+            self.failures = 0;
+            if !self.passing && self.successes >= self.success_threshold {
+                self.passing = true;
+                return true;
+            }
+        } else {
+            self.failures += 1;
+            self.successes = 0;
+            if self.passing && self.failures >= self.failure_threshold {
+                self.passing = false;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Runs one probe forever at the period of `mode`, sending every result.
+pub async fn run(
+    index: usize,
+    spec: ProbeSpec,
+    mode: ProbeMode,
+    tx: mpsc::UnboundedSender<Outcome>,
+    execs: ExecWaiters,
+) {
+    let period = match mode {
+        ProbeMode::Startup => spec.startup_period,
+        _ => spec.period,
+    };
+    loop {
+        let started = tokio::time::Instant::now();
+        let (ok, detail) = match check(&spec, &execs).await {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        if tx.send(Outcome { index, ok, detail }).is_err() {
+            return;
+        }
+        tokio::time::sleep_until(started + period).await;
+    }
+}
+
+/// One check. `Ok` and `Err` carry a short description for logs.
+pub async fn check(spec: &ProbeSpec, execs: &ExecWaiters) -> Result<String, String> {
+    match &spec.kind {
+        ProbeKind::Http(url) => {
+            let code = crate::http::get_status(url, spec.timeout).await?;
+            if (200..400).contains(&code) {
+                Ok(format!("HTTP {code}"))
+            } else {
+                Err(format!("HTTP {code}"))
+            }
+        }
+        ProbeKind::Tcp { host, port } => {
+            match tokio::time::timeout(
+                spec.timeout,
+                tokio::net::TcpStream::connect((host.as_str(), *port)),
+            )
+            .await
+            {
+                Ok(Ok(_)) => Ok("connected".into()),
+                Ok(Err(e)) => Err(format!("connect: {e}")),
+                Err(_) => Err(format!(
+                    "no connection within {}",
+                    crate::parse::fmt_duration(spec.timeout)
+                )),
+            }
+        }
+        ProbeKind::Shell(cmd) => {
+            let args = ["-c".to_string(), cmd.clone()];
+            exec(OsStr::new("/bin/sh"), &args, spec.timeout, execs).await
+        }
+        ProbeKind::Argv(argv) => exec(OsStr::new(&argv[0]), &argv[1..], spec.timeout, execs).await,
+    }
+}
+
+/// Most output a probe keeps for the debug log.
+const OUTPUT_LIMIT: usize = 4096;
+
+async fn exec(
+    program: &OsStr,
+    args: &[String],
+    timeout: Duration,
+    execs: &ExecWaiters,
+) -> Result<String, String> {
+    let (read_end, write_end) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let pid = crate::spawn::spawn(crate::spawn::Spec {
+        program,
+        args,
+        user: None,
+        workdir: None,
+        no_new_privs: false,
+        foreground: false,
+        output: Some(write_end),
+    })
+    .map_err(|e| format!("cannot run {}: {e}", program.to_string_lossy()))?;
+    // Registered before the next await, so the reaper (same thread) cannot
+    // collect the status before someone is waiting for it.
+    let (tx, rx) = oneshot::channel();
+    execs.borrow_mut().insert(pid.as_raw(), tx);
+
+    let mut output = Vec::new();
+    let mut reader = tokio::net::unix::pipe::Receiver::from_owned_fd(read_end)
+        .map_err(|e| format!("pipe: {e}"))?;
+    let read_output = async {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            if output.len() < OUTPUT_LIMIT {
+                output.extend_from_slice(&buf[..n.min(OUTPUT_LIMIT - output.len())]);
+            }
+        }
+    };
+    let status = tokio::time::timeout(timeout, async {
+        let (status, ()) = tokio::join!(rx, read_output);
+        status
+    })
+    .await;
+    let text = String::from_utf8_lossy(&output).trim().to_string();
+    if !text.is_empty() {
+        tracing::debug!(probe = %program.to_string_lossy(), output = %text, "probe output");
+    }
+    match status {
+        Ok(Ok(ExitStatus::Code(0))) => Ok("exit 0".into()),
+        Ok(Ok(st)) => Err(st.to_string()),
+        Ok(Err(_)) => Err("probe status lost".into()),
+        Err(_) => {
+            // Kill its whole group: a shell probe's own children too. The
+            // reaper still collects it; the waiter entry is dropped.
+            let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+            execs.borrow_mut().remove(&pid.as_raw());
+            Err(format!(
+                "killed after {}",
+                crate::parse::fmt_duration(timeout)
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(s: u32, f: u32) -> ProbeSpec {
+        ProbeSpec {
+            kind: ProbeKind::Shell("true".into()),
+            startup_period: Duration::from_millis(100),
+            period: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+            success_threshold: s,
+            failure_threshold: f,
+        }
+    }
+
+    #[test]
+    fn thresholds_count_consecutive_results() {
+        let mut t = Tracker::new(&spec(2, 3));
+        let seq = [
+            (false, false, false),
+            (true, false, false),
+            (false, false, false),
+            (true, false, false),
+            (true, true, true),
+            (false, false, true),
+            (false, false, true),
+            (true, false, true),
+            (false, false, true),
+            (false, false, true),
+            (false, true, false),
+            (true, false, false),
+            (true, true, true),
+        ];
+        for (i, (ok, changed, passing)) in seq.into_iter().enumerate() {
+            assert_eq!(t.record(ok, String::new()), changed, "step {i}");
+            assert_eq!(t.passing(), passing, "step {i}");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Signal intake: every signal meshinit handles is blocked before the first
+//! fork and read from a signalfd in the event loop.
+//!
+//! Blocking first means no signal can be lost between spawning the app and
+//! being ready to handle it (dumb-init PR #104), and there is no signal
+//! handler at all: nothing runs in signal context, nothing races.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use tokio::io::unix::AsyncFd;
+
+/// Synchronous fault signals stay unblocked: they mean meshinit itself
+/// crashed, and blocking them would turn a crash into a hang.
+const FAULTS: [Signal; 7] = [
+    Signal::SIGSEGV,
+    Signal::SIGBUS,
+    Signal::SIGILL,
+    Signal::SIGFPE,
+    Signal::SIGTRAP,
+    Signal::SIGSYS,
+    Signal::SIGABRT,
+];
+
+/// The set meshinit takes over: everything but the fault signals.
+fn handled_set() -> SigSet {
+    let mut set = SigSet::all();
+    for s in FAULTS {
+        set.remove(s);
+    }
+    set
+}
+
+/// Blocks every handled signal on the calling thread. Call before any
+/// thread or child exists: both inherit the mask (children get it cleared
+/// again right before exec, see `spawn`).
+pub fn block() -> nix::Result<()> {
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), None)
+}
+
+/// Whether a signal received by meshinit is passed on to the app.
+///
+/// Not forwarded: SIGCHLD (ours, for reaping), SIGTTIN/SIGTTOU (job-control
+/// signals the kernel sends meshinit itself when it touches the terminal
+/// from the background), SIGPIPE (raised by meshinit's own writes to a
+/// closed pipe), and SIGURG (runtime-internal in Go programs; forwarding it
+/// killed apps under other supervisors). Stop signals are handled separately.
+pub fn is_forwarded(signo: i32) -> bool {
+    ![
+        Signal::SIGCHLD as i32,
+        Signal::SIGTTIN as i32,
+        Signal::SIGTTOU as i32,
+        Signal::SIGPIPE as i32,
+        Signal::SIGURG as i32,
+        Signal::SIGKILL as i32,
+        Signal::SIGSTOP as i32,
+    ]
+    .contains(&signo)
+}
+
+/// A readable stream of pending signals.
+pub struct Signals {
+    fd: AsyncFd<SignalFd>,
+}
+
+impl Signals {
+    /// Opens the signalfd; must run inside the tokio runtime.
+    pub fn open() -> io::Result<Signals> {
+        let fd = SignalFd::with_flags(
+            &handled_set(),
+            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+        )?;
+        // SAFETY: the SignalFd owns its descriptor and keeps it open, with
+        // the same number, until it is dropped together with the AsyncFd.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        Ok(Signals { fd })
+    }
+
+    /// Waits for at least one signal and returns every pending one, in
+    /// arrival order (standard signals coalesce, as POSIX allows).
+    pub async fn recv(&self) -> io::Result<Vec<i32>> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let mut out = Vec::new();
+            loop {
+                match guard.get_inner().read_signal() {
+                    Ok(Some(info)) => out.push(info.ssi_signo as i32),
+                    Ok(None) => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            guard.clear_ready();
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.get_ref().as_raw_fd()
+    }
+}
+
+/// A printable name for any signal number, real-time ones included.
+pub fn name(signo: i32) -> String {
+    match Signal::try_from(signo) {
+        Ok(s) => s.as_str().to_string(),
+        Err(_) => format!("SIG{signo}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwards_user_signals_but_not_internal_ones() {
+        for s in [
+            Signal::SIGHUP,
+            Signal::SIGUSR1,
+            Signal::SIGUSR2,
+            Signal::SIGWINCH,
+            Signal::SIGQUIT,
+            Signal::SIGCONT,
+            Signal::SIGTSTP,
+        ] {
+            assert!(is_forwarded(s as i32), "{s}");
+        }
+        for s in [
+            Signal::SIGCHLD,
+            Signal::SIGTTIN,
+            Signal::SIGTTOU,
+            Signal::SIGPIPE,
+            Signal::SIGURG,
+        ] {
+            assert!(!is_forwarded(s as i32), "{s}");
+        }
+        assert!(is_forwarded(libc_rtmin() + 1));
+        assert_eq!(name(15), "SIGTERM");
+        assert_eq!(name(40), "SIG40");
+    }
+
+    fn libc_rtmin() -> i32 {
+        nix::libc::SIGRTMIN()
+    }
+}

@@ -1,0 +1,100 @@
+//! Starting children: the app, kuma-dp and exec probes.
+//!
+//! Every child gets its own process group, so signals for the app never
+//! reach kuma-dp and a group kill reaches the app's workers. Between fork
+//! and exec only async-signal-safe system calls run; everything that
+//! allocates or looks things up (users, groups, paths) happened before.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::unistd::{Pid, Uid};
+
+use crate::user::Identity;
+
+/// How to start one child.
+pub struct Spec<'a> {
+    pub program: &'a OsStr,
+    pub args: &'a [String],
+    pub user: Option<&'a Identity>,
+    pub workdir: Option<&'a Path>,
+    pub no_new_privs: bool,
+    /// Hand the terminal on stdin to the child's process group, so Ctrl-C
+    /// and Ctrl-Z reach it as in a shell.
+    pub foreground: bool,
+    /// Where stdout and stderr go (inherited when `None`).
+    pub output: Option<std::os::fd::OwnedFd>,
+}
+
+/// Whether meshinit's stdin is a terminal whose foreground group is ours:
+/// only then is the terminal handed to the app (a backgrounded meshinit
+/// must not steal it).
+pub fn owns_terminal() -> bool {
+    let stdin = std::io::stdin();
+    nix::unistd::isatty(&stdin).unwrap_or(false)
+        && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|pg| pg == nix::unistd::getpgrp())
+}
+
+/// Spawns the child and returns its pid (which is also its process group).
+/// The exit status is collected by `reaper`, never here.
+pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
+    let mut cmd = Command::new(spec.program);
+    cmd.args(spec.args);
+    cmd.process_group(0);
+    // meshinit speaks to systemd itself; a child that also did would
+    // confuse the service manager.
+    cmd.env_remove("NOTIFY_SOCKET");
+    cmd.env_remove("WATCHDOG_USEC");
+    cmd.env_remove("WATCHDOG_PID");
+    if let Some(dir) = spec.workdir {
+        cmd.current_dir(dir);
+    }
+    if let Some(fd) = spec.output {
+        let err = fd.try_clone()?;
+        cmd.stdout(Stdio::from(fd));
+        cmd.stderr(Stdio::from(err));
+        cmd.stdin(Stdio::null());
+    }
+    let identity = spec.user.cloned();
+    let no_new_privs = spec.no_new_privs;
+    let foreground = spec.foreground;
+    // SAFETY: the closure runs in the forked child before exec. It only
+    // makes async-signal-safe system calls (setgroups, setresgid,
+    // setresuid, prctl, sigprocmask, tcsetpgrp) on data prepared before the
+    // fork, and allocates nothing. std has already put the child in its own
+    // process group and cleared the signal mask at this point.
+    unsafe {
+        cmd.pre_exec(move || {
+            if foreground {
+                // tcsetpgrp from a background group raises SIGTTOU; block
+                // it for the call so the child is not stopped by it.
+                let mut ttou = SigSet::empty();
+                ttou.add(Signal::SIGTTOU);
+                nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None)?;
+                let stdin = std::os::fd::BorrowedFd::borrow_raw(0);
+                let _ = nix::unistd::tcsetpgrp(stdin, nix::unistd::getpid());
+                nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&ttou), None)?;
+            }
+            if let Some(id) = &identity {
+                // Groups first, while still privileged; then gid, then uid,
+                // real, effective and saved alike, so nothing can be regained.
+                if Uid::effective().is_root() {
+                    nix::unistd::setgroups(&id.groups)?;
+                }
+                nix::unistd::setresgid(id.gid, id.gid, id.gid)?;
+                nix::unistd::setresuid(id.uid, id.uid, id.uid)?;
+            }
+            if no_new_privs {
+                nix::sys::prctl::set_no_new_privs()?;
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    // Dropping the handle neither kills nor waits: the reaper owns the status.
+    Ok(Pid::from_raw(child.id() as i32))
+}

@@ -1,0 +1,562 @@
+//! `fake-kuma-dp`: a stand-in for `kuma-dp run` that follows kuma-dp's process contract
+//! (`reference/kuma-dp-contract.md`) closely enough for meshinit's integration tests.
+//!
+//! It checks its flags like kuma-dp's cobra command does, serves `GET /ready` on
+//! `127.0.0.1:${KUMA_READINESS_PORT:-9902}` (503 NOT_READY, then 200 LIVE, then 503 TERMINATING
+//! after the first stop signal), drains for `--drain-time` on SIGTERM/SIGINT, and records what
+//! happened in `$FAKE_KUMA_DP_RECORD` as `<monotonic_ns> <event> [key=value ...]` lines, each
+//! written with one `write()` on an O_APPEND file.
+//!
+//! Record lines: `start`, `arg <i> <value>`, `env K=V`, `token fnv=<hex>`, `ready`,
+//! `signal TERM n=<stop count>` (INT likewise), `signal <NAME>`, `drain-inbound`,
+//! `draining drain_ms=<ms>`, `exit code=<c> reason=<why>`. Newlines and backslashes in
+//! argument and env values are escaped as `\n` and `\\` so every event stays on one line.
+//! Token values (`--dataplane-token`, `KUMA_*_TOKEN` variables) are recorded only as
+//! `redacted-fnv=<hex>`, never in clear.
+//!
+//! Environment knobs for tests:
+//! - `FAKE_KUMA_DP_READY_AFTER_MS` (default 200): when `/ready` turns 200.
+//! - `FAKE_KUMA_DP_NEVER_READY=1`: never ready.
+//! - `FAKE_KUMA_DP_CRASH_AFTER_MS=N`: exit 1 (reason `crash`) N ms after start.
+//! - `FAKE_KUMA_DP_IGNORE_TERM=1`: record SIGTERM/SIGINT but do nothing about them.
+//! - `FAKE_KUMA_DP_STOP_MS=N` (default 0): how long "stopping Envoy" takes after the drain or
+//!   a second stop signal; a third stop signal in that window exits 1 (reason `third-signal`).
+//!
+//! Signals are blocked before any thread exists and read from a signalfd in the main loop.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::Duration;
+
+use nix::libc;
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::unistd;
+
+/// `/ready` states.
+const NOT_READY: u8 = 0;
+const LIVE: u8 = 1;
+const TERMINATING: u8 = 2;
+
+/// Flags that take a value (long name, optional shorthand).
+const VALUE_FLAGS: &[(&str, Option<char>)] = &[
+    ("cp-address", None),
+    ("dataplane-file", Some('d')),
+    ("dataplane-var", Some('v')),
+    ("dataplane-token-file", None),
+    ("dataplane-token", None),
+    ("name", None),
+    ("mesh", None),
+    ("drain-time", None),
+    ("work-dir", None),
+    ("binary-path", None),
+    ("log-level", None),
+    ("concurrency", None),
+    ("envoy-log-level", None),
+    ("ca-cert-file", None),
+    ("dataplane", None),
+    ("admin-port", None),
+];
+
+/// Boolean flags: `--flag` means true, `--flag=false` false; like cobra, they never take the
+/// next argument as their value.
+const BOOL_FLAGS: &[&str] = &["dns-enabled"];
+
+/// The flags that matter to the fake, after validation.
+#[derive(Default, Debug)]
+struct Config {
+    cp_address: Option<String>,
+    dataplane_file: Option<String>,
+    dataplane_inline: Option<String>,
+    dataplane_vars: Vec<String>,
+    token_file: Option<String>,
+    token: Option<String>,
+    name: Option<String>,
+    mesh: Option<String>,
+    drain_time: Option<Duration>,
+}
+
+static RECORD: OnceLock<Option<File>> = OnceLock::new();
+
+/// Held by whoever is ending the process, so exactly one `exit` line is recorded.
+static ENDING: Mutex<()> = Mutex::new(());
+
+fn main() {
+    // Block every signal before any thread exists; the main loop reads them from a signalfd.
+    let all = SigSet::all();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&all), None).expect("block signals");
+    let sfd = SignalFd::new(&all).expect("signalfd");
+
+    let file = std::env::var("FAKE_KUMA_DP_RECORD").ok().map(|path| {
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .unwrap_or_else(|e| {
+                eprintln!("fake-kuma-dp: cannot open record file {path}: {e}");
+                process::exit(2);
+            })
+    });
+    RECORD.set(file).expect("record set once");
+
+    record(&format!(
+        "start pid={} pgid={} ppid={}",
+        process::id(),
+        unistd::getpgrp(),
+        unistd::getppid()
+    ));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    record_args(&args);
+    record_env();
+
+    let cfg = match parse_run(&args) {
+        Ok(cfg) => cfg,
+        Err(msg) => {
+            eprintln!("Error: {msg}");
+            finish(1, "usage");
+        }
+    };
+    let cfg = with_env_defaults(cfg);
+    if let Err(msg) = check_inputs(&cfg) {
+        eprintln!("Error: {msg}");
+        finish(1, "usage");
+    }
+    let drain = match drain_time(&cfg) {
+        Ok(d) => d,
+        Err(msg) => {
+            eprintln!("Error: {msg}");
+            finish(1, "usage");
+        }
+    };
+    let port = match std::env::var("KUMA_READINESS_PORT") {
+        Ok(v) => v.parse::<u16>().unwrap_or_else(|_| {
+            eprintln!("Error: KUMA_READINESS_PORT={v:?} is not a port number");
+            finish(1, "usage")
+        }),
+        Err(_) => 9902,
+    };
+    eprintln!(
+        "fake-kuma-dp: starting, cp-address={} drain-time={}ms readiness-port={port}",
+        cfg.cp_address.as_deref().unwrap_or(""),
+        drain.as_millis()
+    );
+
+    let crash_after = env_ms("FAKE_KUMA_DP_CRASH_AFTER_MS");
+    if crash_after == Some(0) {
+        eprintln!("fake-kuma-dp: crashing (FAKE_KUMA_DP_CRASH_AFTER_MS=0)");
+        finish(1, "crash");
+    }
+    let state = Arc::new(AtomicU8::new(NOT_READY));
+
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| {
+        eprintln!("Error: readiness server cannot listen on 127.0.0.1:{port}: {e}");
+        finish(1, "readiness-bind")
+    });
+    let server_state = state.clone();
+    thread::spawn(move || serve_ready(listener, server_state));
+
+    if let Some(ms) = crash_after {
+        after(ms, || {
+            eprintln!("fake-kuma-dp: crashing (FAKE_KUMA_DP_CRASH_AFTER_MS)");
+            finish(1, "crash")
+        });
+    }
+    if std::env::var("FAKE_KUMA_DP_NEVER_READY").as_deref() != Ok("1") {
+        let ready_after = env_ms("FAKE_KUMA_DP_READY_AFTER_MS").unwrap_or(200);
+        let state = state.clone();
+        after(ready_after, move || {
+            // A stop signal before this moment keeps it from ever turning ready.
+            if state
+                .compare_exchange(NOT_READY, LIVE, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                record("ready");
+                eprintln!("fake-kuma-dp: Envoy is live, /ready answers 200");
+            }
+        });
+    }
+
+    let ignore_term = std::env::var("FAKE_KUMA_DP_IGNORE_TERM").as_deref() == Ok("1");
+    let stop_ms = env_ms("FAKE_KUMA_DP_STOP_MS").unwrap_or(0);
+    let mut stops = 0u32;
+    let mut inbound_drained = false;
+    loop {
+        let signo = match sfd.read_signal() {
+            Ok(Some(info)) => info.ssi_signo as i32,
+            Ok(None) => continue,
+            Err(e) => {
+                eprintln!("fake-kuma-dp: reading signalfd: {e}");
+                finish(1, "crash");
+            }
+        };
+        let name = sig_name(signo);
+        match signo {
+            libc::SIGTERM | libc::SIGINT => {
+                stops += 1;
+                record(&format!("signal {name} n={stops}"));
+                eprintln!("fake-kuma-dp: received SIG{name} (stop signal {stops})");
+                if ignore_term {
+                    continue;
+                }
+                match stops {
+                    1 => {
+                        state.store(TERMINATING, Ordering::SeqCst);
+                        if inbound_drained {
+                            finish(0, "already-drained");
+                        }
+                        let drain_ms = drain.as_millis();
+                        record(&format!("draining drain_ms={drain_ms}"));
+                        eprintln!("fake-kuma-dp: draining for {drain_ms}ms");
+                        after(drain.as_millis() as u64, move || {
+                            stop_envoy_then_exit(stop_ms, "drained")
+                        });
+                    }
+                    2 => stop_envoy_then_exit(stop_ms, "stop-now"),
+                    _ => finish(1, "third-signal"),
+                }
+            }
+            libc::SIGUSR2 => {
+                record(&format!("signal {name}"));
+                if stops == 0 || ignore_term {
+                    inbound_drained = true;
+                    record("drain-inbound");
+                    eprintln!("fake-kuma-dp: draining inbound listeners, staying up");
+                }
+            }
+            _ => record(&format!("signal {name}")),
+        }
+    }
+}
+
+/// Stopping Envoy takes `stop_ms` (0: at once); then exit 0 with `reason`.
+fn stop_envoy_then_exit(stop_ms: u64, reason: &'static str) {
+    if stop_ms == 0 {
+        finish(0, reason);
+    }
+    eprintln!("fake-kuma-dp: stopping Envoy ({stop_ms}ms)");
+    after(stop_ms, move || finish(0, reason));
+}
+
+/// Runs `f` on a new thread after `ms` milliseconds.
+fn after(ms: u64, f: impl FnOnce() + Send + 'static) {
+    thread::spawn(move || {
+        thread::sleep(Duration::from_millis(ms));
+        f()
+    });
+}
+
+/// Records `exit code=<code> reason=<reason>` and exits; the first caller wins.
+fn finish(code: i32, reason: &str) -> ! {
+    let _ending = ENDING.lock();
+    record(&format!("exit code={code} reason={reason}"));
+    eprintln!("fake-kuma-dp: exiting with {code} ({reason})");
+    process::exit(code)
+}
+
+fn env_ms(var: &str) -> Option<u64> {
+    let value = std::env::var(var).ok()?;
+    match value.parse() {
+        Ok(ms) => Some(ms),
+        Err(_) => {
+            eprintln!("Error: {var}={value:?} is not a number of milliseconds");
+            finish(1, "usage")
+        }
+    }
+}
+
+/// One `arg <i> <value>` line per argument; token values are redacted.
+fn record_args(args: &[String]) {
+    let mut next_is_token = false;
+    for (i, arg) in args.iter().enumerate() {
+        let shown = if next_is_token {
+            next_is_token = false;
+            redact(arg)
+        } else if let Some(token) = arg.strip_prefix("--dataplane-token=") {
+            format!("--dataplane-token={}", redact(token))
+        } else {
+            next_is_token = arg == "--dataplane-token";
+            escape(arg)
+        };
+        record(&format!("arg {} {shown}", i + 1));
+    }
+}
+
+/// `env K=V` for every `KUMA_*` variable, KUMA_READINESS_PORT first, the rest sorted.
+fn record_env() {
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("KUMA_"))
+        .collect();
+    vars.sort_by_key(|(k, _)| (k != "KUMA_READINESS_PORT", k.clone()));
+    for (k, v) in vars {
+        let v = if k.ends_with("_TOKEN") {
+            redact(&v)
+        } else {
+            escape(&v)
+        };
+        record(&format!("env {k}={v}"));
+    }
+}
+
+fn redact(secret: &str) -> String {
+    format!("redacted-fnv={:016x}", fnv1a64(secret.as_bytes()))
+}
+
+/// Keeps a value on one record line: `\` → `\\`, newline → `\n`, CR → `\r`.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+/// FNV-1a, 64 bit: lets tests check which token was passed without ever seeing it.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Parses `run [flags]` the way cobra/pflag would (both `--f=v` and `--f v`, `-d v`, `-dv`).
+fn parse_run(args: &[String]) -> Result<Config, String> {
+    match args.first().map(String::as_str) {
+        Some("run") => {}
+        Some(other) => return Err(format!("unknown command {other:?} for \"kuma-dp\"")),
+        None => return Err("a command is required (the fake knows only \"run\")".into()),
+    }
+    let mut cfg = Config::default();
+    let mut it = args[1..].iter();
+    while let Some(arg) = it.next() {
+        let (name, inline): (String, Option<String>) = if let Some(long) = arg.strip_prefix("--") {
+            match long.split_once('=') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (long.to_string(), None),
+            }
+        } else if let Some(short) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
+            let c = short.chars().next().expect("non-empty");
+            let rest = &short[c.len_utf8()..];
+            let long = VALUE_FLAGS
+                .iter()
+                .find(|(_, s)| *s == Some(c))
+                .map(|(l, _)| l.to_string())
+                .ok_or_else(|| format!("unknown shorthand flag: '{c}' in {arg}"))?;
+            let rest = rest.strip_prefix('=').unwrap_or(rest);
+            (long, (!rest.is_empty()).then(|| rest.to_string()))
+        } else {
+            return Err(format!(
+                "unexpected argument {arg:?} (kuma-dp run takes only flags)"
+            ));
+        };
+
+        if BOOL_FLAGS.contains(&name.as_str()) {
+            match inline.as_deref() {
+                None | Some("true") | Some("1") | Some("false") | Some("0") => {}
+                Some(v) => {
+                    return Err(format!(
+                        "invalid argument {v:?} for \"--{name}\" flag: strconv.ParseBool: parsing {v:?}: invalid syntax"
+                    ))
+                }
+            }
+            continue;
+        }
+        if !VALUE_FLAGS.iter().any(|(l, _)| *l == name) {
+            return Err(format!("unknown flag: --{name}"));
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => it
+                .next()
+                .cloned()
+                .ok_or_else(|| format!("flag needs an argument: --{name}"))?,
+        };
+        match name.as_str() {
+            "cp-address" => cfg.cp_address = Some(value),
+            "dataplane-file" => cfg.dataplane_file = Some(value),
+            "dataplane" => cfg.dataplane_inline = Some(value),
+            "dataplane-var" => {
+                if !value.contains('=') {
+                    return Err(format!(
+                        "invalid argument {value:?} for \"-v, --dataplane-var\" flag: expected KEY=VALUE"
+                    ));
+                }
+                cfg.dataplane_vars.push(value)
+            }
+            "dataplane-token-file" => cfg.token_file = Some(value),
+            "dataplane-token" => cfg.token = Some(value),
+            "name" => cfg.name = Some(value),
+            "mesh" => cfg.mesh = Some(value),
+            "drain-time" => {
+                cfg.drain_time = Some(parse_go_duration(&value).ok_or_else(|| {
+                    format!("invalid argument {value:?} for \"--drain-time\" flag: time: invalid duration {value:?}")
+                })?)
+            }
+            _ => {} // accepted, no effect on the fake
+        }
+    }
+    Ok(cfg)
+}
+
+/// kuma-dp reads most settings from `KUMA_*` variables too; a flag wins over its variable.
+fn with_env_defaults(mut cfg: Config) -> Config {
+    let env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+    cfg.cp_address = cfg.cp_address.or_else(|| env("KUMA_CONTROL_PLANE_URL"));
+    cfg.name = cfg.name.or_else(|| env("KUMA_DATAPLANE_NAME"));
+    cfg.mesh = cfg.mesh.or_else(|| env("KUMA_DATAPLANE_MESH"));
+    cfg.dataplane_file = cfg
+        .dataplane_file
+        .or_else(|| env("KUMA_DATAPLANE_RUNTIME_RESOURCE_PATH"));
+    cfg.dataplane_inline = cfg
+        .dataplane_inline
+        .or_else(|| env("KUMA_DATAPLANE_RUNTIME_RESOURCE"));
+    cfg.token_file = cfg
+        .token_file
+        .or_else(|| env("KUMA_DATAPLANE_RUNTIME_TOKEN_PATH"));
+    cfg.token = cfg.token.or_else(|| env("KUMA_DATAPLANE_RUNTIME_TOKEN"));
+    cfg
+}
+
+/// The checks kuma-dp makes before it contacts the control plane; records the token hash.
+fn check_inputs(cfg: &Config) -> Result<(), String> {
+    if cfg.cp_address.is_none() {
+        return Err("--cp-address (or KUMA_CONTROL_PLANE_URL) is required".into());
+    }
+    let has_dataplane = cfg.dataplane_file.is_some() || cfg.dataplane_inline.is_some();
+    if !has_dataplane && (cfg.name.is_none() || cfg.mesh.is_none()) {
+        return Err(
+            "either --dataplane-file/--dataplane or both --name and --mesh are required".into(),
+        );
+    }
+    if let Some(path) = &cfg.dataplane_file {
+        let text = std::fs::read(path)
+            .map_err(|e| format!("could not read dataplane file {path}: {e}"))?;
+        eprintln!(
+            "fake-kuma-dp: dataplane template {path} ({} bytes, {} vars)",
+            text.len(),
+            cfg.dataplane_vars.len()
+        );
+    }
+    if let Some(path) = &cfg.token_file {
+        let token = std::fs::read(path)
+            .map_err(|e| format!("could not read dataplane token file {path}: {e}"))?;
+        record(&format!("token fnv={:016x}", fnv1a64(&token)));
+        eprintln!("fake-kuma-dp: using dataplane token from {path}");
+    } else if let Some(token) = &cfg.token {
+        record(&format!("token fnv={:016x}", fnv1a64(token.as_bytes())));
+        eprintln!("fake-kuma-dp: using dataplane token from --dataplane-token");
+    }
+    Ok(())
+}
+
+/// `--drain-time`, else `KUMA_DATAPLANE_DRAIN_TIME`, else 30s.
+fn drain_time(cfg: &Config) -> Result<Duration, String> {
+    if let Some(d) = cfg.drain_time {
+        return Ok(d);
+    }
+    match std::env::var("KUMA_DATAPLANE_DRAIN_TIME") {
+        Ok(v) => parse_go_duration(&v)
+            .ok_or_else(|| format!("KUMA_DATAPLANE_DRAIN_TIME={v:?}: time: invalid duration")),
+        Err(_) => Ok(Duration::from_secs(30)),
+    }
+}
+
+/// Go's `time.ParseDuration` for non-negative values: `300ms`, `1.5s`, `1m30s`, `0`.
+fn parse_go_duration(s: &str) -> Option<Duration> {
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let nanos_per = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += num * nanos_per;
+    }
+    Some(Duration::from_nanos(total.round() as u64))
+}
+
+/// `TERM` for SIGTERM; the number for real-time signals.
+fn sig_name(signo: i32) -> String {
+    match Signal::try_from(signo) {
+        Ok(sig) => sig.as_str().trim_start_matches("SIG").to_string(),
+        Err(_) => signo.to_string(),
+    }
+}
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Appends `<monotonic_ns> <line>\n` to the record file in a single write.
+fn record(line: &str) {
+    if let Some(Some(mut file)) = RECORD.get().map(Option::as_ref) {
+        let full = format!("{} {line}\n", now_ns());
+        if let Err(e) = file.write_all(full.as_bytes()) {
+            eprintln!("fake-kuma-dp: writing record: {e}");
+        }
+    }
+}
+
+/// The readiness server: one short-lived thread per connection.
+fn serve_ready(listener: TcpListener, state: Arc<AtomicU8>) {
+    for stream in listener.incoming().flatten() {
+        let state = state.clone();
+        thread::spawn(move || answer_ready(stream, &state));
+    }
+}
+
+fn answer_ready(mut stream: TcpStream, state: &AtomicU8) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let target = head.split_whitespace().nth(1).unwrap_or("");
+    let path = target.split('?').next().unwrap_or("");
+    let (status, body) = if path == "/ready" {
+        match state.load(Ordering::SeqCst) {
+            LIVE => ("200 OK", "LIVE"),
+            TERMINATING => ("503 Service Unavailable", "TERMINATING"),
+            _ => ("503 Service Unavailable", "NOT_READY"),
+        }
+    } else {
+        ("404 Not Found", "404 page not found\n")
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes());
+}

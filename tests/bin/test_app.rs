@@ -1,0 +1,563 @@
+//! `meshinit-test-app`: a scriptable application for meshinit's integration tests.
+//!
+//! It records what happens to it (start, ids, signals, exits) in a record file so a test in
+//! another process can check, with CLOCK_MONOTONIC timestamps, what meshinit did and when.
+//! Each record line is `<monotonic_ns> <event> [key=value ...]`, written with one `write()` on
+//! a file opened with O_APPEND, so lines from several processes never interleave.
+//!
+//! Signals are blocked on the main thread before any thread or child exists and read from a
+//! `signalfd` in the main loop: there are no signal handlers. Forked helpers (orphans, the
+//! daemon, children) are created while the process is still single-threaded and unblock
+//! every signal, so they get default dispositions.
+//!
+//! Options (`--opt VALUE` or `--opt=VALUE`):
+//! - `--record PATH` (env `TEST_APP_RECORD`): the record file.
+//! - `--ids`: record `ids ruid= euid= suid= rgid= egid= sgid= groups= nnp=`.
+//! - `--listen ADDR`, `--listen-after MS`, `--http-status N`, `--unhealthy-after MS`,
+//!   `--close-after MS`: a tiny HTTP server that answers every request with `ok\n`.
+//! - `--exit-after MS`, `--exit-code N`: exit on its own (at once if only `--exit-code`).
+//! - `--on SIG=ACTION` (ACTION: `ignore`, `die`, `exit:CODE`, `exit-after:MS:CODE`).
+//!   Defaults: TERM, INT and QUIT die by that signal; every other signal is recorded only.
+//! - `--orphans N`, `--daemon`, `--daemon-ignore-term`, `--children N`: leave work for the
+//!   reaper.
+//!
+//! Events: `start`, `ids`, `orphans`, `daemon`, `children`, `listening`, `request`,
+//! `unhealthy`, `closed`, `signal`, `reaped`, `die`, `exit`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::process;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::Duration;
+
+use nix::libc;
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{self, ForkResult, Pid};
+
+/// What to do when a signal arrives.
+#[derive(Clone, Copy, Debug)]
+enum Action {
+    /// Record it and carry on.
+    Ignore,
+    /// Record `die`, then die by that same signal.
+    Die,
+    /// Exit with this code at once.
+    Exit(i32),
+    /// Keep running and exit with the code after this many milliseconds.
+    ExitAfter(u64, i32),
+}
+
+/// The parsed command line.
+#[derive(Default)]
+struct Opts {
+    record: Option<String>,
+    ids: bool,
+    listen: Option<String>,
+    listen_after_ms: u64,
+    http_status: u16,
+    unhealthy_after_ms: Option<u64>,
+    close_after_ms: Option<u64>,
+    exit_after_ms: Option<u64>,
+    exit_code: Option<i32>,
+    on: HashMap<i32, Action>,
+    orphans: u32,
+    daemon: bool,
+    daemon_ignore_term: bool,
+    children: u32,
+}
+
+/// The record file, opened once at start (None: recording is off).
+static RECORD: OnceLock<Option<File>> = OnceLock::new();
+
+/// Held by whoever is ending the process, so exactly one `exit`/`die` line is recorded.
+static ENDING: Mutex<()> = Mutex::new(());
+
+fn main() {
+    let opts = match parse_args(std::env::args().skip(1).collect()) {
+        Ok(opts) => opts,
+        Err(msg) => {
+            eprintln!("meshinit-test-app: {msg}");
+            process::exit(2);
+        }
+    };
+
+    // Block every signal before anything else exists: threads and forks inherit the mask,
+    // and the main loop reads them from a signalfd.
+    let all = SigSet::all();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&all), None).expect("block signals");
+    let sfd = SignalFd::new(&all).expect("signalfd");
+
+    let record_path = opts
+        .record
+        .clone()
+        .or_else(|| std::env::var("TEST_APP_RECORD").ok());
+    let file = record_path.map(|path| {
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o666)
+            .open(&path)
+            .unwrap_or_else(|e| {
+                eprintln!("meshinit-test-app: cannot open record file {path}: {e}");
+                process::exit(2);
+            })
+    });
+    RECORD.set(file).expect("record set once");
+
+    record_start();
+    if opts.ids {
+        record_ids();
+    }
+    // Everything that forks happens here, while the process is still single-threaded.
+    if opts.orphans > 0 {
+        make_orphans(opts.orphans);
+    }
+    if opts.daemon {
+        make_daemon(opts.daemon_ignore_term);
+    }
+    if opts.children > 0 {
+        make_children(opts.children);
+    }
+
+    match (opts.exit_after_ms, opts.exit_code) {
+        (None, Some(code)) => exit_with(code),
+        (Some(ms), code) => exit_later(ms, code.unwrap_or(0)),
+        (None, None) => {}
+    }
+    if let Some(addr) = opts.listen.clone() {
+        let server = Server {
+            addr,
+            listen_after_ms: opts.listen_after_ms,
+            status: Arc::new(AtomicU16::new(opts.http_status)),
+            unhealthy_after_ms: opts.unhealthy_after_ms,
+            close_after_ms: opts.close_after_ms,
+        };
+        thread::spawn(move || server.run());
+    }
+
+    loop {
+        let info = match sfd.read_signal() {
+            Ok(Some(info)) => info,
+            Ok(None) => continue,
+            Err(e) => {
+                eprintln!("meshinit-test-app: reading signalfd: {e}");
+                exit_with(1);
+            }
+        };
+        let signo = info.ssi_signo as i32;
+        record(&format!("signal {}", sig_name(signo)));
+        if signo == libc::SIGCHLD {
+            reap_children();
+        }
+        match opts
+            .on
+            .get(&signo)
+            .copied()
+            .unwrap_or(default_action(signo))
+        {
+            Action::Ignore => {}
+            Action::Die => die(signo),
+            Action::Exit(code) => exit_with(code),
+            Action::ExitAfter(ms, code) => exit_later(ms, code),
+        }
+    }
+}
+
+fn default_action(signo: i32) -> Action {
+    match signo {
+        libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => Action::Die,
+        _ => Action::Ignore,
+    }
+}
+
+fn usage_error(msg: String) -> String {
+    format!("{msg}\nusage: meshinit-test-app [--record PATH] [--ids] [--listen ADDR] [--listen-after MS] [--http-status N] [--unhealthy-after MS] [--close-after MS] [--exit-after MS] [--exit-code N] [--on SIG=ACTION]... [--orphans N] [--daemon] [--daemon-ignore-term] [--children N]")
+}
+
+fn parse_args(args: Vec<String>) -> Result<Opts, String> {
+    let mut opts = Opts {
+        http_status: 200,
+        ..Opts::default()
+    };
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| usage_error(format!("{name} needs a value")))
+        };
+        match flag.as_str() {
+            "--record" => opts.record = Some(value("--record")?),
+            "--ids" => opts.ids = true,
+            "--listen" => opts.listen = Some(value("--listen")?),
+            "--listen-after" => opts.listen_after_ms = number(&flag, &value(&flag)?)?,
+            "--http-status" => opts.http_status = number(&flag, &value(&flag)?)?,
+            "--unhealthy-after" => opts.unhealthy_after_ms = Some(number(&flag, &value(&flag)?)?),
+            "--close-after" => opts.close_after_ms = Some(number(&flag, &value(&flag)?)?),
+            "--exit-after" => opts.exit_after_ms = Some(number(&flag, &value(&flag)?)?),
+            "--exit-code" => opts.exit_code = Some(number(&flag, &value(&flag)?)?),
+            "--on" => {
+                let (sig, action) = parse_on(&value("--on")?)?;
+                opts.on.insert(sig, action);
+            }
+            "--orphans" => opts.orphans = number(&flag, &value(&flag)?)?,
+            "--daemon" => opts.daemon = true,
+            "--daemon-ignore-term" => {
+                opts.daemon = true;
+                opts.daemon_ignore_term = true;
+            }
+            "--children" => opts.children = number(&flag, &value(&flag)?)?,
+            other => return Err(usage_error(format!("unknown option {other:?}"))),
+        }
+    }
+    Ok(opts)
+}
+
+fn number<T: FromStr>(flag: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| usage_error(format!("{flag}: {value:?} is not a valid number")))
+}
+
+/// Parses `SIG=ACTION`, e.g. `TERM=exit-after:500:0`, `HUP=die`, `40=ignore`.
+fn parse_on(spec: &str) -> Result<(i32, Action), String> {
+    let (sig, action) = spec
+        .split_once('=')
+        .ok_or_else(|| usage_error(format!("--on {spec:?}: expected SIG=ACTION")))?;
+    let signo = parse_signal(sig)
+        .ok_or_else(|| usage_error(format!("--on {spec:?}: unknown signal {sig:?}")))?;
+    let bad = || {
+        usage_error(format!(
+            "--on {spec:?}: bad action {action:?} (ignore, die, exit:CODE, exit-after:MS:CODE)"
+        ))
+    };
+    let parts: Vec<&str> = action.split(':').collect();
+    let action = match parts.as_slice() {
+        ["ignore"] => Action::Ignore,
+        ["die"] => Action::Die,
+        ["exit", code] => Action::Exit(code.parse().map_err(|_| bad())?),
+        ["exit-after", ms, code] => Action::ExitAfter(
+            ms.parse().map_err(|_| bad())?,
+            code.parse().map_err(|_| bad())?,
+        ),
+        _ => return Err(bad()),
+    };
+    Ok((signo, action))
+}
+
+/// A signal by name (`TERM`, `SIGTERM`, `term`) or number (`40`).
+fn parse_signal(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=libc::SIGRTMAX()).contains(&n).then_some(n);
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name).ok().map(|s| s as i32)
+}
+
+/// `TERM` for SIGTERM; the number for signals without a name (real-time ones).
+fn sig_name(signo: i32) -> String {
+    match Signal::try_from(signo) {
+        Ok(sig) => sig.as_str().trim_start_matches("SIG").to_string(),
+        Err(_) => signo.to_string(),
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, comparable across processes.
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Appends `<monotonic_ns> <line>\n` to the record file in a single write.
+fn record(line: &str) {
+    if let Some(Some(mut file)) = RECORD.get().map(Option::as_ref) {
+        let full = format!("{} {line}\n", now_ns());
+        // O_APPEND and one buffer: a regular file takes it in one write(2).
+        if let Err(e) = file.write_all(full.as_bytes()) {
+            eprintln!("meshinit-test-app: writing record: {e}");
+        }
+    }
+}
+
+fn record_start() {
+    let pgid = unistd::getpgrp();
+    let stdin = std::io::stdin();
+    let fg = unistd::isatty(&stdin).unwrap_or(false)
+        && unistd::tcgetpgrp(&stdin).is_ok_and(|pg| pg == pgid);
+    record(&format!(
+        "start pid={} pgid={} sid={} ppid={} fg={}",
+        process::id(),
+        pgid,
+        unistd::getsid(None).map_or(-1, Pid::as_raw),
+        unistd::getppid(),
+        u8::from(fg)
+    ));
+}
+
+fn record_ids() {
+    let uid = unistd::getresuid().expect("getresuid");
+    let gid = unistd::getresgid().expect("getresgid");
+    let groups = unistd::getgroups()
+        .expect("getgroups")
+        .iter()
+        .map(|g| g.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let nnp = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("NoNewPrivs:").map(|v| v.trim().to_string()))
+        })
+        .unwrap_or_else(|| "?".to_string());
+    record(&format!(
+        "ids ruid={} euid={} suid={} rgid={} egid={} sgid={} groups={groups} nnp={nnp}",
+        uid.real, uid.effective, uid.saved, gid.real, gid.effective, gid.saved
+    ));
+}
+
+/// Forks, runs `child` in the child (which then exits 0), and gives the child's pid.
+/// Only called while single-threaded.
+fn fork_with(child: impl FnOnce()) -> Pid {
+    // SAFETY: the process is single-threaded at every call site (no thread has been
+    // spawned yet), so the child may run ordinary code.
+    match unsafe { unistd::fork() }.expect("fork") {
+        ForkResult::Parent { child } => child,
+        ForkResult::Child => {
+            child();
+            child_exit(0)
+        }
+    }
+}
+
+/// Ends a forked helper without running atexit handlers or flushing the parent's buffers.
+fn child_exit(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call; it ends this (forked) process at once.
+    unsafe { libc::_exit(code) }
+}
+
+/// Gives a forked helper default signal handling back.
+fn unblock_all() {
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// N times: a child forks a grandchild and exits; the grandchild exits at once and is left
+/// as an orphan zombie for the reaper.
+fn make_orphans(n: u32) {
+    for _ in 0..n {
+        let child = fork_with(|| {
+            fork_with(|| child_exit(0));
+            child_exit(0)
+        });
+        let _ = waitpid(child, None);
+    }
+    record(&format!("orphans n={n}"));
+}
+
+/// Double fork: the grandchild starts its own session and sleeps; the middle child records
+/// its pid and exits, so the grandchild is reparented to the reaper.
+fn make_daemon(ignore_term: bool) {
+    let middle = fork_with(|| {
+        let daemon = fork_with(move || {
+            let _ = unistd::setsid();
+            if ignore_term {
+                // SAFETY: no handler is installed, only SIG_IGN; we are single-threaded.
+                let _ = unsafe {
+                    nix::sys::signal::signal(Signal::SIGTERM, nix::sys::signal::SigHandler::SigIgn)
+                };
+            }
+            unblock_all();
+            sleep_forever()
+        });
+        record(&format!("daemon pid={daemon}"));
+        child_exit(0)
+    });
+    let _ = waitpid(middle, None);
+}
+
+/// N direct children that sleep until a signal kills them.
+fn make_children(n: u32) {
+    let pids: Vec<String> = (0..n)
+        .map(|_| {
+            fork_with(|| {
+                unblock_all();
+                sleep_forever()
+            })
+            .to_string()
+        })
+        .collect();
+    record(&format!("children pids={}", pids.join(",")));
+}
+
+/// Collects exited direct children (from `--children`) so they do not linger as zombies.
+fn reap_children() {
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        match status {
+            WaitStatus::Exited(pid, code) => record(&format!("reaped pid={pid} code={code}")),
+            WaitStatus::Signaled(pid, sig, _) => {
+                record(&format!("reaped pid={pid} sig={}", sig_name(sig as i32)))
+            }
+            WaitStatus::StillAlive => break,
+            _ => {}
+        }
+    }
+}
+
+/// Records `exit code=N` and exits; the first caller wins.
+fn exit_with(code: i32) -> ! {
+    let _ending = ENDING.lock();
+    record(&format!("exit code={code}"));
+    process::exit(code)
+}
+
+fn exit_later(ms: u64, code: i32) {
+    thread::spawn(move || {
+        thread::sleep(Duration::from_millis(ms));
+        exit_with(code)
+    });
+}
+
+/// Records `die sig=NAME`, then dies by that signal so the parent sees a signal death.
+fn die(signo: i32) -> ! {
+    let _ending = ENDING.lock();
+    record(&format!("die sig={}", sig_name(signo)));
+    // SAFETY: plain libc calls on a sigset we own; restoring SIG_DFL and raising the signal
+    // in this thread (where it is then unblocked) ends the process with that signal.
+    unsafe {
+        libc::signal(signo, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signo);
+        libc::raise(signo);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+    // Only reached for signals whose default action is not to terminate (CHLD, WINCH, ...).
+    process::exit(128 + signo)
+}
+
+/// The `--listen` HTTP server.
+struct Server {
+    addr: String,
+    listen_after_ms: u64,
+    /// The status every request gets; `--unhealthy-after` switches it to 503.
+    status: Arc<AtomicU16>,
+    unhealthy_after_ms: Option<u64>,
+    close_after_ms: Option<u64>,
+}
+
+impl Server {
+    fn run(self) {
+        thread::sleep(Duration::from_millis(self.listen_after_ms));
+        let listener = match TcpListener::bind(&self.addr) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("meshinit-test-app: cannot listen on {}: {e}", self.addr);
+                record(&format!("listen-failed addr={}", self.addr));
+                exit_with(1);
+            }
+        };
+        let local = listener.local_addr().expect("local_addr");
+        record(&format!("listening addr={local}"));
+        eprintln!("meshinit-test-app: listening on {local}");
+
+        if let Some(ms) = self.unhealthy_after_ms {
+            let status = self.status.clone();
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(ms));
+                status.store(503, Ordering::SeqCst);
+                record("unhealthy status=503");
+            });
+        }
+        let closing = Arc::new(AtomicBool::new(false));
+        if let Some(ms) = self.close_after_ms {
+            let closing = closing.clone();
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(ms));
+                closing.store(true, Ordering::SeqCst);
+                // Wake the blocking accept so the server thread sees the flag.
+                let _ = TcpStream::connect(wake_addr(local));
+            });
+        }
+
+        for stream in listener.incoming() {
+            if closing.load(Ordering::SeqCst) {
+                break;
+            }
+            if let Ok(stream) = stream {
+                let status = self.status.load(Ordering::SeqCst);
+                thread::spawn(move || answer(stream, status));
+            }
+        }
+        drop(listener);
+        record(&format!("closed addr={local}"));
+    }
+}
+
+/// Where to connect to reach a listener bound to `addr` (an unspecified address means any).
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    let mut target = addr;
+    if addr.ip().is_unspecified() {
+        target.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    target
+}
+
+/// Reads the request head and answers `ok\n` with `status`.
+fn answer(mut stream: TcpStream, status: u16) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let head = read_head(&mut stream);
+    if head.is_empty() {
+        return; // a bare TCP connect (port check): no request to answer or record
+    }
+    let path = head.split_whitespace().nth(1).unwrap_or("-").to_string();
+    let response =
+        format!("HTTP/1.1 {status} X\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
+    let _ = stream.write_all(response.as_bytes());
+    record(&format!("request path={path} status={status}"));
+}
+
+/// Reads until the blank line that ends an HTTP request head (or EOF, or 16 KiB).
+fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}

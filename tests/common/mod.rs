@@ -1,0 +1,518 @@
+//! Harness for meshinit's integration tests (`mod common;` from `tests/*.rs`).
+//!
+//! - [`Proc`]: a spawned program in its own process group, with its output captured line by
+//!   line, and killed (with everything it started) when dropped, even when a test panics.
+//! - [`Record`]: the event file written by `meshinit-test-app` and `fake-kuma-dp`
+//!   (`<monotonic_ns> <event> [key=value ...]` lines).
+//! - Small helpers: ports, a minimal HTTP GET, CLOCK_MONOTONIC, temp dirs, FNV-1a.
+//!
+//! Every wait here is a bounded polling loop or a condition variable with a deadline; nothing
+//! sleeps for a fixed time hoping something happened meanwhile.
+
+// Each test crate uses a different part of the harness.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::libc;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+/// How often polling loops look again.
+const POLL: Duration = Duration::from_millis(10);
+
+/// The supervisor under test.
+pub fn meshinit_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_meshinit"))
+}
+
+/// The scriptable application (`tests/bin/test_app.rs`).
+pub fn test_app_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_meshinit-test-app"))
+}
+
+/// The stand-in for `kuma-dp run` (`tests/bin/fake_kuma_dp.rs`).
+pub fn fake_kuma_dp_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fake-kuma-dp"))
+}
+
+/// Captured output of a [`Proc`], shared with its reader threads.
+#[derive(Default)]
+struct Output {
+    /// Every line of stdout and stderr, in arrival order, without the newline.
+    lines: Vec<String>,
+    /// How many of stdout/stderr have not reached EOF yet.
+    open: usize,
+}
+
+type SharedOutput = Arc<(Mutex<Output>, Condvar)>;
+
+/// Locks the output, ignoring poisoning: a test that panics while holding the lock must not
+/// take the reader threads (and their echo of the output) down with it.
+fn locked(lock: &Mutex<Output>) -> MutexGuard<'_, Output> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A spawned program in its own process group, with stdout and stderr captured.
+///
+/// Dropping it SIGKILLs the process group, the process and every descendant found in /proc,
+/// then reaps the process, so nothing outlives a test, whether it passes or panics.
+pub struct Proc {
+    child: Child,
+    output: SharedOutput,
+}
+
+impl Proc {
+    /// Spawns `cmd` as the leader of a new process group, capturing stdout and stderr (stdin is
+    /// left as the caller set it). Each line is also echoed to the test's stderr as
+    /// `[pid] line`, which the test harness shows when a test fails.
+    pub fn start(mut cmd: Command) -> Proc {
+        cmd.process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let output: SharedOutput = Arc::new((
+            Mutex::new(Output {
+                lines: Vec::new(),
+                open: 2,
+            }),
+            Condvar::new(),
+        ));
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        spawn_reader(stdout, pid, output.clone());
+        spawn_reader(stderr, pid, output.clone());
+        Proc { child, output }
+    }
+
+    /// The process id (also its process group id).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `sig` to the process (not to its group).
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.pid()), sig)
+            .unwrap_or_else(|e| panic!("kill({}, {sig}): {e}", self.pid()));
+    }
+
+    /// Waits for the first output line containing `needle` and returns it.
+    /// Panics, showing all output so far, after `timeout` or when the output ends without it.
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let (lock, cond) = &*self.output;
+        let mut out = locked(lock);
+        loop {
+            if let Some(line) = out.lines.iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline || out.open == 0 {
+                let why = if out.open == 0 {
+                    "output ended"
+                } else {
+                    "timed out"
+                };
+                let text = out.lines.join("\n");
+                drop(out);
+                panic!(
+                    "{why} waiting {timeout:?} for a line containing {needle:?} from pid {}; output:\n{text}",
+                    self.pid()
+                );
+            }
+            out = cond
+                .wait_timeout(out, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// All output lines so far (stdout and stderr interleaved in arrival order).
+    pub fn lines(&self) -> Vec<String> {
+        locked(&self.output.0).lines.clone()
+    }
+
+    /// All output so far as one string.
+    pub fn output(&self) -> String {
+        self.lines().join("\n")
+    }
+
+    /// The exit status if the process has exited (it is then reaped), None while it runs.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Waits for the process to exit, polling every 10 ms; panics with its output after
+    /// `timeout`. Once it has exited, waits briefly (at most 1 s) for the output to end so
+    /// [`Proc::output`] is complete; a descendant still holding the pipes only cuts that short.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.try_status() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "pid {} still running after {timeout:?}; output:\n{}",
+                    self.pid(),
+                    self.output()
+                );
+            }
+            thread::sleep(POLL);
+        };
+        let (lock, cond) = &*self.output;
+        let out = locked(lock);
+        let _ = cond.wait_timeout_while(out, Duration::from_secs(1), |o| o.open > 0);
+        status
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let pid = self.pid();
+        // Snapshot the tree first: once the leader dies, its children are reparented away.
+        let tree = descendants(pid);
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        for p in tree {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads `stream` line by line into `output` until EOF, echoing each line to stderr.
+fn spawn_reader(stream: impl Read + Send + 'static, pid: u32, output: SharedOutput) {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf)
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string();
+                    eprintln!("[{pid}] {line}");
+                    let (lock, cond) = &*output;
+                    locked(lock).lines.push(line);
+                    cond.notify_all();
+                }
+            }
+        }
+        let (lock, cond) = &*output;
+        locked(lock).open -= 1;
+        cond.notify_all();
+    });
+}
+
+/// Every process below `root` in the process tree (from the ppid in `/proc/*/stat`).
+pub fn descendants(root: i32) -> Vec<i32> {
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some(ppid) = ppid_of(pid) {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut found = Vec::new();
+    let mut todo = vec![root];
+    while let Some(p) = todo.pop() {
+        for &c in children.get(&p).into_iter().flatten() {
+            found.push(c);
+            todo.push(c);
+        }
+    }
+    found
+}
+
+/// The parent pid of `pid`, from `/proc/<pid>/stat` (None if it is gone).
+pub fn ppid_of(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: read after the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// One line of a record file: `<t_ns> <name> <rest>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// CLOCK_MONOTONIC time of the event in nanoseconds (comparable with [`now_ns`]).
+    pub t_ns: u64,
+    /// The event name, e.g. `start`, `signal`, `exit`.
+    pub name: String,
+    /// The `key=value` words of `rest`, in order (split at the first `=`).
+    pub fields: Vec<(String, String)>,
+    /// Everything after the name, e.g. `TERM n=1` or `3 --cp-address=x`.
+    pub rest: String,
+}
+
+impl Event {
+    /// Parses one record line; None if it is not `<number> <name> ...`.
+    pub fn parse(line: &str) -> Option<Event> {
+        let (t, after) = line.split_once(' ')?;
+        let (name, rest) = after.split_once(' ').unwrap_or((after, ""));
+        let fields = rest
+            .split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Some(Event {
+            t_ns: t.parse().ok()?,
+            name: name.to_string(),
+            fields,
+            rest: rest.to_string(),
+        })
+    }
+
+    /// The value of field `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of field `key`; panics (showing the event) if it is missing.
+    pub fn field(&self, key: &str) -> &str {
+        self.get(key)
+            .unwrap_or_else(|| panic!("event {self:?} has no field {key:?}"))
+    }
+}
+
+/// The record file of a test program (`--record PATH`, `TEST_APP_RECORD`,
+/// `FAKE_KUMA_DP_RECORD`).
+pub struct Record {
+    /// Where the file is.
+    pub path: PathBuf,
+}
+
+impl Record {
+    /// A new, empty record file with a unique name in `dir`, writable by everyone so a test
+    /// program running under another uid can append to it.
+    pub fn new(dir: &Path) -> Record {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let path = dir.join(format!("record-{}-{n}.log", std::process::id()));
+        fs::write(&path, "").unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).expect("chmod record");
+        Record { path }
+    }
+
+    /// The path as a string, for command lines and env vars.
+    pub fn path_str(&self) -> &str {
+        self.path.to_str().expect("utf-8 record path")
+    }
+
+    /// Every complete line of the file, parsed, in order (a half-written last line is skipped).
+    pub fn events(&self) -> Vec<Event> {
+        let text = fs::read_to_string(&self.path).unwrap_or_default();
+        let complete = match text.rfind('\n') {
+            Some(i) => &text[..i],
+            None => "",
+        };
+        complete.lines().filter_map(Event::parse).collect()
+    }
+
+    /// The first event called `name`.
+    pub fn find(&self, name: &str) -> Option<Event> {
+        self.events().into_iter().find(|e| e.name == name)
+    }
+
+    /// Every event called `name`.
+    pub fn find_all(&self, name: &str) -> Vec<Event> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.name == name)
+            .collect()
+    }
+
+    /// Waits (polling every 10 ms) for the first event called `name`; panics showing the
+    /// whole record after `timeout`.
+    pub fn wait_for(&self, name: &str, timeout: Duration) -> Event {
+        self.wait_for_match(name, |_| true, timeout)
+    }
+
+    /// Waits for the first event called `name` for which `pred` holds, e.g.
+    /// `rec.wait_for_match("signal", |e| e.rest.starts_with("TERM"), t)`.
+    pub fn wait_for_match(
+        &self,
+        name: &str,
+        pred: impl Fn(&Event) -> bool,
+        timeout: Duration,
+    ) -> Event {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self
+                .events()
+                .into_iter()
+                .find(|e| e.name == name && pred(e))
+            {
+                return e;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no matching {name:?} event in {} after {timeout:?}; record:\n{}",
+                    self.path.display(),
+                    self.dump()
+                );
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// The raw file, for failure messages.
+    pub fn dump(&self) -> String {
+        fs::read_to_string(&self.path).unwrap_or_else(|e| format!("<unreadable: {e}>"))
+    }
+}
+
+/// Undoes the escaping the test programs apply to recorded values (`\\`, `\n`, `\r`).
+pub fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Waits until something accepts TCP connections on `addr` (e.g. `127.0.0.1:18080`);
+/// panics after `timeout`.
+pub fn wait_port(addr: &str, timeout: Duration) {
+    let target: SocketAddr = addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| panic!("bad address {addr:?}"));
+    let deadline = Instant::now() + timeout;
+    loop {
+        if TcpStream::connect_timeout(&target, Duration::from_millis(100)).is_ok() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("nothing listening on {addr} after {timeout:?}");
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// A minimal HTTP/1.1 GET of `url` (`http://host:port/path`), giving (status, body).
+/// None if the connection is refused or reset, or the answer is not HTTP; `timeout` bounds
+/// the connect and each read and write.
+pub fn http_get(url: &str, timeout: Duration) -> Option<(u16, String)> {
+    let rest = url.strip_prefix("http://").expect("http:// URL");
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = host.to_socket_addrs().ok()?.next()?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of [`Event::t_ns`].
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A unique directory under `std::env::temp_dir()`, removed with its contents on drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates `<tmp>/meshinit-<tag>-<pid>-<n>`.
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("meshinit-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A fresh [`TempDir`] for one test; keep it alive for as long as the test uses it.
+pub fn temp_dir(tag: &str) -> TempDir {
+    TempDir::new(tag)
+}
+
+/// FNV-1a, 64 bit: `fake-kuma-dp` records `token fnv=<this, as 16 hex digits>` for the token it
+/// was given, so a test can check which token arrived without it appearing anywhere.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
