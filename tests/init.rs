@@ -1,0 +1,485 @@
+//! What an init owes its children, tested on the real binary with the
+//! scriptable test app: exit codes, signal forwarding, the stop sequence
+//! and its escalation, leftover descendants, privileges, bad input.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const T: Duration = Duration::from_secs(15);
+const MS: u64 = 1_000_000;
+
+fn meshinit(args: &[&str], app: &[&str]) -> Command {
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(args).arg("--").arg(test_app_bin()).args(app);
+    cmd
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still accepts kill(0); look at its state too.
+    kill(Pid::from_raw(pid), None).is_ok()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+}
+
+#[test]
+fn exit_code_is_the_apps_own_and_can_be_mapped() {
+    let mut p = Proc::start(meshinit(&[], &["--exit-code", "3"]));
+    assert_eq!(p.wait_exit(T).code(), Some(3));
+    let mut p = Proc::start(meshinit(&["--exit-code-map", "3:0"], &["--exit-code", "3"]));
+    assert_eq!(p.wait_exit(T).code(), Some(0));
+}
+
+#[test]
+fn signal_death_becomes_128_plus_n() {
+    let dir = temp_dir("init-sigdeath");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(&[], &["--record", rec.path_str()]));
+    let app: i32 = rec.wait_for("start", T).field("pid").parse().unwrap();
+    kill(Pid::from_raw(app), Signal::SIGKILL).unwrap();
+    assert_eq!(p.wait_exit(T).code(), Some(137));
+    assert!(p.output().contains("killed by signal 9"), "{}", p.output());
+}
+
+#[test]
+fn every_forwardable_signal_reaches_the_app() {
+    let dir = temp_dir("init-forward");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(
+        &["--log-level", "debug"],
+        &["--record", rec.path_str(), "--on", "QUIT=ignore"],
+    ));
+    rec.wait_for("start", T);
+    for (sig, name) in [
+        (Signal::SIGHUP, "HUP"),
+        (Signal::SIGUSR1, "USR1"),
+        (Signal::SIGUSR2, "USR2"),
+        (Signal::SIGWINCH, "WINCH"),
+        (Signal::SIGQUIT, "QUIT"),
+        (Signal::SIGCONT, "CONT"),
+        (Signal::SIGALRM, "ALRM"),
+    ] {
+        p.signal(sig);
+        rec.wait_for_match("signal", |e| e.rest.starts_with(name), T);
+    }
+    // SIGURG is runtime-internal elsewhere and must not be relayed.
+    p.signal(Signal::SIGURG);
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143));
+    assert!(
+        rec.find_all("signal")
+            .iter()
+            .all(|e| !e.rest.starts_with("URG")),
+        "{}",
+        rec.dump()
+    );
+}
+
+#[test]
+fn forwarding_targets_the_group_or_only_the_process() {
+    for (mode, child_dies) in [("group", true), ("process", false)] {
+        let dir = temp_dir("init-forward-to");
+        let rec = Record::new(&dir);
+        let mut p = Proc::start(meshinit(
+            &["--forward-to", mode],
+            &["--record", rec.path_str(), "--children", "1"],
+        ));
+        rec.wait_for("children", T);
+        p.signal(Signal::SIGUSR1);
+        rec.wait_for("signal", T);
+        if child_dies {
+            // The worker has the default USR1 disposition: the group signal ends it.
+            let reaped = rec.wait_for("reaped", T);
+            assert_eq!(reaped.get("sig"), Some("USR1"), "{}", rec.dump());
+        }
+        p.signal(Signal::SIGTERM);
+        p.wait_exit(T);
+        if !child_dies {
+            assert!(
+                rec.find("reaped")
+                    .is_none_or(|e| e.get("sig") != Some("USR1")),
+                "{mode}: {}",
+                rec.dump()
+            );
+        }
+    }
+}
+
+#[test]
+fn grace_delay_then_stop_signal_then_sigkill() {
+    let dir = temp_dir("init-grace");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(
+        &[
+            "--app-grace-delay",
+            "500ms",
+            "--app-stop-timeout",
+            "700ms",
+            "--app-stop-signal",
+            "QUIT",
+        ],
+        &["--record", rec.path_str(), "--on", "QUIT=ignore"],
+    ));
+    rec.wait_for("start", T);
+    let sent = now_ns();
+    p.signal(Signal::SIGTERM);
+    let quit = rec.wait_for("signal", T);
+    assert!(
+        quit.rest.starts_with("QUIT"),
+        "the configured stop signal: {}",
+        rec.dump()
+    );
+    let waited = (quit.t_ns - sent) / MS;
+    assert!(
+        (450..3000).contains(&waited),
+        "stop signal {waited} ms after SIGTERM, expected the 500 ms grace"
+    );
+    let status = p.wait_exit(T);
+    let ended = (now_ns() - sent) / MS;
+    assert_eq!(status.code(), Some(137), "killed after the stop timeout");
+    assert!(
+        ended >= 1150,
+        "SIGKILL came {ended} ms after SIGTERM, before grace + stop timeout"
+    );
+    let summary = p.wait_for_line("shutdown: drain", T);
+    assert!(
+        summary.contains("grace 0.5") && summary.contains("app stop 0.7"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn second_stop_signal_cuts_the_grace_short() {
+    let dir = temp_dir("init-second");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(
+        &["--app-grace-delay", "30s"],
+        &["--record", rec.path_str()],
+    ));
+    rec.wait_for("start", T);
+    p.signal(Signal::SIGTERM);
+    p.wait_for_line("phase grace", T);
+    let second = now_ns();
+    p.signal(Signal::SIGINT);
+    let term = rec.wait_for("signal", T);
+    assert!(term.rest.starts_with("TERM"), "{}", rec.dump());
+    assert!(
+        (term.t_ns - second) / MS < 1000,
+        "the app got its stop signal at the second signal"
+    );
+    assert_eq!(p.wait_exit(T).code(), Some(143));
+}
+
+#[test]
+fn third_stop_signal_kills_everything_at_once() {
+    let dir = temp_dir("init-third");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(
+        &["--app-stop-timeout", "60s"],
+        &[
+            "--record",
+            rec.path_str(),
+            "--on",
+            "TERM=ignore",
+            "--on",
+            "INT=ignore",
+        ],
+    ));
+    let app: i32 = rec.wait_for("start", T).field("pid").parse().unwrap();
+    p.signal(Signal::SIGTERM);
+    rec.wait_for("signal", T);
+    p.signal(Signal::SIGTERM);
+    p.wait_for_line("stop signal #2", T);
+    let third = now_ns();
+    p.signal(Signal::SIGTERM);
+    let status = p.wait_exit(T);
+    assert!(
+        (now_ns() - third) / MS < 1000,
+        "out within a second of the third signal"
+    );
+    assert_eq!(status.code(), Some(137));
+    let deadline = std::time::Instant::now() + T;
+    while alive(app) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!alive(app), "the app was SIGKILLed");
+}
+
+#[test]
+fn descendants_are_cleaned_up_even_after_setsid() {
+    let dir = temp_dir("init-descendants");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(
+        &[],
+        &[
+            "--record",
+            rec.path_str(),
+            "--daemon",
+            "--children",
+            "2",
+            "--exit-after",
+            "300",
+            "--exit-code",
+            "4",
+        ],
+    ));
+    let daemon: i32 = rec.wait_for("daemon", T).field("pid").parse().unwrap();
+    let children: Vec<i32> = rec
+        .wait_for("children", T)
+        .field("pids")
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(p.wait_exit(T).code(), Some(4));
+    for pid in children.iter().chain([&daemon]) {
+        assert!(
+            !alive(*pid),
+            "descendant {pid} outlived meshinit\n{}",
+            p.output()
+        );
+    }
+}
+
+#[test]
+fn descendants_that_ignore_sigterm_are_killed() {
+    let dir = temp_dir("init-stubborn");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(
+        &[],
+        &[
+            "--record",
+            rec.path_str(),
+            "--daemon-ignore-term",
+            "--exit-after",
+            "200",
+        ],
+    ));
+    let daemon: i32 = rec.wait_for("daemon", T).field("pid").parse().unwrap();
+    assert_eq!(p.wait_exit(T).code(), Some(0));
+    assert!(!alive(daemon), "stubborn daemon survived\n{}", p.output());
+    assert!(p.output().contains("sending SIGKILL"), "{}", p.output());
+}
+
+#[test]
+fn app_runs_as_the_given_user_with_its_own_groups() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root to change users");
+        return;
+    }
+    // The build directory may sit below a home only root can enter: give
+    // the unprivileged app a copy it can execute.
+    let dir = temp_dir("init-user");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let app = dir.join("test-app");
+    std::fs::copy(test_app_bin(), &app).unwrap();
+    let rec = Record::new(&dir);
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--app-user", "nobody", "--app-no-new-privs", "--"])
+        .arg(&app)
+        .args(["--record", rec.path_str(), "--ids", "--exit-code", "0"]);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(0));
+    let ids = rec.wait_for("ids", T);
+    for key in ["ruid", "euid", "suid"] {
+        assert_eq!(ids.field(key), "65534", "{}", rec.dump());
+    }
+    for key in ["rgid", "egid", "sgid"] {
+        assert_eq!(ids.field(key), "65534", "{}", rec.dump());
+    }
+    assert_eq!(
+        ids.get("groups").unwrap_or(""),
+        "65534",
+        "supplementary groups reset to nobody's own"
+    );
+    assert_eq!(ids.field("nnp"), "1");
+}
+
+#[test]
+fn the_app_gets_the_terminal_as_foreground_group() {
+    // `script` gives meshinit a pseudo-terminal on stdin, as an interactive shell would.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: script(1) not installed");
+        return;
+    }
+    let dir = temp_dir("init-tty");
+    let rec = Record::new(&dir);
+    let inner = format!(
+        "{} -- {} --record {} --exit-code 0",
+        meshinit_bin().display(),
+        test_app_bin().display(),
+        rec.path_str()
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &inner, "/dev/null"]);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(0));
+    let start = rec.wait_for("start", T);
+    assert_eq!(
+        start.field("fg"),
+        "1",
+        "the app is the terminal's foreground group: {}",
+        rec.dump()
+    );
+    assert_eq!(start.field("pgid"), start.field("pid"), "own process group");
+}
+
+#[test]
+fn idle_supervisor_uses_no_cpu() {
+    let dir = temp_dir("init-idle");
+    let rec = Record::new(&dir);
+    let p = Proc::start(meshinit(&[], &["--record", rec.path_str()]));
+    rec.wait_for("start", T);
+    let ticks = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.pid())).unwrap();
+        let after = stat.rsplit(')').next().unwrap();
+        let f: Vec<&str> = after.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let before = ticks();
+    // Observation window, not a synchronisation: nothing is awaited here.
+    std::thread::sleep(Duration::from_millis(1500));
+    let used = ticks() - before;
+    assert!(used <= 1, "meshinit used {used} clock ticks while idle");
+}
+
+/// Each bad input: one clear message naming the value and its origin, exit
+/// 64, nothing started.
+#[test]
+fn bad_input_is_refused_before_anything_starts() {
+    let dir = temp_dir("init-bad");
+    let rec = Record::new(&dir);
+    let config = dir.join("bad.yaml");
+    std::fs::write(&config, "app:\n  stop-timeout: soon\n  colour: red\n").unwrap();
+    let not_exec = dir.join("not-executable");
+    std::fs::write(&not_exec, "#!/bin/sh\n").unwrap();
+    let config_arg = format!("--config={}", config.display());
+    let missing_arg = format!("--config={}", dir.join("missing.yaml").display());
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (
+            vec![missing_arg.clone()],
+            vec!["cannot read config file", "missing.yaml"],
+        ),
+        (
+            vec![config_arg.clone()],
+            vec![
+                "'soon' is not a duration",
+                "bad.yaml:2",
+                "unknown key 'colour' in section 'app'",
+                "bad.yaml:3",
+            ],
+        ),
+        (
+            vec!["--app-stop-timeout=10".into()],
+            vec!["'10' has no unit", "flag --app-stop-timeout"],
+        ),
+        (
+            vec!["--app-stop-signal=SIGFOO".into()],
+            vec!["'SIGFOO' is not a signal", "flag --app-stop-signal"],
+        ),
+        (
+            vec!["--app-user=no-such-user-xyz".into()],
+            vec!["user 'no-such-user-xyz' does not exist", "flag --app-user"],
+        ),
+        (
+            vec!["--status-listen=nowhere".into()],
+            vec!["'nowhere' is not an address", "status.listen"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut cmd = Command::new(meshinit_bin());
+        cmd.args(&args)
+            .arg("--")
+            .arg(test_app_bin())
+            .args(["--record", rec.path_str()]);
+        let mut p = Proc::start(cmd);
+        assert_eq!(p.wait_exit(T).code(), Some(64), "{args:?}: {}", p.output());
+        for needle in expected {
+            assert!(
+                p.output().contains(needle),
+                "{args:?}: missing {needle:?} in\n{}",
+                p.output()
+            );
+        }
+    }
+    for (program, needle) in [
+        ("/no/such/app", "does not exist"),
+        (not_exec.to_str().unwrap(), "is not executable"),
+        ("no-such-program-on-path", "was not found on PATH"),
+    ] {
+        let mut cmd = Command::new(meshinit_bin());
+        cmd.args(["--", program]);
+        let mut p = Proc::start(cmd);
+        assert_eq!(p.wait_exit(T).code(), Some(64), "{program}: {}", p.output());
+        assert!(
+            p.output().contains(needle) && p.output().contains(program),
+            "{program}: {}",
+            p.output()
+        );
+    }
+    // Env vars are named as the origin.
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.env("MESHINIT_APP_GRACE_DELAY", "forever")
+        .args(["--", "/bin/true"]);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(64));
+    assert!(
+        p.output().contains("env MESHINIT_APP_GRACE_DELAY"),
+        "{}",
+        p.output()
+    );
+    assert!(rec.events().is_empty(), "the app never ran: {}", rec.dump());
+}
+
+#[test]
+fn check_prints_the_plan_and_starts_nothing() {
+    let dir = temp_dir("init-check");
+    let rec = Record::new(&dir);
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["check", "--app-grace-delay", "5s", "--"])
+        .arg(test_app_bin())
+        .args(["--record", rec.path_str()]);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(0), "{}", p.output());
+    let out = p.output();
+    assert!(
+        out.contains("app.grace-delay") && out.contains("5s  (flag --app-grace-delay)"),
+        "{out}"
+    );
+    assert!(out.contains("worst case: 15s"), "{out}");
+    assert!(out.contains("plain init mode"), "{out}");
+    assert!(rec.events().is_empty());
+}
+
+#[test]
+fn help_and_version_exit_zero() {
+    let out = Command::new(meshinit_bin()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("--app-grace-delay")
+            && text.contains("Examples:")
+            && text.contains("MESHINIT_APP_GRACE_DELAY"),
+        "{text}"
+    );
+    let out = Command::new(meshinit_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("meshinit "));
+}

@@ -1,0 +1,143 @@
+//! meshinit as PID 1 of a new PID namespace (`unshare --pid --fork
+//! --mount-proc`), as in a container: it reaps every orphan, forwards
+//! signals and exits with the app's status.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const T: Duration = Duration::from_secs(20);
+
+/// `unshare` with PID namespaces needs root (or user namespaces); the
+/// tests say so and pass vacuously only where it cannot work at all.
+fn unshare_works() -> bool {
+    Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn in_namespace(meshinit_args: &[&str], app: &[&str]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(meshinit_bin())
+        .args(meshinit_args)
+        .arg("--")
+        .arg(test_app_bin())
+        .args(app);
+    cmd
+}
+
+/// meshinit's host pid: the child of `unshare`.
+fn init_below(p: &Proc) -> i32 {
+    descendants(p.pid())
+        .into_iter()
+        .find(|pid| ppid_of(*pid) == Some(p.pid()))
+        .expect("meshinit below unshare")
+}
+
+/// Zombie processes anywhere below `root` (host view).
+fn zombies_below(root: i32) -> Vec<i32> {
+    descendants(root)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn reaps_hundreds_of_orphans_as_pid_1() {
+    if !unshare_works() {
+        eprintln!("skipped: unshare --pid --fork --mount-proc is not permitted here");
+        return;
+    }
+    let dir = temp_dir("pid1-orphans");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(in_namespace(
+        &[],
+        &["--record", rec.path_str(), "--orphans", "500"],
+    ));
+    let start = rec.wait_for("start", T);
+    assert_eq!(
+        start.field("ppid"),
+        "1",
+        "the app's parent is meshinit as PID 1"
+    );
+    assert_eq!(rec.wait_for("orphans", T).field("n"), "500");
+    // Orphans exit at once; meshinit must have collected every one of them.
+    let deadline = Instant::now() + T;
+    let mut left = zombies_below(p.pid());
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        left = zombies_below(p.pid());
+    }
+    assert!(left.is_empty(), "zombies left: {left:?}");
+    // unshare does not pass signals on: signal meshinit itself.
+    kill(Pid::from_raw(init_below(&p)), Signal::SIGTERM).unwrap();
+    assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
+}
+
+#[test]
+fn forwards_signals_and_exit_codes_as_pid_1() {
+    if !unshare_works() {
+        eprintln!("skipped: unshare --pid --fork --mount-proc is not permitted here");
+        return;
+    }
+    let dir = temp_dir("pid1-signals");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(in_namespace(
+        &[],
+        &["--record", rec.path_str(), "--on", "USR1=exit:42"],
+    ));
+    rec.wait_for("start", T);
+    // Signal meshinit itself (PID 1 inside): it has no handler, only a
+    // blocked mask and a signalfd, which the kernel honours for an init.
+    kill(Pid::from_raw(init_below(&p)), Signal::SIGUSR1).unwrap();
+    rec.wait_for("signal", T);
+    assert_eq!(p.wait_exit(T).code(), Some(42), "{}", p.output());
+}
+
+#[test]
+fn leftover_daemons_die_with_the_app_as_pid_1() {
+    if !unshare_works() {
+        eprintln!("skipped: unshare --pid --fork --mount-proc is not permitted here");
+        return;
+    }
+    let dir = temp_dir("pid1-daemon");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(in_namespace(
+        &[],
+        &[
+            "--record",
+            rec.path_str(),
+            "--daemon",
+            "--orphans",
+            "100",
+            "--exit-after",
+            "300",
+            "--exit-code",
+            "5",
+        ],
+    ));
+    rec.wait_for("daemon", T);
+    assert_eq!(p.wait_exit(T).code(), Some(5), "{}", p.output());
+    assert!(
+        p.output().contains("stopping leftover descendants"),
+        "{}",
+        p.output()
+    );
+}
