@@ -8,10 +8,13 @@ fn readme_reference_matches_the_options_table() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     for def in OPTIONS {
-        let flag = format!("`--{}", def.flag);
+        let start = format!("| `--{}", def.flag);
         let row = readme
             .lines()
-            .find(|l| l.starts_with('|') && l.contains(&flag))
+            .find(|l| {
+                l.strip_prefix(&start)
+                    .is_some_and(|rest| rest.starts_with([' ', '`', '[']))
+            })
             .unwrap_or_else(|| panic!("README has no reference row for --{}", def.flag));
         assert!(
             row.contains(&format!("`{}`", def.env())),
