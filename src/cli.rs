@@ -248,6 +248,14 @@ pub struct Cli {
         help_heading = "Proxy (kuma-dp)"
     )]
     pub proxy_ready_timeout: Option<String>,
+    /// Start order: app-first (kuma-dp once the app is healthy) or proxy-first (the app once kuma-dp is ready) [default: app-first].
+    #[arg(
+        long,
+        env = "MESHINIT_START_ORDER",
+        value_name = "app-first|proxy-first",
+        help_heading = "Proxy (kuma-dp)"
+    )]
+    pub start_order: Option<String>,
     /// kuma-dp crashes tolerated within 10 minutes before giving up [default: 5].
     #[arg(
         long,
@@ -278,6 +286,26 @@ pub struct Cli {
         help_heading = "Shutdown"
     )]
     pub drain_timeout: Option<String>,
+    /// End the drain once the inbound side is idle, watching Envoy's stats [default: true].
+    #[arg(long, env = "MESHINIT_DRAIN_UNTIL_IDLE", value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", require_equals = true, help_heading = "Shutdown")]
+    pub drain_until_idle: Option<String>,
+    /// Shortest drain, the time clients need to stop choosing this instance [default: 5s].
+    #[arg(
+        long,
+        env = "MESHINIT_DRAIN_MIN",
+        value_name = "DURATION",
+        help_heading = "Shutdown"
+    )]
+    pub drain_min: Option<String>,
+    /// How long the inbound side must stay idle before the drain ends early [default: 1s].
+    #[arg(
+        long,
+        env = "MESHINIT_DRAIN_IDLE",
+        value_name = "DURATION",
+        help_heading = "Shutdown"
+    )]
+    pub drain_idle: Option<String>,
     /// The platform's stop budget; warn (run) or fail (check) when the worst case exceeds it.
     #[arg(
         long,

@@ -21,7 +21,7 @@ use nix::sys::signal::Signal;
 use crate::cli::Mode;
 use crate::dataplane::{self, Dataplane};
 use crate::exit::ExitCodeMap;
-use crate::lifecycle::{DrainMode, OnUnhealthy, Settings};
+use crate::lifecycle::{DrainMode, IdleDrain, OnUnhealthy, Settings, StartOrder};
 use crate::parse::{self, Url};
 use crate::user::{self, Identity};
 use crate::yaml::{self, Item, Node};
@@ -64,261 +64,49 @@ const fn opt(
 pub const DEFAULT_READY_URL: &str = "http://127.0.0.1:${KUMA_READINESS_PORT:-9902}/ready";
 
 /// Every option. The README's reference is written from this table.
+#[rustfmt::skip]
 pub const OPTIONS: &[OptDef] = &[
-    opt(
-        "app_stop_signal",
-        "app-stop-signal",
-        "app",
-        "stop-signal",
-        Some("TERM"),
-        false,
-    ),
-    opt(
-        "app_stop_timeout",
-        "app-stop-timeout",
-        "app",
-        "stop-timeout",
-        Some("10s"),
-        false,
-    ),
-    opt(
-        "app_grace_delay",
-        "app-grace-delay",
-        "app",
-        "grace-delay",
-        Some("0s"),
-        false,
-    ),
+    opt("app_stop_signal", "app-stop-signal", "app", "stop-signal", Some("TERM"), false),
+    opt("app_stop_timeout", "app-stop-timeout", "app", "stop-timeout", Some("10s"), false),
+    opt("app_grace_delay", "app-grace-delay", "app", "grace-delay", Some("0s"), false),
     opt("app_user", "app-user", "app", "user", None, false),
     opt("app_workdir", "app-workdir", "app", "workdir", None, false),
-    opt(
-        "app_no_new_privs",
-        "app-no-new-privs",
-        "app",
-        "no-new-privs",
-        Some("false"),
-        false,
-    ),
-    opt(
-        "forward_to",
-        "forward-to",
-        "app",
-        "forward-to",
-        Some("group"),
-        false,
-    ),
+    opt("app_no_new_privs", "app-no-new-privs", "app", "no-new-privs", Some("false"), false),
+    opt("forward_to", "forward-to", "app", "forward-to", Some("group"), false),
     opt("probe_http", "probe-http", "probes", "http", None, true),
     opt("probe_tcp", "probe-tcp", "probes", "tcp", None, true),
     opt("probe_exec", "probe-exec", "probes", "exec", None, true),
-    opt(
-        "probe_period",
-        "probe-period",
-        "probes",
-        "period",
-        Some("5s"),
-        false,
-    ),
-    opt(
-        "probe_startup_period",
-        "probe-startup-period",
-        "probes",
-        "startup-period",
-        Some("100ms"),
-        false,
-    ),
-    opt(
-        "probe_timeout",
-        "probe-timeout",
-        "probes",
-        "timeout",
-        Some("1s"),
-        false,
-    ),
-    opt(
-        "probe_success_threshold",
-        "probe-success-threshold",
-        "probes",
-        "success-threshold",
-        Some("1"),
-        false,
-    ),
-    opt(
-        "probe_failure_threshold",
-        "probe-failure-threshold",
-        "probes",
-        "failure-threshold",
-        Some("3"),
-        false,
-    ),
-    opt(
-        "startup_timeout",
-        "startup-timeout",
-        "probes",
-        "startup-timeout",
-        Some("60s"),
-        false,
-    ),
-    opt(
-        "on_unhealthy",
-        "on-unhealthy",
-        "probes",
-        "on-unhealthy",
-        Some("none"),
-        false,
-    ),
-    opt(
-        "kuma_dp",
-        "kuma-dp",
-        "proxy",
-        "kuma-dp",
-        Some("kuma-dp"),
-        false,
-    ),
-    opt(
-        "cp_address",
-        "cp-address",
-        "proxy",
-        "cp-address",
-        None,
-        false,
-    ),
-    opt(
-        "dataplane_file",
-        "dataplane-file",
-        "proxy",
-        "dataplane-file",
-        None,
-        false,
-    ),
-    opt(
-        "dataplane_var",
-        "dataplane-var",
-        "proxy",
-        "dataplane-var",
-        None,
-        true,
-    ),
-    opt(
-        "dataplane_token_file",
-        "dataplane-token-file",
-        "proxy",
-        "dataplane-token-file",
-        None,
-        false,
-    ),
-    opt(
-        "dataplane_name",
-        "dataplane-name",
-        "proxy",
-        "dataplane-name",
-        None,
-        false,
-    ),
+    opt("probe_period", "probe-period", "probes", "period", Some("5s"), false),
+    opt("probe_startup_period", "probe-startup-period", "probes", "startup-period", Some("100ms"), false),
+    opt("probe_timeout", "probe-timeout", "probes", "timeout", Some("1s"), false),
+    opt("probe_success_threshold", "probe-success-threshold", "probes", "success-threshold", Some("1"), false),
+    opt("probe_failure_threshold", "probe-failure-threshold", "probes", "failure-threshold", Some("3"), false),
+    opt("startup_timeout", "startup-timeout", "probes", "startup-timeout", Some("60s"), false),
+    opt("on_unhealthy", "on-unhealthy", "probes", "on-unhealthy", Some("none"), false),
+    opt("kuma_dp", "kuma-dp", "proxy", "kuma-dp", Some("kuma-dp"), false),
+    opt("cp_address", "cp-address", "proxy", "cp-address", None, false),
+    opt("dataplane_file", "dataplane-file", "proxy", "dataplane-file", None, false),
+    opt("dataplane_var", "dataplane-var", "proxy", "dataplane-var", None, true),
+    opt("dataplane_token_file", "dataplane-token-file", "proxy", "dataplane-token-file", None, false),
+    opt("dataplane_name", "dataplane-name", "proxy", "dataplane-name", None, false),
     opt("mesh", "mesh", "proxy", "mesh", None, false),
-    opt(
-        "kuma_dp_arg",
-        "kuma-dp-arg",
-        "proxy",
-        "kuma-dp-arg",
-        None,
-        true,
-    ),
-    opt(
-        "kuma_dp_user",
-        "kuma-dp-user",
-        "proxy",
-        "kuma-dp-user",
-        None,
-        false,
-    ),
-    opt(
-        "proxy_ready_url",
-        "proxy-ready-url",
-        "proxy",
-        "ready-url",
-        Some(DEFAULT_READY_URL),
-        false,
-    ),
-    opt(
-        "proxy_ready_timeout",
-        "proxy-ready-timeout",
-        "proxy",
-        "ready-timeout",
-        Some("60s"),
-        false,
-    ),
-    opt(
-        "proxy_max_restarts",
-        "proxy-max-restarts",
-        "proxy",
-        "max-restarts",
-        Some("5"),
-        false,
-    ),
-    opt(
-        "stop_signals",
-        "stop-signals",
-        "shutdown",
-        "stop-signals",
-        Some("TERM,INT"),
-        true,
-    ),
-    opt(
-        "drain_signal",
-        "drain-signal",
-        "shutdown",
-        "drain-signal",
-        Some("TERM"),
-        false,
-    ),
-    opt(
-        "drain_timeout",
-        "drain-timeout",
-        "shutdown",
-        "drain-timeout",
-        Some("40s"),
-        false,
-    ),
-    opt(
-        "shutdown_budget",
-        "shutdown-budget",
-        "shutdown",
-        "budget",
-        None,
-        false,
-    ),
-    opt(
-        "exit_code_map",
-        "exit-code-map",
-        "shutdown",
-        "exit-code-map",
-        None,
-        true,
-    ),
-    opt(
-        "status_listen",
-        "status-listen",
-        "status",
-        "listen",
-        None,
-        false,
-    ),
-    opt(
-        "log_format",
-        "log-format",
-        "log",
-        "format",
-        Some("text"),
-        false,
-    ),
-    opt(
-        "log_level",
-        "log-level",
-        "log",
-        "level",
-        Some("info"),
-        false,
-    ),
+    opt("kuma_dp_arg", "kuma-dp-arg", "proxy", "kuma-dp-arg", None, true),
+    opt("kuma_dp_user", "kuma-dp-user", "proxy", "kuma-dp-user", None, false),
+    opt("proxy_ready_url", "proxy-ready-url", "proxy", "ready-url", Some(DEFAULT_READY_URL), false),
+    opt("proxy_ready_timeout", "proxy-ready-timeout", "proxy", "ready-timeout", Some("60s"), false),
+    opt("proxy_max_restarts", "proxy-max-restarts", "proxy", "max-restarts", Some("5"), false),
+    opt("start_order", "start-order", "proxy", "start-order", Some("app-first"), false),
+    opt("stop_signals", "stop-signals", "shutdown", "stop-signals", Some("TERM,INT"), true),
+    opt("drain_signal", "drain-signal", "shutdown", "drain-signal", Some("TERM"), false),
+    opt("drain_timeout", "drain-timeout", "shutdown", "drain-timeout", Some("40s"), false),
+    opt("drain_until_idle", "drain-until-idle", "shutdown", "drain-until-idle", Some("true"), false),
+    opt("drain_min", "drain-min", "shutdown", "drain-min", Some("5s"), false),
+    opt("drain_idle", "drain-idle", "shutdown", "drain-idle", Some("1s"), false),
+    opt("shutdown_budget", "shutdown-budget", "shutdown", "budget", None, false),
+    opt("exit_code_map", "exit-code-map", "shutdown", "exit-code-map", None, true),
+    opt("status_listen", "status-listen", "status", "listen", None, false),
+    opt("log_format", "log-format", "log", "format", Some("text"), false),
+    opt("log_level", "log-level", "log", "level", Some("info"), false),
 ];
 
 /// File-only keys (no flag): `app.command` and `probes.checks`.
@@ -1102,6 +890,39 @@ pub fn load(
             ));
         }
     }
+    let start_order = match r
+        .typed("start_order", choice(&["app-first", "proxy-first"]))
+        .as_deref()
+    {
+        Some("proxy-first") => StartOrder::ProxyFirst,
+        _ => StartOrder::AppFirst,
+    };
+    let until_idle = r.typed("drain_until_idle", boolean).unwrap_or(true);
+    let drain_min = r.typed("drain_min", parse::duration).unwrap_or_default();
+    let drain_idle = r.typed("drain_idle", parse::duration).unwrap_or_default();
+    // Only meaningful with a SIGTERM drain that Envoy's stats can follow.
+    let idle_drain = (until_idle && proxy.is_some() && drain_signal == Some(Signal::SIGTERM))
+        .then_some(IdleDrain {
+            min: drain_min,
+            idle: drain_idle,
+        });
+    if let Some(p) = &proxy {
+        if start_order == StartOrder::ProxyFirst {
+            let uncovered: Vec<String> = p
+                .dataplane
+                .iter()
+                .flat_map(|dp| dp.inbounds.iter())
+                .filter(|i| !i.has_service_probe)
+                .map(|i| i.port.to_string())
+                .collect();
+            if !uncovered.is_empty() {
+                warnings.push(format!(
+                    "--start-order proxy-first without a serviceProbe on inbound port(s) {}: kuma-dp registers the Dataplane before the app is ready, so clients may be sent to an app that cannot serve yet; add `serviceProbe: {{tcp: {{}}}}` to each inbound",
+                    uncovered.join(", ")
+                ));
+            }
+        }
+    }
     let drain_mode = match drain_signal {
         Some(Signal::SIGUSR2) => DrainMode::InboundUsr2 {
             wait: drain_time.unwrap_or(KUMA_DEFAULT_DRAIN_TIME),
@@ -1140,6 +961,8 @@ pub fn load(
         drain_mode,
         drain_timeout,
         on_unhealthy,
+        start_order,
+        idle_drain,
         ..Settings::defaults()
     };
     if let Some(budget) = shutdown_budget {

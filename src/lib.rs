@@ -11,6 +11,7 @@ pub mod config;
 pub mod dataplane;
 pub mod descendants;
 pub mod driver;
+pub mod envoy;
 pub mod exit;
 pub mod http;
 pub mod lifecycle;

@@ -98,6 +98,30 @@ pub enum DrainMode {
     },
 }
 
+/// Which of the pair starts first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartOrder {
+    /// The app, then kuma-dp once the app is healthy (the default): the
+    /// proxy never advertises a service that cannot serve.
+    AppFirst,
+    /// kuma-dp, then the app once kuma-dp is ready: for apps that call other
+    /// mesh services while they boot. The inbound should carry a
+    /// `serviceProbe` so the control plane withholds traffic until the app
+    /// answers.
+    ProxyFirst,
+}
+
+/// Ending the drain once the inbound side is idle instead of waiting out
+/// kuma-dp's whole drain time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdleDrain {
+    /// The drain lasts at least this long: the time the control plane needs
+    /// to withdraw this endpoint from every client.
+    pub min: Duration,
+    /// The inbound side must be idle (no connection, no request) this long.
+    pub idle: Duration,
+}
+
 /// What to do when liveness probes fail past their threshold while running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnUnhealthy {
@@ -133,6 +157,9 @@ pub struct Settings {
     pub kill_bound: Duration,
     /// How long leftover descendants get between SIGTERM and SIGKILL.
     pub cleanup_timeout: Duration,
+    pub start_order: StartOrder,
+    /// `None`: the drain waits for kuma-dp to exit on its own.
+    pub idle_drain: Option<IdleDrain>,
 }
 
 impl Settings {
@@ -156,6 +183,8 @@ impl Settings {
             on_unhealthy: OnUnhealthy::None,
             kill_bound: Duration::from_secs(1),
             cleanup_timeout: Duration::from_secs(2),
+            start_order: StartOrder::AppFirst,
+            idle_drain: None,
         }
     }
 

@@ -1,0 +1,166 @@
+//! Envoy's admin API, reached through the work dir meshinit gives kuma-dp,
+//! for one purpose: seeing when the inbound side has gone idle during a
+//! drain, so the drain can end then instead of after kuma-dp's fixed time.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where Envoy's admin API answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admin {
+    /// kuma-dp's default: a Unix socket in its work dir.
+    Unix(PathBuf),
+    /// When the control plane configures a TCP admin port.
+    Tcp(u16),
+}
+
+/// The file name kuma-dp gives Envoy's admin socket in its work dir.
+pub const ADMIN_SOCKET: &str = "kuma-envoy-admin.sock";
+
+/// The inbound listeners to watch: where Envoy listens for this service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboundListener {
+    pub address: String,
+    pub port: u16,
+}
+
+/// Traffic on the inbound side at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Open downstream connections on the inbound listeners.
+    pub connections: u64,
+    /// Requests in flight through the inbound listeners.
+    pub requests: u64,
+}
+
+impl Load {
+    pub fn is_idle(&self) -> bool {
+        self.connections == 0 && self.requests == 0
+    }
+}
+
+impl Admin {
+    /// GETs an admin path; the first admin found answers.
+    async fn get(&self, path: &str, timeout: Duration) -> Result<String, String> {
+        let (status, body) = match self {
+            Admin::Unix(socket) => crate::http::get_unix(socket, path, timeout).await?,
+            Admin::Tcp(port) => crate::http::get_tcp("127.0.0.1", *port, path, timeout).await?,
+        };
+        if status == 200 {
+            Ok(body)
+        } else {
+            Err(format!("admin {path} answered {status}"))
+        }
+    }
+
+    /// Reads the inbound load from Envoy's stats.
+    pub async fn inbound_load(
+        &self,
+        listeners: &[InboundListener],
+        timeout: Duration,
+    ) -> Result<Load, String> {
+        let body = self
+            .get("/stats?filter=downstream_(cx|rq)_active$", timeout)
+            .await?;
+        inbound_load(&body, listeners)
+    }
+}
+
+/// Envoy names a listener's stats after its address: `listener.<ip>_<port>.`
+/// (IPv6 addresses keep their colons replaced by underscores as well).
+fn listener_prefix(l: &InboundListener) -> String {
+    format!("listener.{}_{}.", l.address.replace(':', "_"), l.port)
+}
+
+/// Sums the inbound listeners' active connections and the active requests of
+/// the HTTP connection managers on them. Each inbound listener must be
+/// present in the stats: a missing one means meshinit is looking at the
+/// wrong Envoy (or the listener is not configured yet), and the caller
+/// falls back to the fixed drain.
+pub fn inbound_load(stats: &str, listeners: &[InboundListener]) -> Result<Load, String> {
+    let mut load = Load::default();
+    for l in listeners {
+        let prefix = listener_prefix(l);
+        let mut found = false;
+        for line in stats.lines() {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let Some(rest) = name.trim().strip_prefix(&prefix) else {
+                continue;
+            };
+            let Ok(value) = value.trim().parse::<u64>() else {
+                continue;
+            };
+            if rest == "downstream_cx_active" {
+                found = true;
+                load.connections += value;
+            } else if rest.starts_with("http.") && rest.ends_with(".downstream_rq_active") {
+                load.requests += value;
+            }
+        }
+        if !found {
+            return Err(format!(
+                "no stats for the inbound listener {}:{}",
+                l.address, l.port
+            ));
+        }
+    }
+    Ok(load)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATS: &str = "\
+listener.127.0.0.1_28012.downstream_cx_active: 2
+listener.127.0.0.1_28012.http.localhost_28011.downstream_rq_active: 1
+listener.127.0.0.1_10000.downstream_cx_active: 7
+http.localhost_28011.downstream_rq_active: 1
+listener.admin.downstream_cx_active: 1
+";
+
+    fn inbound(address: &str, port: u16) -> InboundListener {
+        InboundListener {
+            address: address.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn counts_only_the_inbound_listeners() {
+        let load = inbound_load(STATS, &[inbound("127.0.0.1", 28012)]).unwrap();
+        assert_eq!(
+            load,
+            Load {
+                connections: 2,
+                requests: 1
+            }
+        );
+        assert!(!load.is_idle());
+        let idle = inbound_load(
+            "listener.127.0.0.1_28012.downstream_cx_active: 0\n",
+            &[inbound("127.0.0.1", 28012)],
+        )
+        .unwrap();
+        assert!(idle.is_idle());
+    }
+
+    #[test]
+    fn a_missing_listener_is_an_error() {
+        let err = inbound_load(STATS, &[inbound("10.0.0.1", 8000)]).unwrap_err();
+        assert!(err.contains("10.0.0.1:8000"), "{err}");
+    }
+
+    #[test]
+    fn ipv6_listener_names() {
+        let stats = "listener.__1_8000.downstream_cx_active: 3\n";
+        assert_eq!(
+            inbound_load(stats, &[inbound("::1", 8000)])
+                .unwrap()
+                .connections,
+            3
+        );
+    }
+}
