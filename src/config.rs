@@ -643,6 +643,21 @@ pub fn find_executable(program: &str, cwd: Option<&Path>) -> Result<PathBuf, Str
         .ok_or_else(|| format!("'{program}' was not found on PATH"))
 }
 
+/// Whether the file's owner, group and mode let `id` read it (what kuma-dp,
+/// running as `--kuma-dp-user`, will need).
+fn readable_by(m: &std::fs::Metadata, id: &Identity) -> bool {
+    let mode = m.mode();
+    if id.uid.is_root() {
+        true
+    } else if m.uid() == id.uid.as_raw() {
+        mode & 0o400 != 0
+    } else if m.gid() == id.gid.as_raw() || id.groups.iter().any(|g| g.as_raw() == m.gid()) {
+        mode & 0o040 != 0
+    } else {
+        mode & 0o004 != 0
+    }
+}
+
 /// Reads a Go-style duration such as kuma-dp's `--drain-time` takes.
 fn go_duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s.trim()).ok()
@@ -1222,6 +1237,12 @@ fn proxy_config(
                     );
                 } else if m.len() == 0 {
                     r.problem("dataplane_token_file", &origin, format!("'{path}' is empty; write the token issued by the control plane into it"));
+                } else if let Some(id) = user.as_ref().filter(|id| !readable_by(&m, id)) {
+                    r.problem(
+                        "dataplane_token_file",
+                        &origin,
+                        format!("'{path}' is not readable by {} (--kuma-dp-user), who runs kuma-dp; chown or chmod it", id.name),
+                    );
                 } else if m.permissions().mode() & 0o044 != 0 {
                     warnings.push(format!(
                         "dataplane token file {path} is readable by group or others (mode {:o}); chmod 600 it",

@@ -600,6 +600,11 @@ impl Lifecycle {
                     self.cleanup(now, out);
                 }
             }
+            // An inbound-only drain exists to keep the app's outbound side
+            // up while it finishes; with the app gone, kuma-dp may go now.
+            Phase::Draining if matches!(self.s.drain_mode, DrainMode::InboundUsr2 { .. }) => {
+                self.after_drain(now, out)
+            }
             // Still draining: the proxy's exit decides what comes next, and
             // then no grace is owed to an app that is gone.
             Phase::Draining => {}

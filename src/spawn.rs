@@ -63,21 +63,18 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
     let no_new_privs = spec.no_new_privs;
     let foreground = spec.foreground;
     // SAFETY: the closure runs in the forked child before exec. It only
-    // makes async-signal-safe system calls (setgroups, setresgid,
-    // setresuid, prctl, sigprocmask, tcsetpgrp) on data prepared before the
-    // fork, and allocates nothing. std has already put the child in its own
-    // process group and cleared the signal mask at this point.
+    // makes async-signal-safe system calls (tcsetpgrp, setgroups,
+    // setresgid, setresuid, prctl, signal, sigprocmask) on data prepared
+    // before the fork, and allocates nothing. std has already put the child
+    // in its own process group at this point.
     unsafe {
         cmd.pre_exec(move || {
             if foreground {
-                // tcsetpgrp from a background group raises SIGTTOU; block
-                // it for the call so the child is not stopped by it.
-                let mut ttou = SigSet::empty();
-                ttou.add(Signal::SIGTTOU);
-                nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None)?;
+                // All signals are still blocked (inherited from meshinit),
+                // so the SIGTTOU that tcsetpgrp from a background group
+                // raises cannot stop the child.
                 let stdin = std::os::fd::BorrowedFd::borrow_raw(0);
                 let _ = nix::unistd::tcsetpgrp(stdin, nix::unistd::getpid());
-                nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&ttou), None)?;
             }
             if let Some(id) = &identity {
                 // Groups first, while still privileged; then gid, then uid,
@@ -91,6 +88,19 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
             if no_new_privs {
                 nix::sys::prctl::set_no_new_privs()?;
             }
+            // Start the program as a shell would: default dispositions and
+            // an empty signal mask. Both survive exec, and meshinit blocks
+            // every signal (it reads them from a signalfd) while Rust's
+            // runtime ignores SIGPIPE; an app inheriting either would never
+            // see its SIGTERM.
+            // Real-time signals included; the C library refuses the two it
+            // reserves for itself, which is fine.
+            for signo in 1..=nix::libc::SIGRTMAX() {
+                if signo != nix::libc::SIGKILL && signo != nix::libc::SIGSTOP {
+                    nix::libc::signal(signo, nix::libc::SIG_DFL);
+                }
+            }
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
             Ok(())
         });
     }

@@ -71,7 +71,7 @@ pub fn parse(text: &str) -> Result<Item, SyntaxError> {
         // The first line of saphyr's message is the diagnosis; the rest is a
         // rendered snippet we replace with our own "file:line" prefix.
         let message = e.to_string();
-        let message = message.lines().next().unwrap_or("invalid YAML").to_string();
+        let message = strip_position(message.lines().next().unwrap_or("invalid YAML")).to_string();
         SyntaxError {
             message,
             line,
@@ -82,6 +82,16 @@ pub fn parse(text: &str) -> Result<Item, SyntaxError> {
         node: spanned.value,
         line: spanned.referenced.line(),
     })
+}
+
+/// saphyr's first line reads `error: line 6 column 11: <diagnosis>`; the
+/// position is kept separately, so only the diagnosis is wanted.
+fn strip_position(line: &str) -> &str {
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    match line.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((pos, rest)) if pos.contains("column") => rest,
+        _ => line,
+    }
 }
 
 impl Node {
@@ -239,6 +249,7 @@ mod tests {
     fn syntax_errors_have_a_position() {
         let err = parse("app:\n  a: [1, 2\n  b: 3\n").unwrap_err();
         assert!(err.line >= 2, "{err:?}");
+        assert!(!err.message.contains("line "), "position given once: {err}");
         let err = parse("a: 1\na: 2\n").unwrap_err();
         assert!(err.message.contains("duplicate"), "{err:?}");
     }

@@ -43,6 +43,59 @@ fn exit_code_is_the_apps_own_and_can_be_mapped() {
 }
 
 #[test]
+fn the_app_starts_with_no_blocked_or_ignored_signals() {
+    // meshinit blocks everything itself and Rust ignores SIGPIPE; none of it
+    // may leak into the app, or an ordinary app never sees its SIGTERM.
+    // grep (C, no runtime of its own) shows exactly what it inherited.
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--", "grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(0), "{}", p.output());
+    let out = p.output();
+    let mask = |name: &str| {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{out}"));
+        u64::from_str_radix(line[name.len()..].trim(), 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{out}");
+    // Signals 32 and 33 belong to the C library, which keeps whatever the
+    // test harness gave meshinit; every other signal has its default action.
+    assert_eq!(mask("SigIgn:") & !0x1_8000_0000, 0, "{out}");
+    // The test app (Rust) records its inherited mask before touching it.
+    let dir = temp_dir("init-sigmask");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(
+        &[],
+        &["--record", rec.path_str(), "--exit-code", "0"],
+    ));
+    assert_eq!(p.wait_exit(T).code(), Some(0));
+    assert_eq!(
+        rec.wait_for("start", T).field("sigblk"),
+        "0000000000000000",
+        "{}",
+        rec.dump()
+    );
+}
+
+#[test]
+fn an_app_with_default_signal_handling_stops_on_sigterm() {
+    // A plain `sleep` relies on the default SIGTERM action.
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--app-stop-timeout", "30s", "--", "sleep", "60"]);
+    let mut p = Proc::start(cmd);
+    p.wait_for_line("app started", T);
+    let sent = std::time::Instant::now();
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "the app died of SIGTERM, not of the stop timeout"
+    );
+}
+
+#[test]
 fn signal_death_becomes_128_plus_n() {
     let dir = temp_dir("init-sigdeath");
     let rec = Record::new(&dir);

@@ -368,6 +368,29 @@ fn proxy_needs_a_dataplane_and_renders_it() {
         c.warnings
     );
 
+    // kuma-dp runs as nobody: a root-only token would fail it at start.
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let errs = messages(
+        load_with(
+            &[
+                "--kuma-dp=/bin/true",
+                &dp_arg,
+                "--dataplane-var=name=x",
+                &token_arg,
+                "--kuma-dp-user=nobody",
+                "--",
+                "/bin/true",
+            ],
+            &[],
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("not readable by nobody")),
+        "{errs:?}"
+    );
+
     std::fs::write(&token, "").unwrap();
     let errs = messages(
         load_with(

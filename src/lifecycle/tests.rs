@@ -607,3 +607,26 @@ fn worst_case_shutdown_is_drain_plus_grace_plus_stop() {
     };
     assert_eq!(s.worst_case_shutdown(), T(15_000));
 }
+
+#[test]
+fn app_exit_ends_an_inbound_only_drain_at_once() {
+    let s = Settings {
+        drain_mode: DrainMode::InboundUsr2 { wait: T(30_000) },
+        ..settings()
+    };
+    let (_, log) = run(
+        s,
+        &[
+            (0, Input::Start),
+            (100, Input::Healthy),
+            (200, Input::ProxyReady),
+            (1000, Input::Stop),
+            (2000, Input::AppExited(ExitStatus::Code(0))),
+        ],
+    );
+    assert_eq!(
+        time_of(&log, TERM_PROXY),
+        Some(2000),
+        "kuma-dp is not kept for an app that is gone"
+    );
+}

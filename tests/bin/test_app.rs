@@ -89,6 +89,11 @@ fn main() {
         }
     };
 
+    // What the supervisor handed over, read before this program changes it: a signal mask
+    // or ignored signals inherited across exec would keep an ordinary app from ever seeing
+    // its SIGTERM.
+    let inherited = inherited_signal_state();
+
     // Block every signal before anything else exists: threads and forks inherit the mask,
     // and the main loop reads them from a signalfd.
     let all = SigSet::all();
@@ -112,7 +117,7 @@ fn main() {
     });
     RECORD.set(file).expect("record set once");
 
-    record_start();
+    record_start(&inherited);
     if opts.ids {
         record_ids();
     }
@@ -302,18 +307,32 @@ fn record(line: &str) {
     }
 }
 
-fn record_start() {
+/// `SigBlk` and `SigIgn` of /proc/self/status, as hex masks.
+fn inherited_signal_state() -> (String, String) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or_else(|| "?".to_string(), |v| v.trim().to_string())
+    };
+    (field("SigBlk:"), field("SigIgn:"))
+}
+
+fn record_start(inherited: &(String, String)) {
     let pgid = unistd::getpgrp();
     let stdin = std::io::stdin();
     let fg = unistd::isatty(&stdin).unwrap_or(false)
         && unistd::tcgetpgrp(&stdin).is_ok_and(|pg| pg == pgid);
     record(&format!(
-        "start pid={} pgid={} sid={} ppid={} fg={}",
+        "start pid={} pgid={} sid={} ppid={} fg={} sigblk={} sigign={}",
         process::id(),
         pgid,
         unistd::getsid(None).map_or(-1, Pid::as_raw),
         unistd::getppid(),
-        u8::from(fg)
+        u8::from(fg),
+        inherited.0,
+        inherited.1
     ));
 }
 

@@ -1,0 +1,737 @@
+//! Health probes gate kuma-dp (issue 3): the real `meshinit` binary with the scriptable
+//! test app and `fake-kuma-dp`, asserting what a user would notice: the exact kuma-dp
+//! command line and environment, that kuma-dp starts only once the app is healthy (from
+//! CLOCK_MONOTONIC timestamps the programs record), every probe kind against listeners the
+//! test controls, crashes and restarts, and bad input that starts nothing.
+//!
+//! Timing bounds are generous (CI runs on 2 busy cores); ordering assertions are strict.
+
+mod common;
+mod scenario;
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::Signal;
+use scenario::*;
+
+/// Upper bound for any single wait; tests normally finish long before.
+const T: Duration = Duration::from_secs(15);
+
+/// Stops a running meshinit with SIGTERM and gives its exit code.
+fn stop(p: &mut Proc) -> i32 {
+    p.signal(Signal::SIGTERM);
+    p.wait_exit(T).code().expect("meshinit exits with a code")
+}
+
+#[test]
+fn kuma_dp_gets_the_exact_argv_and_inherits_kuma_env() {
+    let s = Scenario::new("argv")
+        .listening_app()
+        .opt(&[
+            "--kuma-dp-arg=--drain-time=100ms",
+            // Values that start with `--` are taken verbatim, in the separate form too.
+            "--kuma-dp-arg",
+            "--dns-enabled=false",
+            "--kuma-dp-arg",
+            "--concurrency=2",
+        ])
+        .env("KUMA_DATAPLANE_RUNTIME_BINARY_PATH", "/opt/envoy/bin/envoy")
+        .env("KUMA_DNS_ENABLED", "false");
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+
+    assert_eq!(
+        s.dp_argv(),
+        [
+            "run".to_string(),
+            format!("--cp-address={CP}"),
+            format!("--dataplane-file={}", s.dp_file.display()),
+            "--dataplane-var".into(),
+            "name=web-1".into(),
+            "--dataplane-var".into(),
+            format!("port={}", s.app_port),
+            format!("--dataplane-token-file={}", s.token_file.display()),
+            "--drain-time=100ms".into(),
+            "--dns-enabled=false".into(),
+            "--concurrency=2".into(),
+        ],
+        "the template is passed as written, vars and extra args in order"
+    );
+    let env: Vec<String> = s.dp.find_all("env").into_iter().map(|e| e.rest).collect();
+    for want in [
+        format!("KUMA_READINESS_PORT={}", s.ready_port),
+        "KUMA_DATAPLANE_RUNTIME_BINARY_PATH=/opt/envoy/bin/envoy".into(),
+        "KUMA_DNS_ENABLED=false".into(),
+    ] {
+        assert!(env.contains(&want), "kuma-dp env lacks {want}: {env:?}");
+    }
+    assert_eq!(
+        s.dp.find("token").expect("token read").field("fnv"),
+        format!("{:016x}", fnv1a64(s.token.as_bytes())),
+        "kuma-dp read our token file"
+    );
+    let dp_start = s.dp.find("start").unwrap();
+    assert_eq!(dp_start.field("ppid"), p.pid().to_string());
+    assert_eq!(
+        dp_start.field("pgid"),
+        dp_start.field("pid"),
+        "kuma-dp runs in its own process group"
+    );
+    let app_start = s.app.find("start").unwrap();
+    assert_ne!(app_start.field("pgid"), dp_start.field("pgid"));
+
+    assert_eq!(stop(&mut p), 143);
+    assert!(!p.output().contains(&s.token), "token leaked in the log");
+    assert!(!s.dp.dump().contains(&s.token));
+}
+
+#[test]
+fn app_healthy_strictly_before_kuma_dp_starts_and_within_a_second() {
+    // Default settings: no probe given, so the first inbound's servicePort is probed.
+    let s = Scenario::new("order")
+        .listening_app()
+        .app(&["--listen-after", "500"]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+
+    let app_start = s.app.find("start").unwrap();
+    let listening = s.app.find("listening").unwrap();
+    let dp_start = s.dp.find("start").unwrap();
+    assert!(
+        listening.t_ns < dp_start.t_ns,
+        "kuma-dp started before the app listened:\n{}",
+        s.timeline()
+    );
+    assert!(ms(app_start.t_ns, dp_start.t_ns) >= 500.0);
+    let lag = ms(listening.t_ns, dp_start.t_ns);
+    assert!(
+        lag < 1000.0,
+        "kuma-dp started {lag:.0}ms after the app listened (issue: within 1 s)"
+    );
+    assert!(line_index(&p, "app healthy") < line_index(&p, "kuma-dp started"));
+    assert!(line_index(&p, "kuma-dp started") < line_index(&p, "kuma-dp ready"));
+    let ready = p.wait_for_line("kuma-dp ready", T);
+    assert!(ready.contains("since_app_healthy="), "{ready}");
+    assert_eq!(stop(&mut p), 143);
+}
+
+#[test]
+fn http_probe_needs_consecutive_2xx_or_3xx_answers() {
+    // Request n gets: 503 200 204 500 302 200 200 ...; with a success threshold of 3 the
+    // first run of three passing answers ends at request 6 (302, 200, 200).
+    let script = [503, 200, 204, 500, 302, 200];
+    let server = ScriptedHttp::start(move |n| script.get(n).copied().unwrap_or(200));
+    let url = format!("http://127.0.0.1:{}/healthz", server.port);
+    let s = Scenario::new("http").opt(&["--probe-http", &url, "--probe-success-threshold", "3"]);
+    let mut p = s.start();
+    p.wait_for_line("kuma-dp started", T);
+
+    let dp_start = s.dp.wait_for("start", T);
+    let hits = server.hits();
+    let sixth = hits
+        .iter()
+        .find(|h| h.0 == 6)
+        .unwrap_or_else(|| panic!("kuma-dp started before request 6: {hits:?}"));
+    assert!(sixth.1 < dp_start.t_ns, "{hits:?}");
+    assert!(ms(sixth.1, dp_start.t_ns) < 1000.0);
+    p.wait_for_line(&format!("probe passing probe=http GET {url}"), T);
+    assert_eq!(stop(&mut p), 143);
+}
+
+#[test]
+fn tcp_probe_passes_once_the_port_accepts() {
+    let port = free_port();
+    let s = Scenario::new("tcp").opt(&[
+        "--probe-tcp",
+        &format!("127.0.0.1:{port}"),
+        "--log-level",
+        "debug",
+    ]);
+    let mut p = s.start();
+    // The probe has been refused at least once before the test opens the port.
+    let refused = p.wait_for_line("ok=false", T);
+    assert!(
+        refused.contains(&format!("tcp 127.0.0.1:{port}")),
+        "{refused}"
+    );
+    let opened = now_ns();
+    let _listener = TcpListener::bind(("127.0.0.1", port)).expect("bind probe port");
+    let dp_start = s.dp.wait_for("start", T);
+    assert!(
+        opened < dp_start.t_ns,
+        "kuma-dp started before the port accepted"
+    );
+    assert!(ms(opened, dp_start.t_ns) < 1000.0);
+    assert_eq!(stop(&mut p), 143);
+}
+
+#[test]
+fn exec_probe_gates_too_and_all_probes_must_pass() {
+    let s = Scenario::new("exec").listening_app();
+    let flag = s.dir.join("healthy.flag");
+    let cmd = format!("echo exec-probe-says-hi; test -e '{}'", flag.display());
+    let addr = s.app_addr();
+    let s = s.opt(&[
+        "--probe-tcp",
+        &addr,
+        "--probe-exec",
+        &cmd,
+        "--log-level",
+        "debug",
+    ]);
+    let mut p = s.start();
+    // The TCP probe passes, the command's output is logged at debug, and still nothing
+    // starts: every probe must pass.
+    p.wait_for_line(&format!("probe passing probe=tcp {addr}"), T);
+    let out = p.wait_for_line("exec-probe-says-hi", T);
+    assert!(out.contains("DEBUG"), "{out}");
+    assert!(s.dp.find("start").is_none(), "kuma-dp started too early");
+    let flagged = now_ns();
+    fs::write(&flag, "").unwrap();
+    let dp_start = s.dp.wait_for("start", T);
+    assert!(flagged < dp_start.t_ns);
+    assert!(ms(flagged, dp_start.t_ns) < 1000.0);
+    assert_eq!(stop(&mut p), 143);
+}
+
+#[test]
+fn probe_timeouts_count_as_failures_and_kill_the_command() {
+    // A listener that never answers (the kernel accepts, nobody reads) and a command that
+    // outlives its timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/", silent.local_addr().unwrap());
+    let s = Scenario::new("probe-timeout").opt(&[
+        "--probe-http",
+        &silent_url,
+        "--probe-exec",
+        "sleep 9.123",
+        "--probe-timeout",
+        "300ms",
+        "--startup-timeout",
+        "2s",
+        "--log-level",
+        "debug",
+    ]);
+    let mut p = s.start();
+    // Each timed-out command is killed before the next one runs: after two timeouts, at
+    // most the third is alive (a leak would leave two or more).
+    poll("two exec probe timeouts", T, || {
+        (p.output().matches("killed after 300ms").count() >= 2).then_some(())
+    });
+    poll("at most one probe command alive", T, || {
+        (processes_with_arg("9.123") <= 1).then_some(())
+    });
+    assert!(
+        p.try_status().is_none(),
+        "still probing (startup timeout 2s)"
+    );
+    assert_eq!(p.wait_exit(T).code(), Some(69), "startup timeout");
+    let out = p.output();
+    assert!(out.contains("no answer within 300ms"), "{out}");
+    assert!(out.contains("killed after 300ms"), "{out}");
+    assert!(!s.dp.path.exists(), "kuma-dp must never start");
+    // Nothing is left behind.
+    poll("the probe's sleep to be gone", T, || {
+        (processes_with_arg("9.123") == 0).then_some(())
+    });
+}
+
+/// How many live processes have `arg` as an argument (zombies have an empty cmdline): the
+/// `sleep` of `sh -c 'sleep 9.123'`, not the shell.
+fn processes_with_arg(arg: &str) -> usize {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes())
+        })
+        .count()
+}
+
+#[test]
+fn default_probe_is_tcp_on_the_first_inbounds_service_address_and_port() {
+    let s = Scenario::new("default-probe");
+    let other = free_port();
+    fs::write(
+        &s.dp_file,
+        format!(
+            "type: Dataplane\nmesh: default\nname: {{{{ name }}}}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n    - port: 21011\n      servicePort: {{{{ port }}}}\n      serviceAddress: 127.0.0.2\n      tags:\n        kuma.io/service: backend\n    - port: 21012\n      servicePort: {other}\n      tags:\n        kuma.io/service: admin\n"
+        ),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.2:{}", s.app_port);
+    let s = s.app(&["--listen", &addr, "--listen-after", "300"]);
+    let mut p = s.start();
+    let said = p.wait_for_line("no probe given", T);
+    assert!(said.contains(&format!("probe=tcp {addr}")), "{said}");
+    // The second inbound's servicePort is covered by no probe: a warning, not an error.
+    let warned = p.wait_for_line("which no probe checks", T);
+    assert!(warned.contains(&format!("servicePort {other}")), "{warned}");
+    let dp_start = s.dp.wait_for("start", T);
+    let listening = s.app.find("listening").unwrap();
+    assert_eq!(listening.field("addr"), addr);
+    assert!(listening.t_ns < dp_start.t_ns);
+    assert_eq!(stop(&mut p), 143);
+}
+
+#[test]
+fn startup_timeout_stops_the_app_and_never_starts_kuma_dp() {
+    let s = Scenario::new("startup-timeout").opt(&["--startup-timeout", "1s"]);
+    let t0 = now_ns();
+    let mut p = s.start();
+    let (status, exited) = wait_exit_at(&mut p, T);
+    assert_eq!(status.code(), Some(69), "EX_UNAVAILABLE");
+    let took = ms(t0, exited);
+    assert!((1000.0..4000.0).contains(&took), "exited after {took:.0}ms");
+    assert_eq!(s.app.find("die").expect("app stopped").field("sig"), "TERM");
+    assert!(!s.dp.path.exists(), "kuma-dp must never start");
+    p.wait_for_line("app not healthy within --startup-timeout", T);
+}
+
+#[test]
+fn app_exiting_while_probed_ends_meshinit_with_its_status() {
+    let s = Scenario::new("early-exit").app(&["--exit-after", "300", "--exit-code", "7"]);
+    let mut p = s.start();
+    let (status, exited) = wait_exit_at(&mut p, T);
+    assert_eq!(status.code(), Some(7), "the app's own status");
+    let app_exit = s.app.find("exit").unwrap();
+    let tail = ms(app_exit.t_ns, exited);
+    assert!(tail < 500.0, "meshinit lingered {tail:.0}ms after the app");
+    assert!(!s.dp.path.exists(), "kuma-dp must never start");
+}
+
+#[test]
+fn crashing_kuma_dp_is_restarted_with_backoff_then_given_up() {
+    let (s, status) = Scenario::new("crash")
+        .listening_app()
+        .opt(&["--proxy-max-restarts", "2"])
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .env("FAKE_KUMA_DP_CRASH_AFTER_MS", "300")
+        .with_status();
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    // After the first crash the service is no longer ready and the restart is counted.
+    let st = poll("proxy_restarts = 1 in /status", T, || {
+        Some(status_json(status)).filter(|st| st["proxy_restarts"] == 1)
+    });
+    assert_eq!(st["phase"], "proxy-starting", "{st}");
+    assert_eq!(st["ready"], false, "{st}");
+
+    let (code, _) = wait_exit_at(&mut p, T);
+    assert_eq!(
+        code.code(),
+        Some(75),
+        "EX_TEMPFAIL when kuma-dp keeps failing"
+    );
+    let starts = s.dp.find_all("start");
+    let exits = s.dp.find_all("exit");
+    assert_eq!(
+        starts.len(),
+        3,
+        "first start + 2 restarts, no more:\n{}",
+        s.timeline()
+    );
+    assert_eq!(exits.len(), 3);
+    assert!(exits.iter().all(|e| e.field("reason") == "crash"));
+    // Exponential backoff: 1 s, then 2 s (measured from the crash; the bound is generous).
+    for (i, want) in [(0, 1000.0), (1, 2000.0)] {
+        let gap = ms(exits[i].t_ns, starts[i + 1].t_ns);
+        assert!(
+            gap >= want && gap < want + 700.0,
+            "restart {} came {gap:.0}ms after the crash, want {want}ms",
+            i + 1
+        );
+    }
+    let app_die = s.app.find("die").expect("app stopped");
+    assert_eq!(app_die.field("sig"), "TERM");
+    assert!(app_die.t_ns > exits[2].t_ns);
+    let out = p.output();
+    assert!(out.contains("kuma-dp will be restarted attempt=1"), "{out}");
+    assert!(out.contains("kuma-dp will be restarted attempt=2"), "{out}");
+    assert!(out.contains("giving up"), "{out}");
+}
+
+#[test]
+fn kuma_dp_never_ready_ends_with_75_after_the_ready_timeout() {
+    let s = Scenario::new("never-ready")
+        .listening_app()
+        .opt(&["--proxy-ready-timeout", "1s"])
+        .env("FAKE_KUMA_DP_NEVER_READY", "1");
+    let mut p = s.start();
+    let (status, exited) = wait_exit_at(&mut p, T);
+    assert_eq!(status.code(), Some(75), "EX_TEMPFAIL");
+    let dp_start = s.dp.find("start").unwrap();
+    let term = s.dp.find("signal").expect("kuma-dp was stopped");
+    assert_eq!(term.rest, "TERM n=1");
+    let after = ms(dp_start.t_ns, term.t_ns);
+    assert!(
+        (900.0..1500.0).contains(&after),
+        "TERM {after:.0}ms after start"
+    );
+    assert!(s.dp.find("ready").is_none());
+    assert_eq!(s.app.find("die").expect("app stopped").field("sig"), "TERM");
+    // A proxy that was never ready is owed no drain: out within the short kill bound.
+    assert!(ms(term.t_ns, exited) < 2500.0);
+    p.wait_for_line("did not become ready within --proxy-ready-timeout", T);
+}
+
+#[test]
+fn indirect_mode_passes_name_and_mesh() {
+    let s = Scenario::bare("indirect").listening_app();
+    let addr = s.app_addr();
+    let fake = path_str(&fake_kuma_dp_bin());
+    let token = path_str(&s.token_file);
+    let s = s.opt(&[
+        "--kuma-dp",
+        &fake,
+        "--cp-address",
+        CP,
+        "--dataplane-name",
+        "web-1",
+        "--mesh",
+        "demo",
+        "--dataplane-token-file",
+        &token,
+        "--probe-tcp",
+        &addr,
+    ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    assert_eq!(
+        s.dp_argv(),
+        [
+            "run".to_string(),
+            format!("--cp-address={CP}"),
+            "--name=web-1".into(),
+            "--mesh=demo".into(),
+            format!("--dataplane-token-file={token}"),
+        ]
+    );
+    assert!(s.app.find("listening").unwrap().t_ns < s.dp.find("start").unwrap().t_ns);
+    assert_eq!(stop(&mut p), 143);
+}
+
+#[test]
+fn bad_input_exits_64_names_the_problem_and_starts_nothing() {
+    struct Case {
+        what: &'static str,
+        /// Changes the scenario's files or options.
+        setup: fn(&mut Scenario),
+        /// Every one must appear in the output.
+        needles: fn(&Scenario) -> Vec<String>,
+    }
+    fn replace_opt(s: &mut Scenario, flag: &str, value: String) {
+        let i = s.opts.iter().position(|o| o == flag).unwrap();
+        s.opts[i + 1] = value;
+    }
+    let cases = [
+        Case {
+            what: "a template variable is used but not given",
+            setup: |s| {
+                let i = s.opts.iter().position(|o| o.starts_with("port=")).unwrap();
+                s.opts.drain(i - 1..=i);
+            },
+            needles: |_| vec!["variable 'port' is used but not given".into()],
+        },
+        Case {
+            what: "kuma-dp does not exist",
+            setup: |s| {
+                let missing = path_str(&s.dir.join("no-such-kuma-dp"));
+                replace_opt(s, "--kuma-dp", missing);
+            },
+            needles: |_| vec!["no-such-kuma-dp' does not exist".into()],
+        },
+        Case {
+            what: "kuma-dp is not on PATH",
+            setup: |s| replace_opt(s, "--kuma-dp", "kuma-dp-not-installed-here".into()),
+            needles: |_| vec!["'kuma-dp-not-installed-here' was not found on PATH".into()],
+        },
+        Case {
+            what: "kuma-dp is not executable",
+            setup: |s| {
+                let file = path_str(&s.dp_file);
+                replace_opt(s, "--kuma-dp", file);
+            },
+            needles: |s| vec![format!("'{}' is not executable", s.dp_file.display())],
+        },
+        Case {
+            what: "malformed YAML",
+            setup: |s| {
+                fs::write(
+                    &s.dp_file,
+                    "type: Dataplane\nmesh: default\nname: {{ name }}\nnetworking:\n  address: 127.0.0.1\n   inbound: [\n",
+                )
+                .unwrap();
+            },
+            needles: |s| {
+                vec![
+                    "not valid YAML".into(),
+                    "line 6 column".into(),
+                    path_str(&s.dp_file),
+                ]
+            },
+        },
+        Case {
+            what: "an inbound without a kuma.io/service tag",
+            setup: |s| {
+                fs::write(&s.dp_file, TEMPLATE.replace("kuma.io/service", "team")).unwrap();
+            },
+            needles: |_| vec!["networking.inbound[0] needs a 'kuma.io/service' tag".into()],
+        },
+        Case {
+            what: "a cp-address that is not a URL",
+            setup: |s| replace_opt(s, "--cp-address", "kuma-cp:5678".into()),
+            needles: |_| vec!["'kuma-cp:5678' is not a URL".into()],
+        },
+        Case {
+            what: "an empty token file",
+            setup: |s| fs::write(&s.token_file, "").unwrap(),
+            needles: |s| vec![format!("'{}' is empty", s.token_file.display())],
+        },
+        Case {
+            what: "a missing token file",
+            setup: |s| fs::remove_file(&s.token_file).unwrap(),
+            needles: |s| vec![format!("cannot read '{}'", s.token_file.display())],
+        },
+        Case {
+            what: "two problems at once, both reported",
+            setup: |s| {
+                replace_opt(s, "--cp-address", "nope".into());
+                let missing = path_str(&s.dir.join("gone"));
+                replace_opt(s, "--kuma-dp", missing);
+            },
+            needles: |_| {
+                vec![
+                    "2 problems".into(),
+                    "'nope' is not a URL".into(),
+                    "gone' does not exist".into(),
+                ]
+            },
+        },
+    ];
+    for case in cases {
+        let mut s = Scenario::new("bad").listening_app();
+        (case.setup)(&mut s);
+        let mut p = s.start();
+        let code = p.wait_exit(T).code();
+        let out = p.output();
+        assert_eq!(code, Some(64), "{}: exit code; output:\n{out}", case.what);
+        for needle in (case.needles)(&s) {
+            assert!(
+                out.contains(&needle),
+                "{}: output lacks {needle:?}:\n{out}",
+                case.what
+            );
+        }
+        assert!(!s.app.path.exists(), "{}: the app was started", case.what);
+        assert!(!s.dp.path.exists(), "{}: kuma-dp was started", case.what);
+        assert!(!out.contains(&s.token), "{}: token leaked", case.what);
+        assert!(!out.contains("app started"), "{}: {out}", case.what);
+    }
+}
+
+#[test]
+fn check_prints_the_plan_with_the_token_path_never_its_content() {
+    let s = Scenario::new("check");
+    // Group-readable: a warning, not an error.
+    fs::set_permissions(&s.token_file, fs::Permissions::from_mode(0o640)).unwrap();
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.env("KUMA_READINESS_PORT", s.ready_port.to_string())
+        .arg("check")
+        .args(&s.opts)
+        .arg("--kuma-dp-arg=--drain-time=10s")
+        .arg("--")
+        .arg(test_app_bin())
+        .arg("--record")
+        .arg(&s.app.path);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(0), "{}", p.output());
+    let out = p.output();
+    let argv = format!(
+        "kuma-dp (direct mode): {} run --cp-address={CP} --dataplane-file={} --dataplane-var name=web-1 --dataplane-var port={} --dataplane-token-file={} --drain-time=10s",
+        fake_kuma_dp_bin().display(),
+        s.dp_file.display(),
+        s.app_port,
+        s.token_file.display()
+    );
+    for want in [
+        argv,
+        "name: web-1".to_string(),
+        format!("servicePort: {}", s.app_port),
+        format!(
+            "tcp 127.0.0.1:{} (default: the first inbound's servicePort)",
+            s.app_port
+        ),
+        format!("http://127.0.0.1:{}/ready", s.ready_port),
+        "readable by group or others".into(),
+    ] {
+        assert!(out.contains(&want), "check output lacks {want:?}:\n{out}");
+    }
+    assert!(!out.contains(&s.token), "token content printed:\n{out}");
+    assert!(
+        !s.app.path.exists() && !s.dp.path.exists(),
+        "check started something"
+    );
+}
+
+#[test]
+fn app_signals_reach_the_app_and_never_kuma_dp() {
+    let s = Scenario::new("usr1").listening_app();
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    p.signal(Signal::SIGUSR1);
+    p.signal(Signal::SIGHUP);
+    s.app.wait_for_match("signal", |e| e.rest == "USR1", T);
+    s.app.wait_for_match("signal", |e| e.rest == "HUP", T);
+    // The app survives them (recorded only) and kuma-dp never hears of them.
+    assert_eq!(stop(&mut p), 143);
+    let dp_signals: Vec<String> =
+        s.dp.find_all("signal")
+            .into_iter()
+            .map(|e| e.rest)
+            .collect();
+    assert_eq!(
+        dp_signals,
+        ["TERM n=1"],
+        "kuma-dp got only its drain signal"
+    );
+}
+
+/// An HTTP probe target that answers 200 until [`Flip::fail`], then 503; it logs the time
+/// of every request before answering, so "meshinit acted after failure N" is strict.
+struct Flip {
+    server: ScriptedHttp,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Flip {
+    fn start() -> Flip {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let failing = std::sync::Arc::new(AtomicBool::new(false));
+        let f = failing.clone();
+        let server = ScriptedHttp::start(move |_| if f.load(Ordering::SeqCst) { 503 } else { 200 });
+        Flip { server, failing }
+    }
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/healthz", self.server.port)
+    }
+    fn fail(&self) {
+        self.failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    /// Times of the 503 answers so far.
+    fn failures(&self) -> Vec<u64> {
+        self.server
+            .hits()
+            .into_iter()
+            .filter(|h| h.2 == 503)
+            .map(|h| h.1)
+            .collect()
+    }
+}
+
+#[test]
+fn failing_liveness_is_reported_and_kept_running_by_default() {
+    let target = Flip::start();
+    let (s, status) = Scenario::new("liveness-none")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .with_status();
+    let s = s.opt(&[
+        "--probe-http",
+        &target.url(),
+        "--probe-period",
+        "100ms",
+        "--probe-failure-threshold",
+        "2",
+        "--kuma-dp-arg=--drain-time=100ms",
+    ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    assert_eq!(get(status, "/ready"), Some((200, "ready\n".into())));
+    target.fail();
+    let (code, body) = poll("/ready to turn 503", T, || {
+        get(status, "/ready").filter(|r| r.0 != 200)
+    });
+    // Two failures in a row were needed (failure threshold 2).
+    assert!(target.failures().len() >= 2, "{:?}", target.server.hits());
+    assert_eq!((code, body.as_str()), (503, "running (app unhealthy)\n"));
+    let st = status_json(status);
+    assert_eq!(st["phase"], "running");
+    assert_eq!(st["healthy"], false);
+    assert_eq!(st["probes"][0]["passing"], false, "{st}");
+    assert_eq!(st["probes"][0]["detail"], "HTTP 503", "{st}");
+    p.wait_for_line("probe failing", T);
+    p.wait_for_line("app unhealthy", T);
+    assert!(
+        s.dp.find("signal").is_none(),
+        "--on-unhealthy none must not stop anything"
+    );
+    assert_eq!(stop(&mut p), 143);
+}
+
+#[test]
+fn failing_liveness_with_on_unhealthy_shutdown_drains_and_exits_69() {
+    let target = Flip::start();
+    let s = Scenario::new("liveness-shutdown")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50");
+    let s = s.opt(&[
+        "--probe-http",
+        &target.url(),
+        "--probe-period",
+        "100ms",
+        "--probe-failure-threshold",
+        "3",
+        "--on-unhealthy",
+        "shutdown",
+        "--kuma-dp-arg=--drain-time=100ms",
+    ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    target.fail();
+    assert_eq!(p.wait_exit(T).code(), Some(69), "EX_UNAVAILABLE");
+    let term = s.dp.find("signal").expect("kuma-dp was drained");
+    assert_eq!(term.rest, "TERM n=1");
+    let failures = target.failures();
+    assert!(
+        failures.len() >= 3 && failures[2] < term.t_ns,
+        "the drain began before the third failure: {failures:?}\n{}",
+        s.timeline()
+    );
+    assert!(ms(failures[2], term.t_ns) < 300.0, "the drain began late");
+    // Drain first, then the app.
+    let dp_exit = s.dp.find("exit").unwrap();
+    let app_die = s.app.find("die").unwrap();
+    assert!(dp_exit.t_ns < app_die.t_ns, "{}", s.timeline());
+}
+
+#[test]
+fn stop_during_the_restart_backoff_restarts_nothing() {
+    let s = Scenario::new("stop-backoff")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .env("FAKE_KUMA_DP_CRASH_AFTER_MS", "300");
+    let mut p = s.start();
+    p.wait_for_line("kuma-dp will be restarted attempt=1", T);
+    // The restart is 1 s away; a stop now owes kuma-dp nothing and the app no drain.
+    let sent = now_ns();
+    p.signal(Signal::SIGTERM);
+    let (status, exited) = wait_exit_at(&mut p, T);
+    assert_eq!(status.code(), Some(143));
+    let die = s.app.find("die").expect("app stopped");
+    assert!(ms(sent, die.t_ns) < 300.0, "{}", s.timeline());
+    assert!(ms(sent, exited) < 800.0);
+    assert_eq!(
+        s.dp.find_all("start").len(),
+        1,
+        "restarted during a shutdown"
+    );
+}
