@@ -290,7 +290,7 @@ pub struct Cli {
     #[arg(long, env = "MESHINIT_DRAIN_UNTIL_IDLE", value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true", require_equals = true, help_heading = "Shutdown")]
     pub drain_until_idle: Option<String>,
-    /// Shortest drain, the time clients need to stop choosing this instance [default: 5s].
+    /// Shortest drain: the time the control plane needs to withdraw this instance from every client [default: 10s].
     #[arg(
         long,
         env = "MESHINIT_DRAIN_MIN",

@@ -20,6 +20,7 @@ use nix::sys::signal::Signal;
 
 use crate::cli::Mode;
 use crate::dataplane::{self, Dataplane};
+use crate::envoy::{Admin, InboundListener};
 use crate::exit::ExitCodeMap;
 use crate::lifecycle::{DrainMode, IdleDrain, OnUnhealthy, Settings, StartOrder};
 use crate::parse::{self, Url};
@@ -100,7 +101,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt("drain_signal", "drain-signal", "shutdown", "drain-signal", Some("TERM"), false),
     opt("drain_timeout", "drain-timeout", "shutdown", "drain-timeout", Some("40s"), false),
     opt("drain_until_idle", "drain-until-idle", "shutdown", "drain-until-idle", Some("true"), false),
-    opt("drain_min", "drain-min", "shutdown", "drain-min", Some("5s"), false),
+    opt("drain_min", "drain-min", "shutdown", "drain-min", Some("10s"), false),
     opt("drain_idle", "drain-idle", "shutdown", "drain-idle", Some("1s"), false),
     opt("shutdown_budget", "shutdown-budget", "shutdown", "budget", None, false),
     opt("exit_code_map", "exit-code-map", "shutdown", "exit-code-map", None, true),
@@ -274,6 +275,15 @@ pub struct ProxyConfig {
     pub dataplane: Option<Dataplane>,
     /// The drain time kuma-dp will use, when meshinit can tell.
     pub drain_time: Option<Duration>,
+    /// kuma-dp's `--work-dir`, where Envoy's admin socket lives.
+    pub work_dir: PathBuf,
+    /// meshinit chose (and will create and remove) the work dir; otherwise
+    /// the user passed `--work-dir` through `--kuma-dp-arg`.
+    pub owns_work_dir: bool,
+    /// Envoy's admin API, for the idle drain.
+    pub admin: Admin,
+    /// The inbound listeners whose load ends an idle drain (direct mode).
+    pub inbound_listeners: Vec<InboundListener>,
 }
 
 /// The validated configuration.
@@ -1272,6 +1282,33 @@ fn proxy_config(
     }
     args.extend(extra.iter().cloned());
     let drain_time = kuma_drain_time(&extra, env);
+    let (work_dir, owns_work_dir) = match user_work_dir(&extra) {
+        Some(dir) => (PathBuf::from(dir), false),
+        None => {
+            // A fresh, unguessable name: the directory is created at spawn
+            // time with mode 0700 and removed at exit.
+            let dir = std::env::temp_dir().join(format!(
+                "meshinit-kuma-dp-{}-{:016x}",
+                std::process::id(),
+                random_u64()
+            ));
+            args.push(format!("--work-dir={}", dir.display()));
+            (dir, true)
+        }
+    };
+    let admin = match dataplane.as_ref().and_then(|d| d.admin_port) {
+        Some(port) => Admin::Tcp(port),
+        None => Admin::Unix(work_dir.join(crate::envoy::ADMIN_SOCKET)),
+    };
+    let inbound_listeners = dataplane
+        .iter()
+        .flat_map(|d| d.inbounds.iter())
+        .map(|i| InboundListener {
+            address: i.address.clone(),
+            port: i.port,
+            service_port: i.service_port,
+        })
+        .collect();
 
     Some(ProxyConfig {
         kuma_dp: kuma_dp?,
@@ -1281,7 +1318,34 @@ fn proxy_config(
         token_file: token_file.map(PathBuf::from),
         dataplane,
         drain_time,
+        work_dir,
+        owns_work_dir,
+        admin,
+        inbound_listeners,
     })
+}
+
+/// `--work-dir` given through `--kuma-dp-arg`, in either form.
+fn user_work_dir(args: &[String]) -> Option<String> {
+    let mut it = args.iter();
+    let mut found = None;
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--work-dir=") {
+            found = Some(v.to_string());
+        } else if a == "--work-dir" {
+            found = it.next().cloned();
+        }
+    }
+    found
+}
+
+/// Eight random bytes from the kernel, for unguessable temporary names.
+fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut buf);
+    }
+    u64::from_ne_bytes(buf) ^ u64::from(std::process::id())
 }
 
 #[cfg(test)]

@@ -15,6 +15,9 @@ use crate::yaml::{self, Item, Node};
 /// a service port has no probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Inbound {
+    /// Where Envoy listens for it: the inbound's `address`, else the
+    /// Dataplane's `networking.address`.
+    pub address: String,
     pub port: u16,
     /// Where the app listens; defaults to `port` as in Kuma.
     pub service_port: u16,
@@ -33,6 +36,8 @@ pub struct Dataplane {
     pub address: String,
     pub inbounds: Vec<Inbound>,
     pub outbound_ports: Vec<u16>,
+    /// `networking.admin.port`, when the Dataplane sets Envoy's admin port.
+    pub admin_port: Option<u16>,
     /// The rendered YAML, for `meshinit check`.
     pub rendered: String,
     /// Variables given but not used by the template (a warning, not an error).
@@ -136,6 +141,7 @@ pub fn check(template: &str, vars: &BTreeMap<String, String>) -> Result<Dataplan
         address: String::new(),
         inbounds: Vec::new(),
         outbound_ports: Vec::new(),
+        admin_port: None,
         rendered: rendered.clone(),
         unused_vars,
     };
@@ -212,7 +218,12 @@ pub fn check(template: &str, vars: &BTreeMap<String, String>) -> Result<Dataplan
                     "" => "127.0.0.1".to_string(),
                     a => a.to_string(),
                 };
+                let address = match text(n.get("address")) {
+                    "" => dp.address.clone(),
+                    a => a.to_string(),
+                };
                 dp.inbounds.push(Inbound {
+                    address,
                     port: p,
                     service_port,
                     service_address,
@@ -237,6 +248,11 @@ pub fn check(template: &str, vars: &BTreeMap<String, String>) -> Result<Dataplan
             }
         }
     }
+
+    dp.admin_port = text(net.node.get("admin").and_then(|a| a.node.get("port")))
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0);
 
     if let Some(Node::Seq(items)) = net.node.get("outbound").map(|i| &i.node) {
         for (i, item) in items.iter().enumerate() {
@@ -307,6 +323,7 @@ mod tests {
         assert_eq!(
             dp.inbounds,
             vec![Inbound {
+                address: "192.168.0.2".into(),
                 port: 8000,
                 service_port: 80,
                 service_address: "127.0.0.1".into(),

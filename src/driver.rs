@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, ForwardTo};
+use crate::envoy::Load;
 use crate::exit::{self, ExitStatus};
 use crate::lifecycle::{
     Action, Event, ExitReason, Input, Lifecycle, Phase, ProbeMode, Target, Timeline,
@@ -28,6 +29,11 @@ use crate::probe::{self, ExecWaiters, Tracker};
 use crate::signals::{self, Signals};
 use crate::spawn;
 use crate::status;
+
+/// How often Envoy's stats are read during an idle-watched drain.
+const INBOUND_POLL: Duration = Duration::from_millis(100);
+/// Consecutive unreadable stats before falling back to the fixed drain.
+const INBOUND_FAILURES_TOLERATED: u32 = 5;
 
 /// Failures of the driver itself (not of the app).
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +70,12 @@ struct Driver {
     probe_tasks: Vec<JoinHandle<()>>,
     ready_tx: mpsc::UnboundedSender<u64>,
     ready_task: Option<JoinHandle<()>>,
+    inbound_tx: mpsc::UnboundedSender<Result<Load, String>>,
+    inbound_task: Option<JoinHandle<()>>,
+    /// The last inbound load read from Envoy, for the drain decision's log.
+    last_load: Option<Load>,
+    inbound_idle: Option<bool>,
+    inbound_failures: u32,
     healthy_at: Option<Instant>,
     phase_since: Instant,
     shutdown_since: Option<Instant>,
@@ -83,6 +95,7 @@ pub async fn run(
     let signals = Signals::open().map_err(DriverError::Signals)?;
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel();
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let (inbound_tx, mut inbound_rx) = mpsc::unbounded_channel();
     let status = Rc::new(RefCell::new(status::State::new()));
     status.borrow_mut().probes = cfg
         .probes
@@ -110,6 +123,11 @@ pub async fn run(
         probe_tasks: Vec::new(),
         ready_tx,
         ready_task: None,
+        inbound_tx,
+        inbound_task: None,
+        last_load: None,
+        inbound_idle: None,
+        inbound_failures: 0,
         healthy_at: None,
         phase_since: now,
         shutdown_since: None,
@@ -136,6 +154,7 @@ pub async fn run(
                     d.queue.push_back(Input::ProxyReady);
                 }
             }
+            Some(load) = inbound_rx.recv() => d.on_inbound_load(load),
             () = sleep_until_opt(deadline) => d.queue.push_back(Input::Tick),
             () = sleep_until_opt(next_watchdog) => {
                 d.notifier.send("WATCHDOG=1");
@@ -298,6 +317,7 @@ impl Driver {
                 crate::descendants::signal_all(&pids, Signal::SIGKILL);
             }
             Action::Probes(mode) => self.set_probes(mode),
+            Action::WatchInbound(on) => self.watch_inbound(on),
             Action::Ready(ready) => {
                 let mut st = self.status.borrow_mut();
                 st.ready = ready;
@@ -340,6 +360,11 @@ impl Driver {
 
     fn spawn_proxy(&mut self) {
         let Some(proxy) = &self.cfg.proxy else { return };
+        if proxy.owns_work_dir {
+            if let Err(e) = prepare_work_dir(&proxy.work_dir, proxy.user.as_ref()) {
+                warn!(dir = %proxy.work_dir.display(), error = %e, "cannot prepare kuma-dp's work dir");
+            }
+        }
         self.proxy_generation += 1;
         match spawn::spawn(spawn::Spec {
             program: proxy.kuma_dp.as_os_str(),
@@ -417,6 +442,66 @@ impl Driver {
         if let Some(pid) = pid {
             let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
             let _ = kill(pid, Signal::SIGKILL);
+        }
+    }
+
+    /// Polls Envoy's stats during a drain; `on_inbound_load` turns the
+    /// results into `InboundIdle` changes for the lifecycle.
+    fn watch_inbound(&mut self, on: bool) {
+        if let Some(t) = self.inbound_task.take() {
+            t.abort();
+        }
+        self.inbound_idle = None;
+        self.inbound_failures = 0;
+        let Some(proxy) = self.cfg.proxy.as_ref().filter(|_| on) else {
+            return;
+        };
+        let admin = proxy.admin.clone();
+        let listeners = proxy.inbound_listeners.clone();
+        let tx = self.inbound_tx.clone();
+        self.inbound_task = Some(tokio::task::spawn_local(async move {
+            loop {
+                let load = admin.inbound_load(&listeners, Duration::from_secs(1)).await;
+                if tx.send(load).is_err() {
+                    return;
+                }
+                tokio::time::sleep(INBOUND_POLL).await;
+            }
+        }));
+    }
+
+    fn on_inbound_load(&mut self, load: Result<Load, String>) {
+        if self.inbound_task.is_none() {
+            return;
+        }
+        match load {
+            Ok(load) => {
+                self.inbound_failures = 0;
+                self.last_load = Some(load);
+                let idle = load.is_idle();
+                debug!(
+                    connections = load.connections,
+                    requests = load.requests,
+                    "inbound load"
+                );
+                if self.inbound_idle != Some(idle) {
+                    self.inbound_idle = Some(idle);
+                    self.queue.push_back(Input::InboundIdle(idle));
+                }
+            }
+            Err(e) => {
+                // A few misses are tolerated (Envoy busy); a steady failure
+                // means the stats are not there to be read.
+                self.inbound_failures += 1;
+                debug!(error = %e, "inbound stats not read");
+                if self.inbound_failures >= INBOUND_FAILURES_TOLERATED {
+                    warn!(error = %e, "Envoy's inbound stats are unreadable");
+                    if let Some(t) = self.inbound_task.take() {
+                        t.abort();
+                    }
+                    self.queue.push_back(Input::InboundUnknown);
+                }
+            }
         }
     }
 
@@ -499,6 +584,21 @@ impl Driver {
             Event::StopDuringShutdown => {
                 info!("a shutdown is already under way; send the stop signal again to cut it short")
             }
+            Event::DrainIdle { drained_for } => {
+                let load = self.last_load.unwrap_or_default();
+                info!(
+                    drained = %fmt_secs(drained_for),
+                    connections = load.connections,
+                    requests = load.requests,
+                    "inbound idle ({} connections, {} requests) after draining {}: telling kuma-dp to stop now",
+                    load.connections,
+                    load.requests,
+                    fmt_secs(drained_for)
+                );
+            }
+            Event::IdleWatchUnavailable => {
+                warn!("cannot read Envoy's inbound stats; the drain lasts kuma-dp's drain time")
+            }
             Event::Escalated { stops } => {
                 warn!(stops, "stop signal #{stops}: cutting the shutdown short")
             }
@@ -512,6 +612,9 @@ impl Driver {
     }
 
     fn exit(&mut self, reason: ExitReason, timeline: Option<Timeline>) -> i32 {
+        if let Some(proxy) = self.cfg.proxy.as_ref().filter(|p| p.owns_work_dir) {
+            let _ = std::fs::remove_dir_all(&proxy.work_dir);
+        }
         let code = match reason {
             ExitReason::App(status) => self.cfg.exit_code_map.apply(status.code()),
             ExitReason::StartupTimeout | ExitReason::Unhealthy => exit::EX_UNAVAILABLE,
@@ -530,4 +633,23 @@ impl Driver {
         }
         code
     }
+}
+
+/// Creates kuma-dp's work dir, private to the user kuma-dp runs as.
+fn prepare_work_dir(
+    dir: &std::path::Path,
+    user: Option<&crate::user::Identity>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        // A restarted kuma-dp reuses the directory meshinit made for it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if let Some(id) = user {
+        nix::unistd::chown(dir, Some(id.uid), Some(id.gid))?;
+    }
+    Ok(())
 }

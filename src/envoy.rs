@@ -22,6 +22,9 @@ pub const ADMIN_SOCKET: &str = "kuma-envoy-admin.sock";
 pub struct InboundListener {
     pub address: String,
     pub port: u16,
+    /// The app's port behind it; Kuma names the inbound's HTTP connection
+    /// manager (and its stats) `localhost_<servicePort>`.
+    pub service_port: u16,
 }
 
 /// Traffic on the inbound side at one moment.
@@ -72,30 +75,31 @@ fn listener_prefix(l: &InboundListener) -> String {
     format!("listener.{}_{}.", l.address.replace(':', "_"), l.port)
 }
 
-/// Sums the inbound listeners' active connections and the active requests of
-/// the HTTP connection managers on them. Each inbound listener must be
-/// present in the stats: a missing one means meshinit is looking at the
-/// wrong Envoy (or the listener is not configured yet), and the caller
-/// falls back to the fixed drain.
+/// Sums the inbound listeners' active connections
+/// (`listener.<ip>_<port>.downstream_cx_active`) and the active requests of
+/// their HTTP connection managers (`http.localhost_<servicePort>.
+/// downstream_rq_active`, as Kuma 2.14 names them; TCP inbounds have only
+/// connections). Each inbound listener must be present in the stats: a
+/// missing one means meshinit is looking at the wrong Envoy (or the listener
+/// is not configured yet), and the caller falls back to the fixed drain.
 pub fn inbound_load(stats: &str, listeners: &[InboundListener]) -> Result<Load, String> {
     let mut load = Load::default();
     for l in listeners {
-        let prefix = listener_prefix(l);
+        let connections = format!("{}downstream_cx_active", listener_prefix(l));
+        let requests = format!("http.localhost_{}.downstream_rq_active", l.service_port);
         let mut found = false;
         for line in stats.lines() {
             let Some((name, value)) = line.split_once(':') else {
                 continue;
             };
-            let Some(rest) = name.trim().strip_prefix(&prefix) else {
-                continue;
-            };
             let Ok(value) = value.trim().parse::<u64>() else {
                 continue;
             };
-            if rest == "downstream_cx_active" {
+            let name = name.trim();
+            if name == connections {
                 found = true;
                 load.connections += value;
-            } else if rest.starts_with("http.") && rest.ends_with(".downstream_rq_active") {
+            } else if name == requests {
                 load.requests += value;
             }
         }
@@ -113,18 +117,25 @@ pub fn inbound_load(stats: &str, listeners: &[InboundListener]) -> Result<Load, 
 mod tests {
     use super::*;
 
+    /// Taken from a real kuma-dp 2.14.3 / Envoy 1.37 inbound with one
+    /// request in flight, plus an outbound listener that must not count.
     const STATS: &str = "\
-listener.127.0.0.1_28012.downstream_cx_active: 2
-listener.127.0.0.1_28012.http.localhost_28011.downstream_rq_active: 1
-listener.127.0.0.1_10000.downstream_cx_active: 7
+http.admin.downstream_cx_active: 3
+http.admin.downstream_rq_active: 1
+http.localhost_28011.downstream_cx_active: 2
 http.localhost_28011.downstream_rq_active: 1
-listener.admin.downstream_cx_active: 1
+listener.127.0.0.1_28012.downstream_cx_active: 2
+listener.127.0.0.1_28012.worker_0.downstream_cx_active: 2
+listener.127.0.0.1_28012.worker_1.downstream_cx_active: 0
+listener.127.0.0.1_10000.downstream_cx_active: 7
+listener.admin.downstream_cx_active: 3
 ";
 
     fn inbound(address: &str, port: u16) -> InboundListener {
         InboundListener {
             address: address.into(),
             port,
+            service_port: 28011,
         }
     }
 

@@ -225,6 +225,12 @@ pub enum Input {
     Tick,
     /// No descendant of meshinit is left.
     DescendantsGone,
+    /// During an idle-watched drain: the inbound side has no connection and
+    /// no request in flight (`true`), or has some again (`false`).
+    InboundIdle(bool),
+    /// During an idle-watched drain: Envoy's stats cannot be read; the
+    /// drain falls back to kuma-dp's fixed drain time.
+    InboundUnknown,
 }
 
 /// Who a signal is for.
@@ -295,6 +301,13 @@ pub enum Event {
     Escalated {
         stops: u32,
     },
+    /// The inbound side stayed idle past `--drain-idle` after `--drain-min`:
+    /// kuma-dp is told to stop now instead of waiting out its drain time.
+    DrainIdle {
+        drained_for: Duration,
+    },
+    /// Envoy's stats could not be read: the drain lasts kuma-dp's drain time.
+    IdleWatchUnavailable,
     AppKilled,
     ProxyKilled,
     DescendantsKilled,
@@ -322,6 +335,9 @@ pub enum Action {
     /// A new phase began.
     Enter(Phase),
     Event(Event),
+    /// Start (`true`) or stop watching the inbound side's load in Envoy's
+    /// stats; reports come back as `InboundIdle` / `InboundUnknown`.
+    WatchInbound(bool),
     /// Exit now. `timeline` is set when a shutdown took place.
     Exit {
         reason: ExitReason,
@@ -335,6 +351,9 @@ pub struct Lifecycle {
     s: Settings,
     phase: Phase,
     app_alive: bool,
+    /// The app was spawned (with `--start-order proxy-first` it waits for
+    /// kuma-dp to be ready first).
+    app_started: bool,
     app_status: Option<ExitStatus>,
     app_stop_sent: bool,
     proxy_alive: bool,
@@ -348,6 +367,9 @@ pub struct Lifecycle {
     reason: Option<ExitReason>,
     proxy_crashes: Vec<Duration>,
     descendants_termed: bool,
+    /// The drain is watching the inbound side for idleness.
+    idle_watch: bool,
+    idle_deadline: Option<Duration>,
 
     startup_deadline: Option<Duration>,
     proxy_ready_deadline: Option<Duration>,
@@ -399,6 +421,7 @@ impl Lifecycle {
             s: settings,
             phase: Phase::Starting,
             app_alive: false,
+            app_started: false,
             app_status: None,
             app_stop_sent: false,
             proxy_alive: false,
@@ -411,6 +434,8 @@ impl Lifecycle {
             reason: None,
             proxy_crashes: Vec::new(),
             descendants_termed: false,
+            idle_watch: false,
+            idle_deadline: None,
             startup_deadline: None,
             proxy_ready_deadline: None,
             proxy_restart_at: None,
@@ -460,6 +485,7 @@ impl Lifecycle {
             self.app_kill_at,
             self.descendants_kill_at,
             self.give_up_at,
+            self.idle_deadline,
         ]
         .into_iter()
         .flatten()
@@ -483,6 +509,8 @@ impl Lifecycle {
             Input::Stop => self.on_stop(now, &mut out),
             Input::Tick => self.on_tick(now, &mut out),
             Input::DescendantsGone => self.on_descendants_gone(now, &mut out),
+            Input::InboundIdle(idle) => self.on_inbound_idle(now, idle, &mut out),
+            Input::InboundUnknown => self.on_inbound_unknown(&mut out),
         }
         self.sync_ready(&mut out);
         out
@@ -508,8 +536,17 @@ impl Lifecycle {
         if self.phase != Phase::Starting {
             return;
         }
+        if self.s.has_proxy && self.s.start_order == StartOrder::ProxyFirst {
+            self.spawn_proxy(now, out);
+        } else {
+            self.start_app(now, out);
+        }
+    }
+
+    fn start_app(&mut self, now: Duration, out: &mut Vec<Action>) {
         out.push(Action::SpawnApp);
         self.app_alive = true;
+        self.app_started = true;
         if self.s.has_probes {
             self.enter(Phase::Probing, out);
             out.push(Action::Probes(ProbeMode::Startup));
@@ -522,15 +559,23 @@ impl Lifecycle {
 
     /// The app is healthy for the first time: start the proxy, or run.
     fn after_healthy(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if self.s.has_proxy {
-            self.spawn_proxy(now, out);
-        } else {
+        if !self.s.has_proxy || self.proxy_ready {
             self.enter(Phase::Running, out);
+        } else if self.proxy_alive || self.proxy_restart_at.is_some() {
+            // Proxy first: it is (re)starting; its readiness completes the start.
+            self.enter(Phase::ProxyStarting, out);
+        } else {
+            self.spawn_proxy(now, out);
         }
     }
 
     fn spawn_proxy(&mut self, now: Duration, out: &mut Vec<Action>) {
-        self.enter(Phase::ProxyStarting, out);
+        // A proxy-first restart while the app is still being probed stays
+        // in `probing`: the app's health is what is awaited there.
+        let app_still_probed = self.phase == Phase::Probing && !self.healthy;
+        if !app_still_probed {
+            self.enter(Phase::ProxyStarting, out);
+        }
         out.push(Action::SpawnProxy);
         out.push(Action::WatchProxyReady);
         self.proxy_alive = true;
@@ -567,14 +612,19 @@ impl Lifecycle {
         }
     }
 
-    fn on_proxy_ready(&mut self, _now: Duration, out: &mut Vec<Action>) {
-        if self.phase != Phase::ProxyStarting || !self.proxy_alive || self.proxy_ready {
+    fn on_proxy_ready(&mut self, now: Duration, out: &mut Vec<Action>) {
+        let waiting = matches!(self.phase, Phase::ProxyStarting | Phase::Probing);
+        if !waiting || !self.proxy_alive || self.proxy_ready {
             return;
         }
         self.proxy_ready = true;
         self.proxy_ready_deadline = None;
         out.push(Action::Event(Event::ProxyReady));
-        self.enter(Phase::Running, out);
+        if !self.app_started {
+            self.start_app(now, out);
+        } else if self.healthy && self.phase == Phase::ProxyStarting {
+            self.enter(Phase::Running, out);
+        }
     }
 
     fn on_app_exited(&mut self, now: Duration, status: ExitStatus, out: &mut Vec<Action>) {
@@ -623,7 +673,7 @@ impl Lifecycle {
         self.proxy_term2_at = None;
         self.proxy_kill_at = None;
         match self.phase {
-            Phase::ProxyStarting | Phase::Running => self.proxy_crashed(now, out),
+            Phase::ProxyStarting | Phase::Running | Phase::Probing => self.proxy_crashed(now, out),
             // Whether it finished its drain or was killed in the middle of
             // it, nothing is left to wait for.
             Phase::Draining => self.after_drain(now, out),
@@ -655,7 +705,9 @@ impl Lifecycle {
             delay,
         }));
         self.proxy_restart_at = Some(now + delay);
-        self.enter(Phase::ProxyStarting, out);
+        if self.phase != Phase::Probing {
+            self.enter(Phase::ProxyStarting, out);
+        }
     }
 
     fn on_stop(&mut self, now: Duration, out: &mut Vec<Action>) {
@@ -686,7 +738,12 @@ impl Lifecycle {
         let phase = self.phase;
         self.mark_shutdown(now, out);
         match phase {
-            Phase::Starting | Phase::Probing => self.stop_app(now, out),
+            Phase::Starting | Phase::Probing => {
+                // With --start-order proxy-first kuma-dp already runs; the
+                // app never served, so it is stopped, not drained.
+                self.stop_proxy_fast(now, out);
+                self.stop_app(now, out);
+            }
             Phase::ProxyStarting => {
                 // The proxy never (or no longer) advertised a ready service:
                 // stop it promptly instead of draining it.
@@ -718,6 +775,40 @@ impl Lifecycle {
         self.drain_span.open(now);
         self.send_proxy(signal, out);
         self.drain_deadline = Some(now + wait);
+        if signal == Signal::SIGTERM && self.s.idle_drain.is_some() && !self.escalated {
+            self.idle_watch = true;
+            out.push(Action::WatchInbound(true));
+        }
+    }
+
+    fn stop_idle_watch(&mut self, out: &mut Vec<Action>) {
+        self.idle_deadline = None;
+        if self.idle_watch {
+            self.idle_watch = false;
+            out.push(Action::WatchInbound(false));
+        }
+    }
+
+    /// Idle now: the drain may end once it has lasted `--drain-min` and the
+    /// idleness `--drain-idle`; busy again: the drain goes on.
+    fn on_inbound_idle(&mut self, now: Duration, idle: bool, _out: &mut Vec<Action>) {
+        let Some(cfg) = self.s.idle_drain else { return };
+        if !self.idle_watch || self.phase != Phase::Draining {
+            return;
+        }
+        if !idle {
+            self.idle_deadline = None;
+        } else if self.idle_deadline.is_none() {
+            let drain_start = self.drain_span.start.unwrap_or(now);
+            self.idle_deadline = Some((drain_start + cfg.min).max(now + cfg.idle));
+        }
+    }
+
+    fn on_inbound_unknown(&mut self, out: &mut Vec<Action>) {
+        if self.idle_watch {
+            out.push(Action::Event(Event::IdleWatchUnavailable));
+            self.stop_idle_watch(out);
+        }
     }
 
     fn send_proxy(&mut self, signal: Signal, out: &mut Vec<Action>) {
@@ -744,6 +835,7 @@ impl Lifecycle {
 
     fn after_drain(&mut self, now: Duration, out: &mut Vec<Action>) {
         self.drain_deadline = None;
+        self.stop_idle_watch(out);
         self.drain_span.close(now);
         if self.app_alive {
             self.start_grace(now, out);
@@ -847,12 +939,14 @@ impl Lifecycle {
         self.app_kill_at = None;
         self.descendants_kill_at = None;
         self.give_up_at = None;
+        self.idle_deadline = None;
     }
 
     /// The second stop signal: every wait left is cut short.
     fn escalate(&mut self, now: Duration, out: &mut Vec<Action>) {
         self.escalated = true;
         out.push(Action::Event(Event::Escalated { stops: self.stops }));
+        self.stop_idle_watch(out);
         self.mark_shutdown(now, out);
         self.drain_deadline = None;
         self.drain_span.close(now);
@@ -913,8 +1007,18 @@ impl Lifecycle {
         }
         if due(self.proxy_restart_at) {
             self.proxy_restart_at = None;
-            if self.phase == Phase::ProxyStarting && self.app_alive {
+            let app_waits = !self.app_started || self.app_alive;
+            if matches!(self.phase, Phase::ProxyStarting | Phase::Probing) && app_waits {
                 self.spawn_proxy(now, out);
+            }
+        }
+        if due(self.idle_deadline) {
+            self.idle_deadline = None;
+            if self.phase == Phase::Draining && self.proxy_alive {
+                let drained_for = now.saturating_sub(self.drain_span.start.unwrap_or(now));
+                out.push(Action::Event(Event::DrainIdle { drained_for }));
+                self.stop_idle_watch(out);
+                self.stop_proxy_fast(now, out);
             }
         }
         if due(self.drain_deadline) {
@@ -964,5 +1068,7 @@ impl Lifecycle {
     }
 }
 
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;

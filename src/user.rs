@@ -25,9 +25,13 @@ pub struct Identity {
 /// allowed (common in containers) and gets its gid as its only group.
 pub fn resolve(spec: &UserSpec) -> Result<Identity, String> {
     let user = match spec.user.parse::<u32>() {
-        Ok(id) => User::from_uid(Uid::from_raw(id))
-            .map_err(|e| format!("cannot look up uid {id}: {e}"))?
-            .ok_or(Uid::from_raw(id)),
+        // No passwd database at all (a `FROM scratch` image) reads as
+        // ENOENT: the same as a uid without an entry.
+        Ok(id) => match User::from_uid(Uid::from_raw(id)) {
+            Ok(Some(u)) => Ok(u),
+            Ok(None) | Err(nix::errno::Errno::ENOENT) => Err(Uid::from_raw(id)),
+            Err(e) => return Err(format!("cannot look up uid {id}: {e}")),
+        },
         Err(_) => Ok(User::from_name(&spec.user)
             .map_err(|e| format!("cannot look up user '{}': {e}", spec.user))?
             .ok_or_else(|| {

@@ -46,7 +46,7 @@ fn kuma_dp_gets_the_exact_argv_and_inherits_kuma_env() {
     p.wait_for_line("service running and ready", T);
 
     assert_eq!(
-        s.dp_argv(),
+        argv_without_work_dir(&s),
         [
             "run".to_string(),
             format!("--cp-address={CP}"),
@@ -405,7 +405,7 @@ fn indirect_mode_passes_name_and_mesh() {
     let mut p = s.start();
     p.wait_for_line("service running and ready", T);
     assert_eq!(
-        s.dp_argv(),
+        argv_without_work_dir(&s),
         [
             "run".to_string(),
             format!("--cp-address={CP}"),
@@ -733,5 +733,48 @@ fn stop_during_the_restart_backoff_restarts_nothing() {
         s.dp.find_all("start").len(),
         1,
         "restarted during a shutdown"
+    );
+}
+
+/// kuma-dp's argv without the `--work-dir` meshinit appends (a fresh private
+/// directory, created before kuma-dp starts), which is checked here.
+fn argv_without_work_dir(s: &Scenario) -> Vec<String> {
+    let mut argv = s.dp_argv();
+    let last = argv.pop().expect("argv");
+    let dir = last
+        .strip_prefix("--work-dir=")
+        .unwrap_or_else(|| panic!("no --work-dir appended: {argv:?} {last}"));
+    let meta = std::fs::metadata(dir).unwrap_or_else(|e| panic!("work dir {dir}: {e}"));
+    assert!(meta.is_dir());
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o700,
+        "private work dir"
+    );
+    argv
+}
+
+#[test]
+fn a_work_dir_given_by_the_user_is_passed_through_alone() {
+    let dir = temp_dir("user-work-dir");
+    let wd = format!("--kuma-dp-arg=--work-dir={}", dir.path().display());
+    let s = Scenario::new("workdir").listening_app().opt(&[&wd]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let argv = s.dp_argv();
+    assert_eq!(
+        argv.iter().filter(|a| a.starts_with("--work-dir")).count(),
+        1,
+        "{argv:?}"
+    );
+    assert_eq!(
+        argv.last().unwrap(),
+        &format!("--work-dir={}", dir.path().display())
+    );
+    p.signal(Signal::SIGTERM);
+    p.wait_exit(T);
+    assert!(
+        dir.path().is_dir(),
+        "meshinit leaves a work dir it does not own"
     );
 }

@@ -40,6 +40,10 @@ def say(msg):
         print("[%7.2fs] %s" % (now(), msg), flush=True)
 
 
+class Unavailable(Exception):
+    """The real components cannot be had on this machine (install-mesh-deps exit 3)."""
+
+
 class Failure(Exception):
     pass
 
@@ -72,6 +76,8 @@ def port_open(port, host="127.0.0.1"):
 
 def port_free(port, host="127.0.0.1"):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Like the servers that will bind it: TIME_WAIT leftovers do not count.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind((host, port))
         return True
@@ -279,6 +285,9 @@ def install_deps():
     t = time.monotonic()
     r = subprocess.run([os.path.join(SCRIPTS, "install-mesh-deps")],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if r.returncode == 3:
+        reason = [l for l in r.stderr.splitlines() if "kuma" in l.lower()][-3:]
+        raise Unavailable("\n".join(reason) or "kuma-cp/kuma-dp unavailable")
     if r.returncode != 0:
         sys.stderr.write(r.stderr)
         raise Failure("scripts/install-mesh-deps failed (exit %d)" % r.returncode)
@@ -331,7 +340,6 @@ class ControlPlane:
             # No default mesh: the suite creates it without default policies
             # (MeshRetry etc. would hide failures of a careless rollout).
             "KUMA_DEFAULTS_SKIP_MESH_CREATION": "true",
-            "KUMA_DEFAULTS_SKIP_TENANT_RESOURCES": "true",
             # Faster health propagation (HDS report interval, default 5s)
             # and deregistration (default 10s) keep the suite short.
             "KUMA_DP_SERVER_HDS_INTERVAL": "1s",
@@ -420,6 +428,8 @@ class Load:
         self.total = 0
         self.failed = 0
         self.by_backend = {}
+        self.first_ok = {}  # backend -> time of its first 2xx answer
+        self.last_ok = {}  # backend -> time of its last 2xx answer
         self.errors = []  # (t, what)
         self.stop_evt = threading.Event()
         self.threads = []
@@ -439,6 +449,8 @@ class Load:
             self.total += 1
             if ok:
                 self.by_backend[what] = self.by_backend.get(what, 0) + 1
+                self.first_ok.setdefault(what, t)
+                self.last_ok[what] = t
             else:
                 self.failed += 1
                 self.errors.append((t, what))
@@ -486,6 +498,63 @@ class Load:
         wait_until(lambda: self.snapshot()[0] >= n, timeout, "%d requests sent" % n, interval=0.02)
 
 
+class UnixHTTPConnection(httpclient.HTTPConnection):
+    def __init__(self, path, timeout=2.0):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.path)
+        self.sock = s
+
+
+def envoy_admin(sock_path, path):
+    """GET path from an Envoy admin API on a Unix socket (kuma-dp's default)."""
+    c = UnixHTTPConnection(sock_path)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read().decode(errors="replace")
+    finally:
+        c.close()
+
+
+XDS_CHANGE_STATS = ("listener_manager.listener_added", "listener_manager.listener_modified",
+                    "listener_manager.listener_removed", "cluster_manager.cluster_added",
+                    "cluster_manager.cluster_modified", "cluster_manager.cluster_removed")
+
+
+def xds_changes(sock_path):
+    st, body = envoy_admin(sock_path, "/stats?filter=_manager")
+    if st != 200:
+        raise OSError("envoy admin /stats: HTTP %s" % st)
+    total = 0
+    for line in body.splitlines():
+        k, _, v = line.partition(": ")
+        if k in XDS_CHANGE_STATS:
+            total += int(v)
+    return total
+
+
+def wait_xds_quiet(sock_path, quiet=3.0, timeout=40.0):
+    """Wait until an Envoy got no listener/cluster change for `quiet` seconds
+    (kuma-cp keeps reshaping outbounds for a few seconds after it starts:
+    MeshService generation, VIPs). Returns seconds waited."""
+    t0 = time.monotonic()
+    last = xds_changes(sock_path)
+    since = time.monotonic()
+    while time.monotonic() - since < quiet:
+        if time.monotonic() - t0 > timeout:
+            raise Failure("Envoy config kept changing for %.0fs" % timeout)
+        time.sleep(0.2)
+        cur = xds_changes(sock_path)
+        if cur != last:
+            last, since = cur, time.monotonic()
+    return time.monotonic() - t0
+
+
 class ReadyWatcher:
     """Poll a /ready URL in a thread and record (t, status, body) changes."""
 
@@ -518,6 +587,44 @@ class ReadyWatcher:
         return ", ".join("%+.2fs %s%s" % (t - t0, st if st else "no answer",
                                           (" %s" % body) if body else "")
                          for t, st, body in self.changes)
+
+
+class PresenceWatcher:
+    """Poll a predicate (e.g. "Dataplane X exists in kuma-cp") in a thread and
+    record when its value changes."""
+
+    def __init__(self, pred, interval=0.1):
+        self.pred = pred
+        self.interval = interval
+        self.changes = []
+        self.stop_evt = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        last = object()
+        while not self.stop_evt.is_set():
+            try:
+                cur = bool(self.pred())
+            except Exception:  # noqa: BLE001 - keep polling
+                cur = last
+            if cur != last:
+                self.changes.append((now(), cur))
+                last = cur
+            self.stop_evt.wait(self.interval)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stop_evt.set()
+        self.thread.join(2)
+
+    def first(self, value, after=0.0):
+        for t, v in self.changes:
+            if t >= after and v == value:
+                return t
+        return None
 
 
 SHUTDOWN_RX = re.compile(
@@ -558,7 +665,7 @@ class Mesh:
         self.workdir = workdir
         self.mesh = mesh
         self.base = int(port_base or os.environ.get("MESH_E2E_PORT_BASE", "27000"))
-        self.drain_time = drain_time if drain_time is not None else env_duration("MESH_E2E_DRAIN_TIME", "3s")
+        self.drain_time = drain_time if drain_time is not None else env_duration("MESH_E2E_DRAIN_TIME", "6s")
         self.grace = grace if grace is not None else env_duration("MESH_E2E_GRACE", "1s")
         self.cp = ControlPlane(runner, deps, workdir)
         self.tokens = {}
@@ -603,8 +710,11 @@ class Mesh:
                 "port": p["inbound"], "app_port": p["app"], "instance": i}
 
     def app_argv(self, i, startup_delay=0.0):
-        return [sys.executable, os.path.join(HERE, "backend.py"), "--port", self.ports(i)["app"],
-                "--name", "backend-%d" % i, "--startup-delay", startup_delay]
+        argv = [sys.executable, os.path.join(HERE, "backend.py"), "--port", self.ports(i)["app"],
+                "--name", "backend-%d" % i]
+        if startup_delay:
+            argv += ["--startup-delay", startup_delay]
+        return argv
 
     def start_backend_meshinit(self, i, startup_delay=0.0, tag=""):
         p = self.ports(i)
@@ -658,12 +768,17 @@ class Mesh:
                      "port": p["inbound"], "app_port": p["app"],
                      "outbound_port": p["outbound"]}.items():
             dp.append("--dataplane-var=%s=%s" % (k, v))
-        dp += self.kuma_dp_flags("client", os.path.join(self.workdir, "client-dp"))
+        self.client_workdir = os.path.join(self.workdir, "client-dp")
+        dp += self.kuma_dp_flags("client", self.client_workdir)
         proc = self.runner.start("client-kuma-dp", dp,
                                  env={"KUMA_READINESS_PORT": str(p["readiness"])})
         wait_until(lambda: http_status("http://127.0.0.1:%d/ready" % p["readiness"])[0] == 200,
                    90, "client kuma-dp /ready 200")
         return proc
+
+    def wait_client_config_settled(self):
+        sock = os.path.join(self.client_workdir, "kuma-envoy-admin.sock")
+        return wait_xds_quiet(sock)
 
     def ready_url(self, i):
         return "http://127.0.0.1:%d/ready" % self.ports(i)["readiness"]

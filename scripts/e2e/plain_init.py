@@ -8,7 +8,6 @@ meshinit's), starts kuma-dp, and on SIGTERM/SIGINT sends the signal to
 BOTH children at once, as a plain init that signals every child does.
 Then it waits for both and exits with the app's status. Stdlib only.
 """
-import os
 import signal
 import subprocess
 import sys

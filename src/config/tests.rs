@@ -292,8 +292,10 @@ fn proxy_needs_a_dataplane_and_renders_it() {
     )
     .unwrap();
     let p = c.proxy.as_ref().unwrap();
+    let mut args = p.args.clone();
+    let work_dir = args.pop().unwrap();
     assert_eq!(
-        p.args,
+        args,
         vec![
             "run".to_string(),
             "--cp-address=https://127.0.0.1:5678".into(),
@@ -303,6 +305,10 @@ fn proxy_needs_a_dataplane_and_renders_it() {
             format!("--dataplane-token-file={}", token.display()),
             "--drain-time=3s".into(),
         ]
+    );
+    assert!(
+        work_dir.starts_with("--work-dir=") && p.owns_work_dir,
+        "meshinit gives kuma-dp a work dir it owns: {work_dir}"
     );
     assert_eq!(p.drain_time, Some(Duration::from_secs(3)));
     assert_eq!(p.ready_url.to_string(), "http://127.0.0.1:9902/ready");
@@ -510,9 +516,15 @@ fn drain_settings_and_budget() {
             wait: Duration::from_secs(5)
         }
     );
+    let p = c.proxy.unwrap();
     assert_eq!(
-        c.proxy.unwrap().args,
-        vec!["run", "--name=a", "--mesh=m", "--drain-time", "5s"]
+        p.args[..5],
+        ["run", "--name=a", "--mesh=m", "--drain-time", "5s"]
+    );
+    assert!(p.args[5].starts_with("--work-dir=") && p.inbound_listeners.is_empty());
+    assert_eq!(
+        c.settings.idle_drain, None,
+        "indirect mode: no inbound listeners to watch"
     );
 }
 

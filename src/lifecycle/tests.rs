@@ -191,6 +191,23 @@ fn table() -> Vec<Row> {
         Row { phase: Cleanup, input: Stop, after_ms: 0, next: Cleanup, must: &[Action::Event(Event::Escalated { stops: 2 })], must_not: &[] },
         Row { phase: Cleanup, input: Tick, after_ms: 2_000, next: Cleanup, must: &[Action::KillDescendants], must_not: &[] },
         Row { phase: Cleanup, input: DescendantsGone, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        // Inbound reports matter only to an idle-watched drain (off here).
+        Row { phase: Starting, input: InboundIdle(true), after_ms: 0, next: Starting, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Starting, input: InboundUnknown, after_ms: 0, next: Starting, must: &[], must_not: &[] },
+        Row { phase: Probing, input: InboundIdle(true), after_ms: 0, next: Probing, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Probing, input: InboundUnknown, after_ms: 0, next: Probing, must: &[], must_not: &[] },
+        Row { phase: ProxyStarting, input: InboundIdle(true), after_ms: 0, next: ProxyStarting, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: ProxyStarting, input: InboundUnknown, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[] },
+        Row { phase: Running, input: InboundIdle(true), after_ms: 0, next: Running, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Running, input: InboundUnknown, after_ms: 0, next: Running, must: &[], must_not: &[] },
+        Row { phase: Draining, input: InboundIdle(true), after_ms: 0, next: Draining, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Draining, input: InboundUnknown, after_ms: 0, next: Draining, must: &[], must_not: &[] },
+        Row { phase: Grace, input: InboundIdle(true), after_ms: 0, next: Grace, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Grace, input: InboundUnknown, after_ms: 0, next: Grace, must: &[], must_not: &[] },
+        Row { phase: Stopping, input: InboundIdle(true), after_ms: 0, next: Stopping, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Stopping, input: InboundUnknown, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: InboundIdle(true), after_ms: 0, next: Cleanup, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Cleanup, input: InboundUnknown, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
         // Done: nothing moves any more.
         Row { phase: Done, input: Start, after_ms: 0, next: Done, must: &[], must_not: &[Action::SpawnApp] },
         Row { phase: Done, input: Healthy, after_ms: 0, next: Done, must: &[], must_not: &[] },
@@ -200,6 +217,8 @@ fn table() -> Vec<Row> {
         Row { phase: Done, input: proxy_exit, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: Stop, after_ms: 0, next: Done, must: &[], must_not: &[Action::KillDescendants] },
         Row { phase: Done, input: Tick, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: InboundIdle(true), after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: InboundUnknown, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: DescendantsGone, after_ms: 0, next: Done, must: &[], must_not: &[] },
     ]
 }
@@ -219,6 +238,8 @@ fn every_phase_and_input_pair() {
             Input::Stop,
             Input::Tick,
             Input::DescendantsGone,
+            Input::InboundIdle(true),
+            Input::InboundUnknown,
         ] {
             let same_kind =
                 |a: &Input, b: &Input| std::mem::discriminant(a) == std::mem::discriminant(b);
@@ -629,4 +650,186 @@ fn app_exit_ends_an_inbound_only_drain_at_once() {
         Some(2000),
         "kuma-dp is not kept for an app that is gone"
     );
+}
+
+fn idle_settings() -> Settings {
+    Settings {
+        idle_drain: Some(IdleDrain {
+            min: T(5000),
+            idle: T(1000),
+        }),
+        ..settings()
+    }
+}
+
+#[test]
+fn idle_drain_ends_after_min_and_idle_with_a_second_term() {
+    let (_, log) = run(
+        idle_settings(),
+        &[
+            (0, Input::Start),
+            (100, Input::Healthy),
+            (200, Input::ProxyReady),
+            (10_000, Input::Stop),
+            (10_100, Input::InboundIdle(false)),
+            (12_000, Input::InboundIdle(true)),
+            (14_000, Input::Tick),
+            (15_000, Input::Tick),
+            (15_050, Input::ProxyExited(OK)),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::WatchInbound(true)), Some(10_000));
+    let terms: Vec<u64> = log
+        .iter()
+        .filter(|(_, a)| *a == TERM_PROXY)
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(
+        terms,
+        vec![10_000, 15_000],
+        "stop-now once drain-min has passed and the inbound was idle"
+    );
+    assert!(log.iter().any(|(t, a)| *t == 15_000
+        && *a
+            == Action::Event(Event::DrainIdle {
+                drained_for: T(5000)
+            })));
+    assert_eq!(time_of(&log, Action::WatchInbound(false)), Some(15_000));
+    assert_eq!(time_of(&log, Action::Enter(Phase::Grace)), Some(15_050));
+}
+
+#[test]
+fn idle_drain_waits_for_requests_in_flight() {
+    let (lc, log) = run(
+        idle_settings(),
+        &[
+            (0, Input::Start),
+            (100, Input::Healthy),
+            (200, Input::ProxyReady),
+            (10_000, Input::Stop),
+            (10_050, Input::InboundIdle(true)),
+            (14_000, Input::InboundIdle(false)),
+            (15_000, Input::Tick),
+            (20_000, Input::InboundIdle(true)),
+            (20_500, Input::Tick),
+        ],
+    );
+    let terms: Vec<u64> = log
+        .iter()
+        .filter(|(_, a)| *a == TERM_PROXY)
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(terms, vec![10_000], "busy again: the drain goes on");
+    assert_eq!(
+        lc.next_deadline(),
+        Some(T(21_000)),
+        "idle for drain-idle from 20 s"
+    );
+}
+
+#[test]
+fn unreadable_stats_fall_back_to_the_fixed_drain() {
+    let (lc, log) = run(
+        idle_settings(),
+        &[
+            (0, Input::Start),
+            (100, Input::Healthy),
+            (200, Input::ProxyReady),
+            (10_000, Input::Stop),
+            (10_500, Input::InboundUnknown),
+            (10_600, Input::InboundIdle(true)),
+            (20_000, Input::Tick),
+        ],
+    );
+    assert!(log
+        .iter()
+        .any(|(_, a)| *a == Action::Event(Event::IdleWatchUnavailable)));
+    assert_eq!(log.iter().filter(|(_, a)| *a == TERM_PROXY).count(), 1);
+    assert_eq!(
+        lc.next_deadline(),
+        Some(T(50_000)),
+        "only the drain timeout is left"
+    );
+}
+
+fn proxy_first() -> Settings {
+    Settings {
+        start_order: StartOrder::ProxyFirst,
+        ..settings()
+    }
+}
+
+#[test]
+fn proxy_first_starts_the_app_once_kuma_dp_is_ready() {
+    let (lc, log) = run(
+        proxy_first(),
+        &[
+            (0, Input::Start),
+            (900, Input::ProxyReady),
+            (1500, Input::Healthy),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::SpawnProxy), Some(0));
+    assert_eq!(time_of(&log, Action::SpawnApp), Some(900));
+    assert_eq!(time_of(&log, Action::Enter(Phase::Probing)), Some(900));
+    assert_eq!(time_of(&log, Action::Ready(true)), Some(1500));
+    assert_eq!(lc.phase(), Phase::Running);
+}
+
+#[test]
+fn proxy_first_crash_while_probing_restarts_the_proxy_only() {
+    let (lc, log) = run(
+        proxy_first(),
+        &[
+            (0, Input::Start),
+            (900, Input::ProxyReady),
+            (1000, Input::ProxyExited(ExitStatus::Code(1))),
+            (2000, Input::Tick),
+            (2500, Input::Healthy),
+            (3000, Input::ProxyReady),
+        ],
+    );
+    assert_eq!(
+        log.iter().filter(|(_, a)| *a == Action::SpawnApp).count(),
+        1
+    );
+    assert_eq!(
+        log.iter().filter(|(_, a)| *a == Action::SpawnProxy).count(),
+        2
+    );
+    assert_eq!(time_of(&log, Action::Enter(Phase::ProxyStarting)), Some(0));
+    assert_eq!(time_of(&log, Action::Ready(true)), Some(3000));
+    assert_eq!(lc.phase(), Phase::Running);
+}
+
+#[test]
+fn proxy_first_stop_before_the_app_is_healthy_stops_both_without_drain() {
+    let (_, log) = run(
+        proxy_first(),
+        &[
+            (0, Input::Start),
+            (900, Input::ProxyReady),
+            (1000, Input::Stop),
+        ],
+    );
+    assert_eq!(time_of(&log, TERM_PROXY), Some(1000));
+    assert_eq!(time_of(&log, STOP_APP), Some(1000));
+    assert!(!log
+        .iter()
+        .any(|(_, a)| *a == Action::Enter(Phase::Draining)));
+}
+
+#[test]
+fn proxy_first_stop_before_kuma_dp_is_ready_never_starts_the_app() {
+    let (_, log) = run(
+        proxy_first(),
+        &[
+            (0, Input::Start),
+            (500, Input::Stop),
+            (600, Input::ProxyExited(OK)),
+            (601, Input::DescendantsGone),
+        ],
+    );
+    assert!(!log.iter().any(|(_, a)| *a == Action::SpawnApp));
+    assert!(log.iter().any(|(_, a)| matches!(a, Action::Exit { .. })));
 }

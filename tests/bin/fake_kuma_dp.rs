@@ -21,6 +21,13 @@
 //! - `FAKE_KUMA_DP_IGNORE_TERM=1`: record SIGTERM/SIGINT but do nothing about them.
 //! - `FAKE_KUMA_DP_STOP_MS=N` (default 0): how long "stopping Envoy" takes after the drain or
 //!   a second stop signal; a third stop signal in that window exits 1 (reason `third-signal`).
+//! - `FAKE_KUMA_DP_INBOUND=ADDR:PORT:SERVICE_PORT`: stand in for Envoy's admin API too, on
+//!   the Unix socket `<--work-dir>/kuma-envoy-admin.sock` as kuma-dp's Envoy does. `GET /stats`
+//!   answers with the inbound listener's stats under their real names
+//!   (`listener.<addr>_<port>.downstream_cx_active`,
+//!   `http.localhost_<service port>.downstream_rq_active`): one connection and one request in
+//!   flight until the first stop signal, then still busy for `FAKE_KUMA_DP_DRAIN_BUSY_MS`
+//!   (default 0), then idle. Each stats read is recorded as `stats-read`.
 //!
 //! Signals are blocked before any thread exists and read from a signalfd in the main loop.
 
@@ -28,7 +35,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
@@ -82,6 +89,9 @@ struct Config {
 }
 
 static RECORD: OnceLock<Option<File>> = OnceLock::new();
+
+/// CLOCK_MONOTONIC ns of the first stop signal; 0 while not draining.
+static DRAIN_STARTED_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Held by whoever is ending the process, so exactly one `exit` line is recorded.
 static ENDING: Mutex<()> = Mutex::new(());
@@ -159,6 +169,7 @@ fn main() {
     });
     let server_state = state.clone();
     thread::spawn(move || serve_ready(listener, server_state));
+    serve_admin_if_asked(&args);
 
     if let Some(ms) = crash_after {
         after(ms, || {
@@ -205,6 +216,7 @@ fn main() {
                 }
                 match stops {
                     1 => {
+                        DRAIN_STARTED_NS.store(now_ns(), Ordering::SeqCst);
                         state.store(TERMINATING, Ordering::SeqCst);
                         if inbound_drained {
                             finish(0, "already-drained");
@@ -559,4 +571,59 @@ fn answer_ready(mut stream: TcpStream, state: &AtomicU8) {
         body.len()
     );
     let _ = stream.write_all(response.as_bytes());
+}
+
+/// The Envoy admin stand-in (see `FAKE_KUMA_DP_INBOUND` above).
+fn serve_admin_if_asked(args: &[String]) {
+    let Ok(inbound) = std::env::var("FAKE_KUMA_DP_INBOUND") else {
+        return;
+    };
+    let mut parts = inbound.rsplitn(3, ':');
+    let (service_port, port, addr) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(sp), Some(p), Some(a)) => (sp.to_string(), p.to_string(), a.to_string()),
+        _ => {
+            eprintln!("Error: FAKE_KUMA_DP_INBOUND={inbound:?} is not ADDR:PORT:SERVICE_PORT");
+            finish(1, "usage")
+        }
+    };
+    let mut work_dir = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--work-dir=") {
+            work_dir = Some(v.to_string());
+        } else if a == "--work-dir" {
+            work_dir = it.next().cloned();
+        }
+    }
+    let Some(work_dir) = work_dir else {
+        eprintln!("fake-kuma-dp: no --work-dir, so no admin socket (as kuma-dp's random one)");
+        return;
+    };
+    let _ = std::fs::create_dir_all(&work_dir);
+    let socket = std::path::Path::new(&work_dir).join("kuma-envoy-admin.sock");
+    let _ = std::fs::remove_file(&socket);
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap_or_else(|e| {
+        eprintln!("Error: admin socket {}: {e}", socket.display());
+        finish(1, "usage")
+    });
+    let busy_ms = env_ms("FAKE_KUMA_DP_DRAIN_BUSY_MS").unwrap_or(0);
+    thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let started = DRAIN_STARTED_NS.load(Ordering::SeqCst);
+            let busy = started == 0 || now_ns().saturating_sub(started) < busy_ms * 1_000_000;
+            let n = u8::from(busy);
+            let body = format!(
+                "http.admin.downstream_rq_active: 1\nhttp.localhost_{service_port}.downstream_rq_active: {n}\nlistener.{}_{port}.downstream_cx_active: {n}\nlistener.admin.downstream_cx_active: 1\n",
+                addr.replace(':', "_")
+            );
+            record(&format!("stats-read busy={n}"));
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
 }

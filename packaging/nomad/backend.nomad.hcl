@@ -1,0 +1,157 @@
+# backend.nomad.hcl: the "backend" service under meshinit, with kuma-dp in
+# direct mode (Kuma on Universal). meshinit starts the app, waits until it
+# answers, starts kuma-dp with a Dataplane rendered from Nomad's runtime
+# values, and on `nomad alloc stop` / a new deployment drains kuma-dp before
+# the app is stopped.
+#
+#   nomad var put nomad/jobs/backend kuma_token=@/path/to/dataplane-token
+#   nomad job run -var kuma_cp_address=https://kuma-cp.internal:5678 backend.nomad.hcl
+#
+# Before changing a timeout below, have meshinit print the shutdown
+# timeline for the same flags (worst case and budget check):
+#
+#   meshinit check --kuma-dp /usr/local/bin/kuma-dp --dataplane-file dp.yaml \
+#     --dataplane-var ... --kuma-dp-arg=--drain-time=10s --drain-timeout 15s \
+#     --app-stop-timeout 10s --shutdown-budget 30s -- /usr/local/bin/backend
+#
+# which ends with
+#
+#   Shutdown on TERM or INT (worst case):
+#     1. drain: kuma-dp gets SIGTERM and drains; wait for it to exit, at most 15s (drain-timeout)
+#     2. grace: the app keeps running for 0s (app-grace-delay)
+#     3. stop: the app gets SIGTERM, SIGKILL after 10s (app-stop-timeout)
+#     worst case: 25s
+#     shutdown budget: 30s (fits)
+
+variable "kuma_cp_address" {
+  type        = string
+  description = "Kuma control plane (dataplane server) address"
+  default     = "https://kuma-cp.service.consul:5678"
+}
+
+variable "backend_binary" {
+  type    = string
+  default = "/usr/local/bin/backend"
+}
+
+job "backend" {
+  datacenters = ["dc1"]
+  type        = "service"
+
+  group "backend" {
+    count = 2
+
+    network {
+      # Dynamic ports, one set per allocation (raw_exec shares the host's
+      # network namespace, so they must not collide between allocations).
+      port "http" {}      # the app
+      port "inbound" {}   # kuma-dp's inbound listener (Dataplane inbound.port)
+      port "readiness" {} # kuma-dp's /ready (KUMA_READINESS_PORT)
+      port "admin" {}     # Envoy admin
+    }
+
+    task "backend" {
+      # raw_exec runs meshinit directly on the host, as the Nomad client's
+      # user. With the isolating `exec` driver instead, the binaries must be
+      # inside the task's chroot (Nomad's default chroot includes /usr, /bin).
+      driver = "raw_exec"
+
+      # meshinit's stop signals are TERM and INT; say TERM explicitly.
+      kill_signal = "SIGTERM"
+
+      # Nomad's default kill_timeout is 5s: after 5s it SIGKILLs the task,
+      # which would cut kuma-dp's drain short and drop in-flight requests.
+      # Size it from `meshinit check` (see the top of this file): worst case
+      # = drain-timeout 15s + app-grace-delay 0s + app-stop-timeout 10s =
+      # 25s, plus 5s for the processes' own exits = 30s. The same 30s is
+      # given to meshinit as --shutdown-budget, so it warns at start (and
+      # `meshinit check` fails) if the flags ever outgrow it.
+      #
+      # Nomad caps kill_timeout at the client's max_kill_timeout (30s by
+      # default, in the client block of the agent configuration); meshinit's
+      # own default worst case (drain-timeout 40s + app-stop-timeout 10s =
+      # 50s) does not fit in it, hence the shorter drain-timeout here. To
+      # keep the 40s drain, raise max_kill_timeout on the clients and set
+      # kill_timeout = "60s".
+      kill_timeout = "30s"
+
+      # Remove the allocation from service discovery a little before the
+      # kill signal, so new requests stop arriving before the drain begins.
+      # shutdown_delay = "5s"
+
+      config {
+        command = "/usr/bin/meshinit"
+        args = [
+          "--kuma-dp", "/usr/local/bin/kuma-dp",
+          "--cp-address", var.kuma_cp_address,
+          "--dataplane-file", "${NOMAD_TASK_DIR}/dataplane.yaml",
+          # Nomad's runtime variables become the Dataplane's template values.
+          "--dataplane-var", "name=backend-${NOMAD_ALLOC_ID}",
+          "--dataplane-var", "address=${attr.unique.network.ip-address}",
+          "--dataplane-var", "port=${NOMAD_PORT_inbound}",
+          "--dataplane-var", "app_port=${NOMAD_PORT_http}",
+          "--dataplane-var", "admin_port=${NOMAD_PORT_admin}",
+          "--dataplane-var", "instance=${NOMAD_ALLOC_INDEX}",
+          "--dataplane-token-file", "${NOMAD_SECRETS_DIR}/kuma-token",
+          "--probe-http", "http://127.0.0.1:${NOMAD_PORT_http}/health",
+          # kuma-dp drains for 30s by default; keep its drain inside
+          # meshinit's drain-timeout, or it is told to stop mid-drain.
+          "--kuma-dp-arg=--drain-time=10s",
+          "--drain-timeout", "15s",
+          "--app-grace-delay", "0s",
+          "--app-stop-timeout", "10s",
+          "--shutdown-budget", "30s",
+          "--log-format", "json",
+          "--",
+          var.backend_binary, "--port", "${NOMAD_PORT_http}",
+        ]
+      }
+
+      env {
+        # kuma-dp serves /ready here, and meshinit's default
+        # --proxy-ready-url follows it.
+        KUMA_READINESS_PORT = "${NOMAD_PORT_readiness}"
+      }
+
+      # The Dataplane template. kuma-dp renders it with the --dataplane-var
+      # values; its {{ }} placeholders must reach kuma-dp untouched, so
+      # Nomad's own template engine is switched to [[ ]] for this file.
+      template {
+        destination     = "local/dataplane.yaml"
+        left_delimiter  = "[["
+        right_delimiter = "]]"
+        data            = <<-EOT
+          type: Dataplane
+          mesh: default
+          name: {{ name }}
+          networking:
+            address: {{ address }}
+            admin:
+              port: {{ admin_port }}
+            inbound:
+            - port: {{ port }}
+              servicePort: {{ app_port }}
+              serviceAddress: 127.0.0.1
+              tags:
+                kuma.io/service: backend
+                kuma.io/protocol: http
+                instance: "{{ instance }}"
+        EOT
+      }
+
+      # The dataplane token, from Nomad Variables, readable by the task only.
+      template {
+        destination = "secrets/kuma-token"
+        perms       = "600"
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs/backend" }}{{ .kuma_token }}{{ end }}
+        EOT
+      }
+
+      resources {
+        cpu    = 300
+        memory = 256
+      }
+    }
+  }
+}

@@ -1,0 +1,612 @@
+//! Property tests of the lifecycle: random settings and random input
+//! sequences at monotonically increasing times, checked against the promises
+//! the README makes. The table tests in `tests.rs` pin each (phase, input)
+//! pair; these look for sequences nobody thought of.
+//!
+//! A small model of the world rides along: it learns from the actions which
+//! processes exist (SpawnApp, SpawnProxy) and from the inputs which are gone,
+//! and in the completion part it answers signals the way a real app, kuma-dp
+//! and leftover descendants would (or would not: stubborn ones ignore them).
+//!
+//! - (a) the app never gets its stop signal while kuma-dp drains, unless the
+//!   operator escalated, kuma-dp exited, or an inbound-only (USR2) drain's
+//!   wait has passed; and a stop while running with a live proxy always
+//!   starts a drain;
+//! - (b) every run reaches `Done` with exactly one `Exit` once the world
+//!   answers, in a bounded number of steps, with the app's own status or a
+//!   reason an event announced, and nothing left running;
+//! - (c) the exit-code mapping is total and the identity on unmapped codes;
+//! - (d) `next_deadline()` never lies in the past after a step (the driver
+//!   would otherwise spin on an expired timer or miss it).
+//!
+//! Case counts are modest so that `cargo test` stays fast.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::exit::ExitCodeMap;
+
+const KILL: i32 = Signal::SIGKILL as i32;
+/// Bound on steps for one run, ticks included: a run needs a few dozen.
+const MAX_STEPS: usize = 2_000;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn dur() -> impl Strategy<Value = Duration> {
+    prop_oneof![Just(0u64), 1u64..2_000, 1u64..90_000].prop_map(ms)
+}
+
+fn settings() -> impl Strategy<Value = Settings> {
+    (
+        (
+            any::<bool>(),
+            any::<bool>(),
+            0u32..6,
+            any::<bool>(),
+            any::<bool>(),
+        ),
+        (dur(), dur(), dur(), dur(), dur(), dur()),
+        (
+            prop_oneof![
+                Just(Signal::SIGTERM),
+                Just(Signal::SIGINT),
+                Just(Signal::SIGQUIT),
+                Just(Signal::SIGUSR1),
+            ],
+            1u64..3_000,
+            1u64..5_000,
+            1u64..5_000,
+            1u64..120_000,
+        ),
+    )
+        .prop_map(
+            |(
+                (has_proxy, has_probes, max_restarts, usr2, unhealthy_shutdown),
+                (startup, ready, stop, grace, drain, wait),
+                (stop_signal, kill_bound, cleanup, backoff, window),
+            )| Settings {
+                has_proxy,
+                has_probes,
+                startup_timeout: startup,
+                proxy_ready_timeout: ready,
+                proxy_max_restarts: max_restarts,
+                proxy_restart_window: ms(window),
+                proxy_backoff_initial: ms(backoff),
+                proxy_backoff_max: ms(backoff * 8),
+                app_stop_signal: stop_signal,
+                app_stop_timeout: stop,
+                app_grace_delay: grace,
+                drain_mode: if usr2 {
+                    DrainMode::InboundUsr2 { wait }
+                } else {
+                    DrainMode::Term
+                },
+                drain_timeout: drain,
+                on_unhealthy: if unhealthy_shutdown {
+                    OnUnhealthy::Shutdown
+                } else {
+                    OnUnhealthy::None
+                },
+                kill_bound: ms(kill_bound),
+                cleanup_timeout: ms(cleanup),
+                ..Settings::defaults()
+            },
+        )
+}
+
+fn status() -> impl Strategy<Value = ExitStatus> {
+    prop_oneof![
+        (0i32..256).prop_map(ExitStatus::Code),
+        (1i32..32).prop_map(ExitStatus::Signaled),
+    ]
+}
+
+/// Any input but `Start` (which every run begins with, as the driver does).
+fn input() -> impl Strategy<Value = Input> {
+    prop_oneof![
+        3 => Just(Input::Healthy),
+        2 => Just(Input::Unhealthy),
+        3 => Just(Input::ProxyReady),
+        1 => status().prop_map(Input::AppExited),
+        2 => status().prop_map(Input::ProxyExited),
+        2 => Just(Input::Stop),
+        2 => Just(Input::Tick),
+        1 => Just(Input::DescendantsGone),
+        1 => Just(Input::Start),
+    ]
+}
+
+/// Time between two inputs: mostly short, sometimes past every timeout.
+fn gap() -> impl Strategy<Value = u64> {
+    prop_oneof![4 => 0u64..500, 2 => 0u64..5_000, 1 => 0u64..200_000]
+}
+
+/// How the world answers in the completion part.
+#[derive(Clone, Copy, Debug)]
+struct World {
+    /// The app exits on its stop signal (else only SIGKILL ends it).
+    app_obeys: bool,
+    app_stop_ms: u64,
+    /// kuma-dp exits on SIGTERM (else only SIGKILL ends it).
+    proxy_obeys: bool,
+    proxy_drain_ms: u64,
+    /// 0: descendants go on SIGTERM, 1: only on SIGKILL, 2: never.
+    descendants: u8,
+}
+
+fn world() -> impl Strategy<Value = World> {
+    (
+        any::<bool>(),
+        0u64..20_000,
+        any::<bool>(),
+        0u64..60_000,
+        0u8..3,
+    )
+        .prop_map(
+            |(app_obeys, app_stop_ms, proxy_obeys, proxy_drain_ms, descendants)| World {
+                app_obeys,
+                app_stop_ms,
+                proxy_obeys,
+                proxy_drain_ms,
+                descendants,
+            },
+        )
+}
+
+/// An ongoing drain as the actions announced it.
+#[derive(Clone, Copy, Debug)]
+struct Drain {
+    /// With an inbound-only (USR2) drain: when its wait is over.
+    until: Option<Duration>,
+}
+
+/// The machine, the model of the world, and everything that happened.
+struct Run {
+    lc: Lifecycle,
+    now: Duration,
+    /// Deliver a Tick at every deadline before time moves past it (the
+    /// driver's promise); when false, Ticks come only when the inputs say.
+    punctual: bool,
+    app_spawned: bool,
+    app_alive: bool,
+    app_status: Option<ExitStatus>,
+    app_stops_sent: u32,
+    healthy_seen: bool,
+    proxy_alive: bool,
+    proxy_generation: u32,
+    proxy_terms: u32,
+    /// What was asked of the world before it listened (the prefix).
+    app_killed: bool,
+    proxy_killed: bool,
+    descendants_termed: bool,
+    descendants_killed: bool,
+    stops: u32,
+    drain: Option<Drain>,
+    events: Vec<Event>,
+    exit: Option<ExitReason>,
+    /// Answers the world will give: (time, input, proxy generation).
+    pending: Vec<(Duration, Input, u32)>,
+    world: Option<World>,
+    log: Vec<String>,
+}
+
+impl Run {
+    fn new(settings: Settings, punctual: bool) -> Run {
+        Run {
+            lc: Lifecycle::new(settings),
+            now: Duration::ZERO,
+            punctual,
+            app_spawned: false,
+            app_alive: false,
+            app_status: None,
+            app_stops_sent: 0,
+            healthy_seen: false,
+            proxy_alive: false,
+            proxy_generation: 0,
+            proxy_terms: 0,
+            app_killed: false,
+            proxy_killed: false,
+            descendants_termed: false,
+            descendants_killed: false,
+            stops: 0,
+            drain: None,
+            events: Vec::new(),
+            exit: None,
+            pending: Vec::new(),
+            world: None,
+            log: Vec::new(),
+        }
+    }
+
+    fn fail(&self, what: &str) -> ! {
+        panic!(
+            "{what}\nsettings: {:?}\nworld: {:?}\nhistory:\n{}",
+            self.lc.settings(),
+            self.world,
+            self.log.join("\n")
+        )
+    }
+
+    fn check(&self, ok: bool, what: &str) {
+        if !ok {
+            self.fail(what);
+        }
+    }
+
+    /// Moves time to `to`, delivering the Ticks a punctual driver would.
+    fn advance(&mut self, to: Duration) {
+        if self.punctual {
+            let mut ticks = 0;
+            while let Some(d) = self.lc.next_deadline() {
+                if d > to || self.exit.is_some() {
+                    break;
+                }
+                ticks += 1;
+                self.check(ticks < MAX_STEPS, "deadlines keep expiring: a busy loop");
+                self.step_at(d.max(self.now), Input::Tick);
+            }
+        }
+        self.now = self.now.max(to);
+    }
+
+    fn step_at(&mut self, t: Duration, input: Input) {
+        self.check(t >= self.now, "time went backwards in the harness");
+        self.now = t;
+        let phase_before = self.lc.phase();
+        let proxy_was_alive = self.proxy_alive;
+        // What the input tells the model.
+        match input {
+            Input::AppExited(s) if self.app_alive => {
+                self.app_alive = false;
+                self.app_status = Some(s);
+            }
+            Input::ProxyExited(_) if self.proxy_alive => {
+                self.proxy_alive = false;
+                self.drain = None;
+            }
+            Input::Healthy => self.healthy_seen = true,
+            Input::Stop => self.stops += 1,
+            _ => {}
+        }
+        if let Some(Drain { until: Some(u) }) = self.drain {
+            if self.now >= u {
+                self.drain = None;
+            }
+        }
+        let actions = self.lc.step(t, input);
+        self.log.push(format!(
+            "{:>9?} {:?} in {:?} -> {:?}",
+            t, input, phase_before, actions
+        ));
+        let stop_signal = self.lc.settings().app_stop_signal;
+        let drain_limit = match self.lc.settings().drain_mode {
+            DrainMode::InboundUsr2 { wait } => wait.min(self.lc.settings().drain_timeout),
+            DrainMode::Term => self.lc.settings().drain_timeout,
+        };
+        if input == Input::Stop
+            && self.stops == 1
+            && phase_before == Phase::Running
+            && self.lc.settings().has_proxy
+            && proxy_was_alive
+        {
+            // (a) A stop while serving through the proxy starts with a drain.
+            let drain_signal = actions.iter().position(|a| {
+                matches!(
+                    a,
+                    Action::Signal(Target::Proxy, Signal::SIGTERM | Signal::SIGUSR2)
+                )
+            });
+            self.check(
+                drain_signal.is_some() && actions.contains(&Action::Enter(Phase::Draining)),
+                "a stop while running did not drain kuma-dp first",
+            );
+        }
+        for action in &actions {
+            match *action {
+                Action::SpawnApp => {
+                    self.check(!self.app_spawned, "the app was spawned twice");
+                    self.app_spawned = true;
+                    self.app_alive = true;
+                }
+                Action::SpawnProxy => {
+                    self.check(!self.proxy_alive, "two kuma-dp at once");
+                    self.check(self.app_alive, "kuma-dp started without a running app");
+                    self.check(
+                        self.healthy_seen || !self.lc.settings().has_probes,
+                        "kuma-dp started before the app was ever healthy",
+                    );
+                    self.check(self.stops == 0, "kuma-dp started after a stop signal");
+                    self.proxy_alive = true;
+                    self.proxy_generation += 1;
+                    self.proxy_terms = 0;
+                    self.proxy_killed = false;
+                }
+                Action::Enter(Phase::Draining) => {
+                    self.drain = Some(Drain { until: None });
+                }
+                Action::Signal(Target::Proxy, sig) => {
+                    self.check(self.proxy_alive, "a signal for a kuma-dp that is gone");
+                    if sig == Signal::SIGUSR2 {
+                        if let Some(d) = &mut self.drain {
+                            d.until = Some(t + drain_limit);
+                        }
+                    }
+                    if sig == Signal::SIGTERM {
+                        self.proxy_terms += 1;
+                        // kuma-dp exits 1 at its third stop signal.
+                        self.check(self.proxy_terms <= 2, "a third SIGTERM to kuma-dp");
+                        self.answer_proxy_term();
+                    }
+                }
+                Action::Signal(Target::App, sig) if sig == stop_signal => {
+                    self.check(self.app_alive, "a stop signal for an app that is gone");
+                    // (a) Never while kuma-dp still drains.
+                    self.check(
+                        self.drain.is_none(),
+                        "the app got its stop signal while kuma-dp was still draining",
+                    );
+                    self.app_stops_sent += 1;
+                    self.check(self.app_stops_sent == 1, "the app got two stop signals");
+                    self.answer_app_stop();
+                }
+                Action::Kill(Target::App) => {
+                    self.check(self.app_alive, "SIGKILL for an app that is gone");
+                    self.app_killed = true;
+                    self.answer(ms(1), Input::AppExited(ExitStatus::Signaled(KILL)));
+                }
+                Action::Kill(Target::Proxy) => {
+                    self.check(self.proxy_alive, "SIGKILL for a kuma-dp that is gone");
+                    self.proxy_killed = true;
+                    self.answer(ms(1), Input::ProxyExited(ExitStatus::Signaled(KILL)));
+                }
+                Action::TermDescendants => {
+                    self.check(
+                        !self.proxy_alive,
+                        "descendants (Envoy) signalled while kuma-dp runs",
+                    );
+                    self.descendants_termed = true;
+                    if self.world.is_some_and(|w| w.descendants == 0) {
+                        self.answer(ms(5), Input::DescendantsGone);
+                    }
+                }
+                Action::KillDescendants => {
+                    self.descendants_killed = true;
+                    if self.world.is_some_and(|w| w.descendants < 2) {
+                        self.answer(ms(1), Input::DescendantsGone);
+                    }
+                }
+                Action::Event(Event::Escalated { .. }) => {
+                    self.drain = None;
+                    self.events.push(Event::Escalated { stops: 0 });
+                }
+                Action::Event(e) => self.events.push(e),
+                Action::Exit { reason, .. } => {
+                    self.check(self.exit.is_none(), "two Exit actions");
+                    self.exit = Some(reason);
+                }
+                _ => {}
+            }
+        }
+        if self.exit.is_some() {
+            self.check(self.lc.phase() == Phase::Done, "Exit without entering Done");
+        }
+        // (d) A deadline in the past would make the driver's timer fire at
+        // once forever, or never be looked at again.
+        if let Some(d) = self.lc.next_deadline() {
+            if self.punctual || input == Input::Tick {
+                self.check(d >= t, "next_deadline() lies in the past after a step");
+            }
+        }
+    }
+
+    /// Schedules an answer of the world (only in the completion part).
+    fn answer(&mut self, after: Duration, input: Input) {
+        if self.world.is_some() {
+            self.pending
+                .push((self.now + after, input, self.proxy_generation));
+        }
+    }
+
+    fn answer_app_stop(&mut self) {
+        if let Some(w) = self.world {
+            if w.app_obeys {
+                let sig = self.lc.settings().app_stop_signal as i32;
+                self.answer(
+                    ms(w.app_stop_ms),
+                    Input::AppExited(ExitStatus::Signaled(sig)),
+                );
+            }
+        }
+    }
+
+    fn answer_proxy_term(&mut self) {
+        if let Some(w) = self.world {
+            if w.proxy_obeys {
+                let after = if self.proxy_terms == 1 {
+                    w.proxy_drain_ms
+                } else {
+                    10
+                };
+                self.answer(ms(after), Input::ProxyExited(ExitStatus::Code(0)));
+            }
+        }
+    }
+
+    /// (b) From wherever the prefix left it: the operator's stop signal (if
+    /// none came), then Ticks at deadlines and the world's answers, until Exit.
+    fn complete(&mut self, world: World) {
+        self.world = Some(world);
+        self.punctual = true;
+        // A late driver catches up on the deadlines it missed first.
+        let now = self.now;
+        self.advance(now);
+        if self.exit.is_some() {
+            return;
+        }
+        // The world answers what was asked before it started listening:
+        // signals already sent get their answer now.
+        if self.app_alive {
+            if self.app_killed {
+                self.answer(ms(1), Input::AppExited(ExitStatus::Signaled(KILL)));
+            } else if self.app_stops_sent > 0 {
+                self.answer_app_stop();
+            }
+        }
+        if self.proxy_alive {
+            if self.proxy_killed {
+                self.answer(ms(1), Input::ProxyExited(ExitStatus::Signaled(KILL)));
+            } else if self.proxy_terms > 0 && world.proxy_obeys {
+                self.answer(
+                    ms(world.proxy_drain_ms),
+                    Input::ProxyExited(ExitStatus::Code(0)),
+                );
+            }
+        }
+        if (self.descendants_termed && world.descendants == 0)
+            || (self.descendants_killed && world.descendants < 2)
+        {
+            self.answer(ms(5), Input::DescendantsGone);
+        }
+        if self.stops == 0 {
+            let now = self.now;
+            self.step_at(now, Input::Stop);
+        }
+        for _ in 0..MAX_STEPS {
+            if self.exit.is_some() {
+                return;
+            }
+            let deadline = self.lc.next_deadline();
+            let next_answer = self
+                .pending
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (t, _, _))| *t)
+                .map(|(i, (t, _, _))| (i, *t));
+            match (deadline, next_answer) {
+                (Some(d), Some((_, t))) if d <= t => self.step_at(d.max(self.now), Input::Tick),
+                (Some(d), None) => self.step_at(d.max(self.now), Input::Tick),
+                (_, Some((i, t))) => {
+                    let (_, input, generation) = self.pending.remove(i);
+                    let stale = matches!(input, Input::ProxyExited(_))
+                        && generation != self.proxy_generation;
+                    if !stale {
+                        self.step_at(t.max(self.now), input);
+                    }
+                }
+                (None, None) => self.fail("stuck: no deadline and nothing left to happen"),
+            }
+        }
+        self.fail("no Exit within the step bound");
+    }
+
+    /// (b) What the exit says agrees with what happened.
+    fn check_exit(&self) {
+        let Some(reason) = self.exit else {
+            self.fail("the run did not exit")
+        };
+        let announced = |f: fn(&Event) -> bool| self.events.iter().any(f);
+        match reason {
+            ExitReason::App(status) => {
+                let expected = self.app_status.unwrap_or(ExitStatus::Signaled(KILL));
+                self.check(status == expected, "exit status is not the app's own");
+            }
+            ExitReason::StartupTimeout => self.check(
+                announced(|e| *e == Event::StartupTimeout),
+                "StartupTimeout exit without the event",
+            ),
+            ExitReason::ProxyFailed => self.check(
+                announced(|e| matches!(e, Event::ProxyGaveUp { .. } | Event::ProxyReadyTimeout)),
+                "ProxyFailed exit without the event",
+            ),
+            ExitReason::Unhealthy => self.check(
+                self.lc.settings().on_unhealthy == OnUnhealthy::Shutdown
+                    && announced(|e| *e == Event::AppUnhealthy),
+                "Unhealthy exit without --on-unhealthy shutdown and a failing probe",
+            ),
+        }
+        // Nothing is left running, except after the third stop signal,
+        // which SIGKILLs everything and exits at once.
+        if self.stops < 3 {
+            self.check(!self.app_alive, "exited with the app still running");
+            self.check(!self.proxy_alive, "exited with kuma-dp still running");
+        }
+    }
+}
+
+fn run_case(settings: Settings, punctual: bool, prefix: &[(u64, Input)], world: World) {
+    let mut run = Run::new(settings, punctual);
+    run.step_at(Duration::ZERO, Input::Start);
+    for (gap, input) in prefix {
+        if run.exit.is_some() {
+            break;
+        }
+        let to = run.now + ms(*gap);
+        run.advance(to);
+        if run.exit.is_some() {
+            break;
+        }
+        run.step_at(to, *input);
+    }
+    run.complete(world);
+    run.check_exit();
+    // Done is final: nothing comes out of it any more.
+    let now = run.now;
+    for input in [
+        Input::Stop,
+        Input::Tick,
+        Input::Start,
+        Input::DescendantsGone,
+    ] {
+        let out = run.lc.step(now, input);
+        run.check(out.is_empty(), "actions after Done");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 300,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// (a), (b) and (d) on runs where the driver ticks at every deadline.
+    #[test]
+    fn punctual_runs_keep_every_promise(
+        settings in settings(),
+        prefix in proptest::collection::vec((gap(), input()), 0..40),
+        world in world(),
+    ) {
+        run_case(settings, true, &prefix, world);
+    }
+
+    /// The same with Ticks only where the inputs put them (a late or busy
+    /// driver): the promises must hold whenever the machine looks.
+    #[test]
+    fn late_ticks_keep_every_promise(
+        settings in settings(),
+        prefix in proptest::collection::vec((gap(), input()), 0..40),
+        world in world(),
+    ) {
+        run_case(settings, false, &prefix, world);
+    }
+
+    /// (c) The exit-code mapping is total: the first matching entry wins and
+    /// every other code passes through unchanged.
+    #[test]
+    fn exit_code_map_is_total(
+        map in proptest::collection::vec((0i32..256, 0i32..256), 0..8),
+        code in prop_oneof![0i32..256, any::<i32>()],
+    ) {
+        let m = ExitCodeMap(map.clone());
+        let got = m.apply(code);
+        match map.iter().find(|(from, _)| *from == code) {
+            Some((_, to)) => prop_assert_eq!(got, *to),
+            None => prop_assert_eq!(got, code),
+        }
+        if (0..256).contains(&code) {
+            prop_assert!((0..256).contains(&got), "a valid code maps to a valid code");
+        }
+    }
+}
