@@ -99,6 +99,18 @@ pub fn render(cfg: &Config) -> String {
                 p.ready_url,
                 fmt_duration(cfg.settings.proxy_ready_timeout)
             );
+            let owned = if p.owns_work_dir {
+                " (created and removed by meshinit)"
+            } else {
+                ""
+            };
+            let _ = writeln!(s_, "  work dir: {}{owned}", p.work_dir.display());
+            if cfg.settings.start_order == crate::lifecycle::StartOrder::ProxyFirst {
+                let _ = writeln!(
+                    s_,
+                    "  start order: proxy-first (the app starts once kuma-dp is ready)"
+                );
+            }
             if let Some(dp) = &p.dataplane {
                 let _ = writeln!(s_, "  rendered Dataplane:");
                 for line in dp.rendered.lines() {
@@ -123,6 +135,18 @@ pub fn render(cfg: &Config) -> String {
         match st.drain_mode {
             DrainMode::Term => {
                 let _ = writeln!(s_, "  {n}. drain: kuma-dp gets SIGTERM and drains; wait for it to exit, at most {} (drain-timeout)", fmt_duration(st.drain_timeout));
+                if let (Some(idle), Some(p)) = (st.idle_drain, &cfg.proxy) {
+                    let admin = match &p.admin {
+                        crate::envoy::Admin::Unix(path) => path.display().to_string(),
+                        crate::envoy::Admin::Tcp(port) => format!("127.0.0.1:{port}"),
+                    };
+                    let _ = writeln!(
+                        s_,
+                        "     ends early (kuma-dp told to stop now) once the inbound has been idle for {} after at least {} (Envoy admin: {admin})",
+                        fmt_duration(idle.idle),
+                        fmt_duration(idle.min)
+                    );
+                }
             }
             DrainMode::InboundUsr2 { wait } => {
                 let _ = writeln!(
