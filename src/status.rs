@@ -98,8 +98,15 @@ impl Default for State {
 pub async fn serve(listener: TcpListener, state: Shared) {
     let active = Rc::new(RefCell::new(0usize));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors or similar: back off instead of
+                // spinning on an accept that keeps failing.
+                tracing::debug!(error = %e, "status endpoint accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         if *active.borrow() >= MAX_CONNECTIONS {
             // Closing at once bounds what idle clients can hold.
