@@ -688,6 +688,29 @@ fn kuma_drain_time(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Opt
     from_args.or_else(|| env("KUMA_DATAPLANE_DRAIN_TIME").and_then(|v| go_duration(&v)))
 }
 
+/// What replaces a secret in anything meshinit prints.
+pub const REDACTED: &str = "<redacted>";
+
+/// kuma-dp arguments as they may be printed (`meshinit check`): the value of
+/// an inline `--dataplane-token` (given with `--kuma-dp-arg`) is replaced by
+/// [`REDACTED`], so a token never appears in meshinit's output. The token
+/// file's content is never read at all.
+pub fn shown_kuma_dp_args(args: &[String]) -> Vec<String> {
+    let mut hide_next = false;
+    args.iter()
+        .map(|a| {
+            if std::mem::take(&mut hide_next) {
+                REDACTED.to_string()
+            } else if a.starts_with("--dataplane-token=") {
+                format!("--dataplane-token={REDACTED}")
+            } else {
+                hide_next = a == "--dataplane-token";
+                a.clone()
+            }
+        })
+        .collect()
+}
+
 /// kuma-dp's own default drain time.
 pub const KUMA_DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(30);
 
@@ -1013,6 +1036,10 @@ pub fn load(
             };
             let value = if d.id == "proxy_ready_url" && origin == Origin::Default {
                 proxy.as_ref().map_or(value, |p| p.ready_url.to_string())
+            } else if d.id == "kuma_dp_arg" {
+                // A token given inline is shown redacted (issue 8).
+                r.raw(d.id)
+                    .map_or(value, |raw| shown_kuma_dp_args(&raw.values).join(","))
             } else {
                 value
             };

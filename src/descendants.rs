@@ -2,26 +2,83 @@
 //!
 //! After the app is gone, whatever it left behind (workers, daemons that
 //! called setsid, grandchildren re-parented to meshinit) is found by walking
-//! parent links from meshinit's pid and is stopped, so nothing outlives the
-//! service.
+//! down from meshinit's pid and is stopped, so nothing outlives the service.
+//!
+//! The walk follows `/proc/<pid>/task/<tid>/children` (one small read per
+//! process below meshinit) rather than reading every process on the host,
+//! which on a busy host costs milliseconds per exit. Kernels built without
+//! CONFIG_PROC_CHILDREN lack those files; then every `/proc/<pid>/stat` is
+//! read instead.
 
 use std::collections::HashMap;
+use std::fs;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// Live (non-zombie) descendants of `root`, any depth.
 pub fn of(root: i32) -> Vec<i32> {
-    let Ok(all) = procfs::process::all_processes() else {
+    match by_children_files(root) {
+        Some(pids) => pids,
+        None => by_full_scan(root),
+    }
+}
+
+/// `None` when the kernel has no children files.
+fn by_children_files(root: i32) -> Option<Vec<i32>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    let mut first = true;
+    while let Some(pid) = stack.pop() {
+        let tasks = match fs::read_dir(format!("/proc/{pid}/task")) {
+            Ok(t) => t,
+            // Gone meanwhile: nothing below it any more.
+            Err(_) => continue,
+        };
+        for task in tasks.flatten() {
+            let path = task.path().join("children");
+            match fs::read_to_string(&path) {
+                Ok(list) => {
+                    for child in list
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok())
+                    {
+                        if !is_zombie(child) {
+                            out.push(child);
+                        }
+                        stack.push(child);
+                    }
+                }
+                Err(e)
+                    if first
+                        && e.kind() == std::io::ErrorKind::NotFound
+                        && task.path().exists() =>
+                {
+                    return None;
+                }
+                Err(_) => {}
+            }
+            first = false;
+        }
+    }
+    Some(out)
+}
+
+fn by_full_scan(root: i32) -> Vec<i32> {
+    let mut children: HashMap<i32, Vec<(i32, bool)>> = HashMap::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut children: HashMap<i32, Vec<(i32, bool)>> = HashMap::new();
-    for p in all.flatten() {
-        if let Ok(stat) = p.stat() {
-            children
-                .entry(stat.ppid)
-                .or_default()
-                .push((stat.pid, stat.state == 'Z'));
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some((state, ppid)) = stat(pid) {
+            children.entry(ppid).or_default().push((pid, state == 'Z'));
         }
     }
     let mut out = Vec::new();
@@ -37,9 +94,78 @@ pub fn of(root: i32) -> Vec<i32> {
     out
 }
 
+/// State and parent from `/proc/<pid>/stat`. The command name may contain
+/// spaces and parentheses, so the fields are read after the last `)`.
+fn stat(pid: i32) -> Option<(char, i32)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = text.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+fn is_zombie(pid: i32) -> bool {
+    stat(pid).is_some_and(|(state, _)| state == 'Z')
+}
+
 /// Sends `sig` to each pid; processes that are already gone are skipped.
 pub fn signal_all(pids: &[i32], sig: Signal) {
     for &pid in pids {
         let _ = kill(Pid::from_raw(pid), sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn finds_children_and_grandchildren_both_ways() {
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30 & wait"])
+            .spawn()
+            .unwrap();
+        let me = std::process::id() as i32;
+        let pid = child.id() as i32;
+        // The shell starts its two sleeps asynchronously: look until both are there.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut found = of(me);
+        while found
+            .iter()
+            .filter(|p| stat(**p).is_some_and(|(_, pp)| pp == pid))
+            .count()
+            < 2
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            found = of(me);
+        }
+        assert!(found.contains(&pid), "{found:?}");
+        let mut scanned = by_full_scan(me);
+        let mut walked = by_children_files(me).expect("children files");
+        scanned.sort_unstable();
+        walked.sort_unstable();
+        let below_shell = |v: &[i32]| {
+            v.iter()
+                .filter(|p| stat(**p).is_some_and(|(_, pp)| pp == pid))
+                .count()
+        };
+        assert_eq!(below_shell(&walked), 2, "{walked:?}");
+        assert_eq!(below_shell(&scanned), 2, "{scanned:?}");
+        for p in walked
+            .iter()
+            .filter(|p| stat(**p).is_some_and(|(_, pp)| pp == pid))
+        {
+            let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn stat_reads_names_with_parentheses() {
+        let (state, ppid) = stat(std::process::id() as i32).unwrap();
+        assert!(state != 'Z' && ppid > 0);
     }
 }

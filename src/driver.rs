@@ -83,6 +83,9 @@ struct Driver {
     notifier: Notifier,
     ready_notified: bool,
     queue: VecDeque<Input>,
+    /// Orphans are re-parented to meshinit (PID 1 or child subreaper), so
+    /// "no child left" means "no descendant left".
+    reaps_orphans: bool,
 }
 
 /// Runs the supervised pair to the end and returns meshinit's exit code.
@@ -91,6 +94,7 @@ pub async fn run(
     cfg: Config,
     listener: Option<tokio::net::TcpListener>,
     env: &dyn Fn(&str) -> Option<String>,
+    reaps_orphans: bool,
 ) -> Result<i32, DriverError> {
     let signals = Signals::open().map_err(DriverError::Signals)?;
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel();
@@ -135,11 +139,15 @@ pub async fn run(
         notifier,
         ready_notified: false,
         queue: VecDeque::new(),
+        reaps_orphans,
     };
     d.queue.push_back(Input::Start);
     if let Some(code) = d.pump()? {
         return Ok(code);
     }
+    // Start-up is over (the configuration is read, the app spawned): what
+    // it alone needed need not stay resident while meshinit supervises.
+    crate::memory::release_startup_pages();
     let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
     loop {
         let deadline = d.lc.next_deadline().map(|t| d.start + t);
@@ -214,6 +222,10 @@ impl Driver {
         }
     }
 
+    fn descendants(&self) -> Vec<i32> {
+        crate::descendants::of(std::process::id() as i32)
+    }
+
     /// Passes a signal on to the app; never to kuma-dp.
     fn forward(&self, signo: i32) {
         let Some(pid) = self.app_pid else {
@@ -232,7 +244,8 @@ impl Driver {
 
     /// Collects every exited child and turns it into lifecycle inputs.
     fn reap(&mut self) {
-        for (pid, status) in crate::reaper::reap() {
+        let reaped = crate::reaper::reap();
+        for (pid, status) in reaped.exited {
             if Some(pid) == self.app_pid {
                 info!(pid = pid.as_raw(), status = %status, "app exited");
                 self.app_pid = None;
@@ -258,7 +271,7 @@ impl Driver {
             }
         }
         if self.lc.phase() == Phase::Cleanup
-            && crate::descendants::of(std::process::id() as i32).is_empty()
+            && ((reaped.no_children && self.reaps_orphans) || self.descendants().is_empty())
         {
             self.queue.push_back(Input::DescendantsGone);
         }
@@ -301,7 +314,11 @@ impl Driver {
             Action::Signal(target, sig) => self.signal(target, sig),
             Action::Kill(target) => self.kill(target),
             Action::TermDescendants => {
-                let pids = crate::descendants::of(std::process::id() as i32);
+                let pids = if self.reaps_orphans && !crate::reaper::has_children() {
+                    Vec::new()
+                } else {
+                    self.descendants()
+                };
                 if pids.is_empty() {
                     self.queue.push_back(Input::DescendantsGone);
                 } else {
@@ -313,7 +330,7 @@ impl Driver {
                 }
             }
             Action::KillDescendants => {
-                let pids = crate::descendants::of(std::process::id() as i32);
+                let pids = self.descendants();
                 crate::descendants::signal_all(&pids, Signal::SIGKILL);
             }
             Action::Probes(mode) => self.set_probes(mode),

@@ -16,6 +16,7 @@ pub mod exit;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
+pub mod memory;
 pub mod notify;
 pub mod parse;
 pub mod plan;
@@ -75,8 +76,10 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
     }
     logging::init(cfg.log_json, cfg.log_level);
     let pid = std::process::id();
+    let mut reaps_orphans = true;
     if pid != 1 {
         if let Err(e) = reaper::become_subreaper() {
+            reaps_orphans = false;
             warn!(error = %e, "cannot become a child subreaper; orphans of the app will not be reaped by meshinit");
         }
     }
@@ -126,7 +129,7 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
             return exit::EX_OSERR;
         }
     };
-    match local.block_on(&runtime, driver::run(cfg, listener, env)) {
+    match local.block_on(&runtime, driver::run(cfg, listener, env, reaps_orphans)) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e}");

@@ -40,7 +40,9 @@ pub fn fmt_duration(d: Duration) -> String {
     } else if ms < 1000 {
         format!("{ms}ms")
     } else {
-        let secs = format!("{:.3}", d.as_secs_f64());
+        // Whole milliseconds, as above: rounding through f64 printed 1999.6ms
+        // as "2.s" (found by fuzzing, issue 8).
+        let secs = format!("{}.{:03}", ms / 1000, ms % 1000);
         format!("{}s", secs.trim_end_matches('0'))
     }
 }
@@ -128,6 +130,10 @@ impl fmt::Display for UserSpec {
 /// or a name (`localhost:8080`), kept as text and resolved when used.
 pub fn host_port(s: &str) -> Result<(String, u16), String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
+        // Port 0 is refused here as for names (found by fuzzing, issue 8).
+        if addr.port() == 0 {
+            return Err(format!("'0' in '{s}' is not a port 1-65535"));
+        }
         return Ok((addr.ip().to_string(), addr.port()));
     }
     let (host, port) = s
@@ -138,10 +144,16 @@ pub fn host_port(s: &str) -> Result<(String, u16), String> {
         .ok()
         .filter(|p| *p != 0)
         .ok_or_else(|| format!("'{port}' in '{s}' is not a port 1-65535"))?;
-    if host.is_empty() || host.contains(['/', ' ']) {
+    // Brackets only around the whole host, and something inside them: `[:80`
+    // used to become an empty host (found by fuzzing, issue 8).
+    let host = match host.strip_prefix('[') {
+        Some(inner) => inner.strip_suffix(']').unwrap_or("["),
+        None => host,
+    };
+    if host.is_empty() || host.contains(['/', ' ', '[', ']']) {
         return Err(format!("'{s}' is not HOST:PORT"));
     }
-    Ok((host.trim_matches(['[', ']']).to_string(), port))
+    Ok((host.to_string(), port))
 }
 
 /// A URL as meshinit needs it: scheme, host, port and path. Only the parts
@@ -208,12 +220,18 @@ pub fn url(s: &str, schemes: &[&str]) -> Result<Url, String> {
         };
         (h.to_string(), port)
     } else {
-        match authority.rsplit_once(':') {
+        let (h, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| expected())?),
             None => (authority.to_string(), default_port),
+        };
+        // An IPv6 address needs its brackets: `http://x]:[y:80` was accepted
+        // and printed as a different URL (found by fuzzing, issue 8).
+        if h.contains(':') {
+            return Err(expected());
         }
+        (h, port)
     };
-    if host.is_empty() || host.contains([' ', '/']) || port == 0 {
+    if host.is_empty() || host.contains([' ', '/', '[', ']']) || port == 0 {
         return Err(expected());
     }
     Ok(Url {
@@ -283,6 +301,9 @@ mod tests {
             assert_eq!(duration(&fmt_duration(d)), Ok(d), "{ms}");
         }
         assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
+        // Found by fuzzing: sub-millisecond parts are cut, never rounded up.
+        assert_eq!(fmt_duration(Duration::from_micros(1_999_600)), "1.999s");
+        assert_eq!(fmt_duration(Duration::from_micros(709_551_616)), "709.551s");
         assert_eq!(fmt_secs(Duration::from_millis(2014)), "2.01s");
     }
 
@@ -328,6 +349,20 @@ mod tests {
         for bad in ["localhost", ":80", "h:0", "h:70000", "a b:1"] {
             assert!(host_port(bad).is_err(), "{bad}");
         }
+        // Found by fuzzing (fuzz/fuzz_targets/parsers.rs): no empty host, no stray brackets.
+        for bad in [
+            "[:9000",
+            "[]:80",
+            "]:80",
+            "[::1:80",
+            "a]:80",
+            "[a]b:80",
+            "[::]:0",
+            "127.0.0.1:0",
+        ] {
+            assert!(host_port(bad).is_err(), "{bad}: {:?}", host_port(bad));
+        }
+        assert_eq!(host_port("[localhost]:80"), Ok(("localhost".into(), 80)));
     }
 
     #[test]
@@ -352,6 +387,11 @@ mod tests {
             "http://:80",
             "http://h:x/",
             "http://u@h/",
+            // Found by fuzzing: brackets only around a whole IPv6 host.
+            "http://x]:[y:80",
+            "http://::1:80/",
+            "http://[a]]:80/",
+            "http://a[b:80/",
         ] {
             assert!(url(bad, &["http", "https"]).is_err(), "{bad}");
         }

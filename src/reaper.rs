@@ -5,28 +5,53 @@
 //! subreaper). Nothing else may wait: a second waiter would steal statuses.
 
 use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::exit::ExitStatus;
 
+/// What one pass of the reaper found.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    pub exited: Vec<(Pid, ExitStatus)>,
+    /// meshinit has no child left at all (ECHILD). As PID 1 or a child
+    /// subreaper every live descendant has a living ancestor among
+    /// meshinit's children, so none is left either.
+    pub no_children: bool,
+}
+
 /// Reaps every child that has exited, without blocking.
-pub fn reap() -> Vec<(Pid, ExitStatus)> {
-    let mut out = Vec::new();
+pub fn reap() -> Reaped {
+    let mut out = Reaped::default();
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => out.push((pid, ExitStatus::Code(code))),
+            Ok(WaitStatus::Exited(pid, code)) => out.exited.push((pid, ExitStatus::Code(code))),
             Ok(WaitStatus::Signaled(pid, sig, _core)) => {
-                out.push((pid, ExitStatus::Signaled(sig as i32)))
+                out.exited.push((pid, ExitStatus::Signaled(sig as i32)))
             }
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return out,
+            Ok(WaitStatus::StillAlive) => return out,
+            Err(Errno::ECHILD) => {
+                out.no_children = true;
+                return out;
+            }
             // Stop/continue reports need WUNTRACED/WCONTINUED, which are not
             // asked for; skip anything else and keep reaping.
-            Ok(_) => continue,
-            Err(Errno::EINTR) => continue,
+            Ok(_) | Err(Errno::EINTR) => continue,
             Err(_) => return out,
         }
     }
+}
+
+/// Whether meshinit has any child at all, exited or not, without reaping
+/// it (WNOWAIT): the status stays for `reap`.
+pub fn has_children() -> bool {
+    !matches!(
+        waitid(
+            Id::All,
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT
+        ),
+        Err(Errno::ECHILD)
+    )
 }
 
 /// Makes meshinit the reaper of its orphaned descendants when it is not

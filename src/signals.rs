@@ -36,7 +36,19 @@ fn handled_set() -> SigSet {
 /// Blocks every handled signal on the calling thread. Call before any
 /// thread or child exists: both inherit the mask (children get it cleared
 /// again right before exec, see `spawn`).
+///
+/// Every disposition is also reset to the default first: an inherited
+/// `SIGCHLD` set to ignore would make the kernel reap the app behind
+/// meshinit's back (and meshinit wait forever), and dispositions are what
+/// children inherit across exec.
 pub fn block() -> nix::Result<()> {
+    for signo in 1..=nix::libc::SIGRTMAX() {
+        if signo != nix::libc::SIGKILL && signo != nix::libc::SIGSTOP {
+            // SAFETY: SIG_DFL installs no handler; the C library refuses
+            // (harmlessly) the real-time signals it reserves.
+            unsafe { nix::libc::signal(signo, nix::libc::SIG_DFL) };
+        }
+    }
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), None)
 }
 

@@ -64,7 +64,7 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
     let foreground = spec.foreground;
     // SAFETY: the closure runs in the forked child before exec. It only
     // makes async-signal-safe system calls (tcsetpgrp, setgroups,
-    // setresgid, setresuid, prctl, signal, sigprocmask) on data prepared
+    // setresgid, setresuid, prctl, sigprocmask) on data prepared
     // before the fork, and allocates nothing. std has already put the child
     // in its own process group at this point.
     unsafe {
@@ -88,18 +88,11 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
             if no_new_privs {
                 nix::sys::prctl::set_no_new_privs()?;
             }
-            // Start the program as a shell would: default dispositions and
-            // an empty signal mask. Both survive exec, and meshinit blocks
-            // every signal (it reads them from a signalfd) while Rust's
-            // runtime ignores SIGPIPE; an app inheriting either would never
-            // see its SIGTERM.
-            // Real-time signals included; the C library refuses the two it
-            // reserves for itself, which is fine.
-            for signo in 1..=nix::libc::SIGRTMAX() {
-                if signo != nix::libc::SIGKILL && signo != nix::libc::SIGSTOP {
-                    nix::libc::signal(signo, nix::libc::SIG_DFL);
-                }
-            }
+            // Start the program as a shell would, with an empty signal
+            // mask: the mask survives exec, and meshinit blocks every signal
+            // (it reads them from a signalfd), so an app inheriting it would
+            // never see its SIGTERM. Dispositions are already the defaults:
+            // `signals::block` reset meshinit's own at start.
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
             Ok(())
         });

@@ -536,3 +536,23 @@ fn help_and_version_exit_zero() {
         .unwrap();
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("meshinit "));
 }
+
+#[test]
+fn an_inherited_ignored_sigchld_does_not_hide_the_apps_exit() {
+    // With SIGCHLD ignored the kernel would reap the app itself and meshinit
+    // would wait forever; meshinit resets every disposition at start.
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--", "sh", "-c", "exit 3"]);
+    // SAFETY: signal(2) is async-signal-safe; it runs in the forked child
+    // before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::libc::signal(nix::libc::SIGCHLD, nix::libc::SIG_IGN);
+            nix::libc::signal(nix::libc::SIGTERM, nix::libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(3), "{}", p.output());
+}

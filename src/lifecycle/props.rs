@@ -60,12 +60,14 @@ fn settings() -> impl Strategy<Value = Settings> {
             1u64..5_000,
             1u64..120_000,
         ),
+        (any::<bool>(), proptest::option::of((dur(), dur()))),
     )
         .prop_map(
             |(
                 (has_proxy, has_probes, max_restarts, usr2, unhealthy_shutdown),
                 (startup, ready, stop, grace, drain, wait),
                 (stop_signal, kill_bound, cleanup, backoff, window),
+                (proxy_first, idle),
             )| Settings {
                 has_proxy,
                 has_probes,
@@ -91,7 +93,12 @@ fn settings() -> impl Strategy<Value = Settings> {
                 },
                 kill_bound: ms(kill_bound),
                 cleanup_timeout: ms(cleanup),
-                ..Settings::defaults()
+                start_order: if proxy_first {
+                    StartOrder::ProxyFirst
+                } else {
+                    StartOrder::AppFirst
+                },
+                idle_drain: idle.map(|(min, idle)| IdleDrain { min, idle }),
             },
         )
 }
@@ -115,6 +122,8 @@ fn input() -> impl Strategy<Value = Input> {
         2 => Just(Input::Tick),
         1 => Just(Input::DescendantsGone),
         1 => Just(Input::Start),
+        2 => any::<bool>().prop_map(Input::InboundIdle),
+        1 => Just(Input::InboundUnknown),
     ]
 }
 
@@ -134,6 +143,8 @@ struct World {
     proxy_drain_ms: u64,
     /// 0: descendants go on SIGTERM, 1: only on SIGKILL, 2: never.
     descendants: u8,
+    /// What the inbound watch reports: 0 nothing, 1 idle, 2 stats unreadable.
+    inbound: u8,
 }
 
 fn world() -> impl Strategy<Value = World> {
@@ -143,14 +154,16 @@ fn world() -> impl Strategy<Value = World> {
         any::<bool>(),
         0u64..60_000,
         0u8..3,
+        0u8..3,
     )
         .prop_map(
-            |(app_obeys, app_stop_ms, proxy_obeys, proxy_drain_ms, descendants)| World {
+            |(app_obeys, app_stop_ms, proxy_obeys, proxy_drain_ms, descendants, inbound)| World {
                 app_obeys,
                 app_stop_ms,
                 proxy_obeys,
                 proxy_drain_ms,
                 descendants,
+                inbound,
             },
         )
 }
@@ -177,6 +190,8 @@ struct Run {
     proxy_alive: bool,
     proxy_generation: u32,
     proxy_terms: u32,
+    /// The current kuma-dp reported ready.
+    proxy_ready: bool,
     /// What was asked of the world before it listened (the prefix).
     app_killed: bool,
     proxy_killed: bool,
@@ -206,6 +221,7 @@ impl Run {
             proxy_alive: false,
             proxy_generation: 0,
             proxy_terms: 0,
+            proxy_ready: false,
             app_killed: false,
             proxy_killed: false,
             descendants_termed: false,
@@ -267,6 +283,7 @@ impl Run {
                 self.drain = None;
             }
             Input::Healthy => self.healthy_seen = true,
+            Input::ProxyReady if self.proxy_alive => self.proxy_ready = true,
             Input::Stop => self.stops += 1,
             _ => {}
         }
@@ -281,6 +298,8 @@ impl Run {
             t, input, phase_before, actions
         ));
         let stop_signal = self.lc.settings().app_stop_signal;
+        let proxy_first = self.lc.settings().has_proxy
+            && self.lc.settings().start_order == StartOrder::ProxyFirst;
         let drain_limit = match self.lc.settings().drain_mode {
             DrainMode::InboundUsr2 { wait } => wait.min(self.lc.settings().drain_timeout),
             DrainMode::Term => self.lc.settings().drain_timeout,
@@ -307,20 +326,40 @@ impl Run {
             match *action {
                 Action::SpawnApp => {
                     self.check(!self.app_spawned, "the app was spawned twice");
+                    if proxy_first {
+                        // proxy-first: the app waits for a ready kuma-dp.
+                        self.check(
+                            self.proxy_alive && self.proxy_ready,
+                            "proxy-first started the app before kuma-dp was ready",
+                        );
+                    }
+                    self.check(self.stops == 0, "the app started after a stop signal");
                     self.app_spawned = true;
                     self.app_alive = true;
                 }
                 Action::SpawnProxy => {
                     self.check(!self.proxy_alive, "two kuma-dp at once");
-                    self.check(self.app_alive, "kuma-dp started without a running app");
                     self.check(
-                        self.healthy_seen || !self.lc.settings().has_probes,
-                        "kuma-dp started before the app was ever healthy",
+                        self.lc.settings().has_proxy,
+                        "kuma-dp without a proxy config",
                     );
+                    if proxy_first {
+                        self.check(
+                            self.app_alive || !self.app_spawned,
+                            "kuma-dp restarted after the app is gone",
+                        );
+                    } else {
+                        self.check(self.app_alive, "kuma-dp started without a running app");
+                        self.check(
+                            self.healthy_seen || !self.lc.settings().has_probes,
+                            "kuma-dp started before the app was ever healthy",
+                        );
+                    }
                     self.check(self.stops == 0, "kuma-dp started after a stop signal");
                     self.proxy_alive = true;
                     self.proxy_generation += 1;
                     self.proxy_terms = 0;
+                    self.proxy_ready = false;
                     self.proxy_killed = false;
                 }
                 Action::Enter(Phase::Draining) => {
@@ -382,6 +421,14 @@ impl Run {
                     self.events.push(Event::Escalated { stops: 0 });
                 }
                 Action::Event(e) => self.events.push(e),
+                Action::WatchInbound(true) => {
+                    self.check(self.drain.is_some(), "inbound watched outside a drain");
+                    match self.world.map(|w| w.inbound) {
+                        Some(1) => self.answer(ms(50), Input::InboundIdle(true)),
+                        Some(2) => self.answer(ms(50), Input::InboundUnknown),
+                        _ => {}
+                    }
+                }
                 Action::Exit { reason, .. } => {
                     self.check(self.exit.is_none(), "two Exit actions");
                     self.exit = Some(reason);
@@ -566,7 +613,7 @@ fn run_case(settings: Settings, punctual: bool, prefix: &[(u64, Input)], world: 
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 300,
+        cases: 512,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

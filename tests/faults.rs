@@ -1,0 +1,603 @@
+//! Faults meshinit must survive (issue 8): the real binary with the test app and the fake
+//! kuma-dp, each test breaking one thing on purpose and checking that nothing is lost,
+//! nothing waits for what can no longer happen, and nothing is left behind.
+//!
+//! Every wait is on an event (a record line, a log line, a port, an exit) with a generous
+//! bound; ordering assertions are strict, timing bounds leave room for a busy 2-core CI
+//! machine. docs/robustness.md lists each fault with the test that shows it.
+
+mod common;
+mod scenario;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use scenario::*;
+
+/// Upper bound for any single wait; tests normally finish long before.
+const T: Duration = Duration::from_secs(20);
+
+/// Sends meshinit `sig` and gives the CLOCK_MONOTONIC time just before.
+fn send(p: &Proc, sig: Signal) -> u64 {
+    let t = now_ns();
+    p.signal(sig);
+    t
+}
+
+/// The first time the app recorded receiving `sig` (e.g. `TERM`).
+fn app_got(s: &Scenario, sig: &str) -> Event {
+    s.app.wait_for_match("signal", |e| e.rest == sig, T)
+}
+
+/// The pid of the newest kuma-dp.
+fn dp_pid(s: &Scenario) -> i32 {
+    s.dp.find_all("start")
+        .last()
+        .expect("kuma-dp started")
+        .field("pid")
+        .parse()
+        .unwrap()
+}
+
+/// Whether `pid` is gone or a zombie.
+fn is_dead(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat[stat.rfind(')').unwrap() + 1..]
+            .trim_start()
+            .starts_with('Z'),
+    }
+}
+
+/// (state, ppid, pgid) of every process, from /proc/<pid>/stat.
+fn processes() -> Vec<(i32, char, i32, i32)> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if f.len() < 3 {
+            continue;
+        }
+        let state = f[0].chars().next().unwrap_or('?');
+        out.push((
+            pid,
+            state,
+            f[1].parse().unwrap_or(0),
+            f[2].parse().unwrap_or(0),
+        ));
+    }
+    out
+}
+
+/// Live (non-zombie) processes in process group `pgid`.
+fn live_in_group(pgid: i32) -> Vec<i32> {
+    processes()
+        .into_iter()
+        .filter(|(_, state, _, g)| *g == pgid && *state != 'Z')
+        .map(|(pid, ..)| pid)
+        .collect()
+}
+
+/// Zombie children of `parent` (exited, not yet reaped).
+fn zombies_of(parent: i32) -> usize {
+    processes()
+        .into_iter()
+        .filter(|(_, state, ppid, _)| *ppid == parent && *state == 'Z')
+        .count()
+}
+
+/// Open file descriptors of `pid`.
+fn fd_count(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// The scenario every proxy test starts from: a listening app (probed on its port by
+/// default), kuma-dp draining 100 ms, no idle-drain shortcut (the fake has no Envoy stats).
+fn proxied(tag: &str) -> Scenario {
+    Scenario::new(tag)
+        .listening_app()
+        .opt(&["--drain-until-idle=false"])
+}
+
+#[test]
+fn kuma_dp_killed_in_the_middle_of_its_drain_moves_the_sequence_on_at_once() {
+    let s = proxied("fault-dp-killed").opt(&[
+        "--kuma-dp-arg=--drain-time=30s",
+        "--drain-timeout",
+        "60s",
+        "--app-grace-delay",
+        "500ms",
+    ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let dp = dp_pid(&s);
+    send(&p, Signal::SIGTERM);
+    s.dp.wait_for("draining", T);
+    let killed = now_ns();
+    kill(Pid::from_raw(dp), Signal::SIGKILL).unwrap();
+
+    let term = app_got(&s, "TERM");
+    let after = ms(killed, term.t_ns);
+    // The grace delay still runs (500 ms), then the app's stop signal, nothing waits
+    // for the 30 s drain that can no longer happen.
+    assert!(
+        (450.0..3000.0).contains(&after),
+        "app stopped {after:.0}ms after kuma-dp was killed mid-drain (grace 500ms, drain 30s):\n{}",
+        s.timeline()
+    );
+    let (status, _) = wait_exit_at(&mut p, T);
+    assert_eq!(status.code(), Some(143));
+    let sum = summary(&p);
+    assert!(sum.drain < 3.0 && sum.total < 5.0, "{sum:?}");
+    assert!(p.output().contains("killed by signal 9"), "{}", p.output());
+}
+
+#[test]
+fn kuma_dp_that_ignores_sigterm_gets_a_second_term_then_sigkill_after_the_drain_timeout() {
+    let s = proxied("fault-dp-ignores")
+        .opt(&["--drain-timeout", "1s"])
+        .env("FAKE_KUMA_DP_IGNORE_TERM", "1");
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let dp = dp_pid(&s);
+    let sent = send(&p, Signal::SIGTERM);
+    let (status, exited) = wait_exit_at(&mut p, T);
+    assert_eq!(status.code(), Some(143));
+
+    let terms: Vec<Event> = s.dp.find_all("signal");
+    let names: Vec<&str> = terms.iter().map(|e| e.rest.as_str()).collect();
+    assert_eq!(names, ["TERM n=1", "TERM n=2"], "{}", s.timeline());
+    let second = ms(terms[0].t_ns, terms[1].t_ns);
+    assert!(
+        (950.0..2500.0).contains(&second),
+        "second TERM {second:.0}ms after the first (drain-timeout 1s)"
+    );
+    assert!(
+        s.dp.find("exit").is_none(),
+        "SIGKILLed, it never exited by itself"
+    );
+    assert!(is_dead(dp));
+    // kuma-dp is gone before the app hears anything.
+    let app_term = app_got(&s, "TERM");
+    assert!(app_term.t_ns > terms[1].t_ns + 900 * 1_000_000);
+    // drain-timeout 1 s + kill bound 1 s + app stop: well under 5 s in all.
+    assert!(ms(sent, exited) < 5000.0, "{}", s.timeline());
+}
+
+#[test]
+fn kuma_dp_exiting_at_every_start_is_restarted_with_backoff_then_given_up_with_75() {
+    let (s, status) = proxied("fault-dp-crashloop")
+        .opt(&["--proxy-max-restarts", "3"])
+        .env("FAKE_KUMA_DP_CRASH_AFTER_MS", "0")
+        .with_status();
+    let mut p = s.start();
+    p.wait_for_line("kuma-dp started", T);
+    // While it crash-loops, meshinit keeps serving its status (not ready) and
+    // sleeps between restarts.
+    let st = poll("a restart counted in /status", T, || {
+        Some(status_json(status)).filter(|st| st["proxy_restarts"].as_u64() >= Some(1))
+    });
+    assert_eq!(st["ready"], false, "{st}");
+    let (code, exited) = wait_exit_at(&mut p, Duration::from_secs(40));
+    assert_eq!(code.code(), Some(75), "EX_TEMPFAIL:\n{}", p.output());
+
+    // Exactly the first start and max-restarts restarts: no busy loop.
+    let starts = s.dp.find_all("start");
+    let exits = s.dp.find_all("exit");
+    assert_eq!(starts.len(), 4, "1 start + 3 restarts:\n{}", s.timeline());
+    assert!(exits.iter().all(|e| e.field("reason") == "crash"));
+    // Backoff 1 s, 2 s, 4 s between a crash and the next start.
+    for (i, want) in [(0, 1000.0), (1, 2000.0), (2, 4000.0)] {
+        let gap = ms(exits[i].t_ns, starts[i + 1].t_ns);
+        assert!(
+            gap >= want - 50.0 && gap < want + 1500.0,
+            "restart {} came {gap:.0}ms after the crash, want {want}ms",
+            i + 1
+        );
+    }
+    // Then the orderly shutdown: the app is stopped with its stop signal, after the
+    // last crash, and meshinit exits soon after.
+    let die = s.app.find("die").expect("the app was stopped");
+    assert_eq!(die.field("sig"), "TERM");
+    assert!(die.t_ns > exits[3].t_ns);
+    assert!(ms(exits[3].t_ns, exited) < 3000.0);
+    assert!(p.output().contains("giving up"), "{}", p.output());
+}
+
+#[test]
+fn app_crash_looping_before_it_is_healthy_never_starts_kuma_dp() {
+    // Each run is one turn of an orchestrator's restart loop: the app dies before its
+    // port opens, meshinit exits with its status and kuma-dp is never started.
+    for (i, app) in [
+        vec!["--exit-after", "200", "--exit-code", "3"],
+        vec!["--exit-code", "1"],
+        vec!["--exit-after", "50", "--exit-code", "0"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let s = Scenario::new(&format!("fault-app-crashloop-{i}")).app(&app);
+        let mut p = s.start();
+        let want = app[app.len() - 1].parse::<i32>().unwrap();
+        assert_eq!(p.wait_exit(T).code(), Some(want), "{}", p.output());
+        assert!(
+            !s.dp.path.exists(),
+            "kuma-dp was started for an app that never became healthy:\n{}",
+            s.dp.dump()
+        );
+        assert!(!p.output().contains("kuma-dp started"), "{}", p.output());
+    }
+    // Killed by a signal while being probed: 128+N, still no kuma-dp.
+    let s = Scenario::new("fault-app-crashloop-kill");
+    let mut p = s.start();
+    let app: i32 = s.app.wait_for("start", T).field("pid").parse().unwrap();
+    kill(Pid::from_raw(app), Signal::SIGKILL).unwrap();
+    assert_eq!(p.wait_exit(T).code(), Some(137));
+    assert!(!s.dp.path.exists());
+}
+
+#[test]
+fn an_app_that_forks_a_thousand_children_leaves_no_zombie_and_nothing_behind() {
+    let dir = temp_dir("fault-fork");
+    let rec = Record::new(&dir);
+    let mut cmd = std::process::Command::new(meshinit_bin());
+    cmd.arg("--").arg(test_app_bin()).args([
+        "--record",
+        rec.path_str(),
+        "--orphans",
+        "1000",
+        "--children",
+        "100",
+    ]);
+    let mut p = Proc::start(cmd);
+    let start = rec.wait_for("start", T);
+    let app: i32 = start.field("pid").parse().unwrap();
+    rec.wait_for("orphans", T);
+    let children: Vec<i32> = rec
+        .wait_for("children", T)
+        .field("pids")
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(children.len(), 100);
+    // The thousand orphans became meshinit's children and are reaped as they exit.
+    let meshinit = p.pid();
+    poll("no zombie left under meshinit", T, || {
+        (zombies_of(meshinit) == 0).then_some(())
+    });
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143));
+    for pid in &children {
+        assert!(is_dead(*pid), "child {pid} outlived meshinit");
+    }
+    assert_eq!(
+        live_in_group(app),
+        Vec::<i32>::new(),
+        "left in the app's group"
+    );
+}
+
+#[test]
+fn an_app_that_exits_leaving_children_behind_has_them_all_stopped() {
+    let dir = temp_dir("fault-exit-children");
+    let rec = Record::new(&dir);
+    let mut cmd = std::process::Command::new(meshinit_bin());
+    cmd.arg("--").arg(test_app_bin()).args([
+        "--record",
+        rec.path_str(),
+        "--orphans",
+        "1000",
+        "--children",
+        "200",
+        "--exit-after",
+        "500",
+        "--exit-code",
+        "5",
+    ]);
+    let mut p = Proc::start(cmd);
+    let app: i32 = rec.wait_for("start", T).field("pid").parse().unwrap();
+    let children: Vec<i32> = rec
+        .wait_for("children", T)
+        .field("pids")
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(p.wait_exit(T).code(), Some(5), "{}", p.output());
+    for pid in &children {
+        assert!(is_dead(*pid), "child {pid} outlived meshinit");
+    }
+    assert_eq!(live_in_group(app), Vec::<i32>::new());
+    assert!(
+        p.output().contains("stopping leftover descendants"),
+        "{}",
+        p.output()
+    );
+}
+
+#[test]
+fn an_app_that_ignores_its_stop_signal_is_killed_after_the_stop_timeout() {
+    let s = proxied("fault-app-ignores")
+        .app(&["--on", "TERM=ignore"])
+        .opt(&["--app-stop-timeout", "1s", "--app-grace-delay", "200ms"]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    send(&p, Signal::SIGTERM);
+    let term = app_got(&s, "TERM");
+    let (status, exited) = wait_exit_at(&mut p, T);
+    assert_eq!(status.code(), Some(137), "SIGKILLed: 128+9");
+    let waited = ms(term.t_ns, exited);
+    assert!(
+        (950.0..4000.0).contains(&waited),
+        "SIGKILL {waited:.0}ms after the stop signal (app-stop-timeout 1s)"
+    );
+    // kuma-dp had drained and gone before.
+    let dp_exit = s.dp.find("exit").expect("kuma-dp exited");
+    assert!(dp_exit.t_ns < term.t_ns, "{}", s.timeline());
+    assert!(
+        p.output()
+            .contains("did not stop within --app-stop-timeout"),
+        "{}",
+        p.output()
+    );
+}
+
+#[test]
+fn a_burst_of_signals_keeps_meshinit_responsive_and_the_shutdown_ordered() {
+    let (s, status) = proxied("fault-burst").with_status();
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let kinds = [
+        (Signal::SIGHUP, "HUP"),
+        (Signal::SIGUSR1, "USR1"),
+        (Signal::SIGUSR2, "USR2"),
+        (Signal::SIGWINCH, "WINCH"),
+        (Signal::SIGALRM, "ALRM"),
+        (Signal::SIGCONT, "CONT"),
+    ];
+    for i in 0..600 {
+        p.signal(kinds[i % kinds.len()].0);
+    }
+    // Still serving its status while (or right after) the burst is processed.
+    assert_eq!(get(status, "/live").map(|r| r.0), Some(200));
+    // Forwarded: POSIX coalesces pending signals of one kind, so at least one of each.
+    for (_, name) in kinds {
+        s.app.wait_for_match("signal", |e| e.rest == name, T);
+    }
+    assert!(p.try_status().is_none(), "meshinit died of the burst");
+    assert_eq!(status_json(status)["phase"], "running");
+    // Never forwarded to kuma-dp.
+    assert!(s.dp.find("signal").is_none(), "{}", s.dp.dump());
+
+    // A SIGTERM right after still gets the full ordered sequence.
+    send(&p, Signal::SIGTERM);
+    let (code, _) = wait_exit_at(&mut p, T);
+    assert_eq!(code.code(), Some(143));
+    let dp_term =
+        s.dp.find_all("signal")
+            .into_iter()
+            .find(|e| e.rest == "TERM n=1")
+            .expect("kuma-dp drained");
+    let dp_exit = s.dp.find("exit").expect("kuma-dp exited");
+    let app_term = app_got(&s, "TERM");
+    assert!(
+        dp_term.t_ns < dp_exit.t_ns && dp_exit.t_ns < app_term.t_ns,
+        "drain, then the app:\n{}",
+        s.timeline()
+    );
+}
+
+#[test]
+fn stop_while_probing_stops_the_app_at_once_and_never_starts_kuma_dp() {
+    let s = Scenario::new("fault-stop-probing")
+        .listening_app()
+        .app(&["--listen-after", "10000"]);
+    let mut p = s.start();
+    s.app.wait_for("start", T);
+    p.wait_for_line("phase probing", T);
+    let sent = send(&p, Signal::SIGTERM);
+    let term = app_got(&s, "TERM");
+    assert!(ms(sent, term.t_ns) < 1000.0);
+    assert_eq!(p.wait_exit(T).code(), Some(143));
+    assert!(!s.dp.path.exists(), "kuma-dp never started");
+}
+
+#[test]
+fn stop_right_when_kuma_dp_is_starting_stops_both_without_a_drain() {
+    let s = proxied("fault-stop-dp-starting")
+        .opt(&["--kuma-dp-arg=--drain-time=30s"])
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "10000");
+    let mut p = s.start();
+    s.dp.wait_for("start", T);
+    let sent = send(&p, Signal::SIGTERM);
+    // Nothing was advertised: kuma-dp is told to stop, the app too, at once; its 30 s
+    // drain is cut short by a second TERM after the 1 s bound.
+    let dp_term = s.dp.wait_for("signal", T);
+    assert_eq!(dp_term.rest, "TERM n=1");
+    let app_term = app_got(&s, "TERM");
+    assert!(ms(sent, dp_term.t_ns) < 1000.0);
+    assert!(ms(sent, app_term.t_ns) < 1000.0, "{}", s.timeline());
+    let (code, exited) = wait_exit_at(&mut p, T);
+    assert_eq!(code.code(), Some(143));
+    assert!(ms(sent, exited) < 5000.0, "{}", s.timeline());
+    assert!(s.dp.find("ready").is_none());
+}
+
+#[test]
+fn stop_during_the_grace_delay_cuts_it_short() {
+    let s = proxied("fault-stop-grace").opt(&["--app-grace-delay", "30s"]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    send(&p, Signal::SIGTERM);
+    p.wait_for_line("phase grace", T);
+    assert!(s.app.find("signal").is_none(), "the app is still serving");
+    let second = send(&p, Signal::SIGTERM);
+    let term = app_got(&s, "TERM");
+    assert!(ms(second, term.t_ns) < 1000.0, "{}", s.timeline());
+    assert_eq!(p.wait_exit(T).code(), Some(143));
+    assert!(s.dp.find("exit").unwrap().t_ns < term.t_ns);
+}
+
+/// A TCP connection that sends nothing.
+fn idle_connection(port: u16) -> Option<TcpStream> {
+    TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_secs(2),
+    )
+    .ok()
+}
+
+#[test]
+fn status_endpoint_keeps_answering_beside_idle_connections_and_under_a_burst() {
+    let (s, status) = proxied("fault-status").with_status();
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let baseline = fd_count(p.pid());
+
+    // Dozens of clients that connect and never send a request.
+    let idle: Vec<TcpStream> = (0..40).filter_map(|_| idle_connection(status)).collect();
+    assert_eq!(idle.len(), 40);
+    let (code, body) = get(status, "/live").expect("/live answers beside idle connections");
+    assert_eq!((code, body.as_str()), (200, "live\n"));
+
+    // A burst of concurrent requests: the ones it takes are answered, the rest are
+    // refused at once (never queued without bound), and it answers again right after.
+    let burst: Vec<_> = (0..200)
+        .map(|_| thread::spawn(move || get(status, "/live").map(|r| r.0)))
+        .collect();
+    let answered = burst
+        .into_iter()
+        .filter_map(|h| h.join().unwrap())
+        .filter(|c| *c == 200)
+        .count();
+    assert!(answered > 0, "no request of the burst was answered");
+    assert_eq!(get(status, "/live").map(|r| r.0), Some(200));
+
+    // Hundreds of idle connections: it holds at most 64 of them.
+    let more: Vec<TcpStream> = (0..200).filter_map(|_| idle_connection(status)).collect();
+    let held = fd_count(p.pid()).saturating_sub(baseline);
+    assert!(
+        held <= 64 + 8,
+        "meshinit holds {held} more descriptors with {} idle connections open",
+        idle.len() + more.len()
+    );
+    // Those beyond the limit were closed by meshinit: a read sees EOF or a reset
+    // (the held ones would time out instead).
+    let closed = more
+        .iter()
+        .rev()
+        .take(20)
+        .filter(|c| {
+            let _ = c.set_read_timeout(Some(Duration::from_millis(100)));
+            let mut b = [0u8; 1];
+            match (&mut &**c).read(&mut b) {
+                Ok(0) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+                Ok(_) => false,
+            }
+        })
+        .count();
+    assert!(
+        closed > 0,
+        "connections beyond the limit are closed, not queued"
+    );
+
+    // And the idle connections do not delay the shutdown.
+    let sent = send(&p, Signal::SIGTERM);
+    let (code, exited) = wait_exit_at(&mut p, T);
+    assert_eq!(code.code(), Some(143));
+    assert!(
+        ms(sent, exited) < 3000.0,
+        "exit {:.0}ms after SIGTERM with idle connections open",
+        ms(sent, exited)
+    );
+    drop(idle);
+    drop(more);
+}
+
+#[test]
+fn a_request_sent_slowly_is_dropped_after_its_timeout_and_the_slot_freed() {
+    let (s, status) = proxied("fault-status-slow").with_status();
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let mut slow = idle_connection(status).unwrap();
+    slow.write_all(b"GET /li").unwrap();
+    let t0 = Instant::now();
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    let held = t0.elapsed();
+    assert!(
+        held >= Duration::from_secs(4) && held < Duration::from_secs(10),
+        "a half-sent request was held {held:?} (5 s request timeout)"
+    );
+    assert!(buf.is_empty(), "no answer to half a request");
+    assert_eq!(get(status, "/live").map(|r| r.0), Some(200));
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143));
+}
+
+#[test]
+fn a_rotated_token_file_is_read_by_the_restarted_kuma_dp() {
+    let s = proxied("fault-token-rotation");
+    let old = s.token.clone();
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let first = s.dp.wait_for("token", T);
+    assert_eq!(
+        first.field("fnv"),
+        format!("{:016x}", fnv1a64(old.as_bytes()))
+    );
+
+    // Rotate as secret managers do: write a new file beside it, rename it over.
+    let new = format!("rotated-{old}-v2");
+    let tmp = s.dir.join("token.new");
+    fs::write(&tmp, &new).unwrap();
+    fs::rename(&tmp, &s.token_file).unwrap();
+
+    let dp = dp_pid(&s);
+    kill(Pid::from_raw(dp), Signal::SIGKILL).unwrap();
+    // Restarted after the 1 s backoff, it reads the file as it is now.
+    poll("a second token read", T, || {
+        let tokens = s.dp.find_all("token");
+        (tokens.len() >= 2).then(|| tokens[1].clone())
+    });
+    let tokens = s.dp.find_all("token");
+    assert_eq!(
+        tokens[1].field("fnv"),
+        format!("{:016x}", fnv1a64(new.as_bytes())),
+        "the restarted kuma-dp read the rotated token:\n{}",
+        s.timeline()
+    );
+    p.wait_for_line("kuma-dp ready", T);
+    poll("ready again", T, || {
+        p.lines()
+            .iter()
+            .filter(|l| l.contains("service running and ready"))
+            .nth(1)
+            .cloned()
+    });
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143));
+    let out = p.output();
+    assert!(
+        !out.contains(&old) && !out.contains(&new),
+        "a token leaked:\n{out}"
+    );
+}
