@@ -955,18 +955,33 @@ pub fn load(
             idle: drain_idle,
         });
     if let Some(p) = &proxy {
-        if start_order == StartOrder::ProxyFirst {
-            let uncovered: Vec<String> = p
-                .dataplane
-                .iter()
-                .flat_map(|dp| dp.inbounds.iter())
-                .filter(|i| !i.has_service_probe)
-                .map(|i| i.port.to_string())
-                .collect();
-            if !uncovered.is_empty() {
+        let unprobed: Vec<String> = p
+            .dataplane
+            .iter()
+            .flat_map(|dp| dp.inbounds.iter())
+            .filter(|i| !i.has_service_probe)
+            .map(|i| i.port.to_string())
+            .collect();
+        if !unprobed.is_empty() {
+            // Direct mode registers the Dataplane when kuma-dp connects, and
+            // kuma-cp counts an inbound without a serviceProbe as healthy at
+            // once: measured, about a second before Envoy listens on it.
+            let why = match start_order {
+                StartOrder::ProxyFirst => "with --start-order proxy-first kuma-dp registers the Dataplane before the app is ready, so clients may be sent to an app that cannot serve yet",
+                StartOrder::AppFirst => "kuma-cp counts such an inbound healthy as soon as kuma-dp connects, about a second before Envoy listens on it, so a new instance can fail requests while it joins",
+            };
+            warnings.push(format!(
+                "no serviceProbe on inbound port(s) {}: {why}; add `serviceProbe: {{tcp: {{}}}}` to each inbound",
+                unprobed.join(", ")
+            ));
+        }
+        if let Some(idle) = idle_drain {
+            let kuma = p.drain_time.unwrap_or(KUMA_DEFAULT_DRAIN_TIME);
+            if idle.min >= kuma {
                 warnings.push(format!(
-                    "--start-order proxy-first without a serviceProbe on inbound port(s) {}: kuma-dp registers the Dataplane before the app is ready, so clients may be sent to an app that cannot serve yet; add `serviceProbe: {{tcp: {{}}}}` to each inbound",
-                    uncovered.join(", ")
+                    "--drain-min {} is not shorter than kuma-dp's drain time {}: the drain cannot end early once the traffic has gone",
+                    parse::fmt_duration(idle.min),
+                    parse::fmt_duration(kuma)
                 ));
             }
         }
@@ -1323,9 +1338,9 @@ fn proxy_config(
             (dir, true)
         }
     };
-    let admin = match dataplane.as_ref().and_then(|d| d.admin_port) {
-        Some(port) => Admin::Tcp(port),
-        None => Admin::Unix(work_dir.join(crate::envoy::ADMIN_SOCKET)),
+    let admin = Admin {
+        socket: work_dir.join(crate::envoy::ADMIN_SOCKET),
+        tcp_port: dataplane.as_ref().and_then(|d| d.admin_port),
     };
     let inbound_listeners = dataplane
         .iter()

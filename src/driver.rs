@@ -72,8 +72,8 @@ struct Driver {
     ready_task: Option<JoinHandle<()>>,
     inbound_tx: mpsc::UnboundedSender<Result<Load, String>>,
     inbound_task: Option<JoinHandle<()>>,
-    /// The last inbound load read from Envoy, for the drain decision's log.
-    last_load: Option<Load>,
+    /// The busiest inbound load read during this drain, for the decision's log.
+    peak_load: Load,
     inbound_idle: Option<bool>,
     inbound_failures: u32,
     healthy_at: Option<Instant>,
@@ -129,7 +129,7 @@ pub async fn run(
         ready_task: None,
         inbound_tx,
         inbound_task: None,
-        last_load: None,
+        peak_load: Load::default(),
         inbound_idle: None,
         inbound_failures: 0,
         healthy_at: None,
@@ -470,6 +470,7 @@ impl Driver {
         }
         self.inbound_idle = None;
         self.inbound_failures = 0;
+        self.peak_load = Load::default();
         let Some(proxy) = self.cfg.proxy.as_ref().filter(|_| on) else {
             return;
         };
@@ -494,7 +495,8 @@ impl Driver {
         match load {
             Ok(load) => {
                 self.inbound_failures = 0;
-                self.last_load = Some(load);
+                self.peak_load.connections = self.peak_load.connections.max(load.connections);
+                self.peak_load.requests = self.peak_load.requests.max(load.requests);
                 let idle = load.is_idle();
                 debug!(
                     connections = load.connections,
@@ -602,15 +604,15 @@ impl Driver {
                 info!("a shutdown is already under way; send the stop signal again to cut it short")
             }
             Event::DrainIdle { drained_for } => {
-                let load = self.last_load.unwrap_or_default();
+                let peak = self.peak_load;
                 info!(
                     drained = %fmt_secs(drained_for),
-                    connections = load.connections,
-                    requests = load.requests,
-                    "inbound idle ({} connections, {} requests) after draining {}: telling kuma-dp to stop now",
-                    load.connections,
-                    load.requests,
-                    fmt_secs(drained_for)
+                    peak_connections = peak.connections,
+                    peak_requests = peak.requests,
+                    "inbound idle after draining {} (at most {} connections, {} requests during the drain): telling kuma-dp to stop now",
+                    fmt_secs(drained_for),
+                    peak.connections,
+                    peak.requests
                 );
             }
             Event::IdleWatchUnavailable => {

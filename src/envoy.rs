@@ -5,13 +5,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Where Envoy's admin API answers.
+/// Where Envoy's admin API answers: kuma-dp's default Unix socket in its
+/// work dir, or the TCP port the Dataplane's `networking.admin.port` names
+/// (used when the control plane puts the admin API on TCP).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Admin {
-    /// kuma-dp's default: a Unix socket in its work dir.
-    Unix(PathBuf),
-    /// When the control plane configures a TCP admin port.
-    Tcp(u16),
+pub struct Admin {
+    pub socket: PathBuf,
+    pub tcp_port: Option<u16>,
 }
 
 /// The file name kuma-dp gives Envoy's admin socket in its work dir.
@@ -43,16 +43,18 @@ impl Load {
 }
 
 impl Admin {
-    /// GETs an admin path; the first admin found answers.
+    /// GETs an admin path from the socket, else from the TCP port.
     async fn get(&self, path: &str, timeout: Duration) -> Result<String, String> {
-        let (status, body) = match self {
-            Admin::Unix(socket) => crate::http::get_unix(socket, path, timeout).await?,
-            Admin::Tcp(port) => crate::http::get_tcp("127.0.0.1", *port, path, timeout).await?,
+        let answer = match crate::http::get_unix(&self.socket, path, timeout).await {
+            Ok(answer) => answer,
+            Err(e) => match self.tcp_port {
+                Some(port) => crate::http::get_tcp("127.0.0.1", port, path, timeout).await?,
+                None => return Err(e),
+            },
         };
-        if status == 200 {
-            Ok(body)
-        } else {
-            Err(format!("admin {path} answered {status}"))
+        match answer {
+            (200, body) => Ok(body),
+            (status, _) => Err(format!("admin {path} answered {status}")),
         }
     }
 

@@ -136,9 +136,9 @@ pub fn render(cfg: &Config) -> String {
             DrainMode::Term => {
                 let _ = writeln!(s_, "  {n}. drain: kuma-dp gets SIGTERM and drains; wait for it to exit, at most {} (drain-timeout)", fmt_duration(st.drain_timeout));
                 if let (Some(idle), Some(p)) = (st.idle_drain, &cfg.proxy) {
-                    let admin = match &p.admin {
-                        crate::envoy::Admin::Unix(path) => path.display().to_string(),
-                        crate::envoy::Admin::Tcp(port) => format!("127.0.0.1:{port}"),
+                    let admin = match p.admin.tcp_port {
+                        Some(port) => format!("{} or 127.0.0.1:{port}", p.admin.socket.display()),
+                        None => p.admin.socket.display().to_string(),
                     };
                     let _ = writeln!(
                         s_,

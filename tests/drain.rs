@@ -68,7 +68,11 @@ fn drain_ends_once_the_inbound_is_idle_after_drain_min() {
         s.timeline()
     );
     let line = p.wait_for_line("inbound idle", T);
-    assert!(line.contains("0 connections, 0 requests"), "{line}");
+    // The fake reports one connection and one request until it goes idle.
+    assert!(
+        line.contains("at most 1 connections, 1 requests during the drain"),
+        "{line}"
+    );
     assert_eq!(s.dp.find("exit").unwrap().field("reason"), "stop-now");
     let sum = summary(&p);
     assert!(
@@ -194,7 +198,7 @@ fn proxy_first_starts_the_app_after_kuma_dp_is_ready() {
     );
     assert!(
         p.output()
-            .contains("without a serviceProbe on inbound port(s) 21011"),
+            .contains("no serviceProbe on inbound port(s) 21011: with --start-order proxy-first"),
         "{}",
         p.output()
     );

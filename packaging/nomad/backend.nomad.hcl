@@ -98,6 +98,9 @@ job "backend" {
           # meshinit's drain-timeout, or it is told to stop mid-drain.
           "--kuma-dp-arg=--drain-time=10s",
           "--drain-timeout", "15s",
+          # The drain ends once the inbound is idle, but not before clients
+          # can have learnt of it (kuma-cp's default HDS interval: ~7s).
+          "--drain-min", "8s",
           "--app-grace-delay", "0s",
           "--app-stop-timeout", "10s",
           "--shutdown-budget", "30s",
@@ -132,6 +135,10 @@ job "backend" {
             - port: {{ port }}
               servicePort: {{ app_port }}
               serviceAddress: 127.0.0.1
+              # Clients get this endpoint only once Envoy is ready and the
+              # app's port answers: a new allocation joins losing nothing.
+              serviceProbe:
+                tcp: {}
               tags:
                 kuma.io/service: backend
                 kuma.io/protocol: http

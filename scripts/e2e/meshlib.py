@@ -342,7 +342,7 @@ class ControlPlane:
             "KUMA_DEFAULTS_SKIP_MESH_CREATION": "true",
             # Faster health propagation (HDS report interval, default 5s)
             # and deregistration (default 10s) keep the suite short.
-            "KUMA_DP_SERVER_HDS_INTERVAL": "1s",
+            "KUMA_DP_SERVER_HDS_INTERVAL": os.environ.get("MESH_E2E_HDS_INTERVAL", "1s"),
             "KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY": "2s",
             "KUMA_GENERAL_WORK_DIR": os.path.join(workdir, "kuma-cp-work"),
             "KUMA_DIAGNOSTICS_SERVER_PORT": "5680",
@@ -441,7 +441,7 @@ class Load:
             r = conn.getresponse()
             body = r.read().decode(errors="replace")
             ok = 200 <= r.status < 300
-            what = "HTTP %d %s" % (r.status, body.strip()[:80]) if not ok else body.split(" ")[0]
+            what = "HTTP %d %s" % (r.status, body.strip()[:160]) if not ok else body.split(" ")[0]
             reuse = not r.will_close
         except (OSError, httpclient.HTTPException) as e:
             ok, what, reuse = False, "%s: %s" % (type(e).__name__, e), False
@@ -627,6 +627,48 @@ class PresenceWatcher:
         return None
 
 
+class ValueWatcher:
+    """Poll fn() in a thread and record (t, value) each time the value changes
+    (exceptions count as the value None)."""
+
+    def __init__(self, fn, interval=0.05):
+        self.fn = fn
+        self.interval = interval
+        self.changes = []
+        self.stop_evt = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        last = object()
+        while not self.stop_evt.is_set():
+            try:
+                cur = self.fn()
+            except Exception:  # noqa: BLE001 - keep polling
+                cur = None
+            if cur != last:
+                self.changes.append((now(), cur))
+                last = cur
+            self.stop_evt.wait(self.interval)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stop_evt.set()
+        self.thread.join(2)
+
+    def first(self, pred, after=0.0):
+        """Time of the first recorded value satisfying pred, or None."""
+        for t, v in self.changes:
+            if t >= after and pred(v):
+                return t
+        return None
+
+    def describe(self, t0=0.0):
+        return ", ".join("%+.2fs %s" % (t - t0, v) for t, v in self.changes)
+
+
 SHUTDOWN_RX = re.compile(
     r"shutdown: drain ([\d.]+)s, grace ([\d.]+)s, app stop ([\d.]+)s, total ([\d.]+)s, exit (-?\d+)")
 
@@ -641,6 +683,21 @@ def parse_shutdown_line(text):
             "total": float(m.group(4)), "exit": int(m.group(5)), "line": m.group(0)}
 
 
+IDLE_RX = re.compile(
+    r"inbound idle \((\d+) connections, (\d+) requests\) after draining ([\d.]+)s: "
+    r"telling kuma-dp to stop now")
+NO_STATS_RX = re.compile(r"cannot read Envoy's inbound stats; the drain lasts kuma-dp's drain time")
+
+
+def parse_idle_line(text):
+    """meshinit's idle-drain decision: {connections, requests, drained, line} or None."""
+    m = IDLE_RX.search(text)
+    if not m:
+        return None
+    return {"connections": int(m.group(1)), "requests": int(m.group(2)),
+            "drained": float(m.group(3)), "line": m.group(0)}
+
+
 # ------------------------------------------------------------------ the scenario
 def env_duration(name, default):
     v = os.environ.get(name, default)
@@ -648,6 +705,10 @@ def env_duration(name, default):
     if not m:
         raise Failure("%s=%r: use e.g. 3s or 500ms" % (name, v))
     return float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
+
+
+# kuma_dp_flags(drain_time=DEFAULT): leave kuma-dp's --drain-time at its default (30 s).
+DEFAULT = object()
 
 
 def fmt_d(seconds):
@@ -658,7 +719,7 @@ class Mesh:
     """kuma-cp + backends + a client data plane on loopback."""
 
     def __init__(self, runner, deps, meshinit, workdir, port_base=None, drain_time=None,
-                 grace=None, mesh="default"):
+                 grace=None, mesh="default", drain_min=None):
         self.runner = runner
         self.deps = deps
         self.meshinit = meshinit
@@ -667,6 +728,10 @@ class Mesh:
         self.base = int(port_base or os.environ.get("MESH_E2E_PORT_BASE", "27000"))
         self.drain_time = drain_time if drain_time is not None else env_duration("MESH_E2E_DRAIN_TIME", "6s")
         self.grace = grace if grace is not None else env_duration("MESH_E2E_GRACE", "1s")
+        # meshinit --drain-min: above the time the control plane needs to
+        # withdraw an endpoint from the client (+2.1..3.4 s with the 1 s HDS
+        # interval set below), below kuma-dp's drain time.
+        self.drain_min = drain_min if drain_min is not None else env_duration("MESH_E2E_DRAIN_MIN", "4s")
         self.cp = ControlPlane(runner, deps, workdir)
         self.tokens = {}
         self.backends = {}
@@ -691,18 +756,23 @@ class Mesh:
             self.tokens[name] = self.cp.token(name, self.mesh)
         return self.tokens[name]
 
-    def kuma_dp_flags(self, name, workdir):
-        """kuma-dp flags every instance gets (besides template and vars)."""
+    def kuma_dp_flags(self, name, workdir, drain_time=None):
+        """kuma-dp flags every instance gets (besides template and vars).
+        drain_time: None for the suite's, DEFAULT for kuma-dp's own (30 s)."""
         os.makedirs(workdir, exist_ok=True)
-        return [
+        if drain_time is None:
+            drain_time = self.drain_time
+        flags = [
             "--cp-address=%s" % ControlPlane.DP_SERVER,
             "--dataplane-token-file=%s" % self.token(name),
             "--ca-cert-file=%s" % self.cp.ca_cert,
             "--dns-enabled=false",
             "--work-dir=%s" % workdir,
             "--binary-path=%s" % self.deps["ENVOY_BIN"],
-            "--drain-time=%s" % fmt_d(self.drain_time),
         ]
+        if drain_time is not DEFAULT:
+            flags.append("--drain-time=%s" % fmt_d(drain_time))
+        return flags
 
     def backend_vars(self, i):
         p = self.ports(i)
@@ -716,28 +786,42 @@ class Mesh:
             argv += ["--startup-delay", startup_delay]
         return argv
 
-    def start_backend_meshinit(self, i, startup_delay=0.0, tag=""):
+    def meshinit_argv(self, i, startup_delay=0.0, tag="", drain_time=None, template="backend-dp.yaml",
+                      extra=()):
+        """meshinit's command line for backend i. drain_time: None for the
+        suite's kuma-dp --drain-time, DEFAULT for kuma-dp's own 30 s."""
         p = self.ports(i)
         name = "backend-%d" % i
         argv = [self.meshinit,
                 "--probe-http", "http://127.0.0.1:%d/healthz" % p["app"],
                 "--kuma-dp", self.deps["KUMA_DP_BIN"],
                 "--cp-address", ControlPlane.DP_SERVER,
-                "--dataplane-file", os.path.join(HERE, "backend-dp.yaml"),
+                "--dataplane-file", os.path.join(HERE, template),
                 "--dataplane-token-file", self.token(name)]
         for k, v in self.backend_vars(i).items():
             argv += ["--dataplane-var", "%s=%s" % (k, v)]
-        for f in self.kuma_dp_flags(name, os.path.join(self.workdir, name + tag + "-dp")):
+        for f in self.kuma_dp_flags(name, os.path.join(self.workdir, name + tag + "-dp"), drain_time):
             if f.startswith(("--cp-address=", "--dataplane-token-file=")):
                 continue
             argv.append("--kuma-dp-arg=%s" % f)
         argv += ["--proxy-ready-url", "http://127.0.0.1:%d/ready" % p["readiness"],
-                 "--drain-timeout", "30s",
+                 # Above kuma-dp's drain time (30 s by default).
+                 "--drain-timeout", fmt_d(max(30.0, 10.0 + (
+                     30.0 if drain_time is DEFAULT else self.drain_time if drain_time is None else drain_time))),
+                 "--drain-min", fmt_d(self.drain_min),
                  "--app-grace-delay", fmt_d(self.grace),
                  "--app-stop-timeout", "10s",
                  "--status-listen", "127.0.0.1:%d" % p["status"],
-                 "--log-format", "text",
-                 "--"] + self.app_argv(i, startup_delay)
+                 "--log-format", "text"]
+        argv += list(extra)
+        argv += ["--"] + self.app_argv(i, startup_delay)
+        return argv
+
+    def start_backend_meshinit(self, i, startup_delay=0.0, tag="", drain_time=None,
+                               template="backend-dp.yaml", extra=()):
+        p = self.ports(i)
+        name = "backend-%d" % i
+        argv = self.meshinit_argv(i, startup_delay, tag, drain_time, template, extra)
         proc = self.runner.start("%s%s-meshinit" % (name, tag), argv,
                                  env={"KUMA_READINESS_PORT": str(p["readiness"])})
         self.backends[i] = proc
@@ -802,6 +886,21 @@ class Mesh:
         wait_until(pred, timeout, "traffic through the mesh to reach %s (seen %s)" % (sorted(names), seen),
                    interval=0.02)
         return seen
+
+    def inbound_state(self, name):
+        """The state kuma-cp holds for a Dataplane's first inbound: None
+        (not registered), or its `state` (Ready / NotReady; a missing state
+        means ready)."""
+        dp = self.cp.dataplane(name, self.mesh)
+        if dp is None:
+            return None
+        inb = ((dp.get("networking") or {}).get("inbound") or [{}])[0]
+        if inb.get("state"):
+            return inb["state"]
+        health = inb.get("health")
+        if health is not None:
+            return "Ready" if health.get("ready") else "NotReady"
+        return "Ready"
 
     def wait_backend_ready(self, i, timeout=90):
         wait_until(lambda: http_status(self.ready_url(i))[0] == 200, timeout,

@@ -321,7 +321,17 @@ fn proxy_needs_a_dataplane_and_renders_it() {
             port: 18080
         }
     );
-    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("no serviceProbe on inbound port(s) 18000"),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        c.warnings[1].contains("--drain-min 10s is not shorter than kuma-dp's drain time 3s"),
+        "{:?}",
+        c.warnings
+    );
 
     // Missing variable, readable-by-others token, bad cp-address: all at once.
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
