@@ -684,18 +684,18 @@ def parse_shutdown_line(text):
 
 
 IDLE_RX = re.compile(
-    r"inbound idle \((\d+) connections, (\d+) requests\) after draining ([\d.]+)s: "
-    r"telling kuma-dp to stop now")
+    r"inbound idle after draining ([\d.]+)s \(at most (\d+) connections, (\d+) requests during the drain\)")
 NO_STATS_RX = re.compile(r"cannot read Envoy's inbound stats; the drain lasts kuma-dp's drain time")
 
 
 def parse_idle_line(text):
-    """meshinit's idle-drain decision: {connections, requests, drained, line} or None."""
+    """meshinit's idle-drain decision: {connections, requests (the busiest load
+    seen during the drain), drained, line} or None."""
     m = IDLE_RX.search(text)
     if not m:
         return None
-    return {"connections": int(m.group(1)), "requests": int(m.group(2)),
-            "drained": float(m.group(3)), "line": m.group(0)}
+    return {"connections": int(m.group(2)), "requests": int(m.group(3)),
+            "drained": float(m.group(1)), "line": m.group(0)}
 
 
 # ------------------------------------------------------------------ the scenario
