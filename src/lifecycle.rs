@@ -915,9 +915,17 @@ impl Lifecycle {
     fn finish(&mut self, now: Duration, out: &mut Vec<Action>) {
         self.clear_deadlines();
         self.enter(Phase::Done, out);
+        // An app killed by the third stop signal is not waited for (137);
+        // one that never started (proxy-first, stopped while kuma-dp was
+        // starting) reports the stop it was spared (143).
+        let unknown = if self.app_started {
+            Signal::SIGKILL
+        } else {
+            Signal::SIGTERM
+        };
         let reason = self.reason.unwrap_or(ExitReason::App(
             self.app_status
-                .unwrap_or(ExitStatus::Signaled(Signal::SIGKILL as i32)),
+                .unwrap_or(ExitStatus::Signaled(unknown as i32)),
         ));
         let timeline = self.shutdown_at.map(|start| Timeline {
             drain: self.drain_span.length(now),

@@ -3,8 +3,8 @@
 //! Parsing the command line, the configuration and the Dataplane touches
 //! most of meshinit's code once; afterwards an idle supervisor runs a small
 //! part of it. Those start-up pages would stay counted in its resident set
-//! for the life of the service. Once the app runs, meshinit drops its own
-//! text pages from its page tables (`MADV_DONTNEED`: text is never written,
+//! for the life of the service. Once the app runs, meshinit drops the text
+//! pages of its executable and of its shared libraries from its page tables (`MADV_DONTNEED`: text is never written,
 //! so the pages stay in the page cache and fault back in on use) and asks
 //! the kernel to reclaim its read-only data (`MADV_PAGEOUT`, which never
 //! discards data). Writable mappings, the loader-relocated read-only data
@@ -33,12 +33,21 @@ pub fn release_startup_pages() {
     }
 }
 
-/// (start, end, advice) for the executable's text and read-only mappings.
+/// (start, end, advice) for every file-backed text mapping (the
+/// executable's and the shared libraries') and the executable's read-only
+/// data.
 fn own_mappings(maps: &str, exe: &str) -> Vec<(usize, usize, nix::libc::c_int)> {
     let mut out = Vec::new();
     for line in maps.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 6 || f[5..].join(" ") != exe {
+        if f.len() < 6 {
+            continue;
+        }
+        let path = f[5..].join(" ");
+        let is_exe = path == exe;
+        // Text of any file mapping (meshinit's own, libc's, the loader's)
+        // is never written; read-only data only of meshinit itself.
+        if !path.starts_with('/') || (!is_exe && f[1] != "r-xp") {
             continue;
         }
         let Some((a, b)) = f[0].split_once('-') else {
@@ -62,7 +71,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn picks_only_the_executables_text_and_read_only_data() {
+    fn picks_text_mappings_and_the_executables_read_only_data() {
         let maps = "\
 55d0a0000000-55d0a0100000 r--p 00000000 fd:01 42 /usr/bin/meshinit
 55d0a0100000-55d0a0300000 r-xp 00100000 fd:01 42 /usr/bin/meshinit
@@ -75,7 +84,8 @@ mod tests {
             m,
             vec![
                 (0x55d0a0000000, 0x55d0a0100000, MADV_PAGEOUT),
-                (0x55d0a0100000, 0x55d0a0300000, nix::libc::MADV_DONTNEED)
+                (0x55d0a0100000, 0x55d0a0300000, nix::libc::MADV_DONTNEED),
+                (0x7f0000000000, 0x7f0000100000, nix::libc::MADV_DONTNEED)
             ]
         );
     }

@@ -91,7 +91,9 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
             // Start the program as a shell would, with an empty signal
             // mask: the mask survives exec, and meshinit blocks every signal
             // (it reads them from a signalfd), so an app inheriting it would
-            // never see its SIGTERM. Dispositions are already the defaults:
+            // never see its SIGTERM. This closure is needed even when it has
+            // nothing else to do: std's posix_spawn path leaves the mask as
+            // it is (measured: the app got meshinit's mask). Dispositions are already the defaults:
             // `signals::block` reset meshinit's own at start.
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
             Ok(())

@@ -556,7 +556,14 @@ impl Run {
         let announced = |f: fn(&Event) -> bool| self.events.iter().any(f);
         match reason {
             ExitReason::App(status) => {
-                let expected = self.app_status.unwrap_or(ExitStatus::Signaled(KILL));
+                // Killed by the third stop signal (not waited for): 137; never
+                // started (proxy-first, stopped before kuma-dp was ready): 143.
+                let unknown = if self.app_spawned {
+                    KILL
+                } else {
+                    Signal::SIGTERM as i32
+                };
+                let expected = self.app_status.unwrap_or(ExitStatus::Signaled(unknown));
                 self.check(status == expected, "exit status is not the app's own");
             }
             ExitReason::StartupTimeout => self.check(

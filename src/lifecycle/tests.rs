@@ -833,3 +833,21 @@ fn proxy_first_stop_before_kuma_dp_is_ready_never_starts_the_app() {
     assert!(!log.iter().any(|(_, a)| *a == Action::SpawnApp));
     assert!(log.iter().any(|(_, a)| matches!(a, Action::Exit { .. })));
 }
+
+#[test]
+fn proxy_first_stopped_before_the_app_started_exits_as_terminated() {
+    let (_, log) = run(
+        proxy_first(),
+        &[
+            (0, Input::Start),
+            (500, Input::Stop),
+            (600, Input::ProxyExited(OK)),
+            (601, Input::DescendantsGone),
+        ],
+    );
+    let actions: Vec<Action> = log.iter().map(|(_, a)| *a).collect();
+    assert_eq!(
+        exit_of(&actions).map(|e| e.0),
+        Some(ExitReason::App(ExitStatus::Signaled(15)))
+    );
+}
