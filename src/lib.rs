@@ -1,10 +1,12 @@
 //! meshinit: a PID-1-capable supervisor for one application and its
 //! Kuma / Kong Mesh data plane proxy (kuma-dp) on Universal.
 //!
-//! Module map: `cli` and `config` read what to do; `lifecycle` decides
-//! (pure state machine); `driver` carries it out with `spawn`, `reaper`,
-//! `signals`, `descendants`, `probe`, `status` and `notify`; `dataplane`
-//! renders and checks the Dataplane template; `plan` prints `meshinit check`.
+//! Module map: `cli` and `config` read what to do (`yaml` keeps every
+//! node's line); `lifecycle` decides (pure state machine); `driver` carries
+//! it out with `spawn`, `reaper`, `signals`, `descendants`, `probe`, `http`,
+//! `status`, `notify`, `envoy` (Envoy's stats, for the idle drain) and
+//! `memory` (start-up pages released); `dataplane` renders and checks the
+//! Dataplane template; `plan` prints `meshinit check`.
 
 pub mod cli;
 pub mod config;
