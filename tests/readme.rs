@@ -39,3 +39,45 @@ fn readme_reference_matches_the_options_table() {
         assert!(shown, "YAML example lacks {}.{}", def.section, def.key);
     }
 }
+
+#[test]
+fn readme_yaml_example_is_a_valid_configuration_shape() {
+    // The example names files and users of a real host; on this one only
+    // those may be missing: no unknown key, no value of the wrong form.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("# meshinit.yaml: every section and key")
+        .expect("YAML example");
+    let end = start + readme[start..].find("```").unwrap();
+    let dir = std::env::temp_dir().join(format!("meshinit-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("meshinit.yaml");
+    std::fs::write(&path, &readme[start..end]).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshinit"))
+        .arg("check")
+        .arg(format!("--config={}", path.display()))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let problems: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- "))
+        .collect();
+    for p in &problems {
+        let environmental = [
+            "does not exist",
+            "is not a directory",
+            "cannot read",
+            "was not found on PATH",
+        ]
+        .iter()
+        .any(|n| p.contains(n));
+        assert!(
+            environmental,
+            "the README example has a real problem: {p}\n{text}"
+        );
+    }
+}
