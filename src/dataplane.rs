@@ -77,7 +77,13 @@ pub fn render(
                 "line {line}: '{{{{{raw}}}}}' is not supported; only {{{{ variable }}}} is"
             ));
         } else if let Some(value) = vars.get(name) {
-            out.push_str(value);
+            // kuma-dp's Mustache escapes `{{ var }}` for HTML (measured:
+            // `x<y` renders `x&lt;y`); `{{{ var }}}` and `{{& var }}` do not.
+            if triple || raw.starts_with('&') {
+                out.push_str(value);
+            } else {
+                out.push_str(&html_escape(value));
+            }
             used.push(name.to_string());
         } else {
             errors.push(format!(
@@ -93,6 +99,22 @@ pub fn render(
     }
     let unused = vars.keys().filter(|k| !used.contains(k)).cloned().collect();
     Ok((out, unused))
+}
+
+/// Mustache's HTML escaping, as kuma-dp applies it to `{{ var }}`.
+fn html_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Renders the template and checks the result as kuma-cp would at the
@@ -346,6 +368,20 @@ mod tests {
         assert!(
             errs[1].contains("line 5") && errs[1].contains("'address'"),
             "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn escapes_like_kuma_dp_does() {
+        // Observed with kuma-dp 2.14.3: `a<b>&"c'` renders as below in `{{ }}`.
+        let (out, _) = render(
+            "a: {{ v }}\nb: {{{ v }}}\nc: {{& v}}",
+            &vars(&[("v", "a<b>&\"c'")]),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "a: a&lt;b&gt;&amp;&#34;c&#39;\nb: a<b>&\"c'\nc: a<b>&\"c'"
         );
     }
 
