@@ -589,51 +589,14 @@ class ReadyWatcher:
                          for t, st, body in self.changes)
 
 
-class PresenceWatcher:
-    """Poll a predicate (e.g. "Dataplane X exists in kuma-cp") in a thread and
-    record when its value changes."""
-
-    def __init__(self, pred, interval=0.1):
-        self.pred = pred
-        self.interval = interval
-        self.changes = []
-        self.stop_evt = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        last = object()
-        while not self.stop_evt.is_set():
-            try:
-                cur = bool(self.pred())
-            except Exception:  # noqa: BLE001 - keep polling
-                cur = last
-            if cur != last:
-                self.changes.append((now(), cur))
-                last = cur
-            self.stop_evt.wait(self.interval)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.stop_evt.set()
-        self.thread.join(2)
-
-    def first(self, value, after=0.0):
-        for t, v in self.changes:
-            if t >= after and v == value:
-                return t
-        return None
-
-
 class ValueWatcher:
-    """Poll fn() in a thread and record (t, value) each time the value changes
-    (exceptions count as the value None)."""
+    """Poll fn() in a thread and record (t, value) each time the value changes.
+    An exception counts as the value None, or (keep_on_error) as no change."""
 
-    def __init__(self, fn, interval=0.05):
+    def __init__(self, fn, interval=0.05, keep_on_error=False):
         self.fn = fn
         self.interval = interval
+        self.keep_on_error = keep_on_error
         self.changes = []
         self.stop_evt = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -644,7 +607,7 @@ class ValueWatcher:
             try:
                 cur = self.fn()
             except Exception:  # noqa: BLE001 - keep polling
-                cur = None
+                cur = last if self.keep_on_error else None
             if cur != last:
                 self.changes.append((now(), cur))
                 last = cur
@@ -667,6 +630,17 @@ class ValueWatcher:
 
     def describe(self, t0=0.0):
         return ", ".join("%+.2fs %s" % (t - t0, v) for t, v in self.changes)
+
+
+class PresenceWatcher(ValueWatcher):
+    """Poll a predicate (e.g. "Dataplane X exists in kuma-cp") in a thread and
+    record when its value changes; a failed poll changes nothing."""
+
+    def __init__(self, pred, interval=0.1):
+        super().__init__(lambda: bool(pred()), interval, keep_on_error=True)
+
+    def first(self, value, after=0.0):
+        return super().first(lambda v: v == value, after)
 
 
 SHUTDOWN_RX = re.compile(
