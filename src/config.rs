@@ -338,7 +338,6 @@ struct FileLayer {
     values: BTreeMap<&'static str, Raw>,
     command: Option<(Vec<String>, Origin)>,
     checks: Vec<(Item, Origin)>,
-    vars_map: Option<(Vec<String>, Origin)>,
 }
 
 fn file_layer(path: &str, problems: &mut Vec<Problem>) -> FileLayer {
@@ -452,7 +451,13 @@ fn file_layer(path: &str, problems: &mut Vec<Problem>) -> FileLayer {
                             }),
                         }
                     }
-                    layer.vars_map = Some((list, origin));
+                    layer.values.insert(
+                        "dataplane_var",
+                        Raw {
+                            values: list,
+                            origin,
+                        },
+                    );
                 }
                 (s, k) => {
                     let Some(def) = OPTIONS.iter().find(|d| d.section == s && d.key == k) else {
@@ -489,15 +494,6 @@ fn file_layer(path: &str, problems: &mut Vec<Problem>) -> FileLayer {
                 }
             }
         }
-    }
-    if let Some((vars, origin)) = layer.vars_map.take() {
-        layer.values.insert(
-            "dataplane_var",
-            Raw {
-                values: vars,
-                origin,
-            },
-        );
     }
     layer
 }

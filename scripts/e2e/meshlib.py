@@ -555,40 +555,6 @@ def wait_xds_quiet(sock_path, quiet=3.0, timeout=40.0):
     return time.monotonic() - t0
 
 
-class ReadyWatcher:
-    """Poll a /ready URL in a thread and record (t, status, body) changes."""
-
-    def __init__(self, url, interval=0.05):
-        self.url = url
-        self.interval = interval
-        self.changes = []
-        self.stop_evt = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        last = object()
-        while not self.stop_evt.is_set():
-            st, body = http_status(self.url, timeout=0.5)
-            cur = (st, body.strip())
-            if cur != last:
-                self.changes.append((now(), st, body.strip()))
-                last = cur
-            self.stop_evt.wait(self.interval)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.stop_evt.set()
-        self.thread.join(2)
-
-    def describe(self, t0=0.0):
-        return ", ".join("%+.2fs %s%s" % (t - t0, st if st else "no answer",
-                                          (" %s" % body) if body else "")
-                         for t, st, body in self.changes)
-
-
 class ValueWatcher:
     """Poll fn() in a thread and record (t, value) each time the value changes.
     An exception counts as the value None, or (keep_on_error) as no change."""
@@ -609,9 +575,12 @@ class ValueWatcher:
             except Exception:  # noqa: BLE001 - keep polling
                 cur = last if self.keep_on_error else None
             if cur != last:
-                self.changes.append((now(), cur))
+                self._record(now(), cur)
                 last = cur
             self.stop_evt.wait(self.interval)
+
+    def _record(self, t, value):
+        self.changes.append((t, value))
 
     def start(self):
         self.thread.start()
@@ -630,6 +599,27 @@ class ValueWatcher:
 
     def describe(self, t0=0.0):
         return ", ".join("%+.2fs %s" % (t - t0, v) for t, v in self.changes)
+
+
+class ReadyWatcher(ValueWatcher):
+    """Poll a /ready URL in a thread and record (t, status, body) changes."""
+
+    def __init__(self, url, interval=0.05):
+        super().__init__(lambda: self._get(url), interval)
+
+    @staticmethod
+    def _get(url):
+        st, body = http_status(url, timeout=0.5)
+        return st, body.strip()
+
+    def _record(self, t, value):
+        # (t, status, body): what the suite and the demo read.
+        self.changes.append((t, value[0], value[1]))
+
+    def describe(self, t0=0.0):
+        return ", ".join("%+.2fs %s%s" % (t - t0, st if st else "no answer",
+                                          (" %s" % body) if body else "")
+                         for t, st, body in self.changes)
 
 
 class PresenceWatcher(ValueWatcher):
