@@ -364,12 +364,45 @@ class ControlPlane:
         wait_until(lambda: port_open(5678), 30, "kuma-cp dp server on :5678")
         return self.proc
 
-    def create_mesh(self, name="default"):
-        st, body = http("PUT", "%s/meshes/%s" % (self.API, name),
-                        {"type": "Mesh", "name": name, "skipCreatingInitialPolicies": ["*"]})
+    # The suite's mesh is a production one: mutual TLS with a builtin CA
+    # (kuma-cp issues every data plane its certificate, Envoy refuses
+    # plaintext on inbounds) and, since a mesh with mTLS denies all traffic
+    # without a MeshTrafficPermission, one permission that lets the client
+    # service reach the backend service and nothing else.
+    CA_BACKEND = "ca-1"
+    PERMISSION = "client-to-backend"
+
+    def create_mesh(self, name="default", mtls=True):
+        mesh = {"type": "Mesh", "name": name, "skipCreatingInitialPolicies": ["*"]}
+        if mtls:
+            mesh["mtls"] = {"enabledBackend": self.CA_BACKEND,
+                            "backends": [{"name": self.CA_BACKEND, "type": "builtin"}]}
+        st, body = http("PUT", "%s/meshes/%s" % (self.API, name), mesh)
         if st not in (200, 201):
             raise Failure("creating mesh %s: HTTP %s %s" % (name, st, body))
         return self.policies(name)
+
+    def allow(self, src, dst, mesh="default", name=None):
+        """A MeshTrafficPermission: service src may reach service dst."""
+        name = name or self.PERMISSION
+        st, body = http("PUT", "%s/meshes/%s/meshtrafficpermissions/%s" % (self.API, mesh, name), {
+            "type": "MeshTrafficPermission", "mesh": mesh, "name": name,
+            "spec": {"targetRef": {"kind": "MeshService", "name": dst},
+                     "from": [{"targetRef": {"kind": "MeshService", "name": src},
+                               "default": {"action": "Allow"}}]}})
+        if st not in (200, 201):
+            raise Failure("creating MeshTrafficPermission %s: HTTP %s %s" % (name, st, body))
+        return name
+
+    def mtls(self, mesh="default"):
+        """(enabled backend name, its type) as kuma-cp holds the mesh."""
+        st, body = http("GET", "%s/meshes/%s" % (self.API, mesh))
+        if st != 200:
+            raise Failure("GET mesh %s: HTTP %s" % (mesh, st))
+        m = (json.loads(body).get("mtls") or {})
+        enabled = m.get("enabledBackend")
+        kinds = {b.get("name"): b.get("type") for b in m.get("backends") or []}
+        return enabled, kinds.get(enabled)
 
     def policies(self, mesh="default"):
         """Names of policies present in mesh (to report which were on)."""
@@ -706,9 +739,9 @@ class Mesh:
         b = self.base + 10 * i
         return {"app": b + 1, "inbound": b + 2, "readiness": b + 3, "status": b + 4, "outbound": b + 5}
 
-    def check_ports(self, n_backends=2):
+    def check_ports(self, n_backends=2, slots=None):
         busy = []
-        for i in range(0, n_backends + 1):
+        for i in (slots if slots is not None else range(0, n_backends + 1)):
             for k, p in self.ports(i).items():
                 if not port_free(p):
                     busy.append(p)
@@ -808,20 +841,28 @@ class Mesh:
         self.backends[i] = proc
         return proc
 
-    def start_client(self):
-        p = self.ports(0)
+    # The slot of ports(i) an intruder data plane uses (see start_client).
+    INTRUDER = 9
+
+    def start_client(self, name="client", slot=0):
+        """A data plane of service `name` with an outbound to the backend
+        service on ports(slot)["outbound"]. The suite's client is slot 0; an
+        intruder (a service the permission does not name) uses INTRUDER."""
+        p = self.ports(slot)
         dp = [self.deps["KUMA_DP_BIN"], "run",
               "--dataplane-file=%s" % os.path.join(HERE, "client-dp.yaml")]
-        for k, v in {"mesh": self.mesh, "name": "client", "address": "127.0.0.1",
+        for k, v in {"mesh": self.mesh, "name": name, "service": name, "address": "127.0.0.1",
                      "port": p["inbound"], "app_port": p["app"],
                      "outbound_port": p["outbound"]}.items():
             dp.append("--dataplane-var=%s=%s" % (k, v))
-        self.client_workdir = os.path.join(self.workdir, "client-dp")
-        dp += self.kuma_dp_flags("client", self.client_workdir)
-        proc = self.runner.start("client-kuma-dp", dp,
+        workdir = os.path.join(self.workdir, "%s-dp" % name)
+        if slot == 0:
+            self.client_workdir = workdir
+        dp += self.kuma_dp_flags(name, workdir)
+        proc = self.runner.start("%s-kuma-dp" % name, dp,
                                  env={"KUMA_READINESS_PORT": str(p["readiness"])})
         wait_until(lambda: http_status("http://127.0.0.1:%d/ready" % p["readiness"])[0] == 200,
-                   90, "client kuma-dp /ready 200")
+                   90, "%s kuma-dp /ready 200" % name)
         return proc
 
     def wait_client_config_settled(self):
@@ -831,11 +872,11 @@ class Mesh:
     def ready_url(self, i):
         return "http://127.0.0.1:%d/ready" % self.ports(i)["readiness"]
 
-    def outbound(self):
-        return self.ports(0)["outbound"]
+    def outbound(self, slot=0):
+        return self.ports(slot)["outbound"]
 
-    def get_via_mesh(self, timeout=2.0):
-        st, body = http_status("http://127.0.0.1:%d/" % self.outbound(), timeout=timeout)
+    def get_via_mesh(self, timeout=2.0, slot=0):
+        st, body = http_status("http://127.0.0.1:%d/" % self.outbound(slot), timeout=timeout)
         return st, body.strip()
 
     def wait_routes_to(self, names, timeout=60):
