@@ -6,6 +6,8 @@ id, even when a child moved to its own process group. Cleanup() stops every
 session this module started, SIGTERM first, SIGKILL after a bound.
 """
 import atexit
+import ctypes
+import fcntl
 import http.client as httpclient
 import json
 import os
@@ -13,6 +15,7 @@ import re
 import shlex
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -322,6 +325,43 @@ def build_meshinit():
     return exe, time.monotonic() - t
 
 
+# ------------------------------------------------------------------ network
+CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def private_network():
+    """Move this process (and everything it starts from now on) into a new
+    network namespace that has only a loopback interface, and bring it up.
+
+    Why: kuma-cp binds its dp server, monitoring, diagnostics and inter-cp
+    ports on every interface with no setting to change that (only the API
+    server has KUMA_API_SERVER_HTTP_INTERFACE), and its ports are fixed, so
+    two suites on one host collide. In a private namespace every listener is
+    reachable from this suite alone, and ports never clash. Call it after
+    everything that needs the network (install_deps, build_meshinit).
+
+    Returns a word for the log: "private" or why the host's network is used
+    (needs root or user namespaces; MESH_E2E_HOST_NETWORK=1 opts out)."""
+    if os.environ.get("MESH_E2E_HOST_NETWORK") == "1":
+        return "host (MESH_E2E_HOST_NETWORK=1)"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        if os.environ.get("CI") == "true":
+            raise Failure("cannot create a private network namespace: %s" % os.strerror(err))
+        return "host (unshare(CLONE_NEWNET): %s; kuma-cp's ports are open on every interface)" % (
+            os.strerror(err))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ifr = struct.pack("16sH14s", b"lo", 0, b"\0" * 14)
+        flags = struct.unpack("16sH14s", fcntl.ioctl(s, SIOCGIFFLAGS, ifr))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | IFF_UP, b"\0" * 14))
+    finally:
+        s.close()
+    return "private (a network namespace with only loopback)"
+
+
 # ------------------------------------------------------------------ control plane
 class ControlPlane:
     API = "http://127.0.0.1:5681"
@@ -346,6 +386,11 @@ class ControlPlane:
             "KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY": "2s",
             "KUMA_GENERAL_WORK_DIR": os.path.join(workdir, "kuma-cp-work"),
             "KUMA_DIAGNOSTICS_SERVER_PORT": "5680",
+            # Its inter-CP address is otherwise guessed from a non-loopback
+            # interface, and the suite's private network has none.
+            "KUMA_INTER_CP_CATALOG_INSTANCE_ADDRESS": "127.0.0.1",
+            "KUMA_API_SERVER_HTTP_INTERFACE": "127.0.0.1",
+            "KUMA_API_SERVER_HTTPS_INTERFACE": "127.0.0.1",
         }
         self.env.update(extra_env or {})
         self.proc = None
@@ -360,7 +405,11 @@ class ControlPlane:
             raise Failure("ports %s are in use on 127.0.0.1: is another kuma-cp running?" % busy)
         self.proc = self.runner.start("kuma-cp", [self.deps["KUMA_CP_BIN"], "run", "--log-level=info"],
                                       env=self.env)
-        wait_until(lambda: http_status(self.API + "/")[0] == 200, 90, "kuma-cp API on :5681")
+        def up():
+            if not self.proc.alive():
+                raise Failure("kuma-cp exited with %s:\n%s" % (self.proc.rc, self.proc.tail(10)))
+            return http_status(self.API + "/")[0] == 200
+        wait_until(up, 90, "kuma-cp API on :5681")
         wait_until(lambda: port_open(5678), 30, "kuma-cp dp server on :5678")
         return self.proc
 
