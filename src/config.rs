@@ -1015,6 +1015,9 @@ pub fn load(
             .unwrap_or_default(),
         proxy_max_restarts: r.typed("proxy_max_restarts", count).unwrap_or(5),
         app_stop_signal: stop_signal,
+        // Given explicitly (flag, env or file), it is what the app wants;
+        // otherwise the received stop signal is passed through.
+        pass_stop_signal: r.raw("app_stop_signal").is_none(),
         app_stop_timeout: stop_timeout,
         app_grace_delay: grace_delay,
         drain_mode,

@@ -208,9 +208,17 @@ impl Driver {
                 reaped = true;
                 continue;
             }
+            if signals::inherited().is_ignored(signo) {
+                // Ignored when meshinit started (nohup's HUP, a background
+                // job's INT and QUIT): ignored still, as the app ignores it.
+                debug!(signal = %signals::name(signo), "signal ignored, as it was when meshinit started");
+                continue;
+            }
             if self.cfg.stop_signals.iter().any(|s| *s as i32 == signo) {
                 info!(signal = %signals::name(signo), phase = self.lc.phase().as_str(), "stop signal received");
-                self.queue.push_back(Input::Stop);
+                if let Ok(signal) = Signal::try_from(signo) {
+                    self.queue.push_back(Input::Stop(signal));
+                }
             } else if signals::is_forwarded(signo) {
                 self.forward(signo);
             } else {
@@ -621,9 +629,13 @@ impl Driver {
             Event::Escalated { stops } => {
                 warn!(stops, "stop signal #{stops}: cutting the shutdown short")
             }
-            Event::AppKilled => {
+            Event::AppKilled { cut_short: false } => {
                 warn!("app did not stop within --app-stop-timeout; sending SIGKILL")
             }
+            Event::AppKilled { cut_short: true } => warn!(
+                "app did not stop within {} of the second stop signal, which cut the stop short; sending SIGKILL",
+                fmt_secs(self.lc.settings().kill_bound)
+            ),
             Event::ProxyKilled => warn!("kuma-dp did not exit in time; sending SIGKILL"),
             Event::DescendantsKilled => warn!("leftover descendants did not stop; sending SIGKILL"),
             Event::DescendantsLeft => error!("some descendants survived SIGKILL; exiting anyway"),

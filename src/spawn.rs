@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::sys::signal::SigmaskHow;
 use nix::unistd::{Pid, Uid};
 
 use crate::user::Identity;
@@ -59,12 +59,13 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
         cmd.stderr(Stdio::from(err));
         cmd.stdin(Stdio::null());
     }
+    let inherited = crate::signals::inherited();
     let identity = spec.user.cloned();
     let no_new_privs = spec.no_new_privs;
     let foreground = spec.foreground;
     // SAFETY: the closure runs in the forked child before exec. It only
     // makes async-signal-safe system calls (tcsetpgrp, setgroups,
-    // setresgid, setresuid, prctl, sigprocmask) on data prepared
+    // setresgid, setresuid, prctl, signal, sigprocmask) on data prepared
     // before the fork, and allocates nothing. std has already put the child
     // in its own process group at this point.
     unsafe {
@@ -88,14 +89,21 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
             if no_new_privs {
                 nix::sys::prctl::set_no_new_privs()?;
             }
-            // Start the program as a shell would, with an empty signal
-            // mask: the mask survives exec, and meshinit blocks every signal
-            // (it reads them from a signalfd), so an app inheriting it would
-            // never see its SIGTERM. This closure is needed even when it has
-            // nothing else to do: std's posix_spawn path leaves the mask as
-            // it is (measured: the app got meshinit's mask). Dispositions are already the defaults:
-            // `signals::block` reset meshinit's own at start.
-            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            // Give the program back the signal state meshinit itself was
+            // started with, as tini does: the mask survives exec, and
+            // meshinit's own (every signal blocked, for its signalfd) would
+            // keep an ordinary app from ever seeing its SIGTERM. This
+            // closure is needed even when it has nothing else to do: std's
+            // posix_spawn path leaves the mask as it is (measured: the app
+            // got meshinit's mask). Ignored signals stay ignored (`nohup`
+            // keeps working), except SIGCHLD: ignored, it would make the
+            // kernel reap the child's own children behind its back.
+            for signo in 1..=64 {
+                if inherited.is_ignored(signo) && signo != nix::libc::SIGCHLD {
+                    nix::libc::signal(signo, nix::libc::SIG_IGN);
+                }
+            }
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&inherited.mask), None)?;
             Ok(())
         });
     }

@@ -1,0 +1,200 @@
+//! What a tini or dumb-init user expects of an init, tried on the real binary: the stop
+//! signal that reaches the app, ignored signals and the signal mask, job control on a
+//! terminal, a quiet plain init, the working directory, a shell's exit codes for commands
+//! that cannot run, and inherited descriptors (socket activation).
+
+mod common;
+mod scenario;
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use nix::libc;
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::unistd::Pid;
+use scenario::*;
+
+const T: Duration = Duration::from_secs(15);
+
+/// `SIGPIPE`'s bit: Rust programs (the test app, the fake kuma-dp) ignore it themselves before
+/// `main`, so it says nothing about what they inherited.
+const SIGPIPE_BIT: u64 = 1 << (libc::SIGPIPE - 1);
+/// Signals 32 and 33 belong to the C library; the test harness may leave them ignored.
+const LIBC_BITS: u64 = 0x1_8000_0000;
+
+fn bit(sig: Signal) -> u64 {
+    1 << (sig as i32 - 1)
+}
+
+fn hex(s: &str) -> u64 {
+    u64::from_str_radix(s.trim(), 16).unwrap_or_else(|e| panic!("{s:?} is not hex: {e}"))
+}
+
+/// meshinit's `-- app` command with the test app recording to `rec`.
+fn meshinit(args: &[&str], rec: &Record, app: &[&str]) -> Command {
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(args)
+        .arg("--")
+        .arg(test_app_bin())
+        .arg("--record")
+        .arg(rec.path_str())
+        .args(app);
+    cmd
+}
+
+/// Starts `cmd` as `nohup` and a parent that blocks SIGUSR2 would: SIGHUP ignored, SIGUSR2
+/// in the signal mask.
+fn as_nohup_with_usr2_blocked(cmd: &mut Command) {
+    // SAFETY: signal(2) and sigprocmask(2) are async-signal-safe; this runs in the forked
+    // child before exec and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            let mut usr2 = SigSet::empty();
+            usr2.add(Signal::SIGUSR2);
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&usr2), None)?;
+            Ok(())
+        });
+    }
+}
+
+/// The pid in a `... pid=N ...` log line.
+fn pid_in(line: &str) -> i32 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid= in {line:?}"))
+}
+
+// ---- 1. the app gets the signal that stopped meshinit ----
+
+#[test]
+fn ctrl_c_reaches_the_app_as_int_after_the_ordered_stop() {
+    let dir = temp_dir("habits-int");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(&["--app-grace-delay", "100ms"], &rec, &[]));
+    rec.wait_for("start", T);
+    p.signal(Signal::SIGINT);
+    // The test app dies by the signal it gets: INT, as under tini and dumb-init.
+    assert_eq!(p.wait_exit(T).code(), Some(130), "{}", p.output());
+    assert!(
+        rec.find("die").is_some_and(|e| e.rest.contains("INT")),
+        "{}",
+        rec.dump()
+    );
+
+    // --app-stop-signal given explicitly is what the app wants, whatever stopped meshinit.
+    let dir = temp_dir("habits-int-explicit");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(&["--app-stop-signal", "QUIT"], &rec, &[]));
+    rec.wait_for("start", T);
+    p.signal(Signal::SIGINT);
+    assert_eq!(p.wait_exit(T).code(), Some(131), "{}", p.output());
+}
+
+// ---- 7. the log says when a second stop signal cut the stop short ----
+
+#[test]
+fn a_kill_after_a_second_stop_signal_says_so() {
+    let dir = temp_dir("habits-cut-short");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(
+        &["--app-stop-timeout", "60s"],
+        &rec,
+        &["--on", "TERM=ignore"],
+    ));
+    rec.wait_for("start", T);
+    p.signal(Signal::SIGTERM);
+    rec.wait_for_match("signal", |e| e.rest.contains("TERM"), T);
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(137), "{}", p.output());
+    let out = p.output();
+    assert!(
+        out.contains("second stop signal, which cut the stop short; sending SIGKILL"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("did not stop within --app-stop-timeout"),
+        "{out}"
+    );
+}
+
+// ---- 2. ignored stays ignored, the mask is the inherited one ----
+
+#[test]
+fn the_app_starts_with_the_ignored_signals_and_mask_meshinit_inherited() {
+    // grep (C, no runtime of its own) shows exactly what it inherited.
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--", "grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
+    as_nohup_with_usr2_blocked(&mut cmd);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(0), "{}", p.output());
+    let out = p.output();
+    let mask = |name: &str| {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{out}"));
+        hex(&line[name.len()..])
+    };
+    // Exactly what the parent left: meshinit's own blocking never leaks.
+    assert_eq!(mask("SigBlk:"), bit(Signal::SIGUSR2), "{out}");
+    assert_eq!(mask("SigIgn:") & !LIBC_BITS, bit(Signal::SIGHUP), "{out}");
+}
+
+#[test]
+fn under_nohup_a_hangup_kills_neither_meshinit_nor_the_app() {
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--log-level", "info", "--", "sleep", "60"]);
+    as_nohup_with_usr2_blocked(&mut cmd);
+    let mut p = Proc::start(cmd);
+    let app = pid_in(&p.wait_for_line("app started", T));
+    // The terminal hangs up: both get SIGHUP. A fatal signal is settled when kill(2)
+    // returns, so a SIGHUP that killed `sleep` would show as 129 below.
+    kill(Pid::from_raw(app), Signal::SIGHUP).unwrap();
+    p.signal(Signal::SIGHUP);
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
+}
+
+#[test]
+fn kuma_dp_and_exec_probes_start_with_the_inherited_signal_state() {
+    let s = Scenario::new("habits-dp-signals").listening_app();
+    // The probe runs directly, without a shell (dash clears the mask it inherits): the test
+    // app records what it inherited and exits 0.
+    let probe = Record::new(&s.dir);
+    let config = s.dir.join("meshinit.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "probes:\n  checks:\n  - exec: [{:?}, --record, {:?}, --exit-code, \"0\"]\n",
+            path_str(&test_app_bin()),
+            probe.path_str()
+        ),
+    )
+    .unwrap();
+    let s = s.opt(&["--config", &path_str(&config)]);
+    let mut cmd = s.command();
+    as_nohup_with_usr2_blocked(&mut cmd);
+    let mut p = Proc::start(cmd);
+    p.wait_for_line("service running and ready", T);
+    for (who, rec) in [("kuma-dp", &s.dp), ("app", &s.app), ("probe", &probe)] {
+        let start = rec.wait_for("start", T);
+        assert_eq!(
+            hex(start.field("sigblk")),
+            bit(Signal::SIGUSR2),
+            "{who}: {}",
+            rec.dump()
+        );
+        assert_eq!(
+            hex(start.field("sigign")) & !(SIGPIPE_BIT | LIBC_BITS),
+            bit(Signal::SIGHUP),
+            "{who}: {}",
+            rec.dump()
+        );
+    }
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
+}
