@@ -178,16 +178,21 @@ impl fmt::Display for Problem {
 /// All problems found; nothing may start.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", self.render())]
-pub struct ConfigError(pub Vec<Problem>);
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+    /// What meshinit exits with: 64 (usage), or a shell's 127/126 when the
+    /// only problem is an app command that does not exist or cannot run.
+    pub exit_code: i32,
+}
 
 impl ConfigError {
     fn render(&self) -> String {
-        let n = self.0.len();
+        let n = self.problems.len();
         let mut s = format!(
             "invalid configuration ({n} problem{}):",
             if n == 1 { "" } else { "s" }
         );
-        for p in &self.0 {
+        for p in &self.problems {
             s.push_str("\n  - ");
             s.push_str(&p.to_string());
         }
@@ -623,9 +628,31 @@ fn listen_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("'{s}' is not an address like 127.0.0.1:9000"))
 }
 
+/// Why a command cannot be run, with the exit code a shell (and tini,
+/// and `docker run`) reports for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotRunnable {
+    /// Nothing by that name: 127.
+    #[error("{0}")]
+    Missing(String),
+    /// It exists but cannot be executed (a directory, no execute bit): 126.
+    #[error("{0}")]
+    NotExecutable(String),
+}
+
+impl NotRunnable {
+    /// 127 for a command that does not exist, 126 for one that cannot be executed.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            NotRunnable::Missing(_) => crate::exit::EX_NOT_FOUND,
+            NotRunnable::NotExecutable(_) => crate::exit::EX_NOT_EXECUTABLE,
+        }
+    }
+}
+
 /// Finds an executable: a path with a slash as given (relative to `cwd`),
 /// otherwise the first match on PATH.
-pub fn find_executable(program: &str, cwd: Option<&Path>) -> Result<PathBuf, String> {
+pub fn find_executable(program: &str, cwd: Option<&Path>) -> Result<PathBuf, NotRunnable> {
     let is_exec = |p: &Path| {
         p.metadata().is_ok_and(|m| m.is_file())
             && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
@@ -636,17 +663,33 @@ pub fn find_executable(program: &str, cwd: Option<&Path>) -> Result<PathBuf, Str
             _ => PathBuf::from(program),
         };
         return match p.metadata() {
-            Err(_) => Err(format!("'{program}' does not exist")),
-            Ok(m) if !m.is_file() => Err(format!("'{program}' is not a file")),
-            Ok(_) if !is_exec(&p) => Err(format!("'{program}' is not executable (chmod +x it)")),
+            Err(_) => Err(NotRunnable::Missing(format!("'{program}' does not exist"))),
+            Ok(m) if !m.is_file() => Err(NotRunnable::NotExecutable(format!(
+                "'{program}' is not a file"
+            ))),
+            Ok(_) if !is_exec(&p) => Err(NotRunnable::NotExecutable(format!(
+                "'{program}' is not executable (chmod +x it)"
+            ))),
             Ok(_) => Ok(p),
         };
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
+    let candidates: Vec<PathBuf> = std::env::split_paths(&path)
         .map(|dir| dir.join(program))
-        .find(|p| is_exec(p))
-        .ok_or_else(|| format!("'{program}' was not found on PATH"))
+        .collect();
+    if let Some(p) = candidates.iter().find(|p| is_exec(p)) {
+        return Ok(p.clone());
+    }
+    // As a shell: found, but not runnable, is 126; not found at all, 127.
+    match candidates.iter().find(|p| p.exists()) {
+        Some(p) => Err(NotRunnable::NotExecutable(format!(
+            "'{program}' was found on PATH as {} but is not an executable file",
+            p.display()
+        ))),
+        None => Err(NotRunnable::Missing(format!(
+            "'{program}' was not found on PATH"
+        ))),
+    }
 }
 
 /// Whether the file's owner, group and mode let `id` read it (what kuma-dp,
@@ -765,6 +808,7 @@ pub fn load(
         }
     }
     let no_new_privs = r.typed("app_no_new_privs", boolean).unwrap_or(false);
+    let mut app_not_runnable = None;
     let forward_to = match r
         .typed("forward_to", choice(&["group", "process"]))
         .as_deref()
@@ -780,6 +824,7 @@ pub fn load(
             });
         }
     } else if let Err(e) = find_executable(&command[0], workdir.as_deref()) {
+        app_not_runnable = Some(e.exit_code());
         r.problems.push(Problem {
             message: format!("app command {e}; give the full path of an executable"),
             origin: Some(command_origin.clone()),
@@ -1039,7 +1084,16 @@ pub fn load(
     }
 
     if !r.problems.is_empty() {
-        return Err(ConfigError(r.problems));
+        // A shell's codes when the command alone is the problem: a wrapper
+        // script or `docker run` user tells "not found" from "bad option".
+        let exit_code = match app_not_runnable {
+            Some(code) if r.problems.len() == 1 => code,
+            _ => crate::exit::EX_USAGE,
+        };
+        return Err(ConfigError {
+            problems: r.problems,
+            exit_code,
+        });
     }
     let effective = OPTIONS
         .iter()

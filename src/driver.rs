@@ -49,7 +49,15 @@ pub enum DriverError {
 
 impl DriverError {
     pub fn exit_code(&self) -> i32 {
-        exit::EX_OSERR
+        match self {
+            // The command vanished or lost its execute bit since the
+            // configuration was checked, or --app-user cannot execute it:
+            // a shell's 127/126.
+            DriverError::SpawnApp { source, .. } => {
+                exit::for_exec_error(source).unwrap_or(exit::EX_OSERR)
+            }
+            DriverError::Signals(_) => exit::EX_OSERR,
+        }
     }
 }
 

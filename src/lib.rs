@@ -49,7 +49,7 @@ pub fn main_with(args: Vec<std::ffi::OsString>, env: &dyn Fn(&str) -> Option<Str
         Ok(c) => c,
         Err(e) => {
             eprintln!("meshinit: {e}");
-            return exit::EX_USAGE;
+            return e.exit_code;
         }
     };
     if mode == cli::Mode::Check {

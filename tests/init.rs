@@ -470,21 +470,44 @@ fn bad_input_is_refused_before_anything_starts() {
             );
         }
     }
-    for (program, needle) in [
-        ("/no/such/app", "does not exist"),
-        (not_exec.to_str().unwrap(), "is not executable"),
-        ("no-such-program-on-path", "was not found on PATH"),
+    // A command that cannot run exits as in a shell, tini or `docker run`: 127 when it does
+    // not exist, 126 when it cannot be executed.
+    for (program, needle, code) in [
+        ("/no/such/app", "does not exist", 127),
+        (not_exec.to_str().unwrap(), "is not executable", 126),
+        ("no-such-program-on-path", "was not found on PATH", 127),
+        ("/tmp", "is not a file", 126),
     ] {
         let mut cmd = Command::new(meshinit_bin());
         cmd.args(["--", program]);
         let mut p = Proc::start(cmd);
-        assert_eq!(p.wait_exit(T).code(), Some(64), "{program}: {}", p.output());
+        assert_eq!(
+            p.wait_exit(T).code(),
+            Some(code),
+            "{program}: {}",
+            p.output()
+        );
         assert!(
             p.output().contains(needle) && p.output().contains(program),
             "{program}: {}",
             p.output()
         );
     }
+    // Found on PATH but not executable: 126, as bash says "Permission denied".
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.env("PATH", dir.path()).args(["--", "not-executable"]);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(126), "{}", p.output());
+    assert!(
+        p.output().contains("is not an executable file"),
+        "{}",
+        p.output()
+    );
+    // A usage error stays 64, even with a missing command beside it.
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--app-stop-timeout=10", "--", "/no/such/app"]);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(64), "{}", p.output());
     // Env vars are named as the origin.
     let mut cmd = Command::new(meshinit_bin());
     cmd.env("MESHINIT_APP_GRACE_DELAY", "forever")
