@@ -107,7 +107,8 @@ pub const OPTIONS: &[OptDef] = &[
     opt("exit_code_map", "exit-code-map", "shutdown", "exit-code-map", None, true),
     opt("status_listen", "status-listen", "status", "listen", None, false),
     opt("log_format", "log-format", "log", "format", Some("text"), false),
-    opt("log_level", "log-level", "log", "level", Some("info"), false),
+    // No fixed default: `warn` in plain init mode, `info` with kuma-dp.
+    opt("log_level", "log-level", "log", "level", None, false),
 ];
 
 /// File-only keys (no flag): `app.command` and `probes.checks`.
@@ -1048,7 +1049,12 @@ pub fn load(
         Some("warn") => tracing::Level::WARN,
         Some("debug") => tracing::Level::DEBUG,
         Some("trace") => tracing::Level::TRACE,
-        _ => tracing::Level::INFO,
+        Some(_) => tracing::Level::INFO,
+        // Not given: a plain init is quiet, as tini and dumb-init are (a CLI
+        // run under it prints only its own output); with kuma-dp the phase
+        // lines are the story of the service, and stay.
+        None if proxy.is_none() => tracing::Level::WARN,
+        None => tracing::Level::INFO,
     };
 
     let settings = Settings {
@@ -1102,7 +1108,9 @@ pub fn load(
                 Some(raw) => (raw.values.join(","), raw.origin.clone()),
                 None => (d.default.unwrap_or("").to_string(), Origin::Default),
             };
-            let value = if d.id == "proxy_ready_url" && origin == Origin::Default {
+            let value = if d.id == "log_level" && origin == Origin::Default {
+                log_level.as_str().to_ascii_lowercase()
+            } else if d.id == "proxy_ready_url" && origin == Origin::Default {
                 proxy.as_ref().map_or(value, |p| p.ready_url.to_string())
             } else if d.id == "kuma_dp_arg" {
                 // A token given inline is shown redacted (issue 8).

@@ -198,3 +198,40 @@ fn kuma_dp_and_exec_probes_start_with_the_inherited_signal_state() {
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
 }
+
+// ---- 4. quiet where tini is quiet ----
+
+#[test]
+fn a_plain_init_prints_nothing_of_its_own_on_a_normal_run() {
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--", "sh", "-c", "echo the tool speaks; exit 3"]);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(3), "{}", p.output());
+    assert_eq!(p.lines(), vec!["the tool speaks".to_string()]);
+    // --log-level info brings the lines back.
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--log-level", "info", "--", "sh", "-c", "exit 0"]);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(0), "{}", p.output());
+    assert!(p.output().contains("app started"), "{}", p.output());
+    // `check` says which level a run would use.
+    let out = Command::new(meshinit_bin())
+        .args(["check", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.lines().any(|l| l.contains("log.level") && l.contains("warn")),
+        "{plan}"
+    );
+}
+
+#[test]
+fn with_kuma_dp_the_phase_lines_stay_at_the_default_level() {
+    let s = Scenario::new("habits-phases").listening_app();
+    let mut p = s.start();
+    p.wait_for_line("phase running", T);
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
+    assert!(p.output().contains("phase draining"), "{}", p.output());
+}

@@ -14,8 +14,13 @@ use nix::unistd::Pid;
 const T: Duration = Duration::from_secs(15);
 const MS: u64 = 1_000_000;
 
+/// meshinit at `--log-level info`: these tests follow the run by its log lines, which a
+/// plain init does not print by default (tests/habits.rs checks that it is quiet).
 fn meshinit(args: &[&str], app: &[&str]) -> Command {
     let mut cmd = Command::new(meshinit_bin());
+    if !args.iter().any(|a| a.starts_with("--log-level")) {
+        cmd.args(["--log-level", "info"]);
+    }
     cmd.args(args).arg("--").arg(test_app_bin()).args(app);
     cmd
 }
@@ -83,7 +88,14 @@ fn the_app_starts_with_no_blocked_or_ignored_signals() {
 fn an_app_with_default_signal_handling_stops_on_sigterm() {
     // A plain `sleep` relies on the default SIGTERM action.
     let mut cmd = Command::new(meshinit_bin());
-    cmd.args(["--app-stop-timeout", "30s", "--", "sleep", "60"]);
+    cmd.args([
+        "--log-level=info",
+        "--app-stop-timeout",
+        "30s",
+        "--",
+        "sleep",
+        "60",
+    ]);
     let mut p = Proc::start(cmd);
     p.wait_for_line("app started", T);
     let sent = std::time::Instant::now();

@@ -24,8 +24,11 @@ fn unshare_works() -> bool {
 
 fn in_namespace(meshinit_args: &[&str], app: &[&str]) -> Command {
     let mut cmd = Command::new("unshare");
+    // At info level: these tests follow the run by its log lines, which a plain init
+    // does not print by default.
     cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
         .arg(meshinit_bin())
+        .arg("--log-level=info")
         .args(meshinit_args)
         .arg("--")
         .arg(test_app_bin())

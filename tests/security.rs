@@ -355,7 +355,7 @@ fn the_status_endpoint_binds_loopback_for_a_bare_port() {
         let port = free_port();
         let listen = spec.replace("{port}", &port.to_string());
         let mut cmd = Command::new(meshinit_bin());
-        cmd.args(["--status-listen", &listen, "--"])
+        cmd.args(["--log-level=info", "--status-listen", &listen, "--"])
             .arg(test_app_bin());
         let mut p = Proc::start(cmd);
         p.wait_for_line("status endpoint listening", T);
