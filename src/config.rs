@@ -1386,7 +1386,13 @@ fn proxy_config(
     args.extend(extra.iter().cloned());
     let drain_time = kuma_drain_time(&extra, env);
     let (work_dir, owns_work_dir) = match user_work_dir(&extra) {
-        Some(dir) => (PathBuf::from(dir), false),
+        // Absolute, because meshinit moves to `/` once the app runs and
+        // still reads Envoy's admin socket in there (kuma-dp itself starts
+        // where meshinit was started, so the argument stays as written).
+        Some(dir) => (
+            std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir)),
+            false,
+        ),
         None => {
             // A fresh, unguessable name: the directory is created at spawn
             // time with mode 0700 and removed at exit.

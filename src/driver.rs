@@ -386,6 +386,9 @@ impl Driver {
             source,
         })?;
         info!(pid = pid.as_raw(), command = ?app.command, "app started");
+        if let Err(e) = spawn::leave_start_dir() {
+            debug!(error = %e, "cannot move to /; staying where meshinit was started");
+        }
         self.app_pid = Some(pid);
         self.status.borrow_mut().app_pid = Some(pid.as_raw());
         Ok(())

@@ -71,6 +71,7 @@ pub fn main_with(args: Vec<std::ffi::OsString>, env: &dyn Fn(&str) -> Option<Str
 }
 
 fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
+    spawn::record_start_dir();
     // Before any thread or child exists, so that no signal is lost.
     if let Err(e) = signals::block() {
         eprintln!("meshinit: cannot block signals: {e}");

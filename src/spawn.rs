@@ -39,6 +39,23 @@ pub fn owns_terminal() -> bool {
         && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|pg| pg == nix::unistd::getpgrp())
 }
 
+/// Where meshinit was started. Children given no working directory start
+/// there, as they always did, although meshinit itself moves to `/` once
+/// the app runs (see `leave_start_dir`).
+static START_DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+
+/// Records where meshinit was started; call before anything is spawned.
+pub fn record_start_dir() {
+    START_DIR.get_or_init(|| std::env::current_dir().ok());
+}
+
+/// Moves meshinit itself to `/`, as dumb-init does, so that it does not
+/// keep the mount it was started in busy for the life of the service.
+pub fn leave_start_dir() -> io::Result<()> {
+    record_start_dir();
+    std::env::set_current_dir("/")
+}
+
 /// Spawns the child and returns its pid (which is also its process group).
 /// The exit status is collected by `reaper`, never here.
 pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
@@ -50,7 +67,10 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
     cmd.env_remove("NOTIFY_SOCKET");
     cmd.env_remove("WATCHDOG_USEC");
     cmd.env_remove("WATCHDOG_PID");
-    if let Some(dir) = spec.workdir {
+    if let Some(dir) = spec
+        .workdir
+        .or_else(|| START_DIR.get().and_then(|d| d.as_deref()))
+    {
         cmd.current_dir(dir);
     }
     if let Some(fd) = spec.output {

@@ -221,7 +221,8 @@ fn a_plain_init_prints_nothing_of_its_own_on_a_normal_run() {
         .unwrap();
     let plan = String::from_utf8_lossy(&out.stdout);
     assert!(
-        plan.lines().any(|l| l.contains("log.level") && l.contains("warn")),
+        plan.lines()
+            .any(|l| l.contains("log.level") && l.contains("warn")),
         "{plan}"
     );
 }
@@ -234,4 +235,33 @@ fn with_kuma_dp_the_phase_lines_stay_at_the_default_level() {
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
     assert!(p.output().contains("phase draining"), "{}", p.output());
+}
+
+// ---- 5. meshinit leaves its start directory; the app and kuma-dp start in it ----
+
+fn cwd_of(pid: i32) -> std::path::PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|e| panic!("cwd of {pid}: {e}"))
+}
+
+#[test]
+fn meshinit_moves_to_root_once_the_app_runs_where_it_was_asked_to() {
+    let s = Scenario::new("habits-cwd").listening_app();
+    let start_dir = s.dir.join("started-here");
+    let app_dir = s.dir.join("app-here");
+    std::fs::create_dir_all(&start_dir).unwrap();
+    std::fs::create_dir_all(&app_dir).unwrap();
+    let s = s.opt(&["--app-workdir", &path_str(&app_dir)]);
+    let mut cmd = s.command();
+    cmd.current_dir(&start_dir);
+    let mut p = Proc::start(cmd);
+    p.wait_for_line("service running and ready", T);
+    let app: i32 = s.app.wait_for("start", T).field("pid").parse().unwrap();
+    let dp: i32 = s.dp.wait_for("start", T).field("pid").parse().unwrap();
+    assert_eq!(cwd_of(p.pid()), std::path::Path::new("/"));
+    assert_eq!(cwd_of(app), app_dir);
+    // kuma-dp (and exec probes) start where meshinit was started, as before: relative paths
+    // in their arguments keep their meaning.
+    assert_eq!(cwd_of(dp), start_dir);
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
 }
