@@ -106,16 +106,17 @@ pub fn block() -> nix::Result<()> {
 
 /// Whether a signal received by meshinit is passed on to the app.
 ///
-/// Not forwarded: SIGCHLD (ours, for reaping), SIGTTIN/SIGTTOU (job-control
-/// signals the kernel sends meshinit itself when it touches the terminal
-/// from the background), SIGPIPE (raised by meshinit's own writes to a
-/// closed pipe), and SIGURG (runtime-internal in Go programs; forwarding it
-/// killed apps under other supervisors). Stop signals are handled separately.
+/// Not forwarded: SIGCHLD (ours, for reaping), SIGPIPE (raised by
+/// meshinit's own writes to a closed pipe), and SIGURG (runtime-internal in
+/// Go programs; forwarding it killed apps under other supervisors). Stop
+/// signals are handled separately. The job-control signals SIGTSTP, SIGTTIN
+/// and SIGTTOU are forwarded, as dumb-init does: the app stops, and meshinit
+/// stops itself when it sees that (see the driver). The kernel never sends
+/// meshinit TTIN/TTOU for its own terminal use: it blocks them, which makes
+/// the kernel let the operation through instead.
 pub fn is_forwarded(signo: i32) -> bool {
     ![
         Signal::SIGCHLD as i32,
-        Signal::SIGTTIN as i32,
-        Signal::SIGTTOU as i32,
         Signal::SIGPIPE as i32,
         Signal::SIGURG as i32,
         Signal::SIGKILL as i32,
@@ -190,16 +191,12 @@ mod tests {
             Signal::SIGQUIT,
             Signal::SIGCONT,
             Signal::SIGTSTP,
+            Signal::SIGTTIN,
+            Signal::SIGTTOU,
         ] {
             assert!(is_forwarded(s as i32), "{s}");
         }
-        for s in [
-            Signal::SIGCHLD,
-            Signal::SIGTTIN,
-            Signal::SIGTTOU,
-            Signal::SIGPIPE,
-            Signal::SIGURG,
-        ] {
+        for s in [Signal::SIGCHLD, Signal::SIGPIPE, Signal::SIGURG] {
             assert!(!is_forwarded(s as i32), "{s}");
         }
         assert!(is_forwarded(libc_rtmin() + 1));

@@ -265,3 +265,177 @@ fn meshinit_moves_to_root_once_the_app_runs_where_it_was_asked_to() {
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
 }
+
+// ---- 3. Ctrl-Z on a terminal: the app and meshinit stop, `fg` resumes both ----
+
+/// An interactive bash on a pseudo-terminal of its own (it is the session leader and the
+/// terminal is its controlling terminal), with everything it printed collected. Dropping it
+/// SIGKILLs bash and every process below it.
+struct Terminal {
+    master: std::fs::File,
+    bash: std::process::Child,
+    screen: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Terminal {
+    fn open() -> Terminal {
+        use std::io::Read;
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let slave = std::fs::File::from(pty.slave);
+        let mut cmd = Command::new("bash");
+        cmd.args(["--norc", "--noprofile", "-i"])
+            .env("PS1", "PROMPT$ ")
+            .env("TERM", "dumb")
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave);
+        // SAFETY: setsid(2) and ioctl(2) are async-signal-safe; this runs in the forked child
+        // before exec and allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()?;
+                if libc::ioctl(0, libc::TIOCSCTTY as _, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let bash = cmd.spawn().expect("start an interactive bash");
+        let master = std::fs::File::from(pty.master);
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (mut reader, out) = (master.try_clone().unwrap(), screen.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // EIO once bash and everything on the terminal have gone.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                eprint!("{text}");
+                out.lock().unwrap().push_str(&text);
+            }
+        });
+        let t = Terminal {
+            master,
+            bash,
+            screen,
+        };
+        t.wait_for("PROMPT$ ", 0);
+        t
+    }
+
+    /// Types `keys` as a user would.
+    fn type_keys(&mut self, keys: &str) {
+        use std::io::Write;
+        self.master.write_all(keys.as_bytes()).unwrap();
+    }
+
+    /// Waits until the screen, from byte `from` on, shows `text`; returns where it ends.
+    fn wait_for(&self, text: &str, from: usize) -> usize {
+        let screen = || self.screen.lock().unwrap().clone();
+        poll(&format!("{text:?} on the terminal"), T, || {
+            let s = screen();
+            s.get(from..)
+                .and_then(|rest| rest.find(text))
+                .map(|i| from + i + text.len())
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.screen.lock().unwrap().len()
+    }
+
+    /// The process group in the foreground of the terminal.
+    fn foreground(&self) -> i32 {
+        nix::unistd::tcgetpgrp(&self.master).map_or(-1, Pid::as_raw)
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        for pid in descendants(self.bash.id() as i32) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.bash.kill();
+        let _ = self.bash.wait();
+    }
+}
+
+/// The state letter of `/proc/<pid>/stat` (`T` when stopped).
+fn state_of(pid: i32) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next()?.trim_start().chars().next())
+        .unwrap_or('?')
+}
+
+/// The pid of the process called `name` below `root`.
+fn find_below(root: i32, name: &str) -> i32 {
+    poll(&format!("{name} below {root}"), T, || {
+        descendants(root).into_iter().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+    })
+}
+
+#[test]
+fn ctrl_z_stops_the_job_and_fg_resumes_it_in_an_interactive_shell() {
+    if !std::path::Path::new("/bin/bash").exists()
+        && !std::path::Path::new("/usr/bin/bash").exists()
+    {
+        skip_or_fail("bash is not installed");
+        return;
+    }
+    let mut term = Terminal::open();
+    let bash = term.bash.id() as i32;
+    term.type_keys(&format!("{} -- sleep 60\n", meshinit_bin().display()));
+    let meshinit = find_below(bash, "meshinit");
+    let sleep = find_below(meshinit, "sleep");
+    // The app owns the terminal, so Ctrl-Z reaches it.
+    poll("the app in the foreground", T, || {
+        (term.foreground() == sleep).then_some(())
+    });
+
+    let mark = term.len();
+    term.type_keys("\x1a");
+    // The prompt comes back with the job reported stopped: before, the terminal hung here.
+    let mark = term.wait_for("Stopped", mark);
+    term.wait_for("PROMPT$ ", mark);
+    assert_eq!(state_of(sleep), 'T', "the app is stopped");
+    assert_eq!(state_of(meshinit), 'T', "meshinit is stopped");
+    assert_eq!(term.foreground(), bash, "the shell has the terminal back");
+
+    let mark = term.len();
+    term.type_keys("fg\n");
+    term.wait_for("sleep 60", mark);
+    poll("both resumed, the app in the foreground", T, || {
+        (state_of(sleep) != 'T' && state_of(meshinit) != 'T' && term.foreground() == sleep)
+            .then_some(())
+    });
+    // Ctrl-C reaches the resumed app: it dies of SIGINT and meshinit exits 130.
+    let mark = term.len();
+    term.type_keys("\x03");
+    let mark = term.wait_for("PROMPT$ ", mark);
+    term.type_keys("echo rc=$?\n");
+    term.wait_for("rc=130", mark);
+}
+
+#[test]
+fn job_control_signals_sent_to_meshinit_reach_the_app() {
+    let dir = temp_dir("habits-jobsig");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(&[], &rec, &[]));
+    rec.wait_for("start", T);
+    for (sig, name) in [
+        (Signal::SIGTSTP, "TSTP"),
+        (Signal::SIGTTIN, "TTIN"),
+        (Signal::SIGTTOU, "TTOU"),
+    ] {
+        p.signal(sig);
+        rec.wait_for_match("signal", |e| e.rest.starts_with(name), T);
+    }
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
+}
