@@ -417,6 +417,7 @@ impl Driver {
             no_new_privs: app.no_new_privs,
             foreground: self.job_control,
             output: None,
+            is_app: true,
         })
         .map_err(|source| DriverError::SpawnApp {
             program: app.command[0].clone(),
@@ -447,6 +448,7 @@ impl Driver {
             no_new_privs: false,
             foreground: false,
             output: None,
+            is_app: false,
         }) {
             Ok(pid) => {
                 let since_healthy = self

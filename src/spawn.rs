@@ -28,6 +28,9 @@ pub struct Spec<'a> {
     pub foreground: bool,
     /// Where stdout and stderr go (inherited when `None`).
     pub output: Option<std::os::fd::OwnedFd>,
+    /// The app: it alone gets the descriptors meshinit inherited and the
+    /// socket-activation variables (see `fds`).
+    pub is_app: bool,
 }
 
 /// Whether meshinit's stdin is a terminal whose foreground group is ours:
@@ -64,9 +67,33 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
     cmd.process_group(0);
     // meshinit speaks to systemd itself; a child that also did would
     // confuse the service manager.
-    cmd.env_remove("NOTIFY_SOCKET");
-    cmd.env_remove("WATCHDOG_USEC");
-    cmd.env_remove("WATCHDOG_PID");
+    const NOT_FOR_CHILDREN: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+    for var in NOT_FOR_CHILDREN {
+        cmd.env_remove(var);
+    }
+    if !spec.is_app {
+        for var in crate::fds::LISTEN_VARS {
+            cmd.env_remove(var);
+        }
+    }
+    let inherited_fds: &'static [std::os::fd::RawFd] = if spec.is_app {
+        crate::fds::inherited()
+    } else {
+        &[]
+    };
+    // Socket activation: std's Command fixes the environment before the
+    // child's pid is known, so the app is executed by hand with
+    // LISTEN_PID filled in after the fork.
+    let socket_activated = spec.is_app && crate::fds::socket_activated(&|k| std::env::var(k).ok());
+    let mut exec_with_listen_pid = if socket_activated {
+        Some(crate::fds::ExecWithListenPid::new(
+            spec.program,
+            spec.args,
+            &NOT_FOR_CHILDREN,
+        )?)
+    } else {
+        None
+    };
     if let Some(dir) = spec
         .workdir
         .or_else(|| START_DIR.get().and_then(|d| d.as_deref()))
@@ -85,8 +112,8 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
     let foreground = spec.foreground;
     // SAFETY: the closure runs in the forked child before exec. It only
     // makes async-signal-safe system calls (tcsetpgrp, setgroups,
-    // setresgid, setresuid, prctl, signal, sigprocmask) on data prepared
-    // before the fork, and allocates nothing. std has already put the child
+    // setresgid, setresuid, prctl, fcntl, signal, sigprocmask, execve) on
+    // data prepared before the fork, and allocates nothing. std has already put the child
     // in its own process group at this point.
     unsafe {
         cmd.pre_exec(move || {
@@ -109,6 +136,11 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
             if no_new_privs {
                 nix::sys::prctl::set_no_new_privs()?;
             }
+            // The app gets back what meshinit inherited (marked
+            // close-on-exec at start so that nothing else does).
+            for &fd in inherited_fds {
+                nix::libc::fcntl(fd, nix::libc::F_SETFD, 0);
+            }
             // Give the program back the signal state meshinit itself was
             // started with, as tini does: the mask survives exec, and
             // meshinit's own (every signal blocked, for its signalfd) would
@@ -124,6 +156,9 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
                 }
             }
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&inherited.mask), None)?;
+            if let Some(exec) = exec_with_listen_pid.as_mut() {
+                return Err(exec.exec());
+            }
             Ok(())
         });
     }

@@ -439,3 +439,122 @@ fn job_control_signals_sent_to_meshinit_reach_the_app() {
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
 }
+
+// ---- 15. inherited descriptors and socket activation reach the app only ----
+
+/// Where each open descriptor of `pid` points (`socket:[inode]`, a path, ...).
+fn fd_targets(pid: i32) -> Vec<(i32, String)> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            Some((fd, std::fs::read_link(e.path()).ok()?.display().to_string()))
+        })
+        .collect()
+}
+
+/// The `LISTEN_*` variables `pid` was started with.
+fn listen_env(pid: i32) -> Vec<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    environ
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).to_string())
+        .filter(|v| v.starts_with("LISTEN_"))
+        .collect()
+}
+
+#[test]
+fn socket_activation_and_inherited_descriptors_reach_only_the_app() {
+    use std::os::fd::AsRawFd;
+    let s = Scenario::new("habits-fds").listening_app();
+    // What systemd's socket unit would pass: a listener on fd 3; and one more descriptor a
+    // script opened for the app (`4>file`).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = std::fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd()))
+        .unwrap()
+        .display()
+        .to_string();
+    let marker = s.dir.join("for-the-app-only");
+    let file = std::fs::File::create(&marker).unwrap();
+    let probe_out = s.dir.join("probe-fds");
+    let probe = format!(
+        "{{ ls -l /proc/$$/fd; env; }} > {0}.tmp; mv {0}.tmp {0}",
+        probe_out.display()
+    );
+    let s = s.opt(&["--probe-exec", &probe]);
+    let inner = s.command();
+    // LISTEN_PID names meshinit: `exec` keeps the shell's pid.
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web exec \"$0\" \"$@\"")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let (sock_fd, file_fd) = (listener.as_raw_fd(), file.as_raw_fd());
+    // SAFETY: dup2(2) and close(2) are async-signal-safe; this runs in the forked child
+    // before exec. The copies go through spare numbers first, since the originals may
+    // themselves be 3 or 4 (dup2 onto the same number would keep close-on-exec); dup2
+    // clears close-on-exec on the copies.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(sock_fd, 900) < 0
+                || libc::dup2(file_fd, 901) < 0
+                || libc::dup2(900, 3) < 0
+                || libc::dup2(901, 4) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(900);
+            libc::close(901);
+            Ok(())
+        });
+    }
+    let mut p = Proc::start(cmd);
+    p.wait_for_line("service running and ready", T);
+    let app: i32 = s.app.wait_for("start", T).field("pid").parse().unwrap();
+    let dp: i32 = s.dp.wait_for("start", T).field("pid").parse().unwrap();
+
+    let app_fds = fd_targets(app);
+    assert!(
+        app_fds.contains(&(3, socket.clone())),
+        "app fds: {app_fds:?}"
+    );
+    assert!(
+        app_fds.contains(&(4, marker.display().to_string())),
+        "app fds: {app_fds:?}"
+    );
+    let mut env = listen_env(app);
+    env.sort();
+    assert_eq!(
+        env,
+        vec![
+            "LISTEN_FDNAMES=web".to_string(),
+            "LISTEN_FDS=1".to_string(),
+            format!("LISTEN_PID={app}"),
+        ]
+    );
+
+    let dp_fds = fd_targets(dp);
+    assert!(
+        !dp_fds
+            .iter()
+            .any(|(_, t)| *t == socket || *t == marker.display().to_string()),
+        "kuma-dp fds: {dp_fds:?}"
+    );
+    assert_eq!(listen_env(dp), Vec::<String>::new());
+    let probe_seen = std::fs::read_to_string(&probe_out).expect("the probe ran");
+    assert!(
+        !probe_seen.contains(&socket) && !probe_seen.contains("for-the-app-only"),
+        "{probe_seen}"
+    );
+    assert!(!probe_seen.contains("LISTEN_"), "{probe_seen}");
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
+}
