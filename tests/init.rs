@@ -340,7 +340,7 @@ fn descendants_that_ignore_sigterm_are_killed() {
 #[test]
 fn app_runs_as_the_given_user_with_its_own_groups() {
     if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: needs root to change users");
+        skip_or_fail("needs root to change users");
         return;
     }
     // The build directory may sit below a home only root can enter: give
@@ -379,7 +379,7 @@ fn app_runs_as_the_given_user_with_its_own_groups() {
 fn the_app_gets_the_terminal_as_foreground_group() {
     // `script` gives meshinit a pseudo-terminal on stdin, as an interactive shell would.
     if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: script(1) not installed");
+        skip_or_fail("script(1) (util-linux) is not installed");
         return;
     }
     let dir = temp_dir("init-tty");

@@ -65,7 +65,7 @@ fn zombies_below(root: i32) -> Vec<i32> {
 #[test]
 fn reaps_hundreds_of_orphans_as_pid_1() {
     if !unshare_works() {
-        eprintln!("skipped: unshare --pid --fork --mount-proc is not permitted here");
+        skip_or_fail("unshare --pid --fork --mount-proc is not permitted here");
         return;
     }
     let dir = temp_dir("pid1-orphans");
@@ -97,7 +97,7 @@ fn reaps_hundreds_of_orphans_as_pid_1() {
 #[test]
 fn forwards_signals_and_exit_codes_as_pid_1() {
     if !unshare_works() {
-        eprintln!("skipped: unshare --pid --fork --mount-proc is not permitted here");
+        skip_or_fail("unshare --pid --fork --mount-proc is not permitted here");
         return;
     }
     let dir = temp_dir("pid1-signals");
@@ -117,7 +117,7 @@ fn forwards_signals_and_exit_codes_as_pid_1() {
 #[test]
 fn leftover_daemons_die_with_the_app_as_pid_1() {
     if !unshare_works() {
-        eprintln!("skipped: unshare --pid --fork --mount-proc is not permitted here");
+        skip_or_fail("unshare --pid --fork --mount-proc is not permitted here");
         return;
     }
     let dir = temp_dir("pid1-daemon");

@@ -205,11 +205,11 @@ fn nobody() -> Option<(u32, u32)> {
 #[test]
 fn app_and_kuma_dp_users_drop_every_id_and_reset_groups() {
     if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: needs root to change users");
+        skip_or_fail("needs root to change users");
         return;
     }
     let Some((uid, gid)) = nobody() else {
-        eprintln!("skipped: no user 'nobody'");
+        skip_or_fail("no user 'nobody' in /etc/passwd");
         return;
     };
     let b = bins("sec-users");
