@@ -45,13 +45,15 @@ fn meshinit(args: &[&str], rec: &Record, app: &[&str]) -> Command {
 }
 
 /// Starts `cmd` as `nohup` and a parent that blocks SIGUSR2 would: SIGHUP ignored, SIGUSR2
-/// in the signal mask.
+/// in the signal mask; and SIGPIPE ignored, which meshinit must tell apart from the SIGPIPE
+/// Rust's runtime ignores in meshinit itself before `main`.
 fn as_nohup_with_usr2_blocked(cmd: &mut Command) {
     // SAFETY: signal(2) and sigprocmask(2) are async-signal-safe; this runs in the forked
     // child before exec and allocates nothing.
     unsafe {
         cmd.pre_exec(|| {
             libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
             let mut usr2 = SigSet::empty();
             usr2.add(Signal::SIGUSR2);
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&usr2), None)?;
@@ -141,7 +143,11 @@ fn the_app_starts_with_the_ignored_signals_and_mask_meshinit_inherited() {
     };
     // Exactly what the parent left: meshinit's own blocking never leaks.
     assert_eq!(mask("SigBlk:"), bit(Signal::SIGUSR2), "{out}");
-    assert_eq!(mask("SigIgn:") & !LIBC_BITS, bit(Signal::SIGHUP), "{out}");
+    assert_eq!(
+        mask("SigIgn:") & !LIBC_BITS,
+        bit(Signal::SIGHUP) | bit(Signal::SIGPIPE),
+        "{out}"
+    );
 }
 
 #[test]
