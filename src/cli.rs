@@ -336,7 +336,8 @@ pub struct Cli {
         help_heading = "Status and logs"
     )]
     pub log_format: Option<String>,
-    /// Log level: error, warn, info, debug or trace [default: info].
+    /// Log level: error, warn, info, debug or trace [default: warn in plain
+    /// init mode, as tini is quiet; info with kuma-dp].
     #[arg(
         long,
         env = "MESHINIT_LOG_LEVEL",

@@ -107,7 +107,8 @@ pub const OPTIONS: &[OptDef] = &[
     opt("exit_code_map", "exit-code-map", "shutdown", "exit-code-map", None, true),
     opt("status_listen", "status-listen", "status", "listen", None, false),
     opt("log_format", "log-format", "log", "format", Some("text"), false),
-    opt("log_level", "log-level", "log", "level", Some("info"), false),
+    // No fixed default: `warn` in plain init mode, `info` with kuma-dp.
+    opt("log_level", "log-level", "log", "level", None, false),
 ];
 
 /// File-only keys (no flag): `app.command` and `probes.checks`.
@@ -178,16 +179,21 @@ impl fmt::Display for Problem {
 /// All problems found; nothing may start.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", self.render())]
-pub struct ConfigError(pub Vec<Problem>);
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+    /// What meshinit exits with: 64 (usage), or a shell's 127/126 when the
+    /// only problem is an app command that does not exist or cannot run.
+    pub exit_code: i32,
+}
 
 impl ConfigError {
     fn render(&self) -> String {
-        let n = self.0.len();
+        let n = self.problems.len();
         let mut s = format!(
             "invalid configuration ({n} problem{}):",
             if n == 1 { "" } else { "s" }
         );
-        for p in &self.0 {
+        for p in &self.problems {
             s.push_str("\n  - ");
             s.push_str(&p.to_string());
         }
@@ -623,9 +629,31 @@ fn listen_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("'{s}' is not an address like 127.0.0.1:9000"))
 }
 
+/// Why a command cannot be run, with the exit code a shell (and tini,
+/// and `docker run`) reports for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotRunnable {
+    /// Nothing by that name: 127.
+    #[error("{0}")]
+    Missing(String),
+    /// It exists but cannot be executed (a directory, no execute bit): 126.
+    #[error("{0}")]
+    NotExecutable(String),
+}
+
+impl NotRunnable {
+    /// 127 for a command that does not exist, 126 for one that cannot be executed.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            NotRunnable::Missing(_) => crate::exit::EX_NOT_FOUND,
+            NotRunnable::NotExecutable(_) => crate::exit::EX_NOT_EXECUTABLE,
+        }
+    }
+}
+
 /// Finds an executable: a path with a slash as given (relative to `cwd`),
 /// otherwise the first match on PATH.
-pub fn find_executable(program: &str, cwd: Option<&Path>) -> Result<PathBuf, String> {
+pub fn find_executable(program: &str, cwd: Option<&Path>) -> Result<PathBuf, NotRunnable> {
     let is_exec = |p: &Path| {
         p.metadata().is_ok_and(|m| m.is_file())
             && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
@@ -636,17 +664,33 @@ pub fn find_executable(program: &str, cwd: Option<&Path>) -> Result<PathBuf, Str
             _ => PathBuf::from(program),
         };
         return match p.metadata() {
-            Err(_) => Err(format!("'{program}' does not exist")),
-            Ok(m) if !m.is_file() => Err(format!("'{program}' is not a file")),
-            Ok(_) if !is_exec(&p) => Err(format!("'{program}' is not executable (chmod +x it)")),
+            Err(_) => Err(NotRunnable::Missing(format!("'{program}' does not exist"))),
+            Ok(m) if !m.is_file() => Err(NotRunnable::NotExecutable(format!(
+                "'{program}' is not a file"
+            ))),
+            Ok(_) if !is_exec(&p) => Err(NotRunnable::NotExecutable(format!(
+                "'{program}' is not executable (chmod +x it)"
+            ))),
             Ok(_) => Ok(p),
         };
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
+    let candidates: Vec<PathBuf> = std::env::split_paths(&path)
         .map(|dir| dir.join(program))
-        .find(|p| is_exec(p))
-        .ok_or_else(|| format!("'{program}' was not found on PATH"))
+        .collect();
+    if let Some(p) = candidates.iter().find(|p| is_exec(p)) {
+        return Ok(p.clone());
+    }
+    // As a shell: found, but not runnable, is 126; not found at all, 127.
+    match candidates.iter().find(|p| p.exists()) {
+        Some(p) => Err(NotRunnable::NotExecutable(format!(
+            "'{program}' was found on PATH as {} but is not an executable file",
+            p.display()
+        ))),
+        None => Err(NotRunnable::Missing(format!(
+            "'{program}' was not found on PATH"
+        ))),
+    }
 }
 
 /// Whether the file's owner, group and mode let `id` read it (what kuma-dp,
@@ -765,6 +809,7 @@ pub fn load(
         }
     }
     let no_new_privs = r.typed("app_no_new_privs", boolean).unwrap_or(false);
+    let mut app_not_runnable = None;
     let forward_to = match r
         .typed("forward_to", choice(&["group", "process"]))
         .as_deref()
@@ -780,6 +825,7 @@ pub fn load(
             });
         }
     } else if let Err(e) = find_executable(&command[0], workdir.as_deref()) {
+        app_not_runnable = Some(e.exit_code());
         r.problems.push(Problem {
             message: format!("app command {e}; give the full path of an executable"),
             origin: Some(command_origin.clone()),
@@ -1003,7 +1049,12 @@ pub fn load(
         Some("warn") => tracing::Level::WARN,
         Some("debug") => tracing::Level::DEBUG,
         Some("trace") => tracing::Level::TRACE,
-        _ => tracing::Level::INFO,
+        Some(_) => tracing::Level::INFO,
+        // Not given: a plain init is quiet, as tini and dumb-init are (a CLI
+        // run under it prints only its own output); with kuma-dp the phase
+        // lines are the story of the service, and stay.
+        None if proxy.is_none() => tracing::Level::WARN,
+        None => tracing::Level::INFO,
     };
 
     let settings = Settings {
@@ -1015,6 +1066,9 @@ pub fn load(
             .unwrap_or_default(),
         proxy_max_restarts: r.typed("proxy_max_restarts", count).unwrap_or(5),
         app_stop_signal: stop_signal,
+        // Given explicitly (flag, env or file), it is what the app wants;
+        // otherwise the received stop signal is passed through.
+        pass_stop_signal: r.raw("app_stop_signal").is_none(),
         app_stop_timeout: stop_timeout,
         app_grace_delay: grace_delay,
         drain_mode,
@@ -1036,7 +1090,16 @@ pub fn load(
     }
 
     if !r.problems.is_empty() {
-        return Err(ConfigError(r.problems));
+        // A shell's codes when the command alone is the problem: a wrapper
+        // script or `docker run` user tells "not found" from "bad option".
+        let exit_code = match app_not_runnable {
+            Some(code) if r.problems.len() == 1 => code,
+            _ => crate::exit::EX_USAGE,
+        };
+        return Err(ConfigError {
+            problems: r.problems,
+            exit_code,
+        });
     }
     let effective = OPTIONS
         .iter()
@@ -1045,7 +1108,9 @@ pub fn load(
                 Some(raw) => (raw.values.join(","), raw.origin.clone()),
                 None => (d.default.unwrap_or("").to_string(), Origin::Default),
             };
-            let value = if d.id == "proxy_ready_url" && origin == Origin::Default {
+            let value = if d.id == "log_level" && origin == Origin::Default {
+                log_level.as_str().to_ascii_lowercase()
+            } else if d.id == "proxy_ready_url" && origin == Origin::Default {
                 proxy.as_ref().map_or(value, |p| p.ready_url.to_string())
             } else if d.id == "kuma_dp_arg" {
                 // A token given inline is shown redacted (issue 8).
@@ -1321,7 +1386,13 @@ fn proxy_config(
     args.extend(extra.iter().cloned());
     let drain_time = kuma_drain_time(&extra, env);
     let (work_dir, owns_work_dir) = match user_work_dir(&extra) {
-        Some(dir) => (PathBuf::from(dir), false),
+        // Absolute, because meshinit moves to `/` once the app runs and
+        // still reads Envoy's admin socket in there (kuma-dp itself starts
+        // where meshinit was started, so the argument stays as written).
+        Some(dir) => (
+            std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir)),
+            false,
+        ),
         None => {
             // A fresh, unguessable name: the directory is created at spawn
             // time with mode 0700 and removed at exit.

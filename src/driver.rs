@@ -49,7 +49,15 @@ pub enum DriverError {
 
 impl DriverError {
     pub fn exit_code(&self) -> i32 {
-        exit::EX_OSERR
+        match self {
+            // The command vanished or lost its execute bit since the
+            // configuration was checked, or --app-user cannot execute it:
+            // a shell's 127/126.
+            DriverError::SpawnApp { source, .. } => {
+                exit::for_exec_error(source).unwrap_or(exit::EX_OSERR)
+            }
+            DriverError::Signals(_) => exit::EX_OSERR,
+        }
     }
 }
 
@@ -86,6 +94,9 @@ struct Driver {
     /// Orphans are re-parented to meshinit (PID 1 or child subreaper), so
     /// "no child left" means "no descendant left".
     reaps_orphans: bool,
+    /// The app was handed the terminal meshinit runs in the foreground of:
+    /// job control (Ctrl-Z, `fg`) applies to the pair as to one shell job.
+    job_control: bool,
 }
 
 /// Runs the supervised pair to the end and returns meshinit's exit code.
@@ -140,6 +151,7 @@ pub async fn run(
         ready_notified: false,
         queue: VecDeque::new(),
         reaps_orphans,
+        job_control: false,
     };
     d.queue.push_back(Input::Start);
     if let Some(code) = d.pump()? {
@@ -208,10 +220,21 @@ impl Driver {
                 reaped = true;
                 continue;
             }
+            if signals::inherited().is_ignored(signo) {
+                // Ignored when meshinit started (nohup's HUP, a background
+                // job's INT and QUIT): ignored still, as the app ignores it.
+                debug!(signal = %signals::name(signo), "signal ignored, as it was when meshinit started");
+                continue;
+            }
             if self.cfg.stop_signals.iter().any(|s| *s as i32 == signo) {
                 info!(signal = %signals::name(signo), phase = self.lc.phase().as_str(), "stop signal received");
-                self.queue.push_back(Input::Stop);
+                if let Ok(signal) = Signal::try_from(signo) {
+                    self.queue.push_back(Input::Stop(signal));
+                }
             } else if signals::is_forwarded(signo) {
+                if signo == Signal::SIGCONT as i32 {
+                    self.give_terminal_back();
+                }
                 self.forward(signo);
             } else {
                 debug!(signal = %signals::name(signo), "signal ignored");
@@ -224,6 +247,23 @@ impl Driver {
 
     fn descendants(&self) -> Vec<i32> {
         crate::descendants::of(std::process::id() as i32)
+    }
+
+    /// `fg` resumed meshinit (SIGCONT) in the foreground of its terminal:
+    /// the app's group gets the terminal again before it is resumed, as a
+    /// shell does for a job. After `bg` meshinit is not in the foreground
+    /// and takes nothing (its blocked SIGTTOU would let it steal the
+    /// terminal from the shell).
+    fn give_terminal_back(&self) {
+        let Some(app) = self.app_pid.filter(|_| self.job_control) else {
+            return;
+        };
+        let stdin = std::io::stdin();
+        let ours = nix::unistd::tcgetpgrp(&stdin).is_ok_and(|pg| pg == nix::unistd::getpgrp());
+        if ours {
+            let r = nix::unistd::tcsetpgrp(&stdin, app);
+            debug!(ok = r.is_ok(), "terminal handed back to the app");
+        }
     }
 
     /// Passes a signal on to the app; never to kuma-dp.
@@ -274,6 +314,18 @@ impl Driver {
             && ((reaped.no_children && self.reaps_orphans) || self.descendants().is_empty())
         {
             self.queue.push_back(Input::DescendantsGone);
+        }
+        let app_stopped = reaped
+            .stopped
+            .iter()
+            .find(|(pid, _)| Some(*pid) == self.app_pid);
+        if let Some((pid, sig)) = app_stopped.filter(|_| self.job_control) {
+            // Ctrl-Z (or a background read or write) stopped the app: stop
+            // meshinit too, as dumb-init does, so the shell sees its job
+            // stopped and gives the prompt back. `fg` sends SIGCONT, which
+            // meshinit passes on (see `give_terminal_back`).
+            info!(pid = pid.as_raw(), signal = %signals::name(*sig), "app stopped; stopping meshinit too");
+            let _ = kill(nix::unistd::getpid(), Signal::SIGSTOP);
         }
     }
 
@@ -355,6 +407,7 @@ impl Driver {
     }
 
     fn spawn_app(&mut self) -> Result<(), DriverError> {
+        self.job_control = spawn::owns_terminal();
         let app = &self.cfg.app;
         let pid = spawn::spawn(spawn::Spec {
             program: app.command[0].as_ref(),
@@ -362,14 +415,18 @@ impl Driver {
             user: app.user.as_ref(),
             workdir: app.workdir.as_deref(),
             no_new_privs: app.no_new_privs,
-            foreground: spawn::owns_terminal(),
+            foreground: self.job_control,
             output: None,
+            is_app: true,
         })
         .map_err(|source| DriverError::SpawnApp {
             program: app.command[0].clone(),
             source,
         })?;
         info!(pid = pid.as_raw(), command = ?app.command, "app started");
+        if let Err(e) = spawn::leave_start_dir() {
+            debug!(error = %e, "cannot move to /; staying where meshinit was started");
+        }
         self.app_pid = Some(pid);
         self.status.borrow_mut().app_pid = Some(pid.as_raw());
         Ok(())
@@ -391,6 +448,7 @@ impl Driver {
             no_new_privs: false,
             foreground: false,
             output: None,
+            is_app: false,
         }) {
             Ok(pid) => {
                 let since_healthy = self
@@ -621,9 +679,13 @@ impl Driver {
             Event::Escalated { stops } => {
                 warn!(stops, "stop signal #{stops}: cutting the shutdown short")
             }
-            Event::AppKilled => {
+            Event::AppKilled { cut_short: false } => {
                 warn!("app did not stop within --app-stop-timeout; sending SIGKILL")
             }
+            Event::AppKilled { cut_short: true } => warn!(
+                "app did not stop within {} of the second stop signal, which cut the stop short; sending SIGKILL",
+                fmt_secs(self.lc.settings().kill_bound)
+            ),
             Event::ProxyKilled => warn!("kuma-dp did not exit in time; sending SIGKILL"),
             Event::DescendantsKilled => warn!("leftover descendants did not stop; sending SIGKILL"),
             Event::DescendantsLeft => error!("some descendants survived SIGKILL; exiting anyway"),

@@ -18,6 +18,24 @@ pub const EX_OSERR: i32 = 71;
 /// the restart window, or did not become ready within `--proxy-ready-timeout`.
 pub const EX_TEMPFAIL: i32 = 75;
 
+/// The app command exists but cannot be executed (a directory, no execute
+/// bit): what a shell, tini and `docker run` exit with.
+pub const EX_NOT_EXECUTABLE: i32 = 126;
+/// The app command does not exist: what a shell, tini and `docker run` exit with.
+pub const EX_NOT_FOUND: i32 = 127;
+
+/// The code for an app that could not be executed, as a shell reports it:
+/// 127 when it does not exist, 126 when it cannot be executed; `None` for
+/// other failures (e.g. switching users), which are meshinit's own.
+pub fn for_exec_error(e: &std::io::Error) -> Option<i32> {
+    use nix::libc;
+    match e.raw_os_error()? {
+        libc::ENOENT | libc::ENOTDIR => Some(EX_NOT_FOUND),
+        libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY => Some(EX_NOT_EXECUTABLE),
+        _ => None,
+    }
+}
+
 /// How a child process ended, as reported by `waitpid`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitStatus {
@@ -74,6 +92,17 @@ mod tests {
     fn signal_death_is_128_plus_n() {
         assert_eq!(ExitStatus::Signaled(15).code(), 143);
         assert_eq!(ExitStatus::Code(3).code(), 3);
+    }
+
+    #[test]
+    fn exec_errors_map_to_a_shells_codes() {
+        use nix::libc;
+        let code = |errno| for_exec_error(&std::io::Error::from_raw_os_error(errno));
+        assert_eq!(code(libc::ENOENT), Some(127));
+        assert_eq!(code(libc::EACCES), Some(126));
+        assert_eq!(code(libc::ENOEXEC), Some(126));
+        // Not an exec failure (e.g. --app-user cannot be switched to): meshinit's own.
+        assert_eq!(code(libc::EPERM), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod descendants;
 pub mod driver;
 pub mod envoy;
 pub mod exit;
+pub mod fds;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
@@ -49,7 +50,7 @@ pub fn main_with(args: Vec<std::ffi::OsString>, env: &dyn Fn(&str) -> Option<Str
         Ok(c) => c,
         Err(e) => {
             eprintln!("meshinit: {e}");
-            return exit::EX_USAGE;
+            return e.exit_code;
         }
     };
     if mode == cli::Mode::Check {
@@ -71,6 +72,9 @@ pub fn main_with(args: Vec<std::ffi::OsString>, env: &dyn Fn(&str) -> Option<Str
 }
 
 fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
+    spawn::record_start_dir();
+    // Before anything is spawned: only the app gets them back.
+    fds::adopt_inherited();
     // Before any thread or child exists, so that no signal is lost.
     if let Err(e) = signals::block() {
         eprintln!("meshinit: cannot block signals: {e}");

@@ -146,7 +146,13 @@ pub struct Settings {
     pub proxy_restart_window: Duration,
     pub proxy_backoff_initial: Duration,
     pub proxy_backoff_max: Duration,
+    /// The app's stop signal when `pass_stop_signal` is off, or when the
+    /// shutdown did not come from a signal (failed probes, kuma-dp gave up).
     pub app_stop_signal: Signal,
+    /// Stop the app with the stop signal meshinit received (Ctrl-C's INT
+    /// stays INT), as tini and dumb-init pass it through; off when
+    /// `--app-stop-signal` was given explicitly.
+    pub pass_stop_signal: bool,
     pub app_stop_timeout: Duration,
     pub app_grace_delay: Duration,
     pub drain_mode: DrainMode,
@@ -176,6 +182,7 @@ impl Settings {
             proxy_backoff_initial: Duration::from_secs(1),
             proxy_backoff_max: Duration::from_secs(30),
             app_stop_signal: Signal::SIGTERM,
+            pass_stop_signal: true,
             app_stop_timeout: Duration::from_secs(10),
             app_grace_delay: Duration::ZERO,
             drain_mode: DrainMode::Term,
@@ -219,8 +226,8 @@ pub enum Input {
     AppExited(ExitStatus),
     /// kuma-dp was reaped (or could not be spawned).
     ProxyExited(ExitStatus),
-    /// One of the stop signals (`--stop-signals`) arrived.
-    Stop,
+    /// One of the stop signals (`--stop-signals`) arrived: this one.
+    Stop(Signal),
     /// A deadline from `next_deadline()` has passed.
     Tick,
     /// No descendant of meshinit is left.
@@ -308,7 +315,11 @@ pub enum Event {
     },
     /// Envoy's stats could not be read: the drain lasts kuma-dp's drain time.
     IdleWatchUnavailable,
-    AppKilled,
+    /// The app outlived its stop bound and gets SIGKILL: `--app-stop-timeout`,
+    /// or (`cut_short`) the short bound after the operator's second stop signal.
+    AppKilled {
+        cut_short: bool,
+    },
     ProxyKilled,
     DescendantsKilled,
     /// Descendants survived SIGKILL past the last bound; meshinit exits anyway.
@@ -363,6 +374,9 @@ pub struct Lifecycle {
     healthy: bool,
     ready: bool,
     stops: u32,
+    /// The first stop signal received: the app's stop signal with
+    /// `pass_stop_signal`.
+    stop_received: Option<Signal>,
     escalated: bool,
     reason: Option<ExitReason>,
     proxy_crashes: Vec<Duration>,
@@ -430,6 +444,7 @@ impl Lifecycle {
             healthy: false,
             ready: false,
             stops: 0,
+            stop_received: None,
             escalated: false,
             reason: None,
             proxy_crashes: Vec::new(),
@@ -464,6 +479,15 @@ impl Lifecycle {
 
     pub fn settings(&self) -> &Settings {
         &self.s
+    }
+
+    /// The signal the app is (or will be) stopped with: the first stop
+    /// signal received when it is passed through, else `--app-stop-signal`.
+    pub fn app_stop_signal(&self) -> Signal {
+        match self.stop_received {
+            Some(received) if self.s.pass_stop_signal => received,
+            _ => self.s.app_stop_signal,
+        }
     }
 
     /// Crashes of kuma-dp that still count towards the restart limit.
@@ -506,7 +530,7 @@ impl Lifecycle {
             Input::ProxyReady => self.on_proxy_ready(now, &mut out),
             Input::AppExited(status) => self.on_app_exited(now, status, &mut out),
             Input::ProxyExited(status) => self.on_proxy_exited(now, status, &mut out),
-            Input::Stop => self.on_stop(now, &mut out),
+            Input::Stop(signal) => self.on_stop(now, signal, &mut out),
             Input::Tick => self.on_tick(now, &mut out),
             Input::DescendantsGone => self.on_descendants_gone(now, &mut out),
             Input::InboundIdle(idle) => self.on_inbound_idle(now, idle, &mut out),
@@ -710,8 +734,9 @@ impl Lifecycle {
         }
     }
 
-    fn on_stop(&mut self, now: Duration, out: &mut Vec<Action>) {
+    fn on_stop(&mut self, now: Duration, signal: Signal, out: &mut Vec<Action>) {
         self.stops += 1;
+        self.stop_received.get_or_insert(signal);
         match self.stops {
             1 if !self.phase.is_shutdown() => self.begin_shutdown(now, out),
             1 => out.push(Action::Event(Event::StopDuringShutdown)),
@@ -865,7 +890,7 @@ impl Lifecycle {
         self.stop_span.open(now);
         if !self.app_stop_sent {
             self.app_stop_sent = true;
-            out.push(Action::Signal(Target::App, self.s.app_stop_signal));
+            out.push(Action::Signal(Target::App, self.app_stop_signal()));
             let timeout = if self.escalated {
                 self.s.kill_bound
             } else {
@@ -973,7 +998,7 @@ impl Lifecycle {
             self.stop_span.open(now);
             if !self.app_stop_sent {
                 self.app_stop_sent = true;
-                out.push(Action::Signal(Target::App, self.s.app_stop_signal));
+                out.push(Action::Signal(Target::App, self.app_stop_signal()));
             }
             self.app_kill_at = Some(self.app_kill_at.map_or(bound, |t| t.min(bound)));
         } else if self.phase != Phase::Cleanup {
@@ -1059,7 +1084,9 @@ impl Lifecycle {
         if due(self.app_kill_at) {
             self.app_kill_at = None;
             if self.app_alive {
-                out.push(Action::Event(Event::AppKilled));
+                out.push(Action::Event(Event::AppKilled {
+                    cut_short: self.escalated,
+                }));
                 out.push(Action::Kill(Target::App));
             }
         }

@@ -1,5 +1,16 @@
 //! The `meshinit` binary: everything lives in the library; see `lib.rs`.
 
+/// Runs before `main` and before Rust's runtime sets SIGPIPE to ignored, so
+/// the signal state meshinit inherited (which its children get back) is read
+/// as the parent left it.
+#[used]
+#[link_section = ".init_array"]
+static RECORD_INHERITED_SIGNALS: extern "C" fn() = record_inherited_signals;
+
+extern "C" fn record_inherited_signals() {
+    meshinit::signals::record_inherited();
+}
+
 fn main() {
     let env = |name: &str| std::env::var(name).ok();
     std::process::exit(meshinit::main_with(std::env::args_os().collect(), &env));

@@ -164,10 +164,18 @@ pub fn render(cfg: &Config) -> String {
         fmt_duration(st.app_grace_delay)
     );
     n += 1;
+    let stop_signal = if st.pass_stop_signal {
+        // As tini and dumb-init: Ctrl-C's INT reaches the app as INT.
+        format!(
+            "the stop signal meshinit received (SIG{} when the shutdown has another cause)",
+            signal_name(st.app_stop_signal)
+        )
+    } else {
+        format!("SIG{}", signal_name(st.app_stop_signal))
+    };
     let _ = writeln!(
         s_,
-        "  {n}. stop: the app gets SIG{}, SIGKILL after {} (app-stop-timeout)",
-        signal_name(st.app_stop_signal),
+        "  {n}. stop: the app gets {stop_signal}, SIGKILL after {} (app-stop-timeout)",
         fmt_duration(st.app_stop_timeout)
     );
     if matches!(st.drain_mode, DrainMode::InboundUsr2 { .. }) && cfg.proxy.is_some() {

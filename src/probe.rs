@@ -163,6 +163,7 @@ async fn exec(
         no_new_privs: false,
         foreground: false,
         output: Some(write_end),
+        is_app: false,
     })
     .map_err(|e| format!("cannot run {}: {e}", program.to_string_lossy()))?;
     // Registered before the next await, so the reaper (same thread) cannot

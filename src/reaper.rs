@@ -14,28 +14,32 @@ use crate::exit::ExitStatus;
 #[derive(Debug, Default)]
 pub struct Reaped {
     pub exited: Vec<(Pid, ExitStatus)>,
+    /// Children stopped by a signal (job control: Ctrl-Z), with the signal.
+    pub stopped: Vec<(Pid, i32)>,
     /// meshinit has no child left at all (ECHILD). As PID 1 or a child
     /// subreaper every live descendant has a living ancestor among
     /// meshinit's children, so none is left either.
     pub no_children: bool,
 }
 
-/// Reaps every child that has exited, without blocking.
+/// Reaps every child that has exited, without blocking, and reports the
+/// ones that were stopped (each stop is reported once).
 pub fn reap() -> Reaped {
     let mut out = Reaped::default();
     loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
             Ok(WaitStatus::Exited(pid, code)) => out.exited.push((pid, ExitStatus::Code(code))),
             Ok(WaitStatus::Signaled(pid, sig, _core)) => {
                 out.exited.push((pid, ExitStatus::Signaled(sig as i32)))
             }
+            Ok(WaitStatus::Stopped(pid, sig)) => out.stopped.push((pid, sig as i32)),
             Ok(WaitStatus::StillAlive) => return out,
             Err(Errno::ECHILD) => {
                 out.no_children = true;
                 return out;
             }
-            // Stop/continue reports need WUNTRACED/WCONTINUED, which are not
-            // asked for; skip anything else and keep reaping.
+            // Continue reports need WCONTINUED, which is not asked for;
+            // skip anything else and keep reaping.
             Ok(_) | Err(Errno::EINTR) => continue,
             Err(_) => return out,
         }

@@ -33,15 +33,67 @@ fn handled_set() -> SigSet {
     set
 }
 
+/// The signal state meshinit was started with: its children start with it
+/// again (see `spawn`), as tini's do, so `nohup meshinit -- app` keeps the
+/// app immune to SIGHUP and a background job's ignored INT stays ignored.
+#[derive(Clone, Copy, Debug)]
+pub struct Inherited {
+    /// The signal mask.
+    pub mask: SigSet,
+    /// Bit `N-1` set: signal N was ignored (SIG_IGN).
+    pub ignored: u64,
+}
+
+impl Inherited {
+    /// Whether signal `signo` was ignored when meshinit started.
+    pub fn is_ignored(&self, signo: i32) -> bool {
+        (1..=64).contains(&signo) && self.ignored & (1 << (signo - 1)) != 0
+    }
+}
+
+static INHERITED: std::sync::OnceLock<Inherited> = std::sync::OnceLock::new();
+
+/// Records the signal state meshinit was started with; the first call
+/// wins. The binary calls it from an `.init_array` constructor, before
+/// Rust's runtime sets SIGPIPE to ignored (which would otherwise be
+/// indistinguishable from an inherited ignored SIGPIPE); `block` calls it
+/// too, for callers without that constructor.
+pub fn record_inherited() {
+    INHERITED.get_or_init(|| {
+        let mut ignored = 0u64;
+        for signo in 1..=nix::libc::SIGRTMAX().min(64) {
+            // SAFETY: a null `act` only reads the current action into `old`,
+            // which is a plain C struct that zeroed memory initialises.
+            let mut old: nix::libc::sigaction = unsafe { std::mem::zeroed() };
+            let rc = unsafe { nix::libc::sigaction(signo, std::ptr::null(), &mut old) };
+            if rc == 0 && old.sa_sigaction == nix::libc::SIG_IGN {
+                ignored |= 1 << (signo - 1);
+            }
+        }
+        Inherited {
+            mask: SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty()),
+            ignored,
+        }
+    });
+}
+
+/// The signal state meshinit was started with (recorded on first use when
+/// nothing recorded it earlier).
+pub fn inherited() -> Inherited {
+    record_inherited();
+    *INHERITED.get().expect("recorded just above")
+}
+
 /// Blocks every handled signal on the calling thread. Call before any
-/// thread or child exists: both inherit the mask (children get it cleared
-/// again right before exec, see `spawn`).
+/// thread or child exists: both inherit the mask (children get the mask
+/// meshinit inherited back right before exec, see `spawn`).
 ///
 /// Every disposition is also reset to the default first: an inherited
 /// `SIGCHLD` set to ignore would make the kernel reap the app behind
-/// meshinit's back (and meshinit wait forever), and dispositions are what
-/// children inherit across exec.
+/// meshinit's back (and meshinit wait forever). The inherited ignored set
+/// is recorded first; children get it back.
 pub fn block() -> nix::Result<()> {
+    record_inherited();
     for signo in 1..=nix::libc::SIGRTMAX() {
         if signo != nix::libc::SIGKILL && signo != nix::libc::SIGSTOP {
             // SAFETY: SIG_DFL installs no handler; the C library refuses
@@ -54,16 +106,17 @@ pub fn block() -> nix::Result<()> {
 
 /// Whether a signal received by meshinit is passed on to the app.
 ///
-/// Not forwarded: SIGCHLD (ours, for reaping), SIGTTIN/SIGTTOU (job-control
-/// signals the kernel sends meshinit itself when it touches the terminal
-/// from the background), SIGPIPE (raised by meshinit's own writes to a
-/// closed pipe), and SIGURG (runtime-internal in Go programs; forwarding it
-/// killed apps under other supervisors). Stop signals are handled separately.
+/// Not forwarded: SIGCHLD (ours, for reaping), SIGPIPE (raised by
+/// meshinit's own writes to a closed pipe), and SIGURG (runtime-internal in
+/// Go programs; forwarding it killed apps under other supervisors). Stop
+/// signals are handled separately. The job-control signals SIGTSTP, SIGTTIN
+/// and SIGTTOU are forwarded, as dumb-init does: the app stops, and meshinit
+/// stops itself when it sees that (see the driver). The kernel never sends
+/// meshinit TTIN/TTOU for its own terminal use: it blocks them, which makes
+/// the kernel let the operation through instead.
 pub fn is_forwarded(signo: i32) -> bool {
     ![
         Signal::SIGCHLD as i32,
-        Signal::SIGTTIN as i32,
-        Signal::SIGTTOU as i32,
         Signal::SIGPIPE as i32,
         Signal::SIGURG as i32,
         Signal::SIGKILL as i32,
@@ -138,16 +191,12 @@ mod tests {
             Signal::SIGQUIT,
             Signal::SIGCONT,
             Signal::SIGTSTP,
+            Signal::SIGTTIN,
+            Signal::SIGTTOU,
         ] {
             assert!(is_forwarded(s as i32), "{s}");
         }
-        for s in [
-            Signal::SIGCHLD,
-            Signal::SIGTTIN,
-            Signal::SIGTTOU,
-            Signal::SIGPIPE,
-            Signal::SIGURG,
-        ] {
+        for s in [Signal::SIGCHLD, Signal::SIGPIPE, Signal::SIGURG] {
             assert!(!is_forwarded(s as i32), "{s}");
         }
         assert!(is_forwarded(libc_rtmin() + 1));

@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::sys::signal::SigmaskHow;
 use nix::unistd::{Pid, Uid};
 
 use crate::user::Identity;
@@ -28,6 +28,9 @@ pub struct Spec<'a> {
     pub foreground: bool,
     /// Where stdout and stderr go (inherited when `None`).
     pub output: Option<std::os::fd::OwnedFd>,
+    /// The app: it alone gets the descriptors meshinit inherited and the
+    /// socket-activation variables (see `fds`).
+    pub is_app: bool,
 }
 
 /// Whether meshinit's stdin is a terminal whose foreground group is ours:
@@ -39,6 +42,23 @@ pub fn owns_terminal() -> bool {
         && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|pg| pg == nix::unistd::getpgrp())
 }
 
+/// Where meshinit was started. Children given no working directory start
+/// there, as they always did, although meshinit itself moves to `/` once
+/// the app runs (see `leave_start_dir`).
+static START_DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+
+/// Records where meshinit was started; call before anything is spawned.
+pub fn record_start_dir() {
+    START_DIR.get_or_init(|| std::env::current_dir().ok());
+}
+
+/// Moves meshinit itself to `/`, as dumb-init does, so that it does not
+/// keep the mount it was started in busy for the life of the service.
+pub fn leave_start_dir() -> io::Result<()> {
+    record_start_dir();
+    std::env::set_current_dir("/")
+}
+
 /// Spawns the child and returns its pid (which is also its process group).
 /// The exit status is collected by `reaper`, never here.
 pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
@@ -47,10 +67,37 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
     cmd.process_group(0);
     // meshinit speaks to systemd itself; a child that also did would
     // confuse the service manager.
-    cmd.env_remove("NOTIFY_SOCKET");
-    cmd.env_remove("WATCHDOG_USEC");
-    cmd.env_remove("WATCHDOG_PID");
-    if let Some(dir) = spec.workdir {
+    const NOT_FOR_CHILDREN: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+    for var in NOT_FOR_CHILDREN {
+        cmd.env_remove(var);
+    }
+    if !spec.is_app {
+        for var in crate::fds::LISTEN_VARS {
+            cmd.env_remove(var);
+        }
+    }
+    let inherited_fds: &'static [std::os::fd::RawFd] = if spec.is_app {
+        crate::fds::inherited()
+    } else {
+        &[]
+    };
+    // Socket activation: std's Command fixes the environment before the
+    // child's pid is known, so the app is executed by hand with
+    // LISTEN_PID filled in after the fork.
+    let socket_activated = spec.is_app && crate::fds::socket_activated(&|k| std::env::var(k).ok());
+    let mut exec_with_listen_pid = if socket_activated {
+        Some(crate::fds::ExecWithListenPid::new(
+            spec.program,
+            spec.args,
+            &NOT_FOR_CHILDREN,
+        )?)
+    } else {
+        None
+    };
+    if let Some(dir) = spec
+        .workdir
+        .or_else(|| START_DIR.get().and_then(|d| d.as_deref()))
+    {
         cmd.current_dir(dir);
     }
     if let Some(fd) = spec.output {
@@ -59,13 +106,14 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
         cmd.stderr(Stdio::from(err));
         cmd.stdin(Stdio::null());
     }
+    let inherited = crate::signals::inherited();
     let identity = spec.user.cloned();
     let no_new_privs = spec.no_new_privs;
     let foreground = spec.foreground;
     // SAFETY: the closure runs in the forked child before exec. It only
     // makes async-signal-safe system calls (tcsetpgrp, setgroups,
-    // setresgid, setresuid, prctl, sigprocmask) on data prepared
-    // before the fork, and allocates nothing. std has already put the child
+    // setresgid, setresuid, prctl, fcntl, signal, sigprocmask, execve) on
+    // data prepared before the fork, and allocates nothing. std has already put the child
     // in its own process group at this point.
     unsafe {
         cmd.pre_exec(move || {
@@ -88,14 +136,29 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
             if no_new_privs {
                 nix::sys::prctl::set_no_new_privs()?;
             }
-            // Start the program as a shell would, with an empty signal
-            // mask: the mask survives exec, and meshinit blocks every signal
-            // (it reads them from a signalfd), so an app inheriting it would
-            // never see its SIGTERM. This closure is needed even when it has
-            // nothing else to do: std's posix_spawn path leaves the mask as
-            // it is (measured: the app got meshinit's mask). Dispositions are already the defaults:
-            // `signals::block` reset meshinit's own at start.
-            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            // The app gets back what meshinit inherited (marked
+            // close-on-exec at start so that nothing else does).
+            for &fd in inherited_fds {
+                nix::libc::fcntl(fd, nix::libc::F_SETFD, 0);
+            }
+            // Give the program back the signal state meshinit itself was
+            // started with, as tini does: the mask survives exec, and
+            // meshinit's own (every signal blocked, for its signalfd) would
+            // keep an ordinary app from ever seeing its SIGTERM. This
+            // closure is needed even when it has nothing else to do: std's
+            // posix_spawn path leaves the mask as it is (measured: the app
+            // got meshinit's mask). Ignored signals stay ignored (`nohup`
+            // keeps working), except SIGCHLD: ignored, it would make the
+            // kernel reap the child's own children behind its back.
+            for signo in 1..=64 {
+                if inherited.is_ignored(signo) && signo != nix::libc::SIGCHLD {
+                    nix::libc::signal(signo, nix::libc::SIG_IGN);
+                }
+            }
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&inherited.mask), None)?;
+            if let Some(exec) = exec_with_listen_pid.as_mut() {
+                return Err(exec.exec());
+            }
             Ok(())
         });
     }

@@ -4,8 +4,9 @@
 //! minimal root (`unshare` + `chroot` into a directory holding only meshinit and a test app).
 //!
 //! Tests that need something this machine may lack (systemd-analyze, root, unshare) print
-//! `SKIPPED: <why>` and pass, unless MESHINIT_REQUIRE_DEPLOY_TESTS=1, which makes a skip a
-//! failure (`scripts/test-packaging` sets it, so CI cannot skip silently).
+//! `SKIPPED: <why>` and pass, unless CI=true or MESHINIT_REQUIRE_DEPLOY_TESTS=1, which make
+//! a skip a failure with its reason (`scripts/test-packaging` sets the latter), so CI cannot
+//! skip silently.
 
 mod common;
 
@@ -27,12 +28,13 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Skips the calling test (returns true) unless skips are forbidden.
+/// Skips the calling test (returns true) unless skips are forbidden: under CI=true (see
+/// `common::skip_or_fail`) or MESHINIT_REQUIRE_DEPLOY_TESTS=1 a test that cannot run fails.
 fn skip(why: &str) -> bool {
     if std::env::var("MESHINIT_REQUIRE_DEPLOY_TESTS").as_deref() == Ok("1") {
         panic!("cannot run (MESHINIT_REQUIRE_DEPLOY_TESTS=1): {why}");
     }
-    eprintln!("SKIPPED: {why}");
+    skip_or_fail(why);
     true
 }
 

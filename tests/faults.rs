@@ -298,18 +298,20 @@ fn an_app_that_exits_leaving_children_behind_has_them_all_stopped() {
     let dir = temp_dir("fault-exit-children");
     let rec = Record::new(&dir);
     let mut cmd = std::process::Command::new(meshinit_bin());
-    cmd.arg("--").arg(test_app_bin()).args([
-        "--record",
-        rec.path_str(),
-        "--orphans",
-        "1000",
-        "--children",
-        "200",
-        "--exit-after",
-        "500",
-        "--exit-code",
-        "5",
-    ]);
+    cmd.args(["--log-level=info", "--"])
+        .arg(test_app_bin())
+        .args([
+            "--record",
+            rec.path_str(),
+            "--orphans",
+            "1000",
+            "--children",
+            "200",
+            "--exit-after",
+            "500",
+            "--exit-code",
+            "5",
+        ]);
     let mut p = Proc::start(cmd);
     let app: i32 = rec.wait_for("start", T).field("pid").parse().unwrap();
     let children: Vec<i32> = rec

@@ -14,8 +14,13 @@ use nix::unistd::Pid;
 const T: Duration = Duration::from_secs(15);
 const MS: u64 = 1_000_000;
 
+/// meshinit at `--log-level info`: these tests follow the run by its log lines, which a
+/// plain init does not print by default (tests/habits.rs checks that it is quiet).
 fn meshinit(args: &[&str], app: &[&str]) -> Command {
     let mut cmd = Command::new(meshinit_bin());
+    if !args.iter().any(|a| a.starts_with("--log-level")) {
+        cmd.args(["--log-level", "info"]);
+    }
     cmd.args(args).arg("--").arg(test_app_bin()).args(app);
     cmd
 }
@@ -83,7 +88,14 @@ fn the_app_starts_with_no_blocked_or_ignored_signals() {
 fn an_app_with_default_signal_handling_stops_on_sigterm() {
     // A plain `sleep` relies on the default SIGTERM action.
     let mut cmd = Command::new(meshinit_bin());
-    cmd.args(["--app-stop-timeout", "30s", "--", "sleep", "60"]);
+    cmd.args([
+        "--log-level=info",
+        "--app-stop-timeout",
+        "30s",
+        "--",
+        "sleep",
+        "60",
+    ]);
     let mut p = Proc::start(cmd);
     p.wait_for_line("app started", T);
     let sent = std::time::Instant::now();
@@ -328,7 +340,7 @@ fn descendants_that_ignore_sigterm_are_killed() {
 #[test]
 fn app_runs_as_the_given_user_with_its_own_groups() {
     if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: needs root to change users");
+        skip_or_fail("needs root to change users");
         return;
     }
     // The build directory may sit below a home only root can enter: give
@@ -367,7 +379,7 @@ fn app_runs_as_the_given_user_with_its_own_groups() {
 fn the_app_gets_the_terminal_as_foreground_group() {
     // `script` gives meshinit a pseudo-terminal on stdin, as an interactive shell would.
     if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: script(1) not installed");
+        skip_or_fail("script(1) (util-linux) is not installed");
         return;
     }
     let dir = temp_dir("init-tty");
@@ -470,21 +482,44 @@ fn bad_input_is_refused_before_anything_starts() {
             );
         }
     }
-    for (program, needle) in [
-        ("/no/such/app", "does not exist"),
-        (not_exec.to_str().unwrap(), "is not executable"),
-        ("no-such-program-on-path", "was not found on PATH"),
+    // A command that cannot run exits as in a shell, tini or `docker run`: 127 when it does
+    // not exist, 126 when it cannot be executed.
+    for (program, needle, code) in [
+        ("/no/such/app", "does not exist", 127),
+        (not_exec.to_str().unwrap(), "is not executable", 126),
+        ("no-such-program-on-path", "was not found on PATH", 127),
+        ("/tmp", "is not a file", 126),
     ] {
         let mut cmd = Command::new(meshinit_bin());
         cmd.args(["--", program]);
         let mut p = Proc::start(cmd);
-        assert_eq!(p.wait_exit(T).code(), Some(64), "{program}: {}", p.output());
+        assert_eq!(
+            p.wait_exit(T).code(),
+            Some(code),
+            "{program}: {}",
+            p.output()
+        );
         assert!(
             p.output().contains(needle) && p.output().contains(program),
             "{program}: {}",
             p.output()
         );
     }
+    // Found on PATH but not executable: 126, as bash says "Permission denied".
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.env("PATH", dir.path()).args(["--", "not-executable"]);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(126), "{}", p.output());
+    assert!(
+        p.output().contains("is not an executable file"),
+        "{}",
+        p.output()
+    );
+    // A usage error stays 64, even with a missing command beside it.
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--app-stop-timeout=10", "--", "/no/such/app"]);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(64), "{}", p.output());
     // Env vars are named as the origin.
     let mut cmd = Command::new(meshinit_bin());
     cmd.env("MESHINIT_APP_GRACE_DELAY", "forever")

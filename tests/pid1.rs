@@ -24,8 +24,11 @@ fn unshare_works() -> bool {
 
 fn in_namespace(meshinit_args: &[&str], app: &[&str]) -> Command {
     let mut cmd = Command::new("unshare");
+    // At info level: these tests follow the run by its log lines, which a plain init
+    // does not print by default.
     cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
         .arg(meshinit_bin())
+        .arg("--log-level=info")
         .args(meshinit_args)
         .arg("--")
         .arg(test_app_bin())
@@ -62,7 +65,7 @@ fn zombies_below(root: i32) -> Vec<i32> {
 #[test]
 fn reaps_hundreds_of_orphans_as_pid_1() {
     if !unshare_works() {
-        eprintln!("skipped: unshare --pid --fork --mount-proc is not permitted here");
+        skip_or_fail("unshare --pid --fork --mount-proc is not permitted here");
         return;
     }
     let dir = temp_dir("pid1-orphans");
@@ -94,7 +97,7 @@ fn reaps_hundreds_of_orphans_as_pid_1() {
 #[test]
 fn forwards_signals_and_exit_codes_as_pid_1() {
     if !unshare_works() {
-        eprintln!("skipped: unshare --pid --fork --mount-proc is not permitted here");
+        skip_or_fail("unshare --pid --fork --mount-proc is not permitted here");
         return;
     }
     let dir = temp_dir("pid1-signals");
@@ -114,7 +117,7 @@ fn forwards_signals_and_exit_codes_as_pid_1() {
 #[test]
 fn leftover_daemons_die_with_the_app_as_pid_1() {
     if !unshare_works() {
-        eprintln!("skipped: unshare --pid --fork --mount-proc is not permitted here");
+        skip_or_fail("unshare --pid --fork --mount-proc is not permitted here");
         return;
     }
     let dir = temp_dir("pid1-daemon");

@@ -205,11 +205,11 @@ fn nobody() -> Option<(u32, u32)> {
 #[test]
 fn app_and_kuma_dp_users_drop_every_id_and_reset_groups() {
     if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: needs root to change users");
+        skip_or_fail("needs root to change users");
         return;
     }
     let Some((uid, gid)) = nobody() else {
-        eprintln!("skipped: no user 'nobody'");
+        skip_or_fail("no user 'nobody' in /etc/passwd");
         return;
     };
     let b = bins("sec-users");
@@ -355,7 +355,7 @@ fn the_status_endpoint_binds_loopback_for_a_bare_port() {
         let port = free_port();
         let listen = spec.replace("{port}", &port.to_string());
         let mut cmd = Command::new(meshinit_bin());
-        cmd.args(["--status-listen", &listen, "--"])
+        cmd.args(["--log-level=info", "--status-listen", &listen, "--"])
             .arg(test_app_bin());
         let mut p = Proc::start(cmd);
         p.wait_for_line("status endpoint listening", T);

@@ -430,9 +430,11 @@ fn drain_signal_usr2_drains_inbound_then_stops_the_app_then_terms_kuma_dp() {
 
 #[test]
 fn without_a_proxy_the_grace_delay_precedes_the_app_stop() {
-    let s = Scenario::bare("no-proxy")
-        .listening_app()
-        .opt(&["--app-grace-delay", "300ms"]);
+    let s = Scenario::bare("no-proxy").listening_app().opt(&[
+        "--log-level=info",
+        "--app-grace-delay",
+        "300ms",
+    ]);
     let mut p = s.start();
     p.wait_for_line("plain init mode", T);
     p.wait_for_line("service running and ready", T);

@@ -45,7 +45,7 @@ fn unique() -> u64 {
 }
 
 fn messages(e: ConfigError) -> Vec<String> {
-    e.0.iter().map(|p| p.to_string()).collect()
+    e.problems.iter().map(|p| p.to_string()).collect()
 }
 
 #[test]

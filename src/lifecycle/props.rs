@@ -60,14 +60,18 @@ fn settings() -> impl Strategy<Value = Settings> {
             1u64..5_000,
             1u64..120_000,
         ),
-        (any::<bool>(), proptest::option::of((dur(), dur()))),
+        (
+            any::<bool>(),
+            proptest::option::of((dur(), dur())),
+            any::<bool>(),
+        ),
     )
         .prop_map(
             |(
                 (has_proxy, has_probes, max_restarts, usr2, unhealthy_shutdown),
                 (startup, ready, stop, grace, drain, wait),
                 (stop_signal, kill_bound, cleanup, backoff, window),
-                (proxy_first, idle),
+                (proxy_first, idle, pass_stop_signal),
             )| Settings {
                 has_proxy,
                 has_probes,
@@ -78,6 +82,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                 proxy_backoff_initial: ms(backoff),
                 proxy_backoff_max: ms(backoff * 8),
                 app_stop_signal: stop_signal,
+                pass_stop_signal,
                 app_stop_timeout: stop,
                 app_grace_delay: grace,
                 drain_mode: if usr2 {
@@ -118,7 +123,7 @@ fn input() -> impl Strategy<Value = Input> {
         3 => Just(Input::ProxyReady),
         1 => status().prop_map(Input::AppExited),
         2 => status().prop_map(Input::ProxyExited),
-        2 => Just(Input::Stop),
+        2 => prop_oneof![Just(Signal::SIGTERM), Just(Signal::SIGINT)].prop_map(Input::Stop),
         2 => Just(Input::Tick),
         1 => Just(Input::DescendantsGone),
         1 => Just(Input::Start),
@@ -284,7 +289,7 @@ impl Run {
             }
             Input::Healthy => self.healthy_seen = true,
             Input::ProxyReady if self.proxy_alive => self.proxy_ready = true,
-            Input::Stop => self.stops += 1,
+            Input::Stop(_) => self.stops += 1,
             _ => {}
         }
         if let Some(Drain { until: Some(u) }) = self.drain {
@@ -297,14 +302,14 @@ impl Run {
             "{:>9?} {:?} in {:?} -> {:?}",
             t, input, phase_before, actions
         ));
-        let stop_signal = self.lc.settings().app_stop_signal;
+        let stop_signal = self.lc.app_stop_signal();
         let proxy_first = self.lc.settings().has_proxy
             && self.lc.settings().start_order == StartOrder::ProxyFirst;
         let drain_limit = match self.lc.settings().drain_mode {
             DrainMode::InboundUsr2 { wait } => wait.min(self.lc.settings().drain_timeout),
             DrainMode::Term => self.lc.settings().drain_timeout,
         };
-        if input == Input::Stop
+        if matches!(input, Input::Stop(_))
             && self.stops == 1
             && phase_before == Phase::Running
             && self.lc.settings().has_proxy
@@ -459,7 +464,7 @@ impl Run {
     fn answer_app_stop(&mut self) {
         if let Some(w) = self.world {
             if w.app_obeys {
-                let sig = self.lc.settings().app_stop_signal as i32;
+                let sig = self.lc.app_stop_signal() as i32;
                 self.answer(
                     ms(w.app_stop_ms),
                     Input::AppExited(ExitStatus::Signaled(sig)),
@@ -518,7 +523,7 @@ impl Run {
         }
         if self.stops == 0 {
             let now = self.now;
-            self.step_at(now, Input::Stop);
+            self.step_at(now, Input::Stop(Signal::SIGTERM));
         }
         for _ in 0..MAX_STEPS {
             if self.exit.is_some() {
@@ -608,7 +613,7 @@ fn run_case(settings: Settings, punctual: bool, prefix: &[(u64, Input)], world: 
     // Done is final: nothing comes out of it any more.
     let now = run.now;
     for input in [
-        Input::Stop,
+        Input::Stop(Signal::SIGTERM),
         Input::Tick,
         Input::Start,
         Input::DescendantsGone,

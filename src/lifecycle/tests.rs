@@ -32,20 +32,20 @@ fn at_phase(phase: Phase) -> (Lifecycle, Duration) {
             (0, Input::Start),
             (300, Input::Healthy),
             (800, Input::ProxyReady),
-            (10_000, Input::Stop),
+            (10_000, Input::Stop(TERM)),
         ],
         Phase::Grace => &[
             (0, Input::Start),
             (300, Input::Healthy),
             (800, Input::ProxyReady),
-            (10_000, Input::Stop),
+            (10_000, Input::Stop(TERM)),
             (12_000, Input::ProxyExited(OK)),
         ],
         Phase::Stopping => &[
             (0, Input::Start),
             (300, Input::Healthy),
             (800, Input::ProxyReady),
-            (10_000, Input::Stop),
+            (10_000, Input::Stop(TERM)),
             (12_000, Input::ProxyExited(OK)),
             (17_000, Input::Tick),
         ],
@@ -53,7 +53,7 @@ fn at_phase(phase: Phase) -> (Lifecycle, Duration) {
             (0, Input::Start),
             (300, Input::Healthy),
             (800, Input::ProxyReady),
-            (10_000, Input::Stop),
+            (10_000, Input::Stop(TERM)),
             (12_000, Input::ProxyExited(OK)),
             (17_000, Input::Tick),
             (17_100, Input::AppExited(ExitStatus::Signaled(15))),
@@ -62,7 +62,7 @@ fn at_phase(phase: Phase) -> (Lifecycle, Duration) {
             (0, Input::Start),
             (300, Input::Healthy),
             (800, Input::ProxyReady),
-            (10_000, Input::Stop),
+            (10_000, Input::Stop(TERM)),
             (12_000, Input::ProxyExited(OK)),
             (17_000, Input::Tick),
             (17_100, Input::AppExited(ExitStatus::Signaled(15))),
@@ -114,7 +114,7 @@ fn table() -> Vec<Row> {
         Row { phase: Starting, input: ProxyReady, after_ms: 0, next: Starting, must: &[], must_not: &[] },
         Row { phase: Starting, input: app_exit, after_ms: 0, next: Starting, must: &[], must_not: &[] },
         Row { phase: Starting, input: proxy_exit, after_ms: 0, next: Starting, must: &[], must_not: &[] },
-        Row { phase: Starting, input: Stop, after_ms: 0, next: Cleanup, must: &[Action::TermDescendants], must_not: &[Action::SpawnApp] },
+        Row { phase: Starting, input: Stop(TERM), after_ms: 0, next: Cleanup, must: &[Action::TermDescendants], must_not: &[Action::SpawnApp] },
         Row { phase: Starting, input: Tick, after_ms: 0, next: Starting, must: &[], must_not: &[] },
         Row { phase: Starting, input: DescendantsGone, after_ms: 0, next: Starting, must: &[], must_not: &[] },
         // Probing
@@ -124,7 +124,7 @@ fn table() -> Vec<Row> {
         Row { phase: Probing, input: ProxyReady, after_ms: 0, next: Probing, must: &[], must_not: &[] },
         Row { phase: Probing, input: app_exit, after_ms: 0, next: Cleanup, must: &[Action::TermDescendants], must_not: &[Action::SpawnProxy] },
         Row { phase: Probing, input: proxy_exit, after_ms: 0, next: Probing, must: &[], must_not: &[] },
-        Row { phase: Probing, input: Stop, after_ms: 0, next: Stopping, must: &[STOP_APP, Action::Probes(ProbeMode::Off)], must_not: &[Action::SpawnProxy] },
+        Row { phase: Probing, input: Stop(TERM), after_ms: 0, next: Stopping, must: &[STOP_APP, Action::Probes(ProbeMode::Off)], must_not: &[Action::SpawnProxy] },
         Row { phase: Probing, input: Tick, after_ms: 59_000, next: Probing, must: &[], must_not: &[] },
         Row { phase: Probing, input: Tick, after_ms: 60_000, next: Stopping, must: &[Action::Event(Event::StartupTimeout), STOP_APP], must_not: &[Action::SpawnProxy] },
         Row { phase: Probing, input: DescendantsGone, after_ms: 0, next: Probing, must: &[], must_not: &[] },
@@ -135,7 +135,7 @@ fn table() -> Vec<Row> {
         Row { phase: ProxyStarting, input: ProxyReady, after_ms: 0, next: Running, must: &[Action::Ready(true), Action::Event(Event::ProxyReady)], must_not: &[] },
         Row { phase: ProxyStarting, input: app_exit, after_ms: 0, next: Cleanup, must: &[TERM_PROXY], must_not: &[Action::TermDescendants] },
         Row { phase: ProxyStarting, input: proxy_exit, after_ms: 0, next: ProxyStarting, must: &[Action::Event(Event::ProxyRestarting { attempt: 1, delay: ONE_SECOND })], must_not: &[Action::SpawnProxy] },
-        Row { phase: ProxyStarting, input: Stop, after_ms: 0, next: Stopping, must: &[TERM_PROXY, STOP_APP], must_not: &[] },
+        Row { phase: ProxyStarting, input: Stop(TERM), after_ms: 0, next: Stopping, must: &[TERM_PROXY, STOP_APP], must_not: &[] },
         Row { phase: ProxyStarting, input: Tick, after_ms: 60_000, next: Stopping, must: &[Action::Event(Event::ProxyReadyTimeout), TERM_PROXY, STOP_APP], must_not: &[] },
         Row { phase: ProxyStarting, input: DescendantsGone, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[] },
         // Running
@@ -145,7 +145,7 @@ fn table() -> Vec<Row> {
         Row { phase: Running, input: ProxyReady, after_ms: 0, next: Running, must: &[], must_not: &[] },
         Row { phase: Running, input: app_exit, after_ms: 0, next: Draining, must: &[TERM_PROXY, Action::Ready(false)], must_not: &[STOP_APP] },
         Row { phase: Running, input: proxy_exit, after_ms: 0, next: ProxyStarting, must: &[Action::Ready(false)], must_not: &[STOP_APP] },
-        Row { phase: Running, input: Stop, after_ms: 0, next: Draining, must: &[TERM_PROXY, Action::Ready(false), Action::Probes(ProbeMode::Off)], must_not: &[STOP_APP] },
+        Row { phase: Running, input: Stop(TERM), after_ms: 0, next: Draining, must: &[TERM_PROXY, Action::Ready(false), Action::Probes(ProbeMode::Off)], must_not: &[STOP_APP] },
         Row { phase: Running, input: Tick, after_ms: 3_600_000, next: Running, must: &[], must_not: &[] },
         Row { phase: Running, input: DescendantsGone, after_ms: 0, next: Running, must: &[], must_not: &[] },
         // Draining
@@ -155,7 +155,7 @@ fn table() -> Vec<Row> {
         Row { phase: Draining, input: ProxyReady, after_ms: 0, next: Draining, must: &[], must_not: &[Action::Ready(true)] },
         Row { phase: Draining, input: app_exit, after_ms: 0, next: Draining, must: &[], must_not: &[STOP_APP] },
         Row { phase: Draining, input: proxy_exit, after_ms: 0, next: Grace, must: &[], must_not: &[STOP_APP] },
-        Row { phase: Draining, input: Stop, after_ms: 0, next: Stopping, must: &[TERM_PROXY, STOP_APP, Action::Event(Event::Escalated { stops: 2 })], must_not: &[] },
+        Row { phase: Draining, input: Stop(TERM), after_ms: 0, next: Stopping, must: &[TERM_PROXY, STOP_APP, Action::Event(Event::Escalated { stops: 2 })], must_not: &[] },
         Row { phase: Draining, input: Tick, after_ms: 39_999, next: Draining, must: &[], must_not: &[TERM_PROXY] },
         Row { phase: Draining, input: Tick, after_ms: 40_000, next: Draining, must: &[Action::Event(Event::DrainTimeout), TERM_PROXY], must_not: &[STOP_APP] },
         Row { phase: Draining, input: DescendantsGone, after_ms: 0, next: Draining, must: &[], must_not: &[] },
@@ -166,7 +166,7 @@ fn table() -> Vec<Row> {
         Row { phase: Grace, input: ProxyReady, after_ms: 0, next: Grace, must: &[], must_not: &[] },
         Row { phase: Grace, input: app_exit, after_ms: 1000, next: Cleanup, must: &[Action::TermDescendants], must_not: &[STOP_APP] },
         Row { phase: Grace, input: proxy_exit, after_ms: 0, next: Grace, must: &[], must_not: &[] },
-        Row { phase: Grace, input: Stop, after_ms: 100, next: Stopping, must: &[STOP_APP, Action::Event(Event::Escalated { stops: 2 })], must_not: &[TERM_PROXY] },
+        Row { phase: Grace, input: Stop(TERM), after_ms: 100, next: Stopping, must: &[STOP_APP, Action::Event(Event::Escalated { stops: 2 })], must_not: &[TERM_PROXY] },
         Row { phase: Grace, input: Tick, after_ms: 4_999, next: Grace, must: &[], must_not: &[STOP_APP] },
         Row { phase: Grace, input: Tick, after_ms: 5_000, next: Stopping, must: &[STOP_APP], must_not: &[] },
         Row { phase: Grace, input: DescendantsGone, after_ms: 0, next: Grace, must: &[], must_not: &[] },
@@ -177,9 +177,9 @@ fn table() -> Vec<Row> {
         Row { phase: Stopping, input: ProxyReady, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
         Row { phase: Stopping, input: app_exit, after_ms: 100, next: Cleanup, must: &[Action::TermDescendants], must_not: &[] },
         Row { phase: Stopping, input: proxy_exit, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
-        Row { phase: Stopping, input: Stop, after_ms: 100, next: Stopping, must: &[Action::Event(Event::Escalated { stops: 2 })], must_not: &[STOP_APP] },
+        Row { phase: Stopping, input: Stop(TERM), after_ms: 100, next: Stopping, must: &[Action::Event(Event::Escalated { stops: 2 })], must_not: &[STOP_APP] },
         Row { phase: Stopping, input: Tick, after_ms: 9_999, next: Stopping, must: &[], must_not: &[Action::Kill(Target::App)] },
-        Row { phase: Stopping, input: Tick, after_ms: 10_000, next: Stopping, must: &[Action::Kill(Target::App), Action::Event(Event::AppKilled)], must_not: &[] },
+        Row { phase: Stopping, input: Tick, after_ms: 10_000, next: Stopping, must: &[Action::Kill(Target::App), Action::Event(Event::AppKilled { cut_short: false })], must_not: &[] },
         Row { phase: Stopping, input: DescendantsGone, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
         // Cleanup
         Row { phase: Cleanup, input: Start, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
@@ -188,7 +188,7 @@ fn table() -> Vec<Row> {
         Row { phase: Cleanup, input: ProxyReady, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
         Row { phase: Cleanup, input: app_exit, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
         Row { phase: Cleanup, input: proxy_exit, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
-        Row { phase: Cleanup, input: Stop, after_ms: 0, next: Cleanup, must: &[Action::Event(Event::Escalated { stops: 2 })], must_not: &[] },
+        Row { phase: Cleanup, input: Stop(TERM), after_ms: 0, next: Cleanup, must: &[Action::Event(Event::Escalated { stops: 2 })], must_not: &[] },
         Row { phase: Cleanup, input: Tick, after_ms: 2_000, next: Cleanup, must: &[Action::KillDescendants], must_not: &[] },
         Row { phase: Cleanup, input: DescendantsGone, after_ms: 0, next: Done, must: &[], must_not: &[] },
         // Inbound reports matter only to an idle-watched drain (off here).
@@ -215,7 +215,7 @@ fn table() -> Vec<Row> {
         Row { phase: Done, input: ProxyReady, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: app_exit, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: proxy_exit, after_ms: 0, next: Done, must: &[], must_not: &[] },
-        Row { phase: Done, input: Stop, after_ms: 0, next: Done, must: &[], must_not: &[Action::KillDescendants] },
+        Row { phase: Done, input: Stop(TERM), after_ms: 0, next: Done, must: &[], must_not: &[Action::KillDescendants] },
         Row { phase: Done, input: Tick, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: InboundIdle(true), after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: InboundUnknown, after_ms: 0, next: Done, must: &[], must_not: &[] },
@@ -235,7 +235,7 @@ fn every_phase_and_input_pair() {
             Input::ProxyReady,
             Input::AppExited(OK),
             Input::ProxyExited(OK),
-            Input::Stop,
+            Input::Stop(TERM),
             Input::Tick,
             Input::DescendantsGone,
             Input::InboundIdle(true),
@@ -297,7 +297,7 @@ fn full_graceful_shutdown_orders_drain_grace_stop() {
             (0, Input::Start),
             (400, Input::Healthy),
             (900, Input::ProxyReady),
-            (10_000, Input::Stop),
+            (10_000, Input::Stop(TERM)),
             (12_000, Input::ProxyExited(OK)),
             (17_000, Input::Tick),
             (17_120, Input::AppExited(ExitStatus::Signaled(15))),
@@ -361,7 +361,7 @@ fn without_proxy_grace_then_stop() {
         s,
         &[
             (0, Input::Start),
-            (1000, Input::Stop),
+            (1000, Input::Stop(TERM)),
             (5999, Input::Tick),
             (6000, Input::Tick),
             (6050, Input::AppExited(ExitStatus::Code(0))),
@@ -409,7 +409,7 @@ fn drain_timeout_then_second_term_then_kill() {
             (0, Input::Start),
             (100, Input::Healthy),
             (200, Input::ProxyReady),
-            (1000, Input::Stop),
+            (1000, Input::Stop(TERM)),
             (41_000, Input::Tick),
             (42_000, Input::Tick),
             (42_010, Input::ProxyExited(ExitStatus::Signaled(9))),
@@ -438,7 +438,7 @@ fn usr2_drains_inbound_stops_app_then_terms_proxy() {
             (0, Input::Start),
             (100, Input::Healthy),
             (200, Input::ProxyReady),
-            (1000, Input::Stop),
+            (1000, Input::Stop(TERM)),
             (4000, Input::Tick),
             (5000, Input::Tick),
             (5100, Input::AppExited(ExitStatus::Code(0))),
@@ -463,8 +463,8 @@ fn second_stop_cuts_short_and_third_kills_everything() {
             (0, Input::Start),
             (100, Input::Healthy),
             (200, Input::ProxyReady),
-            (1000, Input::Stop),
-            (1500, Input::Stop),
+            (1000, Input::Stop(TERM)),
+            (1500, Input::Stop(TERM)),
             (2500, Input::Tick),
         ],
     );
@@ -477,9 +477,9 @@ fn second_stop_cuts_short_and_third_kills_everything() {
             (0, Input::Start),
             (100, Input::Healthy),
             (200, Input::ProxyReady),
-            (1000, Input::Stop),
-            (1100, Input::Stop),
-            (1200, Input::Stop),
+            (1000, Input::Stop(TERM)),
+            (1100, Input::Stop(TERM)),
+            (1200, Input::Stop(TERM)),
         ],
     );
     let last: Vec<Action> = log
@@ -641,7 +641,7 @@ fn app_exit_ends_an_inbound_only_drain_at_once() {
             (0, Input::Start),
             (100, Input::Healthy),
             (200, Input::ProxyReady),
-            (1000, Input::Stop),
+            (1000, Input::Stop(TERM)),
             (2000, Input::AppExited(ExitStatus::Code(0))),
         ],
     );
@@ -670,7 +670,7 @@ fn idle_drain_ends_after_min_and_idle_with_a_second_term() {
             (0, Input::Start),
             (100, Input::Healthy),
             (200, Input::ProxyReady),
-            (10_000, Input::Stop),
+            (10_000, Input::Stop(TERM)),
             (10_100, Input::InboundIdle(false)),
             (12_000, Input::InboundIdle(true)),
             (14_000, Input::Tick),
@@ -706,7 +706,7 @@ fn idle_drain_waits_for_requests_in_flight() {
             (0, Input::Start),
             (100, Input::Healthy),
             (200, Input::ProxyReady),
-            (10_000, Input::Stop),
+            (10_000, Input::Stop(TERM)),
             (10_050, Input::InboundIdle(true)),
             (14_000, Input::InboundIdle(false)),
             (15_000, Input::Tick),
@@ -735,7 +735,7 @@ fn unreadable_stats_fall_back_to_the_fixed_drain() {
             (0, Input::Start),
             (100, Input::Healthy),
             (200, Input::ProxyReady),
-            (10_000, Input::Stop),
+            (10_000, Input::Stop(TERM)),
             (10_500, Input::InboundUnknown),
             (10_600, Input::InboundIdle(true)),
             (20_000, Input::Tick),
@@ -809,7 +809,7 @@ fn proxy_first_stop_before_the_app_is_healthy_stops_both_without_drain() {
         &[
             (0, Input::Start),
             (900, Input::ProxyReady),
-            (1000, Input::Stop),
+            (1000, Input::Stop(TERM)),
         ],
     );
     assert_eq!(time_of(&log, TERM_PROXY), Some(1000));
@@ -825,7 +825,7 @@ fn proxy_first_stop_before_kuma_dp_is_ready_never_starts_the_app() {
         proxy_first(),
         &[
             (0, Input::Start),
-            (500, Input::Stop),
+            (500, Input::Stop(TERM)),
             (600, Input::ProxyExited(OK)),
             (601, Input::DescendantsGone),
         ],
@@ -840,7 +840,7 @@ fn proxy_first_stopped_before_the_app_started_exits_as_terminated() {
         proxy_first(),
         &[
             (0, Input::Start),
-            (500, Input::Stop),
+            (500, Input::Stop(TERM)),
             (600, Input::ProxyExited(OK)),
             (601, Input::DescendantsGone),
         ],
@@ -849,5 +849,82 @@ fn proxy_first_stopped_before_the_app_started_exits_as_terminated() {
     assert_eq!(
         exit_of(&actions).map(|e| e.0),
         Some(ExitReason::App(ExitStatus::Signaled(15)))
+    );
+}
+
+const INT: Signal = Signal::SIGINT;
+
+#[test]
+fn the_app_gets_the_stop_signal_that_was_received() {
+    // Ctrl-C: the ordered sequence runs (drain, grace), and the app gets
+    // INT at its stop step, as under tini and dumb-init.
+    let ctrl_c = [
+        (0, Input::Start),
+        (100, Input::Healthy),
+        (200, Input::ProxyReady),
+        (1000, Input::Stop(INT)),
+        (1500, Input::ProxyExited(OK)),
+        (6500, Input::Tick),
+    ];
+    let (_, log) = run(settings(), &ctrl_c);
+    assert_eq!(
+        time_of(&log, Action::Signal(Target::Proxy, TERM)),
+        Some(1000)
+    );
+    assert_eq!(time_of(&log, Action::Signal(Target::App, INT)), Some(6500));
+    assert_eq!(time_of(&log, STOP_APP), None);
+
+    // A second signal of another kind does not change it: the first one
+    // said how the operator stopped the service.
+    let (_, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (100, Input::Healthy),
+            (200, Input::ProxyReady),
+            (1000, Input::Stop(INT)),
+            (1200, Input::Stop(TERM)),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::Signal(Target::App, INT)), Some(1200));
+
+    // --app-stop-signal given explicitly wins.
+    let explicit = Settings {
+        app_stop_signal: Signal::SIGQUIT,
+        pass_stop_signal: false,
+        ..settings()
+    };
+    let (_, log) = run(explicit, &ctrl_c);
+    assert_eq!(
+        time_of(&log, Action::Signal(Target::App, Signal::SIGQUIT)),
+        Some(6500)
+    );
+    assert_eq!(time_of(&log, Action::Signal(Target::App, INT)), None);
+
+    // A shutdown no signal began (startup timeout) uses --app-stop-signal's default.
+    let (_, log) = run(settings(), &[(0, Input::Start), (60_000, Input::Tick)]);
+    assert_eq!(time_of(&log, STOP_APP), Some(60_000));
+}
+
+#[test]
+fn a_kill_after_the_second_stop_signal_says_it_was_cut_short() {
+    let (_, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (100, Input::Healthy),
+            (200, Input::ProxyReady),
+            (1000, Input::Stop(TERM)),
+            (1500, Input::Stop(TERM)),
+            (2500, Input::Tick),
+        ],
+    );
+    assert_eq!(
+        time_of(&log, Action::Event(Event::AppKilled { cut_short: true })),
+        Some(2500)
+    );
+    assert_eq!(
+        time_of(&log, Action::Event(Event::AppKilled { cut_short: false })),
+        None
     );
 }

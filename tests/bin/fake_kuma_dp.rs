@@ -97,6 +97,16 @@ static DRAIN_STARTED_NS: AtomicU64 = AtomicU64::new(0);
 static ENDING: Mutex<()> = Mutex::new(());
 
 fn main() {
+    // What meshinit handed over (`SigBlk`/`SigIgn` of /proc/self/status), read before this
+    // program changes it.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let inherited = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or_else(|| "?".to_string(), |v| v.trim().to_string())
+    };
+    let (sigblk, sigign) = (inherited("SigBlk:"), inherited("SigIgn:"));
     // Block every signal before any thread exists; the main loop reads them from a signalfd.
     let all = SigSet::all();
     pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&all), None).expect("block signals");
@@ -115,7 +125,7 @@ fn main() {
     RECORD.set(file).expect("record set once");
 
     record(&format!(
-        "start pid={} pgid={} ppid={}",
+        "start pid={} pgid={} ppid={} sigblk={sigblk} sigign={sigign}",
         process::id(),
         unistd::getpgrp(),
         unistd::getppid()
