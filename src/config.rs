@@ -106,6 +106,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt("shutdown_budget", "shutdown-budget", "shutdown", "budget", None, false),
     opt("exit_code_map", "exit-code-map", "shutdown", "exit-code-map", None, true),
     opt("status_listen", "status-listen", "status", "listen", None, false),
+    opt("state_file", "state-file", "status", "state-file", None, false),
     opt("log_format", "log-format", "log", "format", Some("text"), false),
     opt("log_level", "log-level", "log", "level", Some("info"), false),
 ];
@@ -299,6 +300,8 @@ pub struct Config {
     pub exit_code_map: ExitCodeMap,
     pub shutdown_budget: Option<Duration>,
     pub status_listen: Option<SocketAddr>,
+    /// Where the last shutdown's timeline is kept for the next instance's `/metrics`.
+    pub state_file: Option<PathBuf>,
     pub log_json: bool,
     pub log_level: tracing::Level,
     /// The lifecycle's knobs.
@@ -991,6 +994,22 @@ pub fn load(
 
     // ---- status, log ----
     let status_listen = r.typed("status_listen", listen_addr);
+    let state_file = r.text("state_file").map(PathBuf::from);
+    if let Some(file) = &state_file {
+        // Found out at start rather than at exit, when the record is lost.
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+        if !dir.unwrap_or(Path::new(".")).is_dir() || file.is_dir() {
+            let o = r.origin("state_file");
+            r.problem(
+                "state_file",
+                &o,
+                format!(
+                    "'{}' must be a file in an existing directory",
+                    file.display()
+                ),
+            );
+        }
+    }
     let log_json = r.typed("log_format", choice(&["text", "json"])).as_deref() == Some("json");
     let log_level = match r
         .typed(
@@ -1073,6 +1092,7 @@ pub fn load(
         exit_code_map,
         shutdown_budget,
         status_listen,
+        state_file,
         log_json,
         log_level,
         settings,
