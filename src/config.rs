@@ -997,17 +997,20 @@ pub fn load(
     let state_file = r.text("state_file").map(PathBuf::from);
     if let Some(file) = &state_file {
         // Found out at start rather than at exit, when the record is lost.
-        let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
-        if !dir.unwrap_or(Path::new(".")).is_dir() || file.is_dir() {
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let problem = if !dir.is_dir() {
+            Some(format!("'{}' is not a directory", dir.display()))
+        } else if file.is_dir() {
+            Some(format!("'{}' is a directory, not a file", file.display()))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
             let o = r.origin("state_file");
-            r.problem(
-                "state_file",
-                &o,
-                format!(
-                    "'{}' must be a file in an existing directory",
-                    file.display()
-                ),
-            );
+            r.problem("state_file", &o, problem);
         }
     }
     let log_json = r.typed("log_format", choice(&["text", "json"])).as_deref() == Some("json");

@@ -438,3 +438,32 @@ fn metrics_without_probes_or_proxy_leave_their_families_out() {
     p.signal(Signal::SIGTERM);
     p.wait_exit(T);
 }
+
+#[test]
+fn serving_metrics_adds_no_work_while_nobody_scrapes() {
+    let (s, port) = Scenario::bare("metrics-idle").with_status();
+    let mut p = s.start();
+    // One scrape first: whatever it set up must not keep running after it.
+    let (code, _, _) = poll("/metrics", T, || scrape(port));
+    assert_eq!(code, 200);
+    let ticks = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.pid())).unwrap();
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let before = ticks();
+    // Observation window, not a synchronisation: nothing is awaited here.
+    std::thread::sleep(Duration::from_millis(1500));
+    let used = ticks() - before;
+    assert!(
+        used <= 1,
+        "meshinit used {used} clock ticks while nobody scraped"
+    );
+    p.signal(Signal::SIGTERM);
+    p.wait_exit(T);
+}
