@@ -328,6 +328,14 @@ pub struct Cli {
         help_heading = "Status and logs"
     )]
     pub status_listen: Option<String>,
+    /// Keep the last shutdown's timeline in FILE; the next meshinit reports it on /metrics [default: off].
+    #[arg(
+        long,
+        env = "MESHINIT_STATE_FILE",
+        value_name = "FILE",
+        help_heading = "Status and logs"
+    )]
+    pub state_file: Option<String>,
     /// Log format: text or json [default: text].
     #[arg(
         long,

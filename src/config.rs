@@ -106,6 +106,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt("shutdown_budget", "shutdown-budget", "shutdown", "budget", None, false),
     opt("exit_code_map", "exit-code-map", "shutdown", "exit-code-map", None, true),
     opt("status_listen", "status-listen", "status", "listen", None, false),
+    opt("state_file", "state-file", "status", "state-file", None, false),
     opt("log_format", "log-format", "log", "format", Some("text"), false),
     // No fixed default: `warn` in plain init mode, `info` with kuma-dp.
     opt("log_level", "log-level", "log", "level", None, false),
@@ -305,6 +306,8 @@ pub struct Config {
     pub exit_code_map: ExitCodeMap,
     pub shutdown_budget: Option<Duration>,
     pub status_listen: Option<SocketAddr>,
+    /// Where the last shutdown's timeline is kept for the next instance's `/metrics`.
+    pub state_file: Option<PathBuf>,
     pub log_json: bool,
     pub log_level: tracing::Level,
     /// The lifecycle's knobs.
@@ -1037,6 +1040,25 @@ pub fn load(
 
     // ---- status, log ----
     let status_listen = r.typed("status_listen", listen_addr);
+    let state_file = r.text("state_file").map(PathBuf::from);
+    if let Some(file) = &state_file {
+        // Found out at start rather than at exit, when the record is lost.
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let problem = if !dir.is_dir() {
+            Some(format!("'{}' is not a directory", dir.display()))
+        } else if file.is_dir() {
+            Some(format!("'{}' is a directory, not a file", file.display()))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            let o = r.origin("state_file");
+            r.problem("state_file", &o, problem);
+        }
+    }
     let log_json = r.typed("log_format", choice(&["text", "json"])).as_deref() == Some("json");
     let log_level = match r
         .typed(
@@ -1138,6 +1160,7 @@ pub fn load(
         exit_code_map,
         shutdown_budget,
         status_listen,
+        state_file,
         log_json,
         log_level,
         settings,

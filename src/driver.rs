@@ -21,8 +21,9 @@ use crate::config::{Config, ForwardTo};
 use crate::envoy::Load;
 use crate::exit::{self, ExitStatus};
 use crate::lifecycle::{
-    Action, Event, ExitReason, Input, Lifecycle, Phase, ProbeMode, Target, Timeline,
+    Action, DrainMode, Event, ExitReason, Input, Lifecycle, Phase, ProbeMode, Target, Timeline,
 };
+use crate::metrics::{DrainEnd, LastShutdown};
 use crate::notify::{self, Notifier};
 use crate::parse::{fmt_secs, signal_name};
 use crate::probe::{self, ExecWaiters, Tracker};
@@ -117,6 +118,7 @@ pub async fn run(
         .iter()
         .map(|p| (p.kind.to_string(), None, String::new()))
         .collect();
+    init_metrics(&mut status.borrow_mut().metrics, &cfg);
     let _status_task = listener.map(|l| {
         info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "status endpoint listening");
         tokio::task::spawn_local(status::serve(l, status.clone()))
@@ -336,6 +338,8 @@ impl Driver {
         {
             let mut st = self.status.borrow_mut();
             st.probes[o.index] = (name.clone(), Some(tracker.passing()), o.detail.clone());
+            st.metrics
+                .probe_result(o.index, o.ok, tracker.consecutive_failures());
         }
         if changed {
             if tracker.passing() {
@@ -390,8 +394,9 @@ impl Driver {
             Action::Ready(ready) => {
                 let mut st = self.status.borrow_mut();
                 st.ready = ready;
-                drop(st);
                 if ready {
+                    st.metrics.ready(self.now());
+                    drop(st);
                     info!(elapsed = %fmt_secs(self.now()), "service running and ready");
                     if !self.ready_notified {
                         self.ready_notified = true;
@@ -457,7 +462,9 @@ impl Driver {
                     .unwrap_or_default();
                 info!(pid = pid.as_raw(), since_app_healthy = %since_healthy, "kuma-dp started");
                 self.proxy_pid = Some(pid);
-                self.status.borrow_mut().proxy_pid = Some(pid.as_raw());
+                let mut st = self.status.borrow_mut();
+                st.proxy_pid = Some(pid.as_raw());
+                st.metrics.proxy_starts += 1;
             }
             Err(e) => {
                 error!(program = %proxy.kuma_dp.display(), error = %e, "cannot start kuma-dp");
@@ -553,6 +560,7 @@ impl Driver {
         match load {
             Ok(load) => {
                 self.inbound_failures = 0;
+                self.status.borrow_mut().metrics.inbound = Some(load);
                 self.peak_load.connections = self.peak_load.connections.max(load.connections);
                 self.peak_load.requests = self.peak_load.requests.max(load.requests);
                 let idle = load.is_idle();
@@ -609,6 +617,7 @@ impl Driver {
             st.phase = phase;
             st.proxy_restarts = self.lc.proxy_restarts();
             st.phases.push((phase, self.now().as_secs_f64()));
+            st.metrics.enter(phase);
         }
         info!(phase = phase.as_str(), elapsed = %fmt_secs(self.now()), previous_took = %fmt_secs(in_previous), "phase {}", phase.as_str());
         if phase.is_shutdown() && self.shutdown_since.is_none() {
@@ -628,6 +637,7 @@ impl Driver {
     }
 
     fn log_event(&mut self, event: Event) {
+        self.record_event(event);
         match event {
             Event::AppHealthy => {
                 self.healthy_at = Some(Instant::now());
@@ -692,6 +702,19 @@ impl Driver {
         }
     }
 
+    /// What an event changes in `/metrics`.
+    fn record_event(&mut self, event: Event) {
+        let m = &mut self.status.borrow_mut().metrics;
+        match event {
+            Event::AppHealthy => m.healthy(self.start.elapsed()),
+            Event::ProxyRestarting { .. } => m.proxy_restarts += 1,
+            Event::DrainIdle { .. } => m.drain_ending(DrainEnd::Idle),
+            Event::DrainTimeout => m.drain_ending(DrainEnd::Timeout),
+            Event::Escalated { .. } => m.drain_ending(DrainEnd::CutShort),
+            _ => {}
+        }
+    }
+
     fn exit(&mut self, reason: ExitReason, timeline: Option<Timeline>) -> i32 {
         if let Some(proxy) = self.cfg.proxy.as_ref().filter(|p| p.owns_work_dir) {
             let _ = std::fs::remove_dir_all(&proxy.work_dir);
@@ -701,6 +724,12 @@ impl Driver {
             ExitReason::StartupTimeout | ExitReason::Unhealthy => exit::EX_UNAVAILABLE,
             ExitReason::ProxyFailed => exit::EX_TEMPFAIL,
         };
+        if let (Some(t), Some(path)) = (&timeline, &self.cfg.state_file) {
+            let drain_end = self.status.borrow().metrics.drain_end();
+            if let Err(e) = LastShutdown::from_timeline(t, drain_end).save(path) {
+                warn!(file = %path.display(), error = %e, "cannot keep the shutdown timeline in --state-file");
+            }
+        }
         if let Some(t) = timeline {
             info!(
                 "shutdown: drain {}, grace {}, app stop {}, total {}, exit {code}",
@@ -713,6 +742,18 @@ impl Driver {
             info!("exit {code}");
         }
         code
+    }
+}
+
+/// `/metrics`' starting point: the drain's kind and the previous
+/// instance's shutdown from `--state-file`.
+fn init_metrics(m: &mut crate::metrics::Metrics, cfg: &Config) {
+    m.drain_is_wait = matches!(cfg.settings.drain_mode, DrainMode::InboundUsr2 { .. });
+    if let Some(path) = &cfg.state_file {
+        match LastShutdown::load(path) {
+            Ok(last) => m.last = last,
+            Err(e) => warn!(file = %path.display(), error = %e, "ignoring --state-file"),
+        }
     }
 }
 

@@ -4,9 +4,10 @@
 //! Module map: `cli` and `config` read what to do (`yaml` keeps every
 //! node's line); `lifecycle` decides (pure state machine); `driver` carries
 //! it out with `spawn`, `reaper`, `signals`, `descendants`, `probe`, `http`,
-//! `status`, `notify`, `envoy` (Envoy's stats, for the idle drain) and
-//! `memory` (start-up pages released); `dataplane` renders and checks the
-//! Dataplane template; `plan` prints `meshinit check`.
+//! `status` (and `metrics`, the Prometheus text it serves), `notify`,
+//! `envoy` (Envoy's stats, for the idle drain) and `memory` (start-up pages
+//! released); `dataplane` renders and checks the Dataplane template; `plan`
+//! prints `meshinit check`.
 
 pub mod cli;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod logging;
 pub mod memory;
+pub mod metrics;
 pub mod notify;
 pub mod parse;
 pub mod plan;

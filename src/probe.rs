@@ -60,6 +60,11 @@ impl Tracker {
         self.passing
     }
 
+    /// Failures in a row, 0 after a success.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.failures
+    }
+
     /// Records a result; returns true when the probe changed between
     /// passing and failing. A probe starts failing and passes after
     /// `success_threshold` successes in a row; once passing it fails after

@@ -1,4 +1,5 @@
-//! The status endpoint (`--status-listen`): `/ready`, `/live`, `/status`.
+//! The status endpoint (`--status-listen`): `/ready`, `/live`, `/status`,
+//! `/metrics` (Prometheus text, see [`crate::metrics`]).
 //!
 //! It is what a Nomad or Consul check or an external load balancer polls.
 //! It holds at most [`MAX_CONNECTIONS`] connections, gives each a few
@@ -34,6 +35,8 @@ pub struct State {
     pub probes: Vec<(String, Option<bool>, String)>,
     /// (phase, seconds since meshinit started) for every phase entered.
     pub phases: Vec<(Phase, f64)>,
+    /// What `/metrics` reports beyond the fields above.
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub type Shared = Rc<RefCell<State>>;
@@ -49,6 +52,7 @@ impl State {
             proxy_restarts: 0,
             probes: Vec::new(),
             phases: vec![(Phase::Starting, 0.0)],
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 
@@ -79,10 +83,15 @@ impl State {
             "/ready" => (503, "text/plain", format!("{}\n", self.phase.as_str())),
             "/live" => (200, "text/plain", "live\n".into()),
             "/status" => (200, "application/json", self.status_json()),
+            "/metrics" => (
+                200,
+                crate::metrics::CONTENT_TYPE,
+                crate::metrics::render(self),
+            ),
             _ => (
                 404,
                 "text/plain",
-                "not found; try /ready, /live or /status\n".into(),
+                "not found; try /ready, /live, /status or /metrics\n".into(),
             ),
         }
     }

@@ -465,6 +465,11 @@ fn bad_input_is_refused_before_anything_starts() {
             vec!["--status-listen=nowhere".into()],
             vec!["'nowhere' is not an address", "status.listen"],
         ),
+        (
+            // Refused at start: at exit the shutdown's record would be lost.
+            vec!["--state-file=/no/such/dir/last-shutdown".into()],
+            vec!["'/no/such/dir' is not a directory", "flag --state-file"],
+        ),
     ];
     for (args, expected) in cases {
         let mut cmd = Command::new(meshinit_bin());
