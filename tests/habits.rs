@@ -286,6 +286,7 @@ struct Terminal {
 impl Terminal {
     fn open() -> Terminal {
         use std::io::Read;
+        known_signal_state();
         let pty = nix::pty::openpty(None, None).expect("openpty");
         let slave = std::fs::File::from(pty.slave);
         let mut cmd = Command::new("bash");

@@ -33,8 +33,51 @@ use nix::unistd::Pid;
 const POLL: Duration = Duration::from_millis(10);
 
 /// The supervisor under test.
+///
+/// Every test builds its command through here, so this is where the test process gets the
+/// signal state of a shell's foreground job before it spawns anything (see
+/// [`known_signal_state`]).
 pub fn meshinit_bin() -> PathBuf {
+    known_signal_state();
     PathBuf::from(env!("CARGO_BIN_EXE_meshinit"))
+}
+
+/// Gives this process default dispositions for every signal it inherited as ignored, and the
+/// calling thread an empty signal mask, so every child starts from the state a terminal's
+/// foreground job has.
+///
+/// Why: meshinit keeps what it inherits (an ignored SIGINT stays ignored, as under tini), so
+/// the tests' expectations depend on the state the test binary itself inherited, and that
+/// varies: a background job of a non-interactive shell (CI's `bash .ci/run &`, a `nohup`)
+/// has INT and QUIT ignored, some launchers block signals. Tests that want another state set
+/// it in their own `pre_exec`. SIGPIPE stays as Rust's runtime set it (ignored), and the
+/// handlers the test harness installed (SEGV, BUS) are left alone: only SIG_IGN is reset.
+pub fn known_signal_state() {
+    static DISPOSITIONS: std::sync::Once = std::sync::Once::new();
+    DISPOSITIONS.call_once(|| {
+        for sig in 1..=31 {
+            if matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGPIPE) {
+                continue;
+            }
+            // SAFETY: sigaction with a null new action only reads the current one into
+            // `old`, a zeroed sigaction the call fills; setting SIG_DFL on a signal that was
+            // ignored installs no handler code.
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction == libc::SIG_IGN
+                {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+        }
+    });
+    // The mask is per thread, and each test runs on a thread of its own.
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
 }
 
 /// The scriptable application (`tests/bin/test_app.rs`).
