@@ -159,6 +159,10 @@ class Runner(M.Runner):
     def __init__(self, workdir):
         super().__init__(workdir)
         self.adopted = {}
+        # Run first (the agent's own shutdown), and after the processes are gone, also when a signal ends the
+        # suite (meshlib's handler calls cleanup() and exits).
+        self.before_cleanup = []
+        self.after_cleanup = []
 
     def adopt(self, pids):
         for p in pids:
@@ -172,6 +176,8 @@ class Runner(M.Runner):
 
     def cleanup(self):
         if not self._cleaned:
+            for fn in self.before_cleanup:
+                fn()
             for sig, bound in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
                 for p in self.adopted_alive():
                     try:
@@ -181,7 +187,11 @@ class Runner(M.Runner):
                 deadline = time.monotonic() + bound
                 while time.monotonic() < deadline and self.adopted_alive():
                     time.sleep(0.05)
+        first = not self._cleaned
         super().cleanup()
+        if first:
+            for fn in self.after_cleanup:
+                fn()
 
     def leftovers(self):
         left = super().leftovers()
@@ -213,9 +223,6 @@ plugin "raw_exec" {
 }
 """
 
-CGROUP_ROOTS = glob.glob("/sys/fs/cgroup/*/nomad") + ["/sys/fs/cgroup/nomad.slice"]
-
-
 class Agent:
     def __init__(self, runner, nomad_bin, workdir):
         self.runner = runner
@@ -226,6 +233,8 @@ class Agent:
         # What existed before: only what this agent creates is removed.
         self.tmp_before = set(glob.glob("/tmp/NomadClient*")) | set(glob.glob("/tmp/NomadServer*"))
         self.cgroups_before = set(self._cgroup_dirs())
+        runner.before_cleanup.append(self.stop_process)
+        runner.after_cleanup.append(self.remove_leftovers)
 
     @staticmethod
     def _cgroup_dirs():
@@ -322,9 +331,10 @@ class Agent:
         if self.proc is not None and self.proc.alive():
             self.runner.adopt(M.descendants(self.proc.pid))
 
-    def stop(self):
-        """SIGINT (the agent's own clean shutdown), then remove what a dev
-        agent leaves: empty nomad cgroup folders and /tmp/NomadClient*."""
+    def stop_process(self):
+        """SIGINT: the agent's own clean shutdown. Its descendants are
+        recorded first: whatever of them outlives it is stopped by the
+        runner's clean-up."""
         if self.proc is not None and self.proc.alive():
             self.adopt_descendants()
             self.proc.signal(signal.SIGINT)
@@ -332,6 +342,11 @@ class Agent:
                 self.proc.wait(30)
             except Failure:
                 self.proc.kill_session(signal.SIGKILL)
+
+    def stop(self):
+        """Stop the agent, then remove what a dev agent leaves: empty nomad
+        cgroup folders and /tmp/NomadClient*."""
+        self.stop_process()
         return self.remove_leftovers()
 
     def remove_leftovers(self):
