@@ -9,7 +9,9 @@ kuma-cp's defaults 5676-5685 and 27000-27099):
                  the load client's data plane: 29611-29615
   29700-29799  Nomad's dynamic port range for the allocations
 """
+import calendar
 import glob
+import ipaddress
 import json
 import os
 import re
@@ -19,8 +21,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import meshlib as M
 from meshlib import Failure, Unavailable, http, http_status, now, say, wait_until
@@ -378,7 +378,6 @@ def rfc3339(ts):
     m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", ts)
     if not m:
         return None
-    import calendar
     base = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
     frac = float("0." + m.group(2)) if m.group(2) else 0.0
     off = 0
@@ -529,7 +528,6 @@ def listening_sockets(pids):
             else:
                 words = [hexip[i:i + 8] for i in range(0, 32, 8)]
                 raw = b"".join(bytes.fromhex(w)[::-1] for w in words)
-                import ipaddress
                 ip = str(ipaddress.IPv6Address(raw))
             pid = inodes[inode]
             out.append((proto, "%s:%d" % (ip, port), pid, os.path.basename((cmdline(pid) or ["?"])[0])))
