@@ -265,6 +265,15 @@ fn hcl_string(hcl: &str, key: &str) -> String {
         .unwrap_or_else(|| panic!("no {key} in the job"))
 }
 
+/// The default of `variable "name" { ... default = "..." }`.
+fn hcl_variable_default(hcl: &str, name: &str) -> String {
+    let from = hcl
+        .find(&format!("variable \"{name}\""))
+        .unwrap_or_else(|| panic!("no variable {name} in the job"));
+    let block = &hcl[from..from + hcl[from..].find("\n}").expect("end of the variable")];
+    hcl_string(block, "default")
+}
+
 /// The body of the first heredoc after `marker` (indented `<<-EOT` form).
 fn hcl_heredoc(hcl: &str, marker: &str) -> String {
     let from = hcl.find(marker).expect("heredoc marker");
@@ -304,9 +313,29 @@ fn nomad_job_kill_timeout_covers_meshinit_check() {
     let path = repo().join("packaging/nomad/backend.nomad.hcl");
     let hcl = fs::read_to_string(&path).unwrap();
     assert_eq!(hcl_string(&hcl, "kill_signal"), "SIGTERM");
-    assert_eq!(hcl_string(&hcl, "command"), "/usr/bin/meshinit");
+    assert_eq!(hcl_string(&hcl, "command"), "var.meshinit_binary");
+    assert_eq!(
+        hcl_variable_default(&hcl, "meshinit_binary"),
+        "/usr/bin/meshinit"
+    );
+    // Nomad's view follows meshinit's: a Nomad service check on meshinit's /ready, counted
+    // by the deployment (scripts/nomad-e2e runs it on a real agent).
+    assert_eq!(hcl_string(&hcl, "health_check"), "checks");
+    assert_eq!(hcl_string(&hcl, "max_parallel"), "1");
+    assert_eq!(hcl_string(&hcl, "provider"), "nomad");
+    assert_eq!(hcl_string(&hcl, "path"), "/ready");
+    assert!(secs(&hcl_string(&hcl, "min_healthy_time")) > 0);
     let kill_timeout = secs(&hcl_string(&hcl, "kill_timeout"));
     let args = hcl_args(&hcl);
+    let status = args
+        .iter()
+        .position(|a| a == "--status-listen")
+        .expect("the job passes --status-listen");
+    assert_eq!(
+        args[status + 1],
+        "${NOMAD_ADDR_status}",
+        "meshinit serves /ready on the port the check polls"
+    );
 
     // Real HCL parsing when python-hcl2 is there (scripts/test-packaging installs it).
     let given = std::env::var("MESHINIT_HCL2_PYTHON").ok();
@@ -328,6 +357,13 @@ fn nomad_job_kill_timeout_covers_meshinit_check() {
         assert_eq!(task["kill_timeout"], "30s", "{task:#}");
         assert_eq!(task["kill_signal"], "SIGTERM");
         assert_eq!(task["driver"], "raw_exec");
+        let group = &json["job"][0]["backend"]["group"][0]["backend"];
+        assert_eq!(group["count"], 3, "{group:#}");
+        assert_eq!(group["update"][0]["health_check"], "checks");
+        let check = &task["service"][0]["check"][0];
+        assert_eq!(check["port"], "status", "{task:#}");
+        assert_eq!(check["path"], "/ready");
+        assert_eq!(task["service"][0]["provider"], "nomad");
         let parsed_args: Vec<String> = task["config"][0]["args"]
             .as_array()
             .expect("args")
@@ -361,7 +397,7 @@ fn nomad_job_kill_timeout_covers_meshinit_check() {
     let dir = fx.dir.to_str().unwrap();
     let subst = |a: &str| -> String {
         match a {
-            "/usr/local/bin/kuma-dp" => fake_kuma_dp_bin().to_str().unwrap().to_string(),
+            "var.kuma_dp_binary" => fake_kuma_dp_bin().to_str().unwrap().to_string(),
             "var.kuma_cp_address" => "https://127.0.0.1:5678".into(),
             "var.backend_binary" => test_app_bin().to_str().unwrap().to_string(),
             _ => a
@@ -369,7 +405,10 @@ fn nomad_job_kill_timeout_covers_meshinit_check() {
                 .replace("${NOMAD_SECRETS_DIR}", dir)
                 .replace("${NOMAD_ALLOC_ID}", "0b8d5d0c-1b1e-4b8e-9d0e-2f3c4a5b6c7d")
                 .replace("${NOMAD_ALLOC_INDEX}", "0")
-                .replace("${attr.unique.network.ip-address}", "10.0.0.2")
+                .replace("${NOMAD_IP_inbound}", "10.0.0.2")
+                .replace("${NOMAD_ADDR_status}", "10.0.0.2:21005")
+                .replace("${var.kuma_cp_ca_cert}", "/etc/kuma/kuma-cp-ca.crt")
+                .replace("${var.envoy_binary}", "/usr/local/bin/envoy")
                 .replace("${NOMAD_PORT_inbound}", "21001")
                 .replace("${NOMAD_PORT_http}", "21002")
                 .replace("${NOMAD_PORT_admin}", "21003"),

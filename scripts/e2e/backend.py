@@ -4,7 +4,7 @@
     backend.py --port PORT --name NAME [--host 127.0.0.1] [--startup-delay S]
 
 GET /        -> 200 "NAME\n" (plus the request count)
-GET /healthz -> 200 "ok\n"
+GET /healthz, /health -> 200 "ok\n"
 anything else-> 404
 
 Like most apps it exits promptly on SIGTERM/SIGINT (status 0): it does not
@@ -35,7 +35,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def do_GET(self):
-        if self.path == "/healthz":
+        if self.path in ("/healthz", "/health"):
             self._send(200, "ok\n")
         elif self.path == "/" or self.path.startswith("/?"):
             with self.server.lock:
