@@ -86,6 +86,9 @@ struct Driver {
     /// Orphans are re-parented to meshinit (PID 1 or child subreaper), so
     /// "no child left" means "no descendant left".
     reaps_orphans: bool,
+    /// Why the app could not be started; decides the exit code once the
+    /// lifecycle has stopped whatever already ran.
+    spawn_error: Option<DriverError>,
 }
 
 /// Runs the supervised pair to the end and returns meshinit's exit code.
@@ -140,6 +143,7 @@ pub async fn run(
         ready_notified: false,
         queue: VecDeque::new(),
         reaps_orphans,
+        spawn_error: None,
     };
     d.queue.push_back(Input::Start);
     if let Some(code) = d.pump()? {
@@ -148,9 +152,11 @@ pub async fn run(
     // Start-up is over (the configuration is read, the app spawned): what
     // it alone needed need not stay resident while meshinit supervises.
     crate::memory::release_startup_pages();
-    let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
+    let mut next_watchdog = watchdog.and_then(|w| Instant::now().checked_add(w));
     loop {
-        let deadline = d.lc.next_deadline().map(|t| d.start + t);
+        // A deadline beyond what the clock can hold is never reached: no
+        // timer (durations are capped at a day, so this is a safety net).
+        let deadline = d.lc.next_deadline().and_then(|t| d.start.checked_add(t));
         tokio::select! {
             got = signals.recv() => {
                 let got = got.map_err(DriverError::Signals)?;
@@ -166,7 +172,7 @@ pub async fn run(
             () = sleep_until_opt(deadline) => d.queue.push_back(Input::Tick),
             () = sleep_until_opt(next_watchdog) => {
                 d.notifier.send("WATCHDOG=1");
-                next_watchdog = watchdog.map(|w| Instant::now() + w);
+                next_watchdog = watchdog.and_then(|w| Instant::now().checked_add(w));
             }
         }
         if let Some(code) = d.pump()? {
@@ -308,7 +314,7 @@ impl Driver {
 
     fn execute(&mut self, action: Action) -> Result<Option<i32>, DriverError> {
         match action {
-            Action::SpawnApp => self.spawn_app()?,
+            Action::SpawnApp => self.spawn_app(),
             Action::SpawnProxy => self.spawn_proxy(),
             Action::WatchProxyReady => self.watch_proxy_ready(),
             Action::Signal(target, sig) => self.signal(target, sig),
@@ -354,7 +360,9 @@ impl Driver {
         Ok(None)
     }
 
-    fn spawn_app(&mut self) -> Result<(), DriverError> {
+    /// Starts the app; a failure is handed to the lifecycle, which stops
+    /// what already runs (kuma-dp with `--start-order proxy-first`) in order.
+    fn spawn_app(&mut self) {
         let app = &self.cfg.app;
         let pid = spawn::spawn(spawn::Spec {
             program: app.command[0].as_ref(),
@@ -368,11 +376,18 @@ impl Driver {
         .map_err(|source| DriverError::SpawnApp {
             program: app.command[0].clone(),
             source,
-        })?;
-        info!(pid = pid.as_raw(), command = ?app.command, "app started");
-        self.app_pid = Some(pid);
-        self.status.borrow_mut().app_pid = Some(pid.as_raw());
-        Ok(())
+        });
+        match pid {
+            Ok(pid) => {
+                info!(pid = pid.as_raw(), command = ?app.command, "app started");
+                self.app_pid = Some(pid);
+                self.status.borrow_mut().app_pid = Some(pid.as_raw());
+            }
+            Err(e) => {
+                self.spawn_error = Some(e);
+                self.queue.push_back(Input::AppSpawnFailed);
+            }
+        }
     }
 
     fn spawn_proxy(&mut self) {
@@ -576,6 +591,13 @@ impl Driver {
                 info!(elapsed = %fmt_secs(self.now()), "app healthy");
             }
             Event::AppUnhealthy => warn!("app unhealthy (liveness probes failing)"),
+            Event::AppSpawnFailed => match &self.spawn_error {
+                Some(e) if self.proxy_pid.is_some() => {
+                    error!("{e}; draining and stopping kuma-dp")
+                }
+                Some(e) => error!("{e}"),
+                None => error!("the app could not be started"),
+            },
             Event::ProxyReady => {
                 let since = self
                     .healthy_at
@@ -638,6 +660,10 @@ impl Driver {
             ExitReason::App(status) => self.cfg.exit_code_map.apply(status.code()),
             ExitReason::StartupTimeout | ExitReason::Unhealthy => exit::EX_UNAVAILABLE,
             ExitReason::ProxyFailed => exit::EX_TEMPFAIL,
+            ExitReason::AppSpawnFailed => self
+                .spawn_error
+                .as_ref()
+                .map_or(exit::EX_OSERR, DriverError::exit_code),
         };
         if let Some(t) = timeline {
             info!(

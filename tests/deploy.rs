@@ -218,7 +218,10 @@ fn systemd_unit_settings_fit_meshinit_defaults() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     let worst = worst_case(&stdout);
-    assert_eq!(worst, 50, "default drain 40s + grace 0s + app stop 10s");
+    assert_eq!(
+        worst, 54,
+        "default drain 40s + 1s to SIGKILL kuma-dp + grace 0s + app stop 10s + 2s clean-up + 1s give-up"
+    );
     assert!(
         stop >= worst + 5,
         "TimeoutStopSec={stop}s leaves no margin over {worst}s"

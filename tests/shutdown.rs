@@ -597,24 +597,29 @@ fn check_reports_the_worst_case_shutdown_and_enforces_the_budget() {
 
     let (code, out) = check(&s, &grace);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("worst case: 55s"), "40s + 5s + 10s:\n{out}");
+    assert!(
+        out.contains("worst case: 59s"),
+        "40s drain + 1s to SIGKILL kuma-dp + 5s grace + 10s stop + 2s clean-up + 1s give-up:\n{out}"
+    );
     assert!(out.contains("at most 40s (drain-timeout)"), "{out}");
 
     let (code, out) = check(&s, &[grace[0], grace[1], "--shutdown-budget", "30s"]);
-    assert_ne!(code, 0, "55s does not fit in 30s:\n{out}");
+    assert_ne!(code, 0, "59s does not fit in 30s:\n{out}");
     assert!(out.contains("shutdown budget: 30s (EXCEEDED)"), "{out}");
     assert!(
-        out.contains("worst-case shutdown 55s exceeds --shutdown-budget 30s"),
+        out.contains("worst-case shutdown 59s exceeds --shutdown-budget 30s"),
         "{out}"
     );
 
-    let (code, out) = check(&s, &[grace[0], grace[1], "--shutdown-budget", "55s"]);
+    let (code, out) = check(&s, &[grace[0], grace[1], "--shutdown-budget", "58s"]);
+    assert_ne!(code, 0, "one second short:\n{out}");
+    let (code, out) = check(&s, &[grace[0], grace[1], "--shutdown-budget", "59s"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("shutdown budget: 55s (fits)"), "{out}");
+    assert!(out.contains("shutdown budget: 59s (fits)"), "{out}");
 
-    // Without a proxy there is no drain: 0s + 5s + 10s.
+    // Without a proxy there is no drain: 5s + 10s + 2s clean-up + 1s give-up.
     let plain = Scenario::bare("budget-plain");
-    let (code, out) = check(&plain, &[grace[0], grace[1], "--shutdown-budget", "15s"]);
+    let (code, out) = check(&plain, &[grace[0], grace[1], "--shutdown-budget", "18s"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("worst case: 15s"), "{out}");
+    assert!(out.contains("worst case: 18s"), "{out}");
 }
