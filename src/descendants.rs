@@ -184,10 +184,7 @@ mod tests {
             parse_stat(b"4242 (w\xff\xfeker) S 17 4242 4242 0 -1 4194560 0 0"),
             Some(('S', 17))
         );
-        assert_eq!(
-            parse_stat(b"7 (a) Z (b)) R 1 7 7 0"),
-            Some(('R', 1))
-        );
+        assert_eq!(parse_stat(b"7 (a) Z (b)) R 1 7 7 0"), Some(('R', 1)));
         assert_eq!(parse_stat(b"7 (a) S"), None);
         assert_eq!(parse_stat(b"7 a S 1"), None);
         assert_eq!(parse_stat(b""), None);

@@ -89,6 +89,8 @@ struct Driver {
     /// Why the app could not be started; decides the exit code once the
     /// lifecycle has stopped whatever already ran.
     spawn_error: Option<DriverError>,
+    /// meshinit created kuma-dp's work directory (removed at exit).
+    work_dir_made: bool,
 }
 
 /// Runs the supervised pair to the end and returns meshinit's exit code.
@@ -144,6 +146,7 @@ pub async fn run(
         queue: VecDeque::new(),
         reaps_orphans,
         spawn_error: None,
+        work_dir_made: false,
     };
     d.queue.push_back(Input::Start);
     if let Some(code) = d.pump()? {
@@ -390,13 +393,40 @@ impl Driver {
         }
     }
 
-    fn spawn_proxy(&mut self) {
-        let Some(proxy) = &self.cfg.proxy else { return };
-        if proxy.owns_work_dir {
-            if let Err(e) = prepare_work_dir(&proxy.work_dir, proxy.user.as_ref()) {
-                warn!(dir = %proxy.work_dir.display(), error = %e, "cannot prepare kuma-dp's work dir");
-            }
+    /// Makes kuma-dp's work directory (mkdtemp-like) before its first start,
+    /// checks it is still meshinit's before a restart.
+    fn prepare_work_dir(&mut self) -> Result<(), crate::workdir::WorkDirError> {
+        let Some(proxy) = self.cfg.proxy.as_mut().filter(|p| p.owns_work_dir) else {
+            return Ok(());
+        };
+        if self.work_dir_made {
+            return crate::workdir::reuse(&proxy.work_dir, proxy.user.as_ref());
         }
+        let dir = crate::workdir::create_fresh(&proxy.work_dir, proxy.user.as_ref())?;
+        self.work_dir_made = true;
+        if dir != proxy.work_dir {
+            // The planned name was taken: kuma-dp and the admin socket
+            // follow the fresh one.
+            warn!(taken = %proxy.work_dir.display(), dir = %dir.display(), "kuma-dp's work dir name already existed; using a fresh one");
+            let old = format!("--work-dir={}", proxy.work_dir.display());
+            for a in proxy.args.iter_mut().filter(|a| **a == old) {
+                *a = format!("--work-dir={}", dir.display());
+            }
+            proxy.admin.socket = dir.join(crate::envoy::ADMIN_SOCKET);
+            proxy.work_dir = dir;
+        }
+        Ok(())
+    }
+
+    fn spawn_proxy(&mut self) {
+        if let Err(e) = self.prepare_work_dir() {
+            // Counted as a failed start: retried with backoff, then given up.
+            error!(error = %e, "cannot start kuma-dp");
+            self.queue
+                .push_back(Input::ProxyExited(ExitStatus::Code(127)));
+            return;
+        }
+        let Some(proxy) = &self.cfg.proxy else { return };
         self.proxy_generation += 1;
         match spawn::spawn(spawn::Spec {
             program: proxy.kuma_dp.as_os_str(),
@@ -653,7 +683,8 @@ impl Driver {
     }
 
     fn exit(&mut self, reason: ExitReason, timeline: Option<Timeline>) -> i32 {
-        if let Some(proxy) = self.cfg.proxy.as_ref().filter(|p| p.owns_work_dir) {
+        // Only a directory meshinit created itself is removed.
+        if let Some(proxy) = self.cfg.proxy.as_ref().filter(|_| self.work_dir_made) {
             let _ = std::fs::remove_dir_all(&proxy.work_dir);
         }
         let code = match reason {
@@ -678,23 +709,4 @@ impl Driver {
         }
         code
     }
-}
-
-/// Creates kuma-dp's work dir, private to the user kuma-dp runs as.
-fn prepare_work_dir(
-    dir: &std::path::Path,
-    user: Option<&crate::user::Identity>,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        // A restarted kuma-dp reuses the directory meshinit made for it.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    if let Some(id) = user {
-        nix::unistd::chown(dir, Some(id.uid), Some(id.gid))?;
-    }
-    Ok(())
 }

@@ -219,7 +219,8 @@ mod tests {
     /// "é" is two bytes in UTF-8; here each travels in its own chunk. The
     /// reader used to decode the text first and then slice it at the chunk
     /// sizes, which panicked inside the replacement character.
-    const SPLIT_CHARACTER: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n\xc3\r\n1\r\n\xa9\r\n0\r\n\r\n";
+    const SPLIT_CHARACTER: &[u8] =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n\xc3\r\n1\r\n\xa9\r\n0\r\n\r\n";
 
     #[test]
     fn a_chunk_ending_inside_a_character_is_joined_with_the_next() {
@@ -246,12 +247,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let got = rt.block_on(get_tcp(
-            "127.0.0.1",
-            port,
-            "/stats",
-            Duration::from_secs(5),
-        ));
+        let got = rt.block_on(get_tcp("127.0.0.1", port, "/stats", Duration::from_secs(5)));
         server.join().unwrap();
         assert_eq!(got, Ok((200, "\u{e9}".to_string())));
     }
@@ -260,7 +256,10 @@ mod tests {
     fn malformed_answers_are_errors_or_empty_bodies_never_panics() {
         assert!(parse_response(b"", true).is_err());
         assert_eq!(
-            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab", true),
+            parse_response(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab",
+                true
+            ),
             Ok((200, String::new()))
         );
         assert_eq!(

@@ -5,7 +5,7 @@
 //! node's line); `lifecycle` decides (pure state machine); `driver` carries
 //! it out with `spawn`, `reaper`, `signals`, `descendants`, `probe`, `http`,
 //! `status`, `notify`, `envoy` (Envoy's stats, for the idle drain) and
-//! `memory` (start-up pages released); `dataplane` renders and checks the
+//! `memory` (start-up pages released), `workdir` (kuma-dp's work directory); `dataplane` renders and checks the
 //! Dataplane template; `plan` prints `meshinit check`.
 
 pub mod cli;
@@ -28,6 +28,7 @@ pub mod signals;
 pub mod spawn;
 pub mod status;
 pub mod user;
+pub mod workdir;
 pub mod yaml;
 
 use tracing::{info, warn};

@@ -188,7 +188,13 @@ pub async fn serve(listener: TcpListener, state: Shared) {
         if full {
             let oldest = conns.borrow_mut().oldest_idle();
             match oldest {
-                Some(task) => task.abort(),
+                Some(task) => {
+                    task.abort();
+                    // The aborted task is dropped (its socket closed) when the
+                    // event loop next runs it: let it, so the cap holds for
+                    // descriptors too, not just for tasks.
+                    tokio::task::yield_now().await;
+                }
                 None => {
                     // Every slot is answering a request: the newcomer is
                     // closed rather than queued.

@@ -165,7 +165,15 @@ fn world() -> impl Strategy<Value = World> {
         proptest::option::of(0u64..100_000),
     )
         .prop_map(
-            |(app_obeys, app_stop_ms, proxy_obeys, proxy_drain_ms, descendants, inbound, again_ms)| {
+            |(
+                app_obeys,
+                app_stop_ms,
+                proxy_obeys,
+                proxy_drain_ms,
+                descendants,
+                inbound,
+                again_ms,
+            )| {
                 World {
                     app_obeys,
                     app_stop_ms,

@@ -675,7 +675,10 @@ fn huge_durations_never_overflow_a_deadline() {
         proxy_ready_timeout: huge,
         cleanup_timeout: huge,
         kill_bound: huge,
-        idle_drain: Some(IdleDrain { min: huge, idle: huge }),
+        idle_drain: Some(IdleDrain {
+            min: huge,
+            idle: huge,
+        }),
         ..Settings::defaults()
     };
     assert_eq!(s.worst_case_shutdown(), huge);
@@ -934,7 +937,10 @@ fn proxy_first_app_that_cannot_start_drains_and_stops_kuma_dp_first() {
         ],
     );
     assert_eq!(time_of(&log, Action::SpawnApp), Some(900));
-    assert_eq!(time_of(&log, Action::Event(Event::AppSpawnFailed)), Some(901));
+    assert_eq!(
+        time_of(&log, Action::Event(Event::AppSpawnFailed)),
+        Some(901)
+    );
     assert_eq!(time_of(&log, Action::Enter(Phase::Draining)), Some(901));
     assert_eq!(time_of(&log, TERM_PROXY), Some(901));
     assert_eq!(time_of(&log, Action::TermDescendants), Some(1500));
@@ -975,10 +981,14 @@ fn stop_while_kuma_dp_starts_drains_it_first_and_the_idle_drain_ends_it() {
     assert_eq!(time_of(&log, Action::Enter(Phase::Draining)), Some(500));
     assert_eq!(time_of(&log, Action::WatchInbound(true)), Some(500));
     assert_eq!(
-        log.iter().filter(|(t, a)| *a == TERM_PROXY && *t == 500).count(),
+        log.iter()
+            .filter(|(t, a)| *a == TERM_PROXY && *t == 500)
+            .count(),
         1
     );
-    assert!(log.iter().any(|(t, a)| *t == 750 && matches!(a, Action::Event(Event::DrainIdle { .. }))));
+    assert!(log
+        .iter()
+        .any(|(t, a)| *t == 750 && matches!(a, Action::Event(Event::DrainIdle { .. }))));
     assert_eq!(
         log.iter().filter(|(_, a)| *a == TERM_PROXY).count(),
         2,
@@ -1006,5 +1016,9 @@ fn second_stop_cuts_short_the_drain_of_a_starting_kuma_dp() {
         2,
         "the drain's SIGTERM, then \"stop now\""
     );
-    assert_eq!(lc.next_deadline(), Some(T(1600)), "SIGKILL one kill bound later");
+    assert_eq!(
+        lc.next_deadline(),
+        Some(T(1600)),
+        "SIGKILL one kill bound later"
+    );
 }
