@@ -246,7 +246,8 @@ fn plain_mode_ready_after_healthy_then_stopping_with_extend_timeout() {
     );
     // Plain mode: no proxy to drain, straight to stopping the app.
     assert_eq!(statuses(&after), ["stopping", "cleanup", "done"]);
-    check_extend_timeouts(&after, Duration::from_secs(10));
+    // Without a proxy: app-stop-timeout 10s + 2s clean-up + 1s give-up.
+    check_extend_timeouts(&after, Duration::from_secs(13));
 }
 
 /// Every shutdown STATUS= carries EXTEND_TIMEOUT_USEC, at most the worst case plus meshinit's
