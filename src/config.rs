@@ -1409,20 +1409,27 @@ fn proxy_config(
     args.extend(extra.iter().cloned());
     let drain_time = kuma_drain_time(&extra, env);
     let (work_dir, owns_work_dir) = match user_work_dir(&extra) {
-        // Absolute, because meshinit moves to `/` once the app runs and
-        // still reads Envoy's admin socket in there (kuma-dp itself starts
-        // where meshinit was started, so the argument stays as written).
-        Some(dir) => (
-            std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir)),
-            false,
-        ),
+        Some(dir) => {
+            if let Some(problem) = crate::workdir::check_given(Path::new(&dir), user.as_ref()) {
+                let o = r.origin("kuma_dp_arg");
+                r.problem("kuma_dp_arg", &o, format!("--work-dir: {problem}"));
+            }
+            // Absolute, because meshinit moves to `/` once the app runs and
+            // still reads Envoy's admin socket in there (kuma-dp itself starts
+            // where meshinit was started, so the argument stays as written).
+            (
+                std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir)),
+                false,
+            )
+        }
         None => {
             // A fresh, unguessable name: the directory is created at spawn
-            // time with mode 0700 and removed at exit.
+            // time as mkdtemp(3) does (another name if this one exists),
+            // mode 0700, and removed at exit.
             let dir = std::env::temp_dir().join(format!(
                 "meshinit-kuma-dp-{}-{:016x}",
                 std::process::id(),
-                random_u64()
+                crate::workdir::random_u64()
             ));
             args.push(format!("--work-dir={}", dir.display()));
             (dir, true)
@@ -1469,15 +1476,6 @@ fn user_work_dir(args: &[String]) -> Option<String> {
         }
     }
     found
-}
-
-/// Eight random bytes from the kernel, for unguessable temporary names.
-fn random_u64() -> u64 {
-    let mut buf = [0u8; 8];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut buf);
-    }
-    u64::from_ne_bytes(buf) ^ u64::from(std::process::id())
 }
 
 #[cfg(test)]

@@ -94,12 +94,24 @@ fn by_full_scan(root: i32) -> Vec<i32> {
     out
 }
 
-/// State and parent from `/proc/<pid>/stat`. The command name may contain
-/// spaces and parentheses, so the fields are read after the last `)`.
+/// State and parent from `/proc/<pid>/stat`.
 fn stat(pid: i32) -> Option<(char, i32)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = text.rsplit_once(')')?.1.split_whitespace();
-    let state = fields.next()?.chars().next()?;
+    parse_stat(&fs::read(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// State and parent from the text of a `/proc/<pid>/stat` file. Read as
+/// bytes: the command name is whatever the process set (any bytes but NUL,
+/// not necessarily UTF-8), and may contain spaces and parentheses, so the
+/// fields are read after the last `)`.
+pub fn parse_stat(text: &[u8]) -> Option<(char, i32)> {
+    let close = text.iter().rposition(|b| *b == b')')?;
+    let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?;
+    if state.len() != 1 {
+        return None;
+    }
+    let state = state.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     Some((state, ppid))
 }
@@ -161,6 +173,21 @@ mod tests {
         }
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// A process may name itself with bytes that are not UTF-8 (prctl
+    /// PR_SET_NAME takes any bytes): it must still be found, or it would
+    /// outlive the app.
+    #[test]
+    fn stat_lines_with_names_that_are_not_utf8_or_hold_parentheses() {
+        assert_eq!(
+            parse_stat(b"4242 (w\xff\xfeker) S 17 4242 4242 0 -1 4194560 0 0"),
+            Some(('S', 17))
+        );
+        assert_eq!(parse_stat(b"7 (a) Z (b)) R 1 7 7 0"), Some(('R', 1)));
+        assert_eq!(parse_stat(b"7 (a) S"), None);
+        assert_eq!(parse_stat(b"7 a S 1"), None);
+        assert_eq!(parse_stat(b""), None);
     }
 
     #[test]

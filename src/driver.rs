@@ -98,6 +98,11 @@ struct Driver {
     /// The app was handed the terminal meshinit runs in the foreground of:
     /// job control (Ctrl-Z, `fg`) applies to the pair as to one shell job.
     job_control: bool,
+    /// Why the app could not be started; decides the exit code once the
+    /// lifecycle has stopped whatever already ran.
+    spawn_error: Option<DriverError>,
+    /// meshinit created kuma-dp's work directory (removed at exit).
+    work_dir_made: bool,
 }
 
 /// Runs the supervised pair to the end and returns meshinit's exit code.
@@ -154,6 +159,8 @@ pub async fn run(
         queue: VecDeque::new(),
         reaps_orphans,
         job_control: false,
+        spawn_error: None,
+        work_dir_made: false,
     };
     d.queue.push_back(Input::Start);
     if let Some(code) = d.pump()? {
@@ -162,9 +169,11 @@ pub async fn run(
     // Start-up is over (the configuration is read, the app spawned): what
     // it alone needed need not stay resident while meshinit supervises.
     crate::memory::release_startup_pages();
-    let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
+    let mut next_watchdog = watchdog.and_then(|w| Instant::now().checked_add(w));
     loop {
-        let deadline = d.lc.next_deadline().map(|t| d.start + t);
+        // A deadline beyond what the clock can hold is never reached: no
+        // timer (durations are capped at a day, so this is a safety net).
+        let deadline = d.lc.next_deadline().and_then(|t| d.start.checked_add(t));
         tokio::select! {
             got = signals.recv() => {
                 let got = got.map_err(DriverError::Signals)?;
@@ -180,7 +189,7 @@ pub async fn run(
             () = sleep_until_opt(deadline) => d.queue.push_back(Input::Tick),
             () = sleep_until_opt(next_watchdog) => {
                 d.notifier.send("WATCHDOG=1");
-                next_watchdog = watchdog.map(|w| Instant::now() + w);
+                next_watchdog = watchdog.and_then(|w| Instant::now().checked_add(w));
             }
         }
         if let Some(code) = d.pump()? {
@@ -364,7 +373,7 @@ impl Driver {
 
     fn execute(&mut self, action: Action) -> Result<Option<i32>, DriverError> {
         match action {
-            Action::SpawnApp => self.spawn_app()?,
+            Action::SpawnApp => self.spawn_app(),
             Action::SpawnProxy => self.spawn_proxy(),
             Action::WatchProxyReady => self.watch_proxy_ready(),
             Action::Signal(target, sig) => self.signal(target, sig),
@@ -411,7 +420,9 @@ impl Driver {
         Ok(None)
     }
 
-    fn spawn_app(&mut self) -> Result<(), DriverError> {
+    /// Starts the app; a failure is handed to the lifecycle, which stops
+    /// what already runs (kuma-dp with `--start-order proxy-first`) in order.
+    fn spawn_app(&mut self) {
         self.job_control = spawn::owns_terminal();
         let app = &self.cfg.app;
         let pid = spawn::spawn(spawn::Spec {
@@ -427,23 +438,57 @@ impl Driver {
         .map_err(|source| DriverError::SpawnApp {
             program: app.command[0].clone(),
             source,
-        })?;
-        info!(pid = pid.as_raw(), command = ?app.command, "app started");
-        if let Err(e) = spawn::leave_start_dir() {
-            debug!(error = %e, "cannot move to /; staying where meshinit was started");
+        });
+        match pid {
+            Ok(pid) => {
+                info!(pid = pid.as_raw(), command = ?app.command, "app started");
+                if let Err(e) = spawn::leave_start_dir() {
+                    debug!(error = %e, "cannot move to /; staying where meshinit was started");
+                }
+                self.app_pid = Some(pid);
+                self.status.borrow_mut().app_pid = Some(pid.as_raw());
+            }
+            Err(e) => {
+                self.spawn_error = Some(e);
+                self.queue.push_back(Input::AppSpawnFailed);
+            }
         }
-        self.app_pid = Some(pid);
-        self.status.borrow_mut().app_pid = Some(pid.as_raw());
+    }
+
+    /// Makes kuma-dp's work directory (mkdtemp-like) before its first start,
+    /// checks it is still meshinit's before a restart.
+    fn prepare_work_dir(&mut self) -> Result<(), crate::workdir::WorkDirError> {
+        let Some(proxy) = self.cfg.proxy.as_mut().filter(|p| p.owns_work_dir) else {
+            return Ok(());
+        };
+        if self.work_dir_made {
+            return crate::workdir::reuse(&proxy.work_dir, proxy.user.as_ref());
+        }
+        let dir = crate::workdir::create_fresh(&proxy.work_dir, proxy.user.as_ref())?;
+        self.work_dir_made = true;
+        if dir != proxy.work_dir {
+            // The planned name was taken: kuma-dp and the admin socket
+            // follow the fresh one.
+            warn!(taken = %proxy.work_dir.display(), dir = %dir.display(), "kuma-dp's work dir name already existed; using a fresh one");
+            let old = format!("--work-dir={}", proxy.work_dir.display());
+            for a in proxy.args.iter_mut().filter(|a| **a == old) {
+                *a = format!("--work-dir={}", dir.display());
+            }
+            proxy.admin.socket = dir.join(crate::envoy::ADMIN_SOCKET);
+            proxy.work_dir = dir;
+        }
         Ok(())
     }
 
     fn spawn_proxy(&mut self) {
-        let Some(proxy) = &self.cfg.proxy else { return };
-        if proxy.owns_work_dir {
-            if let Err(e) = prepare_work_dir(&proxy.work_dir, proxy.user.as_ref()) {
-                warn!(dir = %proxy.work_dir.display(), error = %e, "cannot prepare kuma-dp's work dir");
-            }
+        if let Err(e) = self.prepare_work_dir() {
+            // Counted as a failed start: retried with backoff, then given up.
+            error!(error = %e, "cannot start kuma-dp");
+            self.queue
+                .push_back(Input::ProxyExited(ExitStatus::Code(127)));
+            return;
         }
+        let Some(proxy) = &self.cfg.proxy else { return };
         self.proxy_generation += 1;
         match spawn::spawn(spawn::Spec {
             program: proxy.kuma_dp.as_os_str(),
@@ -644,6 +689,13 @@ impl Driver {
                 info!(elapsed = %fmt_secs(self.now()), "app healthy");
             }
             Event::AppUnhealthy => warn!("app unhealthy (liveness probes failing)"),
+            Event::AppSpawnFailed => match &self.spawn_error {
+                Some(e) if self.proxy_pid.is_some() => {
+                    error!("{e}; draining and stopping kuma-dp")
+                }
+                Some(e) => error!("{e}"),
+                None => error!("the app could not be started"),
+            },
             Event::ProxyReady => {
                 let since = self
                     .healthy_at
@@ -716,13 +768,18 @@ impl Driver {
     }
 
     fn exit(&mut self, reason: ExitReason, timeline: Option<Timeline>) -> i32 {
-        if let Some(proxy) = self.cfg.proxy.as_ref().filter(|p| p.owns_work_dir) {
+        // Only a directory meshinit created itself is removed.
+        if let Some(proxy) = self.cfg.proxy.as_ref().filter(|_| self.work_dir_made) {
             let _ = std::fs::remove_dir_all(&proxy.work_dir);
         }
         let code = match reason {
             ExitReason::App(status) => self.cfg.exit_code_map.apply(status.code()),
             ExitReason::StartupTimeout | ExitReason::Unhealthy => exit::EX_UNAVAILABLE,
             ExitReason::ProxyFailed => exit::EX_TEMPFAIL,
+            ExitReason::AppSpawnFailed => self
+                .spawn_error
+                .as_ref()
+                .map_or(exit::EX_OSERR, DriverError::exit_code),
         };
         if let (Some(t), Some(path)) = (&timeline, &self.cfg.state_file) {
             let drain_end = self.status.borrow().metrics.drain_end();
@@ -755,23 +812,4 @@ fn init_metrics(m: &mut crate::metrics::Metrics, cfg: &Config) {
             Err(e) => warn!(file = %path.display(), error = %e, "ignoring --state-file"),
         }
     }
-}
-
-/// Creates kuma-dp's work dir, private to the user kuma-dp runs as.
-fn prepare_work_dir(
-    dir: &std::path::Path,
-    user: Option<&crate::user::Identity>,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        // A restarted kuma-dp reuses the directory meshinit made for it.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    if let Some(id) = user {
-        nix::unistd::chown(dir, Some(id.uid), Some(id.gid))?;
-    }
-    Ok(())
 }

@@ -100,9 +100,11 @@ pub fn inbound_load(stats: &str, listeners: &[InboundListener]) -> Result<Load, 
             let name = name.trim();
             if name == connections {
                 found = true;
-                load.connections += value;
+                // Saturating: the stats come from another process, and a
+                // sum that overflows must not bring meshinit down.
+                load.connections = load.connections.saturating_add(value);
             } else if name == requests {
-                load.requests += value;
+                load.requests = load.requests.saturating_add(value);
             }
         }
         if !found {
@@ -164,6 +166,14 @@ listener.admin.downstream_cx_active: 3
     fn a_missing_listener_is_an_error() {
         let err = inbound_load(STATS, &[inbound("10.0.0.1", 8000)]).unwrap_err();
         assert!(err.contains("10.0.0.1:8000"), "{err}");
+    }
+
+    #[test]
+    fn counters_that_would_overflow_saturate() {
+        let stats = "listener.127.0.0.1_28012.downstream_cx_active: 18446744073709551615\n\
+                     listener.127.0.0.1_28012.downstream_cx_active: 1\n";
+        let load = inbound_load(stats, &[inbound("127.0.0.1", 28012)]).unwrap();
+        assert_eq!(load.connections, u64::MAX);
     }
 
     #[test]

@@ -112,41 +112,62 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             return Err("answer too large".into());
         }
     }
-    let status = parse_status_line(&buf)?;
-    let body = if want_body {
-        let text = String::from_utf8_lossy(&buf);
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        if is_chunked(&text) {
-            dechunk(body)
-        } else {
-            body.to_string()
-        }
-    } else {
-        String::new()
-    };
-    Ok((status, body))
+    parse_response(&buf, want_body)
 }
 
-fn is_chunked(text: &str) -> bool {
-    let head = text.split("\r\n\r\n").next().unwrap_or("");
-    head.lines().any(|l| {
+/// Reads an answer already received in full: the status code, and the body
+/// (de-chunked, then decoded as UTF-8 with invalid sequences replaced) when
+/// `want_body`. Works on bytes throughout: the peer's framing (chunk sizes,
+/// the end of the head) counts bytes, and a chunk may end in the middle of
+/// a multi-byte character.
+pub fn parse_response(buf: &[u8], want_body: bool) -> Result<(u16, String), String> {
+    let status = parse_status_line(buf)?;
+    if !want_body {
+        return Ok((status, String::new()));
+    }
+    let (head, body) = match find(buf, b"\r\n\r\n") {
+        Some(at) => (&buf[..at], &buf[at + 4..]),
+        None => (buf, &[][..]),
+    };
+    let body = if is_chunked(head) {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn is_chunked(head: &[u8]) -> bool {
+    head.split(|b| *b == b'\n').any(|l| {
         let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
+        l.starts_with(b"transfer-encoding:") && find(&l, b"chunked").is_some()
     })
 }
 
 /// Decodes a chunked body (Envoy's admin API answers large bodies this way).
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+/// Stops at the last chunk, or at the first malformed or truncated one.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = find(body, b"\r\n") {
+        // `SIZE[;extension]`, in hexadecimal.
+        let size = body[..eol].split(|b| *b == b';').next().unwrap_or_default();
+        let Some(n) = std::str::from_utf8(size)
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+        else {
             break;
         };
+        let rest = &body[eol + 2..];
         if n == 0 || rest.len() < n {
             break;
         }
-        out.push_str(&rest[..n]);
-        body = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+        out.extend_from_slice(&rest[..n]);
+        body = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
     }
     out
 }
@@ -183,14 +204,67 @@ mod tests {
     #[test]
     fn chunked_bodies() {
         assert_eq!(
-            dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
-            "hello world"
+            dechunk(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+            b"hello world"
         );
+        assert_eq!(dechunk(b"3;name=x\r\nabc\r\n0\r\n\r\n"), b"abc");
         assert!(is_chunked(
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         ));
         assert!(!is_chunked(
-            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
         ));
+    }
+
+    /// "é" is two bytes in UTF-8; here each travels in its own chunk. The
+    /// reader used to decode the text first and then slice it at the chunk
+    /// sizes, which panicked inside the replacement character.
+    const SPLIT_CHARACTER: &[u8] =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n\xc3\r\n1\r\n\xa9\r\n0\r\n\r\n";
+
+    #[test]
+    fn a_chunk_ending_inside_a_character_is_joined_with_the_next() {
+        assert_eq!(
+            parse_response(SPLIT_CHARACTER, true),
+            Ok((200, "\u{e9}".to_string()))
+        );
+    }
+
+    /// The same answer from a real server, read through the client Envoy's
+    /// stats are read with: meshinit must get the text, not abort.
+    #[test]
+    fn a_server_splitting_a_character_across_chunks_is_read() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut req = [0u8; 1024];
+            let _ = conn.read(&mut req);
+            conn.write_all(SPLIT_CHARACTER).unwrap();
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let got = rt.block_on(get_tcp("127.0.0.1", port, "/stats", Duration::from_secs(5)));
+        server.join().unwrap();
+        assert_eq!(got, Ok((200, "\u{e9}".to_string())));
+    }
+
+    #[test]
+    fn malformed_answers_are_errors_or_empty_bodies_never_panics() {
+        assert!(parse_response(b"", true).is_err());
+        assert_eq!(
+            parse_response(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab",
+                true
+            ),
+            Ok((200, String::new()))
+        );
+        assert_eq!(
+            parse_response(b"HTTP/1.1 204 No Content", true),
+            Ok((204, String::new()))
+        );
     }
 }

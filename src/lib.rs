@@ -5,9 +5,9 @@
 //! node's line); `lifecycle` decides (pure state machine); `driver` carries
 //! it out with `spawn`, `reaper`, `signals`, `descendants`, `probe`, `http`,
 //! `status` (and `metrics`, the Prometheus text it serves), `notify`,
-//! `envoy` (Envoy's stats, for the idle drain) and `memory` (start-up pages
-//! released); `dataplane` renders and checks the Dataplane template; `plan`
-//! prints `meshinit check`.
+//! `envoy` (Envoy's stats, for the idle drain), `memory` (start-up pages
+//! released) and `workdir` (kuma-dp's work directory); `dataplane` renders
+//! and checks the Dataplane template; `plan` prints `meshinit check`.
 
 pub mod cli;
 pub mod config;
@@ -31,6 +31,7 @@ pub mod signals;
 pub mod spawn;
 pub mod status;
 pub mod user;
+pub mod workdir;
 pub mod yaml;
 
 use tracing::{info, warn};

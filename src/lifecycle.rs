@@ -195,19 +195,45 @@ impl Settings {
         }
     }
 
-    /// The longest a shutdown can take: drain + grace + app stop. This is
+    /// The longest a shutdown can take, from the stop signal to meshinit's
+    /// exit, counting every wait the state machine may schedule: this is
     /// what a platform's stop budget (docker stop -t, Nomad kill_timeout,
-    /// systemd TimeoutStopSec) must cover.
+    /// systemd TimeoutStopSec) must cover. `meshinit check`,
+    /// `--shutdown-budget`, EXTEND_TIMEOUT_USEC and the README all use it,
+    /// and the property tests check that no run takes longer.
+    ///
+    /// The ordered path is the longest: the drain (with SIGTERM: up to
+    /// `--drain-timeout`, then a second SIGTERM and SIGKILL one kill bound
+    /// later; with USR2: the inbound wait), the grace delay, the app's stop
+    /// timeout (SIGKILL then), stopping a kuma-dp still up after an
+    /// inbound-only drain (two kill bounds), the descendants' clean-up
+    /// (SIGTERM, SIGKILL after the clean-up timeout) and one kill bound
+    /// more before meshinit gives up on survivors. A stop before kuma-dp
+    /// ever drained stops the app and kuma-dp side by side instead. A second
+    /// stop signal only ever shortens these waits.
     pub fn worst_case_shutdown(&self) -> Duration {
-        let drain = if self.has_proxy {
-            match self.drain_mode {
-                DrainMode::Term => self.drain_timeout,
-                DrainMode::InboundUsr2 { wait } => wait.min(self.drain_timeout),
-            }
-        } else {
-            Duration::ZERO
+        let kill = self.kill_bound;
+        let proxy_stop = kill.saturating_mul(2);
+        let (drain, proxy_after_app) = match (self.has_proxy, self.drain_mode) {
+            (false, _) => (Duration::ZERO, Duration::ZERO),
+            (true, DrainMode::Term) => (self.drain_timeout.saturating_add(kill), Duration::ZERO),
+            (true, DrainMode::InboundUsr2 { wait }) => (wait.min(self.drain_timeout), proxy_stop),
         };
-        drain + self.app_grace_delay + self.app_stop_timeout
+        let ordered = drain
+            .saturating_add(self.app_grace_delay)
+            .saturating_add(self.app_stop_timeout)
+            .saturating_add(proxy_after_app);
+        // Stopped while starting up: the app's stop and kuma-dp's fast stop
+        // run at once.
+        let side_by_side = if self.has_proxy {
+            self.app_stop_timeout.max(proxy_stop)
+        } else {
+            self.app_stop_timeout
+        };
+        ordered
+            .max(side_by_side)
+            .saturating_add(self.cleanup_timeout)
+            .saturating_add(kill)
     }
 }
 
@@ -224,6 +250,9 @@ pub enum Input {
     ProxyReady,
     /// The app's main process was reaped.
     AppExited(ExitStatus),
+    /// The app could not be started (`SpawnApp` failed: no such program,
+    /// an `--app-user` that cannot be switched to, ...). It never ran.
+    AppSpawnFailed,
     /// kuma-dp was reaped (or could not be spawned).
     ProxyExited(ExitStatus),
     /// One of the stop signals (`--stop-signals`) arrived: this one.
@@ -271,6 +300,8 @@ pub enum ExitReason {
     Unhealthy,
     /// kuma-dp crashed too often or never became ready.
     ProxyFailed,
+    /// The app could not be started; the driver knows why (and the code).
+    AppSpawnFailed,
 }
 
 /// Durations of the shutdown's phases, for the one-line summary at exit.
@@ -287,6 +318,8 @@ pub struct Timeline {
 pub enum Event {
     AppHealthy,
     AppUnhealthy,
+    /// The app could not be started; whatever already runs is stopped in order.
+    AppSpawnFailed,
     ProxyReady,
     /// kuma-dp exited unexpectedly; restart number `attempt` follows after `delay`.
     ProxyRestarting {
@@ -529,6 +562,7 @@ impl Lifecycle {
             Input::Unhealthy => self.on_unhealthy(now, &mut out),
             Input::ProxyReady => self.on_proxy_ready(now, &mut out),
             Input::AppExited(status) => self.on_app_exited(now, status, &mut out),
+            Input::AppSpawnFailed => self.on_app_spawn_failed(now, &mut out),
             Input::ProxyExited(status) => self.on_proxy_exited(now, status, &mut out),
             Input::Stop(signal) => self.on_stop(now, signal, &mut out),
             Input::Tick => self.on_tick(now, &mut out),
@@ -574,7 +608,7 @@ impl Lifecycle {
         if self.s.has_probes {
             self.enter(Phase::Probing, out);
             out.push(Action::Probes(ProbeMode::Startup));
-            self.startup_deadline = Some(now + self.s.startup_timeout);
+            self.startup_deadline = Some(now.saturating_add(self.s.startup_timeout));
         } else {
             self.healthy = true;
             self.after_healthy(now, out);
@@ -606,7 +640,7 @@ impl Lifecycle {
         self.proxy_ready = false;
         self.proxy_terms = 0;
         self.proxy_restart_at = None;
-        self.proxy_ready_deadline = Some(now + self.s.proxy_ready_timeout);
+        self.proxy_ready_deadline = Some(now.saturating_add(self.s.proxy_ready_timeout));
     }
 
     fn on_healthy(&mut self, now: Duration, out: &mut Vec<Action>) {
@@ -687,6 +721,29 @@ impl Lifecycle {
         }
     }
 
+    /// Every failure goes through the lifecycle: a kuma-dp already started
+    /// (with `--start-order proxy-first` it is ready, so registered) is
+    /// drained and stopped as if the app had exited while serving, and the
+    /// descendants are cleaned up, before meshinit exits.
+    fn on_app_spawn_failed(&mut self, now: Duration, out: &mut Vec<Action>) {
+        if !self.app_alive {
+            return;
+        }
+        out.push(Action::Event(Event::AppSpawnFailed));
+        self.reason.get_or_insert(ExitReason::AppSpawnFailed);
+        if self.proxy_alive && !self.phase.is_shutdown() {
+            self.app_alive = false;
+            self.app_kill_at = None;
+            self.mark_shutdown(now, out);
+            self.start_drain(now, Signal::SIGTERM, self.s.drain_timeout, out);
+        } else {
+            // Nothing was serving, or a shutdown is already under way: as
+            // for an app that exited (its status is never reported: the
+            // reason above decides the exit code).
+            self.on_app_exited(now, ExitStatus::Code(0), out);
+        }
+    }
+
     fn on_proxy_exited(&mut self, now: Duration, _status: ExitStatus, out: &mut Vec<Action>) {
         if !self.proxy_alive {
             return;
@@ -728,7 +785,7 @@ impl Lifecycle {
             attempt: crashes,
             delay,
         }));
-        self.proxy_restart_at = Some(now + delay);
+        self.proxy_restart_at = Some(now.saturating_add(delay));
         if self.phase != Phase::Probing {
             self.enter(Phase::ProxyStarting, out);
         }
@@ -769,13 +826,15 @@ impl Lifecycle {
                 self.stop_proxy_fast(now, out);
                 self.stop_app(now, out);
             }
-            Phase::ProxyStarting => {
-                // The proxy never (or no longer) advertised a ready service:
-                // stop it promptly instead of draining it.
-                self.stop_proxy_fast(now, out);
-                self.stop_app(now, out);
-            }
-            Phase::Running if self.s.has_proxy && self.proxy_alive => {
+            // Once spawned, kuma-dp may already be registered and receiving
+            // traffic (kuma-cp counts an inbound without a serviceProbe
+            // healthy as soon as kuma-dp connects): it is drained first, as
+            // while running (the idle drain ends it quickly when nothing
+            // flows). One that never became ready in time is not serving:
+            // it is stopped promptly.
+            Phase::ProxyStarting | Phase::Running
+                if self.proxy_alive && self.reason != Some(ExitReason::ProxyFailed) =>
+            {
                 let (signal, wait) = match self.s.drain_mode {
                     DrainMode::Term => (Signal::SIGTERM, self.s.drain_timeout),
                     DrainMode::InboundUsr2 { wait } => {
@@ -783,6 +842,12 @@ impl Lifecycle {
                     }
                 };
                 self.start_drain(now, signal, wait, out);
+            }
+            Phase::ProxyStarting => {
+                // Waiting to restart a crashed kuma-dp, or giving up on one
+                // that never became ready: nothing to drain.
+                self.stop_proxy_fast(now, out);
+                self.stop_app(now, out);
             }
             Phase::Running => self.start_grace(now, out),
             _ => {}
@@ -799,7 +864,7 @@ impl Lifecycle {
         self.enter(Phase::Draining, out);
         self.drain_span.open(now);
         self.send_proxy(signal, out);
-        self.drain_deadline = Some(now + wait);
+        self.drain_deadline = Some(now.saturating_add(wait));
         if signal == Signal::SIGTERM && self.s.idle_drain.is_some() && !self.escalated {
             self.idle_watch = true;
             out.push(Action::WatchInbound(true));
@@ -825,7 +890,11 @@ impl Lifecycle {
             self.idle_deadline = None;
         } else if self.idle_deadline.is_none() {
             let drain_start = self.drain_span.start.unwrap_or(now);
-            self.idle_deadline = Some((drain_start + cfg.min).max(now + cfg.idle));
+            self.idle_deadline = Some(
+                drain_start
+                    .saturating_add(cfg.min)
+                    .max(now.saturating_add(cfg.idle)),
+            );
         }
     }
 
@@ -850,11 +919,11 @@ impl Lifecycle {
         }
         if self.proxy_terms == 0 {
             self.send_proxy(Signal::SIGTERM, out);
-            self.proxy_term2_at = Some(now + self.s.kill_bound);
-            self.proxy_kill_at = Some(now + self.s.kill_bound * 2);
+            self.proxy_term2_at = Some(now.saturating_add(self.s.kill_bound));
+            self.proxy_kill_at = Some(now.saturating_add(self.s.kill_bound.saturating_mul(2)));
         } else if self.proxy_terms == 1 && self.proxy_term2_at.is_none() {
             self.send_proxy(Signal::SIGTERM, out);
-            self.proxy_kill_at = Some(now + self.s.kill_bound);
+            self.proxy_kill_at = Some(now.saturating_add(self.s.kill_bound));
         }
     }
 
@@ -876,7 +945,7 @@ impl Lifecycle {
         }
         self.enter(Phase::Grace, out);
         self.grace_span.open(now);
-        self.grace_deadline = Some(now + self.s.app_grace_delay);
+        self.grace_deadline = Some(now.saturating_add(self.s.app_grace_delay));
     }
 
     fn stop_app(&mut self, now: Duration, out: &mut Vec<Action>) {
@@ -892,11 +961,11 @@ impl Lifecycle {
             self.app_stop_sent = true;
             out.push(Action::Signal(Target::App, self.app_stop_signal()));
             let timeout = if self.escalated {
-                self.s.kill_bound
+                self.escalated_bound(self.s.app_stop_timeout)
             } else {
                 self.s.app_stop_timeout
             };
-            self.app_kill_at = Some(now + timeout);
+            self.app_kill_at = Some(now.saturating_add(timeout));
         }
     }
 
@@ -924,11 +993,11 @@ impl Lifecycle {
         self.descendants_termed = true;
         out.push(Action::TermDescendants);
         let bound = if self.escalated {
-            self.s.kill_bound
+            self.escalated_bound(self.s.cleanup_timeout)
         } else {
             self.s.cleanup_timeout
         };
-        self.descendants_kill_at = Some(now + bound);
+        self.descendants_kill_at = Some(now.saturating_add(bound));
     }
 
     fn on_descendants_gone(&mut self, now: Duration, out: &mut Vec<Action>) {
@@ -975,6 +1044,13 @@ impl Lifecycle {
         self.idle_deadline = None;
     }
 
+    /// A wait after the operator's second stop signal: the kill bound, or
+    /// the usual wait when that is shorter (cutting short never lengthens,
+    /// so the worst case stays the worst case).
+    fn escalated_bound(&self, usual: Duration) -> Duration {
+        self.s.kill_bound.min(usual)
+    }
+
     /// The second stop signal: every wait left is cut short.
     fn escalate(&mut self, now: Duration, out: &mut Vec<Action>) {
         self.escalated = true;
@@ -985,7 +1061,7 @@ impl Lifecycle {
         self.drain_span.close(now);
         self.grace_deadline = None;
         self.grace_span.close(now);
-        let bound = now + self.s.kill_bound;
+        let bound = now.saturating_add(self.s.kill_bound);
         if self.proxy_alive {
             if self.proxy_terms < 2 {
                 self.send_proxy(Signal::SIGTERM, out);
@@ -1000,10 +1076,12 @@ impl Lifecycle {
                 self.app_stop_sent = true;
                 out.push(Action::Signal(Target::App, self.app_stop_signal()));
             }
-            self.app_kill_at = Some(self.app_kill_at.map_or(bound, |t| t.min(bound)));
+            let app_bound = now.saturating_add(self.escalated_bound(self.s.app_stop_timeout));
+            self.app_kill_at = Some(self.app_kill_at.map_or(app_bound, |t| t.min(app_bound)));
         } else if self.phase != Phase::Cleanup {
             self.cleanup(now, out);
         } else if self.descendants_termed {
+            let bound = now.saturating_add(self.escalated_bound(self.s.cleanup_timeout));
             self.descendants_kill_at =
                 Some(self.descendants_kill_at.map_or(bound, |t| t.min(bound)));
         }
@@ -1094,7 +1172,7 @@ impl Lifecycle {
             self.descendants_kill_at = None;
             out.push(Action::Event(Event::DescendantsKilled));
             out.push(Action::KillDescendants);
-            self.give_up_at = Some(now + self.s.kill_bound);
+            self.give_up_at = Some(now.saturating_add(self.s.kill_bound));
         } else if due(self.give_up_at) {
             self.give_up_at = None;
             out.push(Action::Event(Event::DescendantsLeft));

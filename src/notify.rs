@@ -59,6 +59,6 @@ impl Notifier {
 pub fn extend_timeout(remaining: Duration) -> String {
     format!(
         "EXTEND_TIMEOUT_USEC={}",
-        (remaining + Duration::from_secs(1)).as_micros()
+        remaining.saturating_add(Duration::from_secs(1)).as_micros()
     )
 }

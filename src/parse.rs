@@ -13,6 +13,26 @@ use nix::sys::signal::Signal;
 /// `500ms`, `10s`, `2m`, `1m30s`, `1h`. A bare number is refused: `10`
 /// could mean seconds or milliseconds, and guessing wrong stops a drain.
 pub fn duration(s: &str) -> Result<Duration, String> {
+    let d = any_duration(s)?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "'{}' is longer than {MAX_DURATION_TEXT}, the longest wait meshinit accepts; write a shorter duration",
+            s.trim()
+        ));
+    }
+    Ok(d)
+}
+
+/// The longest duration any option takes. Every wait meshinit has is
+/// seconds to minutes; the cap keeps sums of them (the worst-case shutdown,
+/// deadlines measured from meshinit's start) far from any overflow, and
+/// turns a typo such as `300000000000y` into a configuration error instead
+/// of a supervisor that can never stop.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// [`MAX_DURATION`] as it is written in messages and the README.
+pub const MAX_DURATION_TEXT: &str = "24h";
+
+fn any_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if t.is_empty() {
         return Err("empty duration; write it like 500ms, 10s or 2m".into());
@@ -290,6 +310,19 @@ mod tests {
             assert!(
                 err.contains("500ms") || err.contains("unit"),
                 "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_longer_than_a_day_are_refused_by_value() {
+        assert_eq!(duration(MAX_DURATION_TEXT), Ok(MAX_DURATION));
+        assert_eq!(duration("1440m"), Ok(MAX_DURATION));
+        for huge in ["24h 1ms", "2d", "300000000000y", "18446744073709551615s"] {
+            let err = duration(huge).unwrap_err();
+            assert!(
+                err.contains(&format!("'{huge}'")) && err.contains("longer than 24h"),
+                "{huge}: {err}"
             );
         }
     }

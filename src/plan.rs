@@ -134,7 +134,7 @@ pub fn render(cfg: &Config) -> String {
     if cfg.proxy.is_some() {
         match st.drain_mode {
             DrainMode::Term => {
-                let _ = writeln!(s_, "  {n}. drain: kuma-dp gets SIGTERM and drains; wait for it to exit, at most {} (drain-timeout)", fmt_duration(st.drain_timeout));
+                let _ = writeln!(s_, "  {n}. drain: kuma-dp gets SIGTERM and drains; wait for it to exit, at most {} (drain-timeout), then a second SIGTERM and SIGKILL {} later", fmt_duration(st.drain_timeout), fmt_duration(st.kill_bound));
                 if let (Some(idle), Some(p)) = (st.idle_drain, &cfg.proxy) {
                     let admin = match p.admin.tcp_port {
                         Some(port) => format!("{} or 127.0.0.1:{port}", p.admin.socket.display()),
@@ -178,13 +178,22 @@ pub fn render(cfg: &Config) -> String {
         "  {n}. stop: the app gets {stop_signal}, SIGKILL after {} (app-stop-timeout)",
         fmt_duration(st.app_stop_timeout)
     );
+    n += 1;
     if matches!(st.drain_mode, DrainMode::InboundUsr2 { .. }) && cfg.proxy.is_some() {
         let _ = writeln!(
             s_,
-            "  {}. kuma-dp gets SIGTERM last (already drained, it exits at once)",
-            n + 1
+            "  {n}. kuma-dp gets SIGTERM last (already drained, it exits at once; a second SIGTERM after {}, SIGKILL after {})",
+            fmt_duration(st.kill_bound),
+            fmt_duration(st.kill_bound.saturating_mul(2))
         );
+        n += 1;
     }
+    let _ = writeln!(
+        s_,
+        "  {n}. clean-up: leftover descendants get SIGTERM, SIGKILL after {}; survivors are given up {} later",
+        fmt_duration(st.cleanup_timeout),
+        fmt_duration(st.kill_bound)
+    );
     let worst = st.worst_case_shutdown();
     let _ = writeln!(s_, "  worst case: {}", fmt_duration(worst));
     if let Some(budget) = cfg.shutdown_budget {

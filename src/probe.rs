@@ -111,7 +111,8 @@ pub async fn run(
         if tx.send(Outcome { index, ok, detail }).is_err() {
             return;
         }
-        tokio::time::sleep_until(started + period).await;
+        // `sleep` saturates where `started + period` could overflow.
+        tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
     }
 }
 

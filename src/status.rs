@@ -2,11 +2,16 @@
 //! `/metrics` (Prometheus text, see [`crate::metrics`]).
 //!
 //! It is what a Nomad or Consul check or an external load balancer polls.
-//! It holds at most [`MAX_CONNECTIONS`] connections, gives each a few
-//! seconds to send its request, and never takes part in the shutdown: the
-//! driver simply stops polling it when it exits.
+//! Clients that connect and send nothing must never silence it (a monitoring
+//! agent gone wrong could otherwise get the instance killed): each
+//! connection has [`REQUEST_TIMEOUT`] to send its request, at most
+//! [`MAX_CONNECTIONS`] are held, and when that many are open the oldest one
+//! still waiting for its request is closed to admit the newcomer. The
+//! endpoint never takes part in the shutdown: the driver simply stops
+//! polling it when it exits.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -14,13 +19,21 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
 
 use crate::lifecycle::Phase;
 
-/// Connections served at once; more are closed at accept.
-pub const MAX_CONNECTIONS: usize = 64;
-/// Time a client has to send its request line.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections held at once. Well below the usual 1024 open-file soft
+/// limit, so meshinit needs no higher one; at the cap the oldest idle
+/// connection makes room (see [`serve`]).
+pub const MAX_CONNECTIONS: usize = 256;
+/// Time a client has to send its request (a health checker sends it at
+/// once; anything slower is idling on a slot).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time a client has to take the answer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest request head read; the rest of a longer one is ignored.
+const REQUEST_LIMIT: usize = 1024;
 
 /// What the endpoint reports; the driver keeps it current.
 #[derive(Debug)]
@@ -103,37 +116,139 @@ impl Default for State {
     }
 }
 
+/// The open connections: those still waiting for their request, oldest
+/// first (ids grow with each accept), and how many are being answered.
+#[derive(Default)]
+struct Connections {
+    next_id: u64,
+    idle: BTreeMap<u64, AbortHandle>,
+    answering: usize,
+}
+
+impl Connections {
+    fn open(&self) -> usize {
+        self.idle.len() + self.answering
+    }
+
+    /// Takes out the connection that has waited longest without sending a
+    /// request; `None` when every open one is being answered. The caller
+    /// aborts it once this borrow is released (aborting drops the task's
+    /// future, its socket and its [`Slot`], which borrows this again).
+    fn oldest_idle(&mut self) -> Option<AbortHandle> {
+        self.idle.pop_first().map(|(_, task)| task)
+    }
+}
+
+/// A connection's place in [`Connections`], given back when its task ends
+/// (finished, timed out or aborted).
+struct Slot {
+    conns: Rc<RefCell<Connections>>,
+    id: u64,
+    answering: bool,
+}
+
+impl Slot {
+    /// The request has arrived: the connection is no longer idle, and no
+    /// longer one that may be closed to make room.
+    fn answering(&mut self) {
+        let mut c = self.conns.borrow_mut();
+        if c.idle.remove(&self.id).is_some() {
+            c.answering += 1;
+            self.answering = true;
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.conns.borrow_mut();
+        if self.answering {
+            c.answering -= 1;
+        } else {
+            // Absent when it was evicted: its room is already taken.
+            c.idle.remove(&self.id);
+        }
+    }
+}
+
 /// Serves until the task is dropped.
 pub async fn serve(listener: TcpListener, state: Shared) {
-    let active = Rc::new(RefCell::new(0usize));
+    let conns = Rc::new(RefCell::new(Connections::default()));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
-                // Out of descriptors or similar: back off instead of
-                // spinning on an accept that keeps failing.
+                // Out of descriptors: an idle connection gives one back.
+                // Otherwise back off instead of spinning on an accept that
+                // keeps failing.
                 tracing::debug!(error = %e, "status endpoint accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                let oldest = conns.borrow_mut().oldest_idle();
+                match oldest {
+                    Some(task) => {
+                        task.abort();
+                        tokio::task::yield_now().await;
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
                 continue;
             }
         };
-        if *active.borrow() >= MAX_CONNECTIONS {
-            // Closing at once bounds what idle clients can hold.
-            drop(stream);
-            continue;
+        let full = conns.borrow().open() >= MAX_CONNECTIONS;
+        if full {
+            let oldest = conns.borrow_mut().oldest_idle();
+            match oldest {
+                Some(task) => {
+                    task.abort();
+                    // The aborted task is dropped (its socket closed) when the
+                    // event loop next runs it: let it, so the cap holds for
+                    // descriptors too, not just for tasks.
+                    tokio::task::yield_now().await;
+                }
+                None => {
+                    // Every slot is answering a request: the newcomer is
+                    // closed rather than queued.
+                    drop(stream);
+                    continue;
+                }
+            }
         }
-        *active.borrow_mut() += 1;
+        let mut c = conns.borrow_mut();
+        let id = c.next_id;
+        c.next_id += 1;
+        let slot = Slot {
+            conns: conns.clone(),
+            id,
+            answering: false,
+        };
         let state = state.clone();
-        let active = active.clone();
-        tokio::task::spawn_local(async move {
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, handle(stream, &state)).await;
-            *active.borrow_mut() -= 1;
-        });
+        // The task runs only once this one yields, so it is registered as
+        // idle before it can leave that state.
+        let task = tokio::task::spawn_local(handle(stream, state, slot));
+        c.idle.insert(id, task.abort_handle());
     }
 }
 
-async fn handle(mut stream: TcpStream, state: &Shared) -> std::io::Result<()> {
-    let mut buf = [0u8; 1024];
+async fn handle(mut stream: TcpStream, state: Shared, mut slot: Slot) {
+    let mut buf = [0u8; REQUEST_LIMIT];
+    let Ok(Ok(len)) = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream, &mut buf)).await
+    else {
+        return;
+    };
+    if len == 0 {
+        return;
+    }
+    slot.answering();
+    let response = respond(&state.borrow(), &buf[..len]);
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+        stream.write_all(&response).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+/// Reads until the end of the request head, the end of the stream, or a
+/// full buffer; returns the length read.
+async fn read_head(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut len = 0;
     while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
         let n = stream.read(&mut buf[len..]).await?;
@@ -142,12 +257,34 @@ async fn handle(mut stream: TcpStream, state: &Shared) -> std::io::Result<()> {
         }
         len += n;
     }
-    let head = String::from_utf8_lossy(&buf[..len]);
-    let mut parts = head.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let (code, ctype, body) = if method == "GET" || method == "HEAD" {
-        state.borrow().answer(path)
+    Ok(len)
+}
+
+/// What a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The target without its query string.
+    pub path: String,
+}
+
+/// The method and path of a request head (bytes from any client: invalid
+/// UTF-8 is replaced, a missing part is empty).
+pub fn parse_request(head: &[u8]) -> Request {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("");
+    let path = target.split('?').next().unwrap_or("").to_string();
+    Request { method, path }
+}
+
+/// The whole HTTP answer to a request head.
+pub fn respond(state: &State, head: &[u8]) -> Vec<u8> {
+    let req = parse_request(head);
+    let (code, ctype, body) = if req.method == "GET" || req.method == "HEAD" {
+        state.answer(&req.path)
     } else {
         (405, "text/plain", "only GET\n".to_string())
     };
@@ -161,11 +298,10 @@ async fn handle(mut stream: TcpStream, state: &Shared) -> std::io::Result<()> {
         "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    if method != "HEAD" {
+    if req.method != "HEAD" {
         response.push_str(&body);
     }
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    response.into_bytes()
 }
 
 /// Binds the listener before anything starts, so a taken port is reported
@@ -198,5 +334,19 @@ mod tests {
         assert_eq!(s.answer("/nope").0, 404);
         let v: serde_json::Value = serde_json::from_str(&s.answer("/status").2).unwrap();
         assert_eq!(v["phase"], "draining");
+    }
+
+    #[test]
+    fn requests_are_read_from_any_bytes() {
+        let r = parse_request(b"GET /ready?verbose=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/ready"));
+        let r = parse_request(b"G\xffT /\xc3 HTTP/1.1");
+        assert_eq!(r.path, "/\u{fffd}");
+        assert_eq!(parse_request(b"").method, "");
+        let s = State::new();
+        let answer = respond(&s, b"HEAD /live HTTP/1.1\r\n\r\n");
+        assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(answer.ends_with(b"\r\n\r\n"), "HEAD has no body");
+        assert!(respond(&s, b"POST /live HTTP/1.1\r\n\r\n").starts_with(b"HTTP/1.1 405 "));
     }
 }

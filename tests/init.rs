@@ -554,7 +554,7 @@ fn check_prints_the_plan_and_starts_nothing() {
         out.contains("app.grace-delay") && out.contains("5s  (flag --app-grace-delay)"),
         "{out}"
     );
-    assert!(out.contains("worst case: 15s"), "{out}");
+    assert!(out.contains("worst case: 18s"), "{out}");
     assert!(out.contains("plain init mode"), "{out}");
     assert!(rec.events().is_empty());
 }

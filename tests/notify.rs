@@ -246,7 +246,8 @@ fn plain_mode_ready_after_healthy_then_stopping_with_extend_timeout() {
     );
     // Plain mode: no proxy to drain, straight to stopping the app.
     assert_eq!(statuses(&after), ["stopping", "cleanup", "done"]);
-    check_extend_timeouts(&after, Duration::from_secs(10));
+    // Without a proxy: app-stop-timeout 10s + 2s clean-up + 1s give-up.
+    check_extend_timeouts(&after, Duration::from_secs(13));
 }
 
 /// Every shutdown STATUS= carries EXTEND_TIMEOUT_USEC, at most the worst case plus meshinit's
@@ -368,8 +369,9 @@ fn proxy_mode_ready_only_once_kuma_dp_is_ready() {
         statuses(&after),
         ["draining", "stopping", "cleanup", "done"]
     );
-    // Default worst case with a proxy: drain-timeout 40s + grace 0s + app-stop-timeout 10s.
-    check_extend_timeouts(&after, Duration::from_secs(50));
+    // Default worst case with a proxy: drain-timeout 40s + 1s to SIGKILL kuma-dp + grace 0s +
+    // app-stop-timeout 10s + 2s clean-up + 1s give-up.
+    check_extend_timeouts(&after, Duration::from_secs(54));
     // The drain really happened while systemd was told to wait: kuma-dp drained its 300 ms
     // after STATUS=draining, and the app was stopped only after that.
     let draining = after

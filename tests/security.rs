@@ -415,3 +415,54 @@ fn user_values_reach_kuma_dp_and_the_app_verbatim_never_through_a_shell() {
     );
     assert!(!marker.exists(), "something ran a shell on a user value");
 }
+
+/// Issue 13: a kuma-dp work directory given with `--kuma-dp-arg --work-dir` that already
+/// exists and belongs to another user was accepted; that user could replace Envoy's
+/// bootstrap or the admin socket meshinit reads. It is refused by name before anything
+/// starts; one of kuma-dp's own user is accepted.
+#[test]
+fn an_existing_work_dir_of_another_user_is_refused() {
+    if !nix::unistd::Uid::effective().is_root() {
+        let why = "needs root to give a directory to another user";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot run under CI: {why}"
+        );
+        eprintln!("SKIPPED an_existing_work_dir_of_another_user_is_refused: {why}");
+        return;
+    }
+    let s = Scenario::new("sec-work-dir").listening_app();
+    let work_dir = s.dir.join("kuma-work");
+    fs::create_dir(&work_dir).unwrap();
+    nix::unistd::chown(&work_dir, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+    let s = s.opt(&[&format!("--kuma-dp-arg=--work-dir={}", work_dir.display())]);
+    let mut p = s.start();
+    assert_eq!(p.wait_exit(T).code(), Some(64));
+    let out = p.output();
+    for needle in [
+        "flag --kuma-dp-arg",
+        &format!(
+            "'{}' already exists and is owned by uid 4242",
+            work_dir.display()
+        ),
+        "who runs kuma-dp",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    assert!(!s.app.path.exists(), "the app never ran");
+    assert!(!s.dp.path.exists(), "kuma-dp never ran");
+
+    // kuma-dp's own (here root's, as meshinit runs kuma-dp as root) is accepted.
+    nix::unistd::chown(&work_dir, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    let run = s.command();
+    let args: Vec<std::ffi::OsString> = run.get_args().map(|a| a.to_owned()).collect();
+    let mut check = Command::new(meshinit_bin());
+    check.arg("check").args(&args);
+    let out = check.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

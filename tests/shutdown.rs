@@ -147,7 +147,8 @@ fn sigterm_drains_kuma_dp_then_waits_the_grace_delay_then_stops_the_app() {
 
 #[test]
 fn exit_code_map_rewrites_the_status_and_a_budget_overrun_is_warned() {
-    // Worst case 40s + 0s + 10s = 50s against a 1s budget: a warning at start, not an error.
+    // Worst case 40s + 1s + 0s + 10s + 2s + 1s = 54s against a 1s budget: a warning at
+    // start, not an error.
     let s = Scenario::new("exit-map").listening_app().opt(&[
         "--exit-code-map",
         "143:0",
@@ -157,7 +158,7 @@ fn exit_code_map_rewrites_the_status_and_a_budget_overrun_is_warned() {
     let mut p = s.start();
     let warned = p.wait_for_line("exceeds the shutdown budget", T);
     assert!(
-        warned.contains("WARN") && warned.contains("50s"),
+        warned.contains("WARN") && warned.contains("54s"),
         "{warned}"
     );
     p.wait_for_line("service running and ready", T);
@@ -324,12 +325,19 @@ fn stop_while_probing_stops_the_app_and_never_starts_kuma_dp() {
     assert!(!s.dp.path.exists(), "kuma-dp must never start");
 }
 
+/// Issue 13: a kuma-dp that was spawned may already be registered and receiving traffic even
+/// though its /ready is not 200 yet, so a stop drains it first (here its fixed 300 ms drain:
+/// the fake has no Envoy stats to end it earlier) and the app keeps running through the
+/// drain and the grace delay. It used to get SIGTERM at once, beside kuma-dp.
 #[test]
-fn stop_while_kuma_dp_is_not_ready_terms_it_without_a_drain() {
+fn stop_while_kuma_dp_is_not_ready_drains_it_before_the_app_is_stopped() {
     let s = Scenario::new("stop-starting")
         .listening_app()
-        // kuma-dp would drain 30s: meshinit must not wait for that.
-        .opt(&["--kuma-dp-arg=--drain-time=30s", "--app-grace-delay", "5s"])
+        .opt(&[
+            "--kuma-dp-arg=--drain-time=300ms",
+            "--app-grace-delay",
+            "500ms",
+        ])
         .env("FAKE_KUMA_DP_NEVER_READY", "1");
     let mut p = s.start();
     p.wait_for_line("kuma-dp started", T);
@@ -341,16 +349,16 @@ fn stop_while_kuma_dp_is_not_ready_terms_it_without_a_drain() {
     let terms = s.dp.find_all("signal");
     assert_eq!(terms[0].rest, "TERM n=1");
     assert!(ms(sent, terms[0].t_ns) < PROMPT_MS);
-    // The app is stopped at once too: nothing was serving, so no drain and no grace.
-    assert!(ms(sent, app_got(&s, "TERM").t_ns) < PROMPT_MS);
     let dp_exit = s.dp.find("exit").expect("kuma-dp exited");
-    let dp_took = ms(sent, dp_exit.t_ns);
+    let app_term = app_got(&s, "TERM");
     assert!(
-        dp_took < 1000.0 + PROMPT_MS,
-        "kuma-dp took {dp_took:.0}ms to stop (meshinit's short bound is 1s)"
+        ms(dp_exit.t_ns, app_term.t_ns) >= 450.0,
+        "the app was stopped {:.0}ms after kuma-dp's drain ended (grace 500ms)\n{}",
+        ms(dp_exit.t_ns, app_term.t_ns),
+        s.timeline()
     );
-    assert!(ms(sent, exited) < 2000.0);
-    assert!(!p.output().contains("phase draining"));
+    assert!(ms(sent, exited) < 5000.0);
+    assert!(p.output().contains("phase draining"));
 }
 
 #[test]
@@ -599,24 +607,29 @@ fn check_reports_the_worst_case_shutdown_and_enforces_the_budget() {
 
     let (code, out) = check(&s, &grace);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("worst case: 55s"), "40s + 5s + 10s:\n{out}");
+    assert!(
+        out.contains("worst case: 59s"),
+        "40s drain + 1s to SIGKILL kuma-dp + 5s grace + 10s stop + 2s clean-up + 1s give-up:\n{out}"
+    );
     assert!(out.contains("at most 40s (drain-timeout)"), "{out}");
 
     let (code, out) = check(&s, &[grace[0], grace[1], "--shutdown-budget", "30s"]);
-    assert_ne!(code, 0, "55s does not fit in 30s:\n{out}");
+    assert_ne!(code, 0, "59s does not fit in 30s:\n{out}");
     assert!(out.contains("shutdown budget: 30s (EXCEEDED)"), "{out}");
     assert!(
-        out.contains("worst-case shutdown 55s exceeds --shutdown-budget 30s"),
+        out.contains("worst-case shutdown 59s exceeds --shutdown-budget 30s"),
         "{out}"
     );
 
-    let (code, out) = check(&s, &[grace[0], grace[1], "--shutdown-budget", "55s"]);
+    let (code, out) = check(&s, &[grace[0], grace[1], "--shutdown-budget", "58s"]);
+    assert_ne!(code, 0, "one second short:\n{out}");
+    let (code, out) = check(&s, &[grace[0], grace[1], "--shutdown-budget", "59s"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("shutdown budget: 55s (fits)"), "{out}");
+    assert!(out.contains("shutdown budget: 59s (fits)"), "{out}");
 
-    // Without a proxy there is no drain: 0s + 5s + 10s.
+    // Without a proxy there is no drain: 5s + 10s + 2s clean-up + 1s give-up.
     let plain = Scenario::bare("budget-plain");
-    let (code, out) = check(&plain, &[grace[0], grace[1], "--shutdown-budget", "15s"]);
+    let (code, out) = check(&plain, &[grace[0], grace[1], "--shutdown-budget", "18s"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("worst case: 15s"), "{out}");
+    assert!(out.contains("worst case: 18s"), "{out}");
 }

@@ -29,10 +29,11 @@
 # which ends with
 #
 #   Shutdown on TERM or INT (worst case):
-#     1. drain: kuma-dp gets SIGTERM and drains; wait for it to exit, at most 15s (drain-timeout)
+#     1. drain: kuma-dp gets SIGTERM and drains; wait for it to exit, at most 15s (drain-timeout), then a second SIGTERM and SIGKILL 1s later
 #     2. grace: the app keeps running for 0s (app-grace-delay)
 #     3. stop: the app gets SIGTERM, SIGKILL after 10s (app-stop-timeout)
-#     worst case: 25s
+#     4. clean-up: leftover descendants get SIGTERM, SIGKILL after 2s; survivors are given up 1s later
+#     worst case: 29s
 #     shutdown budget: 30s (fits)
 
 variable "kuma_cp_address" {
@@ -123,15 +124,16 @@ job "backend" {
       # Nomad's default kill_timeout is 5s: after 5s it SIGKILLs the task,
       # which would cut kuma-dp's drain short and drop in-flight requests.
       # Size it from `meshinit check` (see the top of this file): worst case
-      # = drain-timeout 15s + app-grace-delay 0s + app-stop-timeout 10s =
-      # 25s, plus 5s for the processes' own exits = 30s. The same 30s is
+      # = drain-timeout 15s + 1s to SIGKILL kuma-dp + app-grace-delay 0s +
+      # app-stop-timeout 10s + 2s clean-up + 1s give-up = 29s, within 30s.
+      # The same 30s is
       # given to meshinit as --shutdown-budget, so it warns at start (and
       # `meshinit check` fails) if the flags ever outgrow it.
       #
       # Nomad caps kill_timeout at the client's max_kill_timeout (30s by
       # default, in the client block of the agent configuration); meshinit's
-      # own default worst case (drain-timeout 40s + app-stop-timeout 10s =
-      # 50s) does not fit in it, hence the shorter drain-timeout here. To
+      # own default worst case (drain-timeout 40s + app-stop-timeout 10s +
+      # 4s of kill and clean-up bounds = 54s) does not fit in it, hence the shorter drain-timeout here. To
       # keep the 40s drain, raise max_kill_timeout on the clients and set
       # kill_timeout = "60s".
       kill_timeout = "30s"

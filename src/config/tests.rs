@@ -500,11 +500,11 @@ fn drain_settings_and_budget() {
     assert!(
         c.warnings
             .iter()
-            .any(|w| w.contains("worst-case shutdown 35s exceeds the shutdown budget 25s")),
+            .any(|w| w.contains("worst-case shutdown 39s exceeds the shutdown budget 25s")),
         "{:?}",
         c.warnings
     );
-    assert_eq!(c.settings.worst_case_shutdown(), Duration::from_secs(35));
+    assert_eq!(c.settings.worst_case_shutdown(), Duration::from_secs(39));
     let c = load_with(
         &[
             "--kuma-dp=/bin/true",
@@ -559,4 +559,30 @@ fn unknown_user_is_refused_by_name() {
 fn status_listen_defaults_to_loopback_for_a_bare_port() {
     let c = load_with(&["--status-listen=9000", "--", "/bin/true"], &[], None).unwrap();
     assert_eq!(c.status_listen, Some("127.0.0.1:9000".parse().unwrap()));
+}
+
+/// Issue 13: `--app-grace-delay 300000000000y` was accepted, and meshinit
+/// (PID 1) then panicked computing the grace deadline mid-shutdown.
+#[test]
+fn durations_longer_than_a_day_are_refused_with_their_origin() {
+    let file = "app:\n  stop-timeout: 2d\n";
+    let errs = messages(
+        load_with(
+            &["--app-grace-delay", "300000000000y", "--", "/bin/true"],
+            &[("MESHINIT_STARTUP_TIMEOUT", "25h")],
+            Some(file),
+        )
+        .unwrap_err(),
+    );
+    let has = |needle: &str, origin: &str| {
+        errs.iter()
+            .any(|e| e.contains(needle) && e.contains(origin) && e.contains("longer than 24h"))
+    };
+    assert!(
+        has("'300000000000y'", "flag --app-grace-delay"),
+        "{errs:#?}"
+    );
+    assert!(has("'25h'", "env MESHINIT_STARTUP_TIMEOUT"), "{errs:#?}");
+    assert!(has("'2d'", "meshinit.yaml:2"), "{errs:#?}");
+    assert_eq!(errs.len(), 3, "{errs:#?}");
 }

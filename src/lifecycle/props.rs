@@ -17,7 +17,11 @@
 //!   reason an event announced, and nothing left running;
 //! - (c) the exit-code mapping is total and the identity on unmapped codes;
 //! - (d) `next_deadline()` never lies in the past after a step (the driver
-//!   would otherwise spin on an expired timer or miss it).
+//!   would otherwise spin on an expired timer or miss it);
+//! - (e) a stop signal that starts the shutdown (optionally followed by a
+//!   second one at any time) leads to the exit within
+//!   [`Settings::worst_case_shutdown`], whatever the app, kuma-dp and the
+//!   descendants do.
 //!
 //! Case counts are modest so that `cargo test` stays fast.
 
@@ -122,6 +126,7 @@ fn input() -> impl Strategy<Value = Input> {
         2 => Just(Input::Unhealthy),
         3 => Just(Input::ProxyReady),
         1 => status().prop_map(Input::AppExited),
+        1 => Just(Input::AppSpawnFailed),
         2 => status().prop_map(Input::ProxyExited),
         2 => prop_oneof![Just(Signal::SIGTERM), Just(Signal::SIGINT)].prop_map(Input::Stop),
         2 => Just(Input::Tick),
@@ -150,6 +155,8 @@ struct World {
     descendants: u8,
     /// What the inbound watch reports: 0 nothing, 1 idle, 2 stats unreadable.
     inbound: u8,
+    /// The operator sends a second stop signal this long after the first.
+    again_ms: Option<u64>,
 }
 
 fn world() -> impl Strategy<Value = World> {
@@ -160,15 +167,27 @@ fn world() -> impl Strategy<Value = World> {
         0u64..60_000,
         0u8..3,
         0u8..3,
+        proptest::option::of(0u64..100_000),
     )
         .prop_map(
-            |(app_obeys, app_stop_ms, proxy_obeys, proxy_drain_ms, descendants, inbound)| World {
+            |(
                 app_obeys,
                 app_stop_ms,
                 proxy_obeys,
                 proxy_drain_ms,
                 descendants,
                 inbound,
+                again_ms,
+            )| {
+                World {
+                    app_obeys,
+                    app_stop_ms,
+                    proxy_obeys,
+                    proxy_drain_ms,
+                    descendants,
+                    inbound,
+                    again_ms,
+                }
             },
         )
 }
@@ -190,6 +209,8 @@ struct Run {
     app_spawned: bool,
     app_alive: bool,
     app_status: Option<ExitStatus>,
+    /// The app's spawn failed (it never ran).
+    app_spawn_failed: bool,
     app_stops_sent: u32,
     healthy_seen: bool,
     proxy_alive: bool,
@@ -210,6 +231,8 @@ struct Run {
     pending: Vec<(Duration, Input, u32)>,
     world: Option<World>,
     log: Vec<String>,
+    /// When the stop that started the shutdown came (for (e)).
+    budget_from: Option<Duration>,
 }
 
 impl Run {
@@ -221,6 +244,7 @@ impl Run {
             app_spawned: false,
             app_alive: false,
             app_status: None,
+            app_spawn_failed: false,
             app_stops_sent: 0,
             healthy_seen: false,
             proxy_alive: false,
@@ -238,6 +262,7 @@ impl Run {
             pending: Vec::new(),
             world: None,
             log: Vec::new(),
+            budget_from: None,
         }
     }
 
@@ -282,6 +307,10 @@ impl Run {
             Input::AppExited(s) if self.app_alive => {
                 self.app_alive = false;
                 self.app_status = Some(s);
+            }
+            Input::AppSpawnFailed if self.app_alive => {
+                self.app_alive = false;
+                self.app_spawn_failed = true;
             }
             Input::ProxyExited(_) if self.proxy_alive => {
                 self.proxy_alive = false;
@@ -523,7 +552,15 @@ impl Run {
         }
         if self.stops == 0 {
             let now = self.now;
+            // (e) is checked when this stop is what starts the shutdown.
+            let starts_shutdown = self.lc.shutdown_at.is_none();
             self.step_at(now, Input::Stop(Signal::SIGTERM));
+            if let Some(again) = world.again_ms {
+                self.answer(ms(again), Input::Stop(Signal::SIGTERM));
+            }
+            if starts_shutdown {
+                self.budget_from = Some(now);
+            }
         }
         for _ in 0..MAX_STEPS {
             if self.exit.is_some() {
@@ -543,6 +580,8 @@ impl Run {
                     let (_, input, generation) = self.pending.remove(i);
                     let stale = matches!(input, Input::ProxyExited(_))
                         && generation != self.proxy_generation;
+                    // Only one second stop: the third kills everything.
+                    let stale = stale || (matches!(input, Input::Stop(_)) && self.stops >= 2);
                     if !stale {
                         self.step_at(t.max(self.now), input);
                     }
@@ -579,11 +618,27 @@ impl Run {
                 announced(|e| matches!(e, Event::ProxyGaveUp { .. } | Event::ProxyReadyTimeout)),
                 "ProxyFailed exit without the event",
             ),
+            ExitReason::AppSpawnFailed => self.check(
+                self.app_spawn_failed && announced(|e| *e == Event::AppSpawnFailed),
+                "AppSpawnFailed exit without a failed spawn",
+            ),
             ExitReason::Unhealthy => self.check(
                 self.lc.settings().on_unhealthy == OnUnhealthy::Shutdown
                     && announced(|e| *e == Event::AppUnhealthy),
                 "Unhealthy exit without --on-unhealthy shutdown and a failing probe",
             ),
+        }
+        // (e) No shutdown takes longer than the worst case meshinit announces.
+        // The world reaps a SIGKILLed process 1 ms later, a reaction the
+        // worst case cannot know about: at most four such steps follow one
+        // another (kuma-dp, the app, the descendants, the give-up).
+        if let Some(from) = self.budget_from {
+            let took = self.now.saturating_sub(from);
+            let worst = self.lc.settings().worst_case_shutdown();
+            self.check(
+                took <= worst.saturating_add(ms(4)),
+                &format!("the shutdown took {took:?}, more than the worst case {worst:?}"),
+            );
         }
         // Nothing is left running, except after the third stop signal,
         // which SIGKILLs everything and exits at once.

@@ -135,7 +135,8 @@ fn table() -> Vec<Row> {
         Row { phase: ProxyStarting, input: ProxyReady, after_ms: 0, next: Running, must: &[Action::Ready(true), Action::Event(Event::ProxyReady)], must_not: &[] },
         Row { phase: ProxyStarting, input: app_exit, after_ms: 0, next: Cleanup, must: &[TERM_PROXY], must_not: &[Action::TermDescendants] },
         Row { phase: ProxyStarting, input: proxy_exit, after_ms: 0, next: ProxyStarting, must: &[Action::Event(Event::ProxyRestarting { attempt: 1, delay: ONE_SECOND })], must_not: &[Action::SpawnProxy] },
-        Row { phase: ProxyStarting, input: Stop(TERM), after_ms: 0, next: Stopping, must: &[TERM_PROXY, STOP_APP], must_not: &[] },
+        // kuma-dp was spawned: it may already receive traffic, so it drains first (issue 13).
+        Row { phase: ProxyStarting, input: Stop(TERM), after_ms: 0, next: Draining, must: &[TERM_PROXY, Action::Probes(ProbeMode::Off)], must_not: &[STOP_APP] },
         Row { phase: ProxyStarting, input: Tick, after_ms: 60_000, next: Stopping, must: &[Action::Event(Event::ProxyReadyTimeout), TERM_PROXY, STOP_APP], must_not: &[] },
         Row { phase: ProxyStarting, input: DescendantsGone, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[] },
         // Running
@@ -208,6 +209,16 @@ fn table() -> Vec<Row> {
         Row { phase: Stopping, input: InboundUnknown, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
         Row { phase: Cleanup, input: InboundIdle(true), after_ms: 0, next: Cleanup, must: &[], must_not: &[TERM_PROXY] },
         Row { phase: Cleanup, input: InboundUnknown, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        // The app could not be started (issue 13): a live kuma-dp is drained
+        // first, as for an app that exits while serving; nothing is skipped.
+        Row { phase: Starting, input: AppSpawnFailed, after_ms: 0, next: Starting, must: &[], must_not: &[] },
+        Row { phase: Probing, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[Action::Event(Event::AppSpawnFailed), Action::TermDescendants, Action::Probes(ProbeMode::Off)], must_not: &[STOP_APP, Action::SpawnProxy] },
+        Row { phase: ProxyStarting, input: AppSpawnFailed, after_ms: 0, next: Draining, must: &[Action::Event(Event::AppSpawnFailed), TERM_PROXY], must_not: &[STOP_APP] },
+        Row { phase: Running, input: AppSpawnFailed, after_ms: 0, next: Draining, must: &[Action::Event(Event::AppSpawnFailed), TERM_PROXY, Action::Ready(false)], must_not: &[STOP_APP] },
+        Row { phase: Draining, input: AppSpawnFailed, after_ms: 0, next: Draining, must: &[Action::Event(Event::AppSpawnFailed)], must_not: &[STOP_APP] },
+        Row { phase: Grace, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[Action::TermDescendants], must_not: &[STOP_APP] },
+        Row { phase: Stopping, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[Action::TermDescendants], must_not: &[] },
+        Row { phase: Cleanup, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[], must_not: &[Action::Event(Event::AppSpawnFailed)] },
         // Done: nothing moves any more.
         Row { phase: Done, input: Start, after_ms: 0, next: Done, must: &[], must_not: &[Action::SpawnApp] },
         Row { phase: Done, input: Healthy, after_ms: 0, next: Done, must: &[], must_not: &[] },
@@ -220,6 +231,7 @@ fn table() -> Vec<Row> {
         Row { phase: Done, input: InboundIdle(true), after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: InboundUnknown, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: DescendantsGone, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: AppSpawnFailed, after_ms: 0, next: Done, must: &[], must_not: &[] },
     ]
 }
 
@@ -234,6 +246,7 @@ fn every_phase_and_input_pair() {
             Input::Unhealthy,
             Input::ProxyReady,
             Input::AppExited(OK),
+            Input::AppSpawnFailed,
             Input::ProxyExited(OK),
             Input::Stop(TERM),
             Input::Tick,
@@ -615,18 +628,74 @@ fn descendants_wait_for_the_proxy_to_be_gone() {
     assert_eq!(exit_of(&a).map(|e| e.0), Some(ExitReason::App(OK)));
 }
 
+/// Issue 13: the worst case left out the second SIGTERM's SIGKILL bound, the
+/// descendants' clean-up and the give-up bound after it (4 s by default).
 #[test]
-fn worst_case_shutdown_is_drain_plus_grace_plus_stop() {
+fn worst_case_shutdown_counts_every_wait() {
     let s = Settings {
         app_grace_delay: T(5000),
         ..Settings::defaults()
     };
-    assert_eq!(s.worst_case_shutdown(), T(55_000));
-    let s = Settings {
+    // 40 s drain + 1 s to SIGKILL kuma-dp + 5 s grace + 10 s stop + 2 s
+    // clean-up + 1 s give-up.
+    assert_eq!(s.worst_case_shutdown(), T(59_000));
+    let usr2 = Settings {
+        drain_mode: DrainMode::InboundUsr2 { wait: T(30_000) },
+        ..s.clone()
+    };
+    // 30 s inbound drain + 5 s + 10 s + 2 s to stop kuma-dp last + 2 s + 1 s.
+    assert_eq!(usr2.worst_case_shutdown(), T(50_000));
+    let plain = Settings {
         has_proxy: false,
+        ..s.clone()
+    };
+    assert_eq!(plain.worst_case_shutdown(), T(18_000));
+    // Stopped while starting up with nothing else to wait for, kuma-dp's
+    // fast stop (2 kill bounds) and the app's stop run side by side.
+    let quick = Settings {
+        app_grace_delay: T(0),
+        app_stop_timeout: T(0),
+        drain_timeout: T(0),
         ..s
     };
-    assert_eq!(s.worst_case_shutdown(), T(15_000));
+    assert_eq!(quick.worst_case_shutdown(), T(2_000 + 2_000 + 1_000));
+}
+
+/// Issue 13: `--app-grace-delay 300000000000y` made meshinit panic adding
+/// the delay to the clock mid-shutdown. Durations are capped at the
+/// configuration now, and every deadline saturates besides.
+#[test]
+fn huge_durations_never_overflow_a_deadline() {
+    let huge = Duration::MAX;
+    let s = Settings {
+        app_grace_delay: huge,
+        app_stop_timeout: huge,
+        drain_timeout: huge,
+        startup_timeout: huge,
+        proxy_ready_timeout: huge,
+        cleanup_timeout: huge,
+        kill_bound: huge,
+        idle_drain: Some(IdleDrain {
+            min: huge,
+            idle: huge,
+        }),
+        ..Settings::defaults()
+    };
+    assert_eq!(s.worst_case_shutdown(), huge);
+    let (lc, log) = run(
+        s,
+        &[
+            (0, Input::Start),
+            (300, Input::Healthy),
+            (800, Input::ProxyReady),
+            (1000, Input::Stop(TERM)),
+            (1100, Input::InboundIdle(true)),
+            (1200, Input::ProxyExited(OK)),
+            (1300, Input::Stop(TERM)),
+        ],
+    );
+    assert_eq!(time_of(&log, STOP_APP), Some(1300));
+    assert_eq!(lc.next_deadline(), Some(huge));
 }
 
 #[test]
@@ -926,5 +995,107 @@ fn a_kill_after_the_second_stop_signal_says_it_was_cut_short() {
     assert_eq!(
         time_of(&log, Action::Event(Event::AppKilled { cut_short: false })),
         None
+    );
+}
+
+/// Issue 13: with `--start-order proxy-first` kuma-dp is ready (registered)
+/// when the app is spawned; if that fails, kuma-dp is drained and stopped and
+/// the descendants cleaned up before meshinit exits with the failure.
+#[test]
+fn proxy_first_app_that_cannot_start_drains_and_stops_kuma_dp_first() {
+    let (lc, log) = run(
+        proxy_first(),
+        &[
+            (0, Input::Start),
+            (900, Input::ProxyReady),
+            (901, Input::AppSpawnFailed),
+            (1500, Input::ProxyExited(OK)),
+            (1501, Input::DescendantsGone),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::SpawnApp), Some(900));
+    assert_eq!(
+        time_of(&log, Action::Event(Event::AppSpawnFailed)),
+        Some(901)
+    );
+    assert_eq!(time_of(&log, Action::Enter(Phase::Draining)), Some(901));
+    assert_eq!(time_of(&log, TERM_PROXY), Some(901));
+    assert_eq!(time_of(&log, Action::TermDescendants), Some(1500));
+    assert!(!log.iter().any(|(_, a)| *a == STOP_APP), "no app to stop");
+    let actions: Vec<Action> = log.iter().map(|(_, a)| *a).collect();
+    assert_eq!(
+        exit_of(&actions).map(|e| e.0),
+        Some(ExitReason::AppSpawnFailed)
+    );
+    assert_eq!(lc.phase(), Phase::Done);
+}
+
+/// Issue 13: a stop while kuma-dp starts drains it first; with the idle drain
+/// it ends as soon as nothing flows, and only then does the app get its stop
+/// signal.
+#[test]
+fn stop_while_kuma_dp_starts_drains_it_first_and_the_idle_drain_ends_it() {
+    let s = Settings {
+        idle_drain: Some(IdleDrain {
+            min: T(0),
+            idle: T(200),
+        }),
+        app_grace_delay: T(0),
+        ..Settings::defaults()
+    };
+    let (_, log) = run(
+        s,
+        &[
+            (0, Input::Start),
+            (300, Input::Healthy),
+            (500, Input::Stop(TERM)),
+            (550, Input::InboundIdle(true)),
+            (750, Input::Tick),
+            (800, Input::ProxyExited(OK)),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::SpawnProxy), Some(300));
+    assert_eq!(time_of(&log, Action::Enter(Phase::Draining)), Some(500));
+    assert_eq!(time_of(&log, Action::WatchInbound(true)), Some(500));
+    assert_eq!(
+        log.iter()
+            .filter(|(t, a)| *a == TERM_PROXY && *t == 500)
+            .count(),
+        1
+    );
+    assert!(log
+        .iter()
+        .any(|(t, a)| *t == 750 && matches!(a, Action::Event(Event::DrainIdle { .. }))));
+    assert_eq!(
+        log.iter().filter(|(_, a)| *a == TERM_PROXY).count(),
+        2,
+        "the idle drain's second SIGTERM"
+    );
+    assert_eq!(time_of(&log, STOP_APP), Some(800), "after kuma-dp is gone");
+}
+
+/// Issue 13: the drain of a starting kuma-dp is cut short by a second stop.
+#[test]
+fn second_stop_cuts_short_the_drain_of_a_starting_kuma_dp() {
+    let (lc, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (300, Input::Healthy),
+            (500, Input::Stop(TERM)),
+            (600, Input::Stop(TERM)),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::Enter(Phase::Draining)), Some(500));
+    assert_eq!(time_of(&log, STOP_APP), Some(600));
+    assert_eq!(
+        log.iter().filter(|(_, a)| *a == TERM_PROXY).count(),
+        2,
+        "the drain's SIGTERM, then \"stop now\""
+    );
+    assert_eq!(
+        lc.next_deadline(),
+        Some(T(1600)),
+        "SIGKILL one kill bound later"
     );
 }
