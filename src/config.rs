@@ -1423,10 +1423,23 @@ fn proxy_config(
             )
         }
         None => {
+            // A scratch image has no /tmp: without this check kuma-dp's every
+            // start would fail on the missing directory until meshinit gives
+            // up on it (exit 75), long after the app was started.
+            let tmp = std::env::temp_dir();
+            if !tmp.is_dir() {
+                r.problems.push(Problem {
+                    message: format!(
+                        "kuma-dp's work directory is made in the temp dir '{}', which does not exist (a scratch image has none): create it (e.g. `mkdir -m 1777 /tmp` in the image), point TMPDIR at a directory, or give kuma-dp one with --kuma-dp-arg=--work-dir=DIR",
+                        tmp.display()
+                    ),
+                    origin: None,
+                });
+            }
             // A fresh, unguessable name: the directory is created at spawn
             // time as mkdtemp(3) does (another name if this one exists),
             // mode 0700, and removed at exit.
-            let dir = std::env::temp_dir().join(format!(
+            let dir = tmp.join(format!(
                 "meshinit-kuma-dp-{}-{:016x}",
                 std::process::id(),
                 crate::workdir::random_u64()

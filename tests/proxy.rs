@@ -501,6 +501,23 @@ fn bad_input_exits_64_names_the_problem_and_starts_nothing() {
             needles: |s| vec![format!("cannot read '{}'", s.token_file.display())],
         },
         Case {
+            // A scratch image: no /tmp for kuma-dp's work directory.
+            what: "no temp dir for kuma-dp's work directory",
+            setup: |s| {
+                s.env
+                    .push(("TMPDIR".into(), path_str(&s.dir.join("no-tmp"))))
+            },
+            needles: |s| {
+                vec![
+                    format!(
+                        "temp dir '{}', which does not exist",
+                        s.dir.join("no-tmp").display()
+                    ),
+                    "--kuma-dp-arg=--work-dir=DIR".into(),
+                ]
+            },
+        },
+        Case {
             what: "two problems at once, both reported",
             setup: |s| {
                 replace_opt(s, "--cp-address", "nope".into());
