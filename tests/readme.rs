@@ -1,21 +1,32 @@
-//! The README is the reference: every option must be in its table with the
-//! flag, env var, YAML key and default the code actually uses.
+//! The documentation stays true: docs/reference.md has every option in its
+//! table with the flag, env var, YAML key and default the code actually
+//! uses, its YAML example passes `meshinit check`, the README's first screen
+//! shows the command a user types, and every relative link in the Markdown
+//! files reaches a file (and a heading, for `#anchor`s).
 
 use meshinit::config::OPTIONS;
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+}
 
 #[test]
-fn readme_reference_matches_the_options_table() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+fn reference_matches_the_options_table() {
+    let reference = read("docs/reference.md");
     for def in OPTIONS {
         let start = format!("| `--{}", def.flag);
-        let row = readme
+        let row = reference
             .lines()
             .find(|l| {
                 l.strip_prefix(&start)
                     .is_some_and(|rest| rest.starts_with([' ', '`', '[']))
             })
-            .unwrap_or_else(|| panic!("README has no reference row for --{}", def.flag));
+            .unwrap_or_else(|| panic!("docs/reference.md has no row for --{}", def.flag));
         assert!(
             row.contains(&format!("`{}`", def.env())),
             "env var of --{} in: {row}",
@@ -34,26 +45,25 @@ fn readme_reference_matches_the_options_table() {
             );
         }
         // The YAML example shows every key too.
-        let shown = readme.contains(&format!("  {}:", def.key))
-            || readme.contains(&format!("# {}:", def.key));
+        let shown = reference.contains(&format!("  {}:", def.key))
+            || reference.contains(&format!("# {}:", def.key));
         assert!(shown, "YAML example lacks {}.{}", def.section, def.key);
     }
 }
 
 #[test]
-fn readme_yaml_example_is_a_valid_configuration_shape() {
+fn reference_yaml_example_is_a_valid_configuration_shape() {
     // The example names files and users of a real host; on this one only
     // those may be missing: no unknown key, no value of the wrong form.
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme
+    let reference = read("docs/reference.md");
+    let start = reference
         .find("# meshinit.yaml: every section and key")
         .expect("YAML example");
-    let end = start + readme[start..].find("```").unwrap();
-    let dir = std::env::temp_dir().join(format!("meshinit-readme-{}", std::process::id()));
+    let end = start + reference[start..].find("```").unwrap();
+    let dir = std::env::temp_dir().join(format!("meshinit-reference-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("meshinit.yaml");
-    std::fs::write(&path, &readme[start..end]).unwrap();
+    std::fs::write(&path, &reference[start..end]).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshinit"))
         .arg("check")
         .arg(format!("--config={}", path.display()))
@@ -77,7 +87,111 @@ fn readme_yaml_example_is_a_valid_configuration_shape() {
         .any(|n| p.contains(n));
         assert!(
             environmental,
-            "the README example has a real problem: {p}\n{text}"
+            "the YAML example of docs/reference.md has a real problem: {p}\n{text}"
         );
     }
+}
+
+#[test]
+fn readme_first_screen_shows_what_and_the_command() {
+    let readme = read("README.md");
+    let screen: Vec<&str> = readme.lines().take(25).collect();
+    let screen = screen.join("\n");
+    assert!(
+        screen.contains("init process"),
+        "what meshinit is:\n{screen}"
+    );
+    assert!(
+        screen.contains("\nmeshinit -- "),
+        "the command a user types:\n{screen}"
+    );
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation other than `-`
+/// and `_` dropped, spaces as `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn anchors(text: &str) -> Vec<String> {
+    let mut fenced = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced && line.starts_with('#') {
+            let h = line.trim_start_matches('#');
+            if h.starts_with(' ') {
+                out.push(anchor(h));
+            }
+        }
+    }
+    out
+}
+
+fn markdown_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().to_string();
+        if p.is_dir() {
+            if !name.starts_with('.') && name != "target" && name != "fuzz" {
+                markdown_files(&p, out);
+            }
+        } else if name.ends_with(".md") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn relative_links_in_markdown_resolve() {
+    let mut files = Vec::new();
+    markdown_files(&repo(), &mut files);
+    assert!(files.iter().any(|f| f.ends_with("README.md")));
+    let mut broken = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let mut fenced = false;
+        for line in text.lines() {
+            if line.trim_start().starts_with("```") {
+                fenced = !fenced;
+            }
+            if fenced {
+                continue;
+            }
+            for (i, _) in line.match_indices("](") {
+                let rest = &line[i + 2..];
+                let Some(end) = rest.find(')') else { continue };
+                let link = &rest[..end];
+                if link.contains("://") || link.starts_with("mailto:") {
+                    continue;
+                }
+                let (path, frag) = link.split_once('#').unwrap_or((link, ""));
+                let target = if path.is_empty() {
+                    file.clone()
+                } else {
+                    file.parent().unwrap().join(path)
+                };
+                let shown = format!(
+                    "{}: ]({link})",
+                    file.strip_prefix(repo()).unwrap().display()
+                );
+                if !target.exists() {
+                    broken.push(format!("{shown}: no such file"));
+                } else if !frag.is_empty() {
+                    let t = std::fs::read_to_string(&target).unwrap_or_default();
+                    if !anchors(&t).iter().any(|a| a == frag) {
+                        broken.push(format!("{shown}: no heading #{frag}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }

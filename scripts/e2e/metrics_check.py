@@ -114,7 +114,7 @@ def run(mesh, checks):
     series = wait_series(mesh, first, lambda s: find(s, "meshinit_phase", phase="running") == 1.0,
                          "meshinit's series on %s's Prometheus endpoint (:%d)" % (name, prometheus_port(mesh)))
     labels = dict(next(iter(series))[1])
-    # The names the README's PromQL uses, counters included (kuma-dp
+    # The names docs/metrics.md's PromQL uses, counters included (kuma-dp
     # re-exports them through OpenTelemetry without adding suffixes).
     checks.ok(labels.get("dataplane") == name and labels.get("mesh") == mesh.mesh
               and find(series, "meshinit_ready") == 1.0 and find(series, "meshinit_proxy_up") == 1.0
