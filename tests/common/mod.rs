@@ -450,12 +450,27 @@ pub fn unescape(s: &str) -> String {
     out
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
+/// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close), and
+/// that this test binary has not handed out before.
+///
+/// Why the memory: a scenario takes several ports (the app's, kuma-dp's readiness port, the
+/// status port) before anything binds them, and the kernel may give the same free port to two
+/// of those `bind(0)` calls in a row; seen in CI as an app and a fake kuma-dp fighting over
+/// one port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind 127.0.0.1:0")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no unused free port on 127.0.0.1 in 1000 tries");
 }
 
 /// Waits until something accepts TCP connections on `addr` (e.g. `127.0.0.1:18080`);
