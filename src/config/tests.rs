@@ -26,7 +26,7 @@ fn load_with(
     for (k, v) in env {
         std::env::set_var(k, v);
     }
-    let matches = crate::cli::command()
+    let matches = crate::config::cli::command()
         .try_get_matches_from(&argv)
         .expect("clap parses");
     for (k, _) in env {
@@ -50,7 +50,7 @@ fn messages(e: ConfigError) -> Vec<String> {
 
 #[test]
 fn options_table_matches_the_command_line() {
-    let cmd = crate::cli::command();
+    let cmd = crate::config::cli::command();
     let ids: Vec<String> = cmd
         .get_arguments()
         .map(|a| a.get_id().to_string())
@@ -200,7 +200,9 @@ fn missing_config_file_and_bad_yaml_are_reported() {
         "--".into(),
         "/bin/true".into(),
     ];
-    let m = crate::cli::command().try_get_matches_from(&argv).unwrap();
+    let m = crate::config::cli::command()
+        .try_get_matches_from(&argv)
+        .unwrap();
     let errs = messages(load(Mode::Run, &m, &|_: &str| None).unwrap_err());
     assert!(
         errs[0].contains("cannot read config file")

@@ -7,6 +7,11 @@
 //! it ties each clap argument to its env var, its YAML section and key, and
 //! its default.
 
+pub mod cli;
+pub mod parse;
+pub mod plan;
+pub(crate) mod yaml;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,14 +23,14 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 use nix::sys::signal::Signal;
 
-use crate::cli::Mode;
-use crate::dataplane::{self, Dataplane};
-use crate::envoy::{Admin, InboundListener};
-use crate::exit::ExitCodeMap;
+use crate::init::exit::ExitCodeMap;
+use crate::init::user::{self, Identity};
 use crate::lifecycle::{DrainMode, IdleDrain, OnUnhealthy, Settings, StartOrder};
-use crate::parse::{self, Url};
-use crate::user::{self, Identity};
-use crate::yaml::{self, Item, Node};
+use crate::mesh::dataplane::{self, Dataplane};
+use crate::mesh::envoy::{Admin, InboundListener};
+use cli::Mode;
+use parse::Url;
+use yaml::{Item, Node};
 
 /// One option: its clap id, flag, YAML place and default.
 #[derive(Clone, Copy, Debug)]
@@ -277,7 +282,6 @@ pub struct ProxyConfig {
     pub args: Vec<String>,
     pub user: Option<Identity>,
     pub ready_url: Url,
-    pub token_file: Option<PathBuf>,
     /// The rendered Dataplane (direct mode).
     pub dataplane: Option<Dataplane>,
     /// The drain time kuma-dp will use, when meshinit can tell.
@@ -296,7 +300,6 @@ pub struct ProxyConfig {
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub mode: Mode,
     pub app: AppConfig,
     pub probes: Vec<ProbeSpec>,
     /// The probe was derived from the Dataplane's first inbound.
@@ -648,8 +651,8 @@ impl NotRunnable {
     /// 127 for a command that does not exist, 126 for one that cannot be executed.
     pub fn exit_code(&self) -> i32 {
         match self {
-            NotRunnable::Missing(_) => crate::exit::EX_NOT_FOUND,
-            NotRunnable::NotExecutable(_) => crate::exit::EX_NOT_EXECUTABLE,
+            NotRunnable::Missing(_) => crate::init::exit::EX_NOT_FOUND,
+            NotRunnable::NotExecutable(_) => crate::init::exit::EX_NOT_EXECUTABLE,
         }
     }
 }
@@ -1116,7 +1119,7 @@ pub fn load(
         // script or `docker run` user tells "not found" from "bad option".
         let exit_code = match app_not_runnable {
             Some(code) if r.problems.len() == 1 => code,
-            _ => crate::exit::EX_USAGE,
+            _ => crate::init::exit::EX_USAGE,
         };
         return Err(ConfigError {
             problems: r.problems,
@@ -1145,7 +1148,6 @@ pub fn load(
         })
         .collect();
     Ok(Config {
-        mode,
         app: AppConfig {
             command,
             user: app_user,
@@ -1410,7 +1412,8 @@ fn proxy_config(
     let drain_time = kuma_drain_time(&extra, env);
     let (work_dir, owns_work_dir) = match user_work_dir(&extra) {
         Some(dir) => {
-            if let Some(problem) = crate::workdir::check_given(Path::new(&dir), user.as_ref()) {
+            if let Some(problem) = crate::mesh::workdir::check_given(Path::new(&dir), user.as_ref())
+            {
                 let o = r.origin("kuma_dp_arg");
                 r.problem("kuma_dp_arg", &o, format!("--work-dir: {problem}"));
             }
@@ -1429,14 +1432,14 @@ fn proxy_config(
             let dir = std::env::temp_dir().join(format!(
                 "meshinit-kuma-dp-{}-{:016x}",
                 std::process::id(),
-                crate::workdir::random_u64()
+                crate::mesh::workdir::random_u64()
             ));
             args.push(format!("--work-dir={}", dir.display()));
             (dir, true)
         }
     };
     let admin = Admin {
-        socket: work_dir.join(crate::envoy::ADMIN_SOCKET),
+        socket: work_dir.join(crate::mesh::envoy::ADMIN_SOCKET),
         tcp_port: dataplane.as_ref().and_then(|d| d.admin_port),
     };
     let inbound_listeners = dataplane
@@ -1454,7 +1457,6 @@ fn proxy_config(
         args,
         user,
         ready_url: ready_url?,
-        token_file: token_file.map(PathBuf::from),
         dataplane,
         drain_time,
         work_dir,

@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
+use crate::config::parse::{fmt_duration, signal_name};
 use crate::config::{Config, ProbeKind};
 use crate::lifecycle::DrainMode;
-use crate::parse::{fmt_duration, signal_name};
 
 /// The report, as printed to stdout.
 pub fn render(cfg: &Config) -> String {

@@ -1,5 +1,5 @@
 //! The status endpoint (`--status-listen`): `/ready`, `/live`, `/status`,
-//! `/metrics` (Prometheus text, see [`crate::metrics`]).
+//! `/metrics` (Prometheus text, see [`crate::report::metrics`]).
 //!
 //! It is what a Nomad or Consul check or an external load balancer polls.
 //! Clients that connect and send nothing must never silence it (a monitoring
@@ -49,7 +49,7 @@ pub struct State {
     /// (phase, seconds since meshinit started) for every phase entered.
     pub phases: Vec<(Phase, f64)>,
     /// What `/metrics` reports beyond the fields above.
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: crate::report::metrics::Metrics,
 }
 
 pub type Shared = Rc<RefCell<State>>;
@@ -65,7 +65,7 @@ impl State {
             proxy_restarts: 0,
             probes: Vec::new(),
             phases: vec![(Phase::Starting, 0.0)],
-            metrics: crate::metrics::Metrics::default(),
+            metrics: crate::report::metrics::Metrics::default(),
         }
     }
 
@@ -98,8 +98,8 @@ impl State {
             "/status" => (200, "application/json", self.status_json()),
             "/metrics" => (
                 200,
-                crate::metrics::CONTENT_TYPE,
-                crate::metrics::render(self),
+                crate::report::metrics::CONTENT_TYPE,
+                crate::report::metrics::render(self),
             ),
             _ => (
                 404,
