@@ -126,7 +126,11 @@ pub async fn run(
     init_metrics(&mut status.borrow_mut().metrics, &cfg);
     let _status_task = listener.map(|l| {
         info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "status endpoint listening");
-        tokio::task::spawn_local(status::serve(l, status.clone()))
+        tokio::task::spawn_local(status::serve(
+            l,
+            status.clone(),
+            cfg.status_request_timeout,
+        ))
     });
     let notifier = Notifier::from_env(env);
     let watchdog = notifier.watchdog_interval();

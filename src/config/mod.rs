@@ -101,6 +101,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt("proxy_ready_url", "proxy-ready-url", "proxy", "ready-url", Some(DEFAULT_READY_URL), false),
     opt("proxy_ready_timeout", "proxy-ready-timeout", "proxy", "ready-timeout", Some("60s"), false),
     opt("proxy_max_restarts", "proxy-max-restarts", "proxy", "max-restarts", Some("5"), false),
+    opt("proxy_restart_backoff", "proxy-restart-backoff", "proxy", "restart-backoff", Some("1s"), false),
     opt("start_order", "start-order", "proxy", "start-order", Some("app-first"), false),
     opt("stop_signals", "stop-signals", "shutdown", "stop-signals", Some("TERM,INT"), true),
     opt("drain_signal", "drain-signal", "shutdown", "drain-signal", Some("TERM"), false),
@@ -111,6 +112,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt("shutdown_budget", "shutdown-budget", "shutdown", "budget", None, false),
     opt("exit_code_map", "exit-code-map", "shutdown", "exit-code-map", None, true),
     opt("status_listen", "status-listen", "status", "listen", None, false),
+    opt("status_request_timeout", "status-request-timeout", "status", "request-timeout", Some("2s"), false),
     opt("state_file", "state-file", "status", "state-file", None, false),
     opt("log_format", "log-format", "log", "format", Some("text"), false),
     // No fixed default: `warn` in plain init mode, `info` with kuma-dp.
@@ -309,6 +311,8 @@ pub struct Config {
     pub exit_code_map: ExitCodeMap,
     pub shutdown_budget: Option<Duration>,
     pub status_listen: Option<SocketAddr>,
+    /// Time a status client has to send its request.
+    pub status_request_timeout: Duration,
     /// Where the last shutdown's timeline is kept for the next instance's `/metrics`.
     pub state_file: Option<PathBuf>,
     pub log_json: bool,
@@ -611,6 +615,17 @@ fn count(s: &str) -> Result<u32, String> {
     s.trim()
         .parse::<u32>()
         .map_err(|_| format!("'{s}' is not a whole number"))
+}
+
+/// A duration above zero: a wait that must actually wait.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    parse::duration(s).and_then(|d| {
+        if d.is_zero() {
+            Err("must be more than 0".to_string())
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 fn positive(s: &str) -> Result<u32, String> {
@@ -1043,6 +1058,9 @@ pub fn load(
 
     // ---- status, log ----
     let status_listen = r.typed("status_listen", listen_addr);
+    let status_request_timeout = r
+        .typed("status_request_timeout", positive_duration)
+        .unwrap_or_default();
     let state_file = r.text("state_file").map(PathBuf::from);
     if let Some(file) = &state_file {
         // Found out at start rather than at exit, when the record is lost.
@@ -1090,6 +1108,9 @@ pub fn load(
             .typed("proxy_ready_timeout", parse::duration)
             .unwrap_or_default(),
         proxy_max_restarts: r.typed("proxy_max_restarts", count).unwrap_or(5),
+        proxy_backoff_initial: r
+            .typed("proxy_restart_backoff", positive_duration)
+            .unwrap_or_default(),
         app_stop_signal: stop_signal,
         // Given explicitly (flag, env or file), it is what the app wants;
         // otherwise the received stop signal is passed through.
@@ -1162,6 +1183,7 @@ pub fn load(
         exit_code_map,
         shutdown_budget,
         status_listen,
+        status_request_timeout,
         state_file,
         log_json,
         log_level,

@@ -563,6 +563,40 @@ fn status_listen_defaults_to_loopback_for_a_bare_port() {
     assert_eq!(c.status_listen, Some("127.0.0.1:9000".parse().unwrap()));
 }
 
+#[test]
+fn restart_backoff_and_status_request_timeout_default_and_can_be_shortened() {
+    let c = load_with(&["--", "/bin/true"], &[], None).unwrap();
+    assert_eq!(c.settings.proxy_backoff_initial, Duration::from_secs(1));
+    assert_eq!(c.status_request_timeout, Duration::from_secs(2));
+    let file = "status:\n  request-timeout: 300ms\n";
+    let c = load_with(
+        &["--", "/bin/true"],
+        &[("MESHINIT_PROXY_RESTART_BACKOFF", "100ms")],
+        Some(file),
+    )
+    .unwrap();
+    assert_eq!(c.settings.proxy_backoff_initial, Duration::from_millis(100));
+    assert_eq!(c.status_request_timeout, Duration::from_millis(300));
+    let errs = messages(
+        load_with(
+            &[
+                "--proxy-restart-backoff=0s",
+                "--status-request-timeout=0ms",
+                "--",
+                "/bin/true",
+            ],
+            &[],
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs.iter().all(|e| e.contains("must be more than 0")),
+        "{errs:?}"
+    );
+}
+
 /// Issue 13: `--app-grace-delay 300000000000y` was accepted, and meshinit
 /// (PID 1) then panicked computing the grace deadline mid-shutdown.
 #[test]
