@@ -16,7 +16,9 @@
 //!   `user`, `fds`, `descendants`, `exit` (statuses and codes), `memory`.
 //! - `health/`: `probe` (HTTP, TCP, commands) and its `http` client.
 //! - `mesh/`: the proxy: `dataplane` (the template), `envoy` (admin API and
-//!   stats, for the idle drain), `workdir` (kuma-dp's work directory).
+//!   stats, for the idle drain), `kuma_dp` (what meshinit reads from
+//!   kuma-dp's arguments: drain time, work dir; the token hidden when shown),
+//!   `workdir` (kuma-dp's work directory).
 //! - `report/`: `status` (the endpoint), `metrics`, `notify` (sd_notify),
 //!   `logging`.
 //!

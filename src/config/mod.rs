@@ -28,6 +28,7 @@ use crate::init::user::{self, Identity};
 use crate::lifecycle::{DrainMode, IdleDrain, OnUnhealthy, Settings, StartOrder};
 use crate::mesh::dataplane::{self, Dataplane};
 use crate::mesh::envoy::{Admin, InboundListener};
+use crate::mesh::kuma_dp;
 use cli::Mode;
 use parse::Url;
 use yaml::{Item, Node};
@@ -729,52 +730,6 @@ fn readable_by(m: &std::fs::Metadata, id: &Identity) -> bool {
     }
 }
 
-/// Reads a Go-style duration such as kuma-dp's `--drain-time` takes.
-fn go_duration(s: &str) -> Option<Duration> {
-    humantime::parse_duration(s.trim()).ok()
-}
-
-/// The drain time kuma-dp will use: `--drain-time` among the extra args,
-/// else `KUMA_DATAPLANE_DRAIN_TIME`.
-fn kuma_drain_time(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Option<Duration> {
-    let mut from_args = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if let Some(v) = a.strip_prefix("--drain-time=") {
-            from_args = go_duration(v);
-        } else if a == "--drain-time" {
-            from_args = it.next().and_then(|v| go_duration(v));
-        }
-    }
-    from_args.or_else(|| env("KUMA_DATAPLANE_DRAIN_TIME").and_then(|v| go_duration(&v)))
-}
-
-/// What replaces a secret in anything meshinit prints.
-pub const REDACTED: &str = "<redacted>";
-
-/// kuma-dp arguments as they may be printed (`meshinit check`): the value of
-/// an inline `--dataplane-token` (given with `--kuma-dp-arg`) is replaced by
-/// [`REDACTED`], so a token never appears in meshinit's output. The token
-/// file's content is never read at all.
-pub fn shown_kuma_dp_args(args: &[String]) -> Vec<String> {
-    let mut hide_next = false;
-    args.iter()
-        .map(|a| {
-            if std::mem::take(&mut hide_next) {
-                REDACTED.to_string()
-            } else if a.starts_with("--dataplane-token=") {
-                format!("--dataplane-token={REDACTED}")
-            } else {
-                hide_next = a == "--dataplane-token";
-                a.clone()
-            }
-        })
-        .collect()
-}
-
-/// kuma-dp's own default drain time.
-pub const KUMA_DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(30);
-
 /// Builds the configuration from the command line, the environment and
 /// the file. `env` is the process environment lookup (injected for tests).
 pub fn load(
@@ -992,7 +947,7 @@ pub fn load(
     let exit_code_map = ExitCodeMap(r.list("exit_code_map", parse::exit_code_mapping));
     let drain_time = proxy.as_ref().and_then(|p| p.drain_time);
     if proxy.is_some() {
-        let effective = drain_time.unwrap_or(KUMA_DEFAULT_DRAIN_TIME);
+        let effective = drain_time.unwrap_or(kuma_dp::DEFAULT_DRAIN_TIME);
         if drain_signal == Some(Signal::SIGTERM) && drain_timeout <= effective {
             warnings.push(format!(
                 "drain-timeout {} is not larger than kuma-dp's drain time {}: kuma-dp will be told to stop before its drain ends; raise --drain-timeout",
@@ -1039,7 +994,7 @@ pub fn load(
             ));
         }
         if let Some(idle) = idle_drain {
-            let kuma = p.drain_time.unwrap_or(KUMA_DEFAULT_DRAIN_TIME);
+            let kuma = p.drain_time.unwrap_or(kuma_dp::DEFAULT_DRAIN_TIME);
             if idle.min >= kuma {
                 warnings.push(format!(
                     "--drain-min {} is not shorter than kuma-dp's drain time {}: the drain cannot end early once the traffic has gone",
@@ -1051,7 +1006,7 @@ pub fn load(
     }
     let drain_mode = match drain_signal {
         Some(Signal::SIGUSR2) => DrainMode::InboundUsr2 {
-            wait: drain_time.unwrap_or(KUMA_DEFAULT_DRAIN_TIME),
+            wait: drain_time.unwrap_or(kuma_dp::DEFAULT_DRAIN_TIME),
         },
         _ => DrainMode::Term,
     };
@@ -1161,7 +1116,7 @@ pub fn load(
             } else if d.id == "kuma_dp_arg" {
                 // A token given inline is shown redacted (issue 8).
                 r.raw(d.id)
-                    .map_or(value, |raw| shown_kuma_dp_args(&raw.values).join(","))
+                    .map_or(value, |raw| kuma_dp::shown_args(&raw.values).join(","))
             } else {
                 value
             };
@@ -1431,8 +1386,8 @@ fn proxy_config(
         args.push(format!("--dataplane-token-file={t}"));
     }
     args.extend(extra.iter().cloned());
-    let drain_time = kuma_drain_time(&extra, env);
-    let (work_dir, owns_work_dir) = match user_work_dir(&extra) {
+    let drain_time = kuma_dp::drain_time(&extra, env);
+    let (work_dir, owns_work_dir) = match kuma_dp::user_work_dir(&extra) {
         Some(dir) => {
             if let Some(problem) = crate::mesh::workdir::check_given(Path::new(&dir), user.as_ref())
             {
@@ -1486,20 +1441,6 @@ fn proxy_config(
         admin,
         inbound_listeners,
     })
-}
-
-/// `--work-dir` given through `--kuma-dp-arg`, in either form.
-fn user_work_dir(args: &[String]) -> Option<String> {
-    let mut it = args.iter();
-    let mut found = None;
-    while let Some(a) = it.next() {
-        if let Some(v) = a.strip_prefix("--work-dir=") {
-            found = Some(v.to_string());
-        } else if a == "--work-dir" {
-            found = it.next().cloned();
-        }
-    }
-    found
 }
 
 #[cfg(test)]
