@@ -127,7 +127,7 @@ pub struct IdleDrain {
 pub enum OnUnhealthy {
     /// Log it and report it (status endpoint, `/ready` 503); keep running.
     None,
-    /// Begin the graceful shutdown; exit with [`crate::init::exit::EX_UNAVAILABLE`].
+    /// Begin the graceful shutdown; exit with `EX_UNAVAILABLE` (69).
     Shutdown,
 }
 

@@ -1,5 +1,5 @@
 //! The status endpoint (`--status-listen`): `/ready`, `/live`, `/status`,
-//! `/metrics` (Prometheus text, see [`crate::report::metrics`]).
+//! `/metrics` (Prometheus text, see `crate::report::metrics`).
 //!
 //! It is what a Nomad or Consul check or an external load balancer polls.
 //! Clients that connect and send nothing must never silence it (a monitoring
