@@ -1,5 +1,5 @@
 //! Generates the man page and the shell completions from the clap
-//! definition in `src/cli.rs`, so they can never drift from the real flags.
+//! definition in `src/config/cli.rs`, so they can never drift from the real flags.
 //!
 //! Output, next to the binaries so that cargo-deb finds it under its magic
 //! `target/release/` prefix (whatever CARGO_TARGET_DIR, --target or profile
@@ -23,11 +23,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 #[allow(dead_code)] // only `command()` is used here
-#[path = "src/cli.rs"]
+#[path = "src/config/cli.rs"]
 mod cli;
 
 fn main() -> io::Result<()> {
-    println!("cargo:rerun-if-changed=src/cli.rs");
+    println!("cargo:rerun-if-changed=src/config/cli.rs");
     println!("cargo:rerun-if-changed=build.rs");
 
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

@@ -17,19 +17,19 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use crate::config::parse::{fmt_secs, signal_name};
 use crate::config::{Config, ForwardTo};
-use crate::envoy::Load;
-use crate::exit::{self, ExitStatus};
+use crate::health::probe::{self, ExecWaiters, Tracker};
+use crate::init::exit::{self, ExitStatus};
+use crate::init::signals::{self, Signals};
+use crate::init::spawn;
 use crate::lifecycle::{
     Action, DrainMode, Event, ExitReason, Input, Lifecycle, Phase, ProbeMode, Target, Timeline,
 };
-use crate::metrics::{DrainEnd, LastShutdown};
-use crate::notify::{self, Notifier};
-use crate::parse::{fmt_secs, signal_name};
-use crate::probe::{self, ExecWaiters, Tracker};
-use crate::signals::{self, Signals};
-use crate::spawn;
-use crate::status;
+use crate::mesh::envoy::Load;
+use crate::report::metrics::{DrainEnd, LastShutdown};
+use crate::report::notify::{self, Notifier};
+use crate::report::status;
 
 /// How often Envoy's stats are read during an idle-watched drain.
 const INBOUND_POLL: Duration = Duration::from_millis(100);
@@ -126,7 +126,11 @@ pub async fn run(
     init_metrics(&mut status.borrow_mut().metrics, &cfg);
     let _status_task = listener.map(|l| {
         info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "status endpoint listening");
-        tokio::task::spawn_local(status::serve(l, status.clone()))
+        tokio::task::spawn_local(status::serve(
+            l,
+            status.clone(),
+            cfg.status_request_timeout,
+        ))
     });
     let notifier = Notifier::from_env(env);
     let watchdog = notifier.watchdog_interval();
@@ -168,7 +172,7 @@ pub async fn run(
     }
     // Start-up is over (the configuration is read, the app spawned): what
     // it alone needed need not stay resident while meshinit supervises.
-    crate::memory::release_startup_pages();
+    crate::init::memory::release_startup_pages();
     let mut next_watchdog = watchdog.and_then(|w| Instant::now().checked_add(w));
     loop {
         // A deadline beyond what the clock can hold is never reached: no
@@ -257,7 +261,7 @@ impl Driver {
     }
 
     fn descendants(&self) -> Vec<i32> {
-        crate::descendants::of(std::process::id() as i32)
+        crate::init::descendants::of(std::process::id() as i32)
     }
 
     /// `fg` resumed meshinit (SIGCONT) in the foreground of its terminal:
@@ -295,7 +299,7 @@ impl Driver {
 
     /// Collects every exited child and turns it into lifecycle inputs.
     fn reap(&mut self) {
-        let reaped = crate::reaper::reap();
+        let reaped = crate::init::reaper::reap();
         for (pid, status) in reaped.exited {
             if Some(pid) == self.app_pid {
                 info!(pid = pid.as_raw(), status = %status, "app exited");
@@ -343,7 +347,7 @@ impl Driver {
     fn on_probe(&mut self, o: probe::Outcome) {
         let name = self.cfg.probes[o.index].kind.to_string();
         let tracker = &mut self.trackers[o.index];
-        let changed = tracker.record(o.ok, o.detail.clone());
+        let changed = tracker.record(o.ok);
         {
             let mut st = self.status.borrow_mut();
             st.probes[o.index] = (name.clone(), Some(tracker.passing()), o.detail.clone());
@@ -379,7 +383,7 @@ impl Driver {
             Action::Signal(target, sig) => self.signal(target, sig),
             Action::Kill(target) => self.kill(target),
             Action::TermDescendants => {
-                let pids = if self.reaps_orphans && !crate::reaper::has_children() {
+                let pids = if self.reaps_orphans && !crate::init::reaper::has_children() {
                     Vec::new()
                 } else {
                     self.descendants()
@@ -391,12 +395,12 @@ impl Driver {
                         count = pids.len(),
                         "stopping leftover descendants with SIGTERM"
                     );
-                    crate::descendants::signal_all(&pids, Signal::SIGTERM);
+                    crate::init::descendants::signal_all(&pids, Signal::SIGTERM);
                 }
             }
             Action::KillDescendants => {
                 let pids = self.descendants();
-                crate::descendants::signal_all(&pids, Signal::SIGKILL);
+                crate::init::descendants::signal_all(&pids, Signal::SIGKILL);
             }
             Action::Probes(mode) => self.set_probes(mode),
             Action::WatchInbound(on) => self.watch_inbound(on),
@@ -457,14 +461,14 @@ impl Driver {
 
     /// Makes kuma-dp's work directory (mkdtemp-like) before its first start,
     /// checks it is still meshinit's before a restart.
-    fn prepare_work_dir(&mut self) -> Result<(), crate::workdir::WorkDirError> {
+    fn prepare_work_dir(&mut self) -> Result<(), crate::mesh::workdir::WorkDirError> {
         let Some(proxy) = self.cfg.proxy.as_mut().filter(|p| p.owns_work_dir) else {
             return Ok(());
         };
         if self.work_dir_made {
-            return crate::workdir::reuse(&proxy.work_dir, proxy.user.as_ref());
+            return crate::mesh::workdir::reuse(&proxy.work_dir, proxy.user.as_ref());
         }
-        let dir = crate::workdir::create_fresh(&proxy.work_dir, proxy.user.as_ref())?;
+        let dir = crate::mesh::workdir::create_fresh(&proxy.work_dir, proxy.user.as_ref())?;
         self.work_dir_made = true;
         if dir != proxy.work_dir {
             // The planned name was taken: kuma-dp and the admin socket
@@ -474,7 +478,7 @@ impl Driver {
             for a in proxy.args.iter_mut().filter(|a| **a == old) {
                 *a = format!("--work-dir={}", dir.display());
             }
-            proxy.admin.socket = dir.join(crate::envoy::ADMIN_SOCKET);
+            proxy.admin.socket = dir.join(crate::mesh::envoy::ADMIN_SOCKET);
             proxy.work_dir = dir;
         }
         Ok(())
@@ -531,7 +535,8 @@ impl Driver {
             // kuma-dp answers 503 until Envoy is live; poll briskly so the
             // service is marked ready within ~100 ms of that.
             loop {
-                if let Ok(200) = crate::http::get_status(&url, Duration::from_secs(1)).await {
+                if let Ok(200) = crate::health::http::get_status(&url, Duration::from_secs(1)).await
+                {
                     let _ = tx.send(generation);
                     return;
                 }
@@ -804,7 +809,7 @@ impl Driver {
 
 /// `/metrics`' starting point: the drain's kind and the previous
 /// instance's shutdown from `--state-file`.
-fn init_metrics(m: &mut crate::metrics::Metrics, cfg: &Config) {
+fn init_metrics(m: &mut crate::report::metrics::Metrics, cfg: &Config) {
     m.drain_is_wait = matches!(cfg.settings.drain_mode, DrainMode::InboundUsr2 { .. });
     if let Some(path) = &cfg.state_file {
         match LastShutdown::load(path) {

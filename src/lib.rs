@@ -1,51 +1,54 @@
 //! meshinit: a PID-1-capable supervisor for one application and its
 //! Kuma / Kong Mesh data plane proxy (kuma-dp) on Universal.
 //!
-//! Module map: `cli` and `config` read what to do (`yaml` keeps every
-//! node's line); `lifecycle` decides (pure state machine); `driver` carries
-//! it out with `spawn`, `reaper`, `signals`, `descendants`, `probe`, `http`,
-//! `status` (and `metrics`, the Prometheus text it serves), `notify`,
-//! `envoy` (Envoy's stats, for the idle drain), `memory` (start-up pages
-//! released) and `workdir` (kuma-dp's work directory); `dataplane` renders
-//! and checks the Dataplane template; `plan` prints `meshinit check`.
+//! Module map, one folder per concern:
+//!
+//! - `config/`: what to do. `cli` (the command line, also read by build.rs
+//!   for the man page and completions), the options table and the merge of
+//!   flags, env and file (`mod.rs`), `yaml` (a tree that keeps each node's
+//!   line), `parse` (durations, signals, URLs, users) and `plan` (what
+//!   `meshinit check` prints).
+//! - `lifecycle/`: every decision, as a pure state machine
+//!   (`step(now, input) -> actions`), with its table tests and properties.
+//! - `driver.rs`: carries the lifecycle's actions out; the one module that
+//!   owns the clock, the processes and the sockets, using all the folders.
+//! - `init/`: the duties of an init process: `signals`, `reaper`, `spawn`,
+//!   `user`, `fds`, `descendants`, `exit` (statuses and codes), `memory`.
+//! - `health/`: `probe` (HTTP, TCP, commands) and its `http` client.
+//! - `mesh/`: the proxy: `dataplane` (the template), `envoy` (admin API and
+//!   stats, for the idle drain), `kuma_dp` (what meshinit reads from
+//!   kuma-dp's arguments: drain time, work dir; the token hidden when shown),
+//!   `workdir` (kuma-dp's work directory).
+//! - `report/`: `status` (the endpoint), `metrics`, `notify` (sd_notify),
+//!   `logging`.
+//!
+//! Modules are `pub(crate)` unless the fuzz targets (fuzz/) or the
+//! integration tests use them, so that the dead-code lint sees the rest.
 
-pub mod cli;
 pub mod config;
-pub mod dataplane;
-pub mod descendants;
-pub mod driver;
-pub mod envoy;
-pub mod exit;
-pub mod fds;
-pub mod http;
+pub(crate) mod driver;
+pub mod health;
+pub mod init;
 pub mod lifecycle;
-pub mod logging;
-pub mod memory;
-pub mod metrics;
-pub mod notify;
-pub mod parse;
-pub mod plan;
-pub mod probe;
-pub mod reaper;
-pub mod signals;
-pub mod spawn;
-pub mod status;
-pub mod user;
-pub mod workdir;
-pub mod yaml;
+pub mod mesh;
+pub mod report;
+
+/// For main.rs, which must read the inherited signal state before Rust's
+/// runtime changes it.
+pub use init::signals::record_inherited as record_inherited_signals;
 
 use tracing::{info, warn};
 
 /// Runs meshinit with these arguments and environment; returns the exit code.
 pub fn main_with(args: Vec<std::ffi::OsString>, env: &dyn Fn(&str) -> Option<String>) -> i32 {
-    let (mode, args) = cli::split_mode(args);
-    let matches = match cli::command().try_get_matches_from(args) {
+    let (mode, args) = config::cli::split_mode(args);
+    let matches = match config::cli::command().try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => exit::EX_USAGE,
+                _ => init::exit::EX_USAGE,
             };
         }
     };
@@ -56,17 +59,17 @@ pub fn main_with(args: Vec<std::ffi::OsString>, env: &dyn Fn(&str) -> Option<Str
             return e.exit_code;
         }
     };
-    if mode == cli::Mode::Check {
-        print!("{}", plan::render(&cfg));
+    if mode == config::cli::Mode::Check {
+        print!("{}", config::plan::render(&cfg));
         if let Some(budget) = cfg.shutdown_budget {
             let worst = cfg.settings.worst_case_shutdown();
             if worst > budget {
                 eprintln!(
                     "meshinit: worst-case shutdown {} exceeds --shutdown-budget {}; lower drain-timeout, app-grace-delay or app-stop-timeout, or raise the platform's stop timeout",
-                    parse::fmt_duration(worst),
-                    parse::fmt_duration(budget)
+                    config::parse::fmt_duration(worst),
+                    config::parse::fmt_duration(budget)
                 );
-                return exit::EX_USAGE;
+                return init::exit::EX_USAGE;
             }
         }
         return 0;
@@ -75,19 +78,19 @@ pub fn main_with(args: Vec<std::ffi::OsString>, env: &dyn Fn(&str) -> Option<Str
 }
 
 fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
-    spawn::record_start_dir();
+    init::spawn::record_start_dir();
     // Before anything is spawned: only the app gets them back.
-    fds::adopt_inherited();
+    init::fds::adopt_inherited();
     // Before any thread or child exists, so that no signal is lost.
-    if let Err(e) = signals::block() {
+    if let Err(e) = init::signals::block() {
         eprintln!("meshinit: cannot block signals: {e}");
-        return exit::EX_OSERR;
+        return init::exit::EX_OSERR;
     }
-    logging::init(cfg.log_json, cfg.log_level);
+    report::logging::init(cfg.log_json, cfg.log_level);
     let pid = std::process::id();
     let mut reaps_orphans = true;
     if pid != 1 {
-        if let Err(e) = reaper::become_subreaper() {
+        if let Err(e) = init::reaper::become_subreaper() {
             reaps_orphans = false;
             warn!(error = %e, "cannot become a child subreaper; orphans of the app will not be reaped by meshinit");
         }
@@ -103,11 +106,11 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
             info!(probe = %p.kind, "no probe given: probing the first inbound's servicePort");
         }
     }
-    let listener = match cfg.status_listen.map(status::bind).transpose() {
+    let listener = match cfg.status_listen.map(report::status::bind).transpose() {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(addr = ?cfg.status_listen, error = %e, "cannot listen for the status endpoint");
-            return exit::EX_OSERR;
+            return init::exit::EX_OSERR;
         }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -118,7 +121,7 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the event loop");
-            return exit::EX_OSERR;
+            return init::exit::EX_OSERR;
         }
     };
     let local = tokio::task::LocalSet::new();
@@ -135,7 +138,7 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "cannot use the status listener");
-            return exit::EX_OSERR;
+            return init::exit::EX_OSERR;
         }
     };
     match local.block_on(&runtime, driver::run(cfg, listener, env, reaps_orphans)) {

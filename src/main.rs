@@ -8,7 +8,7 @@
 static RECORD_INHERITED_SIGNALS: extern "C" fn() = record_inherited_signals;
 
 extern "C" fn record_inherited_signals() {
-    meshinit::signals::record_inherited();
+    meshinit::record_inherited_signals();
 }
 
 fn main() {

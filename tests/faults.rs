@@ -151,78 +151,6 @@ fn kuma_dp_killed_in_the_middle_of_its_drain_moves_the_sequence_on_at_once() {
 }
 
 #[test]
-fn kuma_dp_that_ignores_sigterm_gets_a_second_term_then_sigkill_after_the_drain_timeout() {
-    let s = proxied("fault-dp-ignores")
-        .opt(&["--drain-timeout", "1s"])
-        .env("FAKE_KUMA_DP_IGNORE_TERM", "1");
-    let mut p = s.start();
-    p.wait_for_line("service running and ready", T);
-    let dp = dp_pid(&s);
-    let sent = send(&p, Signal::SIGTERM);
-    let (status, exited) = wait_exit_at(&mut p, T);
-    assert_eq!(status.code(), Some(143));
-
-    let terms: Vec<Event> = s.dp.find_all("signal");
-    let names: Vec<&str> = terms.iter().map(|e| e.rest.as_str()).collect();
-    assert_eq!(names, ["TERM n=1", "TERM n=2"], "{}", s.timeline());
-    let second = ms(terms[0].t_ns, terms[1].t_ns);
-    assert!(
-        (950.0..2500.0).contains(&second),
-        "second TERM {second:.0}ms after the first (drain-timeout 1s)"
-    );
-    assert!(
-        s.dp.find("exit").is_none(),
-        "SIGKILLed, it never exited by itself"
-    );
-    assert!(is_dead(dp));
-    // kuma-dp is gone before the app hears anything.
-    let app_term = app_got(&s, "TERM");
-    assert!(app_term.t_ns > terms[1].t_ns + 900 * 1_000_000);
-    // drain-timeout 1 s + kill bound 1 s + app stop: well under 5 s in all.
-    assert!(ms(sent, exited) < 5000.0, "{}", s.timeline());
-}
-
-#[test]
-fn kuma_dp_exiting_at_every_start_is_restarted_with_backoff_then_given_up_with_75() {
-    let (s, status) = proxied("fault-dp-crashloop")
-        .opt(&["--proxy-max-restarts", "3"])
-        .env("FAKE_KUMA_DP_CRASH_AFTER_MS", "0")
-        .with_status();
-    let mut p = s.start();
-    p.wait_for_line("kuma-dp started", T);
-    // While it crash-loops, meshinit keeps serving its status (not ready) and
-    // sleeps between restarts.
-    let st = poll("a restart counted in /status", T, || {
-        Some(status_json(status)).filter(|st| st["proxy_restarts"].as_u64() >= Some(1))
-    });
-    assert_eq!(st["ready"], false, "{st}");
-    let (code, exited) = wait_exit_at(&mut p, Duration::from_secs(40));
-    assert_eq!(code.code(), Some(75), "EX_TEMPFAIL:\n{}", p.output());
-
-    // Exactly the first start and max-restarts restarts: no busy loop.
-    let starts = s.dp.find_all("start");
-    let exits = s.dp.find_all("exit");
-    assert_eq!(starts.len(), 4, "1 start + 3 restarts:\n{}", s.timeline());
-    assert!(exits.iter().all(|e| e.field("reason") == "crash"));
-    // Backoff 1 s, 2 s, 4 s between a crash and the next start.
-    for (i, want) in [(0, 1000.0), (1, 2000.0), (2, 4000.0)] {
-        let gap = ms(exits[i].t_ns, starts[i + 1].t_ns);
-        assert!(
-            gap >= want - 50.0 && gap < want + 1500.0,
-            "restart {} came {gap:.0}ms after the crash, want {want}ms",
-            i + 1
-        );
-    }
-    // Then the orderly shutdown: the app is stopped with its stop signal, after the
-    // last crash, and meshinit exits soon after.
-    let die = s.app.find("die").expect("the app was stopped");
-    assert_eq!(die.field("sig"), "TERM");
-    assert!(die.t_ns > exits[3].t_ns);
-    assert!(ms(exits[3].t_ns, exited) < 3000.0);
-    assert!(p.output().contains("giving up"), "{}", p.output());
-}
-
-#[test]
 fn app_crash_looping_before_it_is_healthy_never_starts_kuma_dp() {
     // Each run is one turn of an orchestrator's restart loop: the app dies before its
     // port opens, meshinit exits with its status and kuma-dp is never started.
@@ -404,21 +332,6 @@ fn a_burst_of_signals_keeps_meshinit_responsive_and_the_shutdown_ordered() {
         "drain, then the app:\n{}",
         s.timeline()
     );
-}
-
-#[test]
-fn stop_while_probing_stops_the_app_at_once_and_never_starts_kuma_dp() {
-    let s = Scenario::new("fault-stop-probing")
-        .listening_app()
-        .app(&["--listen-after", "10000"]);
-    let mut p = s.start();
-    s.app.wait_for("start", T);
-    p.wait_for_line("phase probing", T);
-    let sent = send(&p, Signal::SIGTERM);
-    let term = app_got(&s, "TERM");
-    assert!(ms(sent, term.t_ns) < 1000.0);
-    assert_eq!(p.wait_exit(T).code(), Some(143));
-    assert!(!s.dp.path.exists(), "kuma-dp never started");
 }
 
 /// Issue 13: once spawned, kuma-dp may already be registered and receiving traffic, so a
@@ -703,7 +616,9 @@ fn a_thousand_idle_connections_do_not_starve_ready() {
 
 #[test]
 fn a_request_sent_slowly_is_dropped_after_its_timeout_and_the_slot_freed() {
-    let (s, status) = proxied("fault-status-slow").with_status();
+    let (s, status) = proxied("fault-status-slow")
+        .opt(&["--status-request-timeout", "300ms"])
+        .with_status();
     let mut p = s.start();
     p.wait_for_line("service running and ready", T);
     let mut slow = idle_connection(status).unwrap();
@@ -714,9 +629,10 @@ fn a_request_sent_slowly_is_dropped_after_its_timeout_and_the_slot_freed() {
     let mut buf = Vec::new();
     let _ = slow.read_to_end(&mut buf);
     let held = t0.elapsed();
+    // Below the 2 s default: the setting, not the default, closed it.
     assert!(
-        held >= Duration::from_millis(1500) && held < Duration::from_secs(6),
-        "a half-sent request was held {held:?} (2 s request timeout)"
+        held >= Duration::from_millis(200) && held < Duration::from_millis(1900),
+        "a half-sent request was held {held:?} (300 ms request timeout)"
     );
     assert!(buf.is_empty(), "no answer to half a request");
     assert_eq!(get(status, "/live").map(|r| r.0), Some(200));
@@ -726,7 +642,7 @@ fn a_request_sent_slowly_is_dropped_after_its_timeout_and_the_slot_freed() {
 
 #[test]
 fn a_rotated_token_file_is_read_by_the_restarted_kuma_dp() {
-    let s = proxied("fault-token-rotation");
+    let s = proxied("fault-token-rotation").opt(&["--proxy-restart-backoff", "100ms"]);
     let old = s.token.clone();
     let mut p = s.start();
     p.wait_for_line("service running and ready", T);
@@ -744,7 +660,7 @@ fn a_rotated_token_file_is_read_by_the_restarted_kuma_dp() {
 
     let dp = dp_pid(&s);
     kill(Pid::from_raw(dp), Signal::SIGKILL).unwrap();
-    // Restarted after the 1 s backoff, it reads the file as it is now.
+    // Restarted after the (shortened) backoff, it reads the file as it is now.
     poll("a second token read", T, || {
         let tokens = s.dp.find_all("token");
         (tokens.len() >= 2).then(|| tokens[1].clone())

@@ -13,6 +13,8 @@ use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -122,12 +124,23 @@ fn app_healthy_strictly_before_kuma_dp_starts_and_within_a_second() {
 
 #[test]
 fn http_probe_needs_consecutive_2xx_or_3xx_answers() {
-    // Request n gets: 503 200 204 500 302 200 200 ...; with a success threshold of 3 the
-    // first run of three passing answers ends at request 6 (302, 200, 200).
+    // Request n (from 0) gets: 503 200 204 500 302 200 200 ...; with a success threshold
+    // of 3 the first run of three passing answers ends at request 6 (302, 200, 200). A
+    // lower threshold starts kuma-dp before request 6 was answered; a higher one only
+    // once a later scheduled request passed, a startup period (500 ms) after request 6 at
+    // the earliest: both fail below. (Once the probe passes meshinit probes again at once,
+    // so request 7 may come before kuma-dp records its start: it is not a scheduled one.)
     let script = [503, 200, 204, 500, 302, 200];
     let server = ScriptedHttp::start(move |n| script.get(n).copied().unwrap_or(200));
     let url = format!("http://127.0.0.1:{}/healthz", server.port);
-    let s = Scenario::new("http").opt(&["--probe-http", &url, "--probe-success-threshold", "3"]);
+    let s = Scenario::new("http").opt(&[
+        "--probe-http",
+        &url,
+        "--probe-success-threshold",
+        "3",
+        "--probe-startup-period",
+        "500ms",
+    ]);
     let mut p = s.start();
     p.wait_for_line("kuma-dp started", T);
 
@@ -137,8 +150,11 @@ fn http_probe_needs_consecutive_2xx_or_3xx_answers() {
         .iter()
         .find(|h| h.0 == 6)
         .unwrap_or_else(|| panic!("kuma-dp started before request 6: {hits:?}"));
-    assert!(sixth.1 < dp_start.t_ns, "{hits:?}");
-    assert!(ms(sixth.1, dp_start.t_ns) < 1000.0);
+    let after = ms(sixth.1, dp_start.t_ns);
+    assert!(
+        (0.0..500.0).contains(&after),
+        "kuma-dp started {after:.0}ms after request 6, not before the next scheduled one: {hits:?}"
+    );
     p.wait_for_line(&format!("probe passing probe=http GET {url}"), T);
     assert_eq!(stop(&mut p), 143);
 }
@@ -309,52 +325,70 @@ fn app_exiting_while_probed_ends_meshinit_with_its_status() {
 
 #[test]
 fn crashing_kuma_dp_is_restarted_with_backoff_then_given_up() {
+    // The backoff is shortened (250 ms, 500 ms, 1 s instead of 1 s, 2 s, 4 s): what is
+    // tested is that it doubles, not its default.
     let (s, status) = Scenario::new("crash")
         .listening_app()
-        .opt(&["--proxy-max-restarts", "2"])
+        .opt(&[
+            "--proxy-max-restarts",
+            "3",
+            "--proxy-restart-backoff",
+            "250ms",
+        ])
         .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
         .env("FAKE_KUMA_DP_CRASH_AFTER_MS", "300")
         .with_status();
     let mut p = s.start();
     p.wait_for_line("service running and ready", T);
-    // After the first crash the service is no longer ready and the restart is counted.
+    // After the first crash the service is no longer ready and the restart is counted;
+    // meshinit keeps serving its status while it waits to restart.
     let st = poll("proxy_restarts = 1 in /status", T, || {
         Some(status_json(status)).filter(|st| st["proxy_restarts"] == 1)
     });
     assert_eq!(st["phase"], "proxy-starting", "{st}");
     assert_eq!(st["ready"], false, "{st}");
 
-    let (code, _) = wait_exit_at(&mut p, T);
+    let (code, exited) = wait_exit_at(&mut p, T);
     assert_eq!(
         code.code(),
         Some(75),
         "EX_TEMPFAIL when kuma-dp keeps failing"
     );
+    // Exactly the first start and max-restarts restarts: no busy loop, no extra one.
     let starts = s.dp.find_all("start");
     let exits = s.dp.find_all("exit");
     assert_eq!(
         starts.len(),
-        3,
-        "first start + 2 restarts, no more:\n{}",
+        4,
+        "first start + 3 restarts, no more:\n{}",
         s.timeline()
     );
-    assert_eq!(exits.len(), 3);
+    assert_eq!(exits.len(), 4);
     assert!(exits.iter().all(|e| e.field("reason") == "crash"));
-    // Exponential backoff: 1 s, then 2 s (measured from the crash; the bound is generous).
-    for (i, want) in [(0, 1000.0), (1, 2000.0)] {
+    // Exponential backoff, measured from the crash: each wait is at least its doubled
+    // value (the lower bounds alone rule out a constant backoff), and not much more.
+    for (i, want) in [(0, 250.0), (1, 500.0), (2, 1000.0)] {
         let gap = ms(exits[i].t_ns, starts[i + 1].t_ns);
         assert!(
-            gap >= want && gap < want + 700.0,
+            gap >= want && gap < want + 400.0,
             "restart {} came {gap:.0}ms after the crash, want {want}ms",
             i + 1
         );
     }
+    // Then the orderly shutdown: the app gets its stop signal after the last crash, and
+    // meshinit exits soon after.
     let app_die = s.app.find("die").expect("app stopped");
     assert_eq!(app_die.field("sig"), "TERM");
-    assert!(app_die.t_ns > exits[2].t_ns);
+    assert!(app_die.t_ns > exits[3].t_ns);
+    assert!(ms(exits[3].t_ns, exited) < 3000.0, "{}", s.timeline());
     let out = p.output();
-    assert!(out.contains("kuma-dp will be restarted attempt=1"), "{out}");
-    assert!(out.contains("kuma-dp will be restarted attempt=2"), "{out}");
+    for attempt in 1..=3 {
+        assert!(
+            out.contains(&format!("kuma-dp will be restarted attempt={attempt}")),
+            "{out}"
+        );
+    }
+    assert!(!out.contains("attempt=4"), "{out}");
     assert!(out.contains("giving up"), "{out}");
 }
 
@@ -621,27 +655,53 @@ fn app_signals_reach_the_app_and_never_kuma_dp() {
     );
 }
 
-/// An HTTP probe target that answers 200 until [`Flip::fail`], then 503; it logs the time
-/// of every request before answering, so "meshinit acted after failure N" is strict.
+/// An HTTP probe target that answers 200 until [`Flip::fail`], then 503 (or, after
+/// [`Flip::alternate`], 503 to every other request; after [`Flip::burst`], 503 to the next
+/// N only); it logs the time of every request before answering, so "meshinit acted after
+/// failure N" is strict.
 struct Flip {
     server: ScriptedHttp,
-    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    failing: Arc<AtomicBool>,
+    alternating: Arc<AtomicBool>,
+    burst: Arc<AtomicUsize>,
 }
 
 impl Flip {
     fn start() -> Flip {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let failing = std::sync::Arc::new(AtomicBool::new(false));
-        let f = failing.clone();
-        let server = ScriptedHttp::start(move |_| if f.load(Ordering::SeqCst) { 503 } else { 200 });
-        Flip { server, failing }
+        let failing = Arc::new(AtomicBool::new(false));
+        let alternating = Arc::new(AtomicBool::new(false));
+        let burst = Arc::new(AtomicUsize::new(0));
+        let (f, a, b) = (failing.clone(), alternating.clone(), burst.clone());
+        let server = ScriptedHttp::start(move |n| {
+            let in_burst = b
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1))
+                .is_ok();
+            if in_burst || f.load(Ordering::SeqCst) || (a.load(Ordering::SeqCst) && n % 2 == 1) {
+                503
+            } else {
+                200
+            }
+        });
+        Flip {
+            server,
+            failing,
+            alternating,
+            burst,
+        }
+    }
+    /// One failure at a time, never two in a row.
+    fn alternate(&self, on: bool) {
+        self.alternating.store(on, Ordering::SeqCst);
+    }
+    /// Exactly `n` failures in a row, then successes again.
+    fn burst(&self, n: usize) {
+        self.burst.store(n, Ordering::SeqCst);
     }
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}/healthz", self.server.port)
     }
     fn fail(&self) {
-        self.failing
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.failing.store(true, Ordering::SeqCst);
     }
     /// Times of the 503 answers so far.
     fn failures(&self) -> Vec<u64> {
@@ -673,12 +733,46 @@ fn failing_liveness_is_reported_and_kept_running_by_default() {
     let mut p = s.start();
     p.wait_for_line("service running and ready", T);
     assert_eq!(get(status, "/ready"), Some((200, "ready\n".into())));
+    // Exactly two failures in a row are needed (failure threshold 2). Three single
+    // failures, each followed by a success, leave the probe passing (a threshold of 1
+    // would fail it)...
+    target.alternate(true);
+    poll("three single failures", T, || {
+        (target.failures().len() >= 3).then_some(())
+    });
+    target.alternate(false);
+    // The burst below must follow a success, or it would make three in a row.
+    poll("a success after the last single failure", T, || {
+        (target.server.hits().last()?.2 == 200).then_some(())
+    });
+    assert!(
+        !p.output().contains("probe failing"),
+        "one failure at a time made the probe fail:\n{}",
+        p.output()
+    );
+    // ...and exactly two in a row, then successes again, fail it (a threshold of 3 would
+    // not: this wait would time out).
+    target.burst(2);
+    p.wait_for_line("probe failing", T);
+    poll("the probe passing again", T, || {
+        let passing = p
+            .lines()
+            .iter()
+            .filter(|l| l.contains("probe passing"))
+            .count();
+        (passing >= 2).then_some(())
+    });
+    poll("/ready back to 200", T, || {
+        get(status, "/ready").filter(|r| r.0 == 200)
+    });
+    // Failing for good: /ready turns 503 and stays so.
+    let single = target.failures().len();
     target.fail();
     let (code, body) = poll("/ready to turn 503", T, || {
         get(status, "/ready").filter(|r| r.0 != 200)
     });
-    // Two failures in a row were needed (failure threshold 2).
-    assert!(target.failures().len() >= 2, "{:?}", target.server.hits());
+    let in_a_row = target.failures().len() - single;
+    assert!(in_a_row >= 2, "{:?}", target.server.hits());
     assert_eq!((code, body.as_str()), (503, "running (app unhealthy)\n"));
     let st = status_json(status);
     assert_eq!(st["phase"], "running");

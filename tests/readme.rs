@@ -90,6 +90,19 @@ fn reference_yaml_example_is_a_valid_configuration_shape() {
             "the YAML example of docs/reference.md has a real problem: {p}\n{text}"
         );
     }
+    // A `check` that panicked (exit 101) or died prints no problem list either: only the
+    // codes `check` itself uses count, and they must agree with what it printed.
+    let code = out.status.code();
+    assert!(!text.contains("panicked"), "check panicked:\n{text}");
+    if problems.is_empty() {
+        assert_eq!(code, Some(0), "check printed no problem:\n{text}");
+    } else {
+        // 64 for configuration problems; 127/126 when the only one is the app command.
+        assert!(
+            matches!(code, Some(64 | 126 | 127)),
+            "check exited {code:?}:\n{text}"
+        );
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use meshinit::cli::Mode;
+use meshinit::config::cli::Mode;
 
 fuzz_target!(|data: &[u8]| {
     let f = common::fixture();
@@ -17,21 +17,21 @@ fuzz_target!(|data: &[u8]| {
         "meshinit".to_string(),
         format!("--config={}", f.config.display()),
     ];
-    let matches = meshinit::cli::command()
+    let matches = meshinit::config::cli::command()
         .try_get_matches_from(&argv)
         .expect("fixed argv parses");
     let env = |_: &str| None;
     for mode in [Mode::Check, Mode::Run] {
         match meshinit::config::load(mode, &matches, &env) {
             Ok(cfg) => {
-                let plan = meshinit::plan::render(&cfg);
+                let plan = meshinit::config::plan::render(&cfg);
                 assert!(
                     !plan.contains("fuzz-token-secret"),
                     "token content in the plan"
                 );
             }
             Err(e) => {
-                assert!(!e.0.is_empty(), "an error without a problem");
+                assert!(!e.problems.is_empty(), "an error without a problem");
                 let _ = e.to_string();
             }
         }

@@ -9,7 +9,7 @@ mod common;
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use meshinit::cli::{self, Mode};
+use meshinit::config::cli::{self, Mode};
 use meshinit::config::{self, OPTIONS};
 
 /// Options whose value is a path: fuzzed as an index into a few prepared files.
@@ -108,7 +108,7 @@ fuzz_target!(|input: Input| {
     };
     match config::load(mode, &matches, &lookup) {
         Ok(cfg) => {
-            let plan = meshinit::plan::render(&cfg);
+            let plan = meshinit::config::plan::render(&cfg);
             assert!(
                 !plan.contains("fuzz-token-secret"),
                 "token content in the plan"
@@ -122,7 +122,7 @@ fuzz_target!(|input: Input| {
             }
         }
         Err(e) => {
-            assert!(!e.0.is_empty(), "an error without a problem");
+            assert!(!e.problems.is_empty(), "an error without a problem");
             let _ = e.to_string();
         }
     }

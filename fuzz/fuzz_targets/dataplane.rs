@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|input: (String, Vec<(String, String)>)| {
     let (template, pairs) = input;
     let vars: BTreeMap<String, String> = pairs.into_iter().collect();
-    match meshinit::dataplane::render(&template, &vars) {
+    match meshinit::mesh::dataplane::render(&template, &vars) {
         Ok((out, unused)) => {
             for u in &unused {
                 assert!(vars.contains_key(u), "unused var {u:?} was never given");
@@ -22,7 +22,7 @@ fuzz_target!(|input: (String, Vec<(String, String)>)| {
         }
         Err(errors) => assert!(!errors.is_empty()),
     }
-    match meshinit::dataplane::check(&template, &vars) {
+    match meshinit::mesh::dataplane::check(&template, &vars) {
         Ok(dp) => {
             assert!(!dp.name.is_empty() && !dp.mesh.is_empty() && !dp.address.is_empty());
             let mut ports: Vec<u16> = dp.inbounds.iter().map(|i| i.port).collect();

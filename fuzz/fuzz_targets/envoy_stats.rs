@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use meshinit::envoy::{inbound_load, InboundListener};
+use meshinit::mesh::envoy::{inbound_load, InboundListener};
 
 #[derive(Arbitrary, Debug)]
 struct Input {

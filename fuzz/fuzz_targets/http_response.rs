@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use meshinit::http;
+use meshinit::health::http;
 
 fuzz_target!(|data: &[u8]| {
     let with_body = http::parse_response(data, true);

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use meshinit::descendants::parse_stat;
+use meshinit::init::descendants::parse_stat;
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_stat(data);

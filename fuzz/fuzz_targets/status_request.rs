@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use meshinit::lifecycle::Phase;
-use meshinit::status::{parse_request, respond, State};
+use meshinit::report::status::{parse_request, respond, State};
 
 fuzz_target!(|data: &[u8]| {
     let req = parse_request(data);

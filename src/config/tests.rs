@@ -26,7 +26,7 @@ fn load_with(
     for (k, v) in env {
         std::env::set_var(k, v);
     }
-    let matches = crate::cli::command()
+    let matches = crate::config::cli::command()
         .try_get_matches_from(&argv)
         .expect("clap parses");
     for (k, _) in env {
@@ -50,7 +50,7 @@ fn messages(e: ConfigError) -> Vec<String> {
 
 #[test]
 fn options_table_matches_the_command_line() {
-    let cmd = crate::cli::command();
+    let cmd = crate::config::cli::command();
     let ids: Vec<String> = cmd
         .get_arguments()
         .map(|a| a.get_id().to_string())
@@ -200,7 +200,9 @@ fn missing_config_file_and_bad_yaml_are_reported() {
         "--".into(),
         "/bin/true".into(),
     ];
-    let m = crate::cli::command().try_get_matches_from(&argv).unwrap();
+    let m = crate::config::cli::command()
+        .try_get_matches_from(&argv)
+        .unwrap();
     let errs = messages(load(Mode::Run, &m, &|_: &str| None).unwrap_err());
     assert!(
         errs[0].contains("cannot read config file")
@@ -559,6 +561,40 @@ fn unknown_user_is_refused_by_name() {
 fn status_listen_defaults_to_loopback_for_a_bare_port() {
     let c = load_with(&["--status-listen=9000", "--", "/bin/true"], &[], None).unwrap();
     assert_eq!(c.status_listen, Some("127.0.0.1:9000".parse().unwrap()));
+}
+
+#[test]
+fn restart_backoff_and_status_request_timeout_default_and_can_be_shortened() {
+    let c = load_with(&["--", "/bin/true"], &[], None).unwrap();
+    assert_eq!(c.settings.proxy_backoff_initial, Duration::from_secs(1));
+    assert_eq!(c.status_request_timeout, Duration::from_secs(2));
+    let file = "status:\n  request-timeout: 300ms\n";
+    let c = load_with(
+        &["--", "/bin/true"],
+        &[("MESHINIT_PROXY_RESTART_BACKOFF", "100ms")],
+        Some(file),
+    )
+    .unwrap();
+    assert_eq!(c.settings.proxy_backoff_initial, Duration::from_millis(100));
+    assert_eq!(c.status_request_timeout, Duration::from_millis(300));
+    let errs = messages(
+        load_with(
+            &[
+                "--proxy-restart-backoff=0s",
+                "--status-request-timeout=0ms",
+                "--",
+                "/bin/true",
+            ],
+            &[],
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs.iter().all(|e| e.contains("must be more than 0")),
+        "{errs:?}"
+    );
 }
 
 /// Issue 13: `--app-grace-delay 300000000000y` was accepted, and meshinit

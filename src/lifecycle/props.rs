@@ -28,7 +28,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::exit::ExitCodeMap;
+use crate::init::exit::ExitCodeMap;
 
 const KILL: i32 = Signal::SIGKILL as i32;
 /// Bound on steps for one run, ticks included: a run needs a few dozen.

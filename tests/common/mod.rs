@@ -12,7 +12,6 @@
 // Each test crate uses a different part of the harness.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -264,30 +263,12 @@ fn spawn_reader(stream: impl Read + Send + 'static, pid: u32, output: SharedOutp
     });
 }
 
-/// Every process below `root` in the process tree (from the ppid in `/proc/*/stat`).
+/// Every process below `root` in the process tree, zombies included: meshinit's own walk.
 pub fn descendants(root: i32) -> Vec<i32> {
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if let Some(ppid) = ppid_of(pid) {
-            children.entry(ppid).or_default().push(pid);
-        }
-    }
-    let mut found = Vec::new();
-    let mut todo = vec![root];
-    while let Some(p) = todo.pop() {
-        for &c in children.get(&p).into_iter().flatten() {
-            found.push(c);
-            todo.push(c);
-        }
-    }
-    found
+    meshinit::init::descendants::with_zombies(root)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 /// The parent pid of `pid`, from `/proc/<pid>/stat` (None if it is gone).

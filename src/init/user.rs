@@ -8,7 +8,7 @@ use std::ffi::CString;
 
 use nix::unistd::{Gid, Group, Uid, User};
 
-use crate::parse::UserSpec;
+use crate::config::parse::UserSpec;
 
 /// The identity a child runs as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,7 +85,7 @@ mod tests {
     use super::*;
 
     fn spec(s: &str) -> UserSpec {
-        crate::parse::user_spec(s).unwrap()
+        crate::config::parse::user_spec(s).unwrap()
     }
 
     #[test]

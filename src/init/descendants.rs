@@ -18,6 +18,16 @@ use nix::unistd::Pid;
 
 /// Live (non-zombie) descendants of `root`, any depth.
 pub fn of(root: i32) -> Vec<i32> {
+    with_zombies(root)
+        .into_iter()
+        .filter_map(|(pid, zombie)| (!zombie).then_some(pid))
+        .collect()
+}
+
+/// Every descendant of `root`, any depth, zombies included (they stay in the
+/// tree until reaped), each with whether it is one. The integration tests
+/// look for zombies and leftovers with it.
+pub fn with_zombies(root: i32) -> Vec<(i32, bool)> {
     match by_children_files(root) {
         Some(pids) => pids,
         None => by_full_scan(root),
@@ -25,7 +35,7 @@ pub fn of(root: i32) -> Vec<i32> {
 }
 
 /// `None` when the kernel has no children files.
-fn by_children_files(root: i32) -> Option<Vec<i32>> {
+fn by_children_files(root: i32) -> Option<Vec<(i32, bool)>> {
     let mut out = Vec::new();
     let mut stack = vec![root];
     let mut first = true;
@@ -43,9 +53,7 @@ fn by_children_files(root: i32) -> Option<Vec<i32>> {
                         .split_whitespace()
                         .filter_map(|c| c.parse::<i32>().ok())
                     {
-                        if !is_zombie(child) {
-                            out.push(child);
-                        }
+                        out.push((child, is_zombie(child)));
                         stack.push(child);
                     }
                 }
@@ -64,7 +72,7 @@ fn by_children_files(root: i32) -> Option<Vec<i32>> {
     Some(out)
 }
 
-fn by_full_scan(root: i32) -> Vec<i32> {
+fn by_full_scan(root: i32) -> Vec<(i32, bool)> {
     let mut children: HashMap<i32, Vec<(i32, bool)>> = HashMap::new();
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
@@ -85,9 +93,7 @@ fn by_full_scan(root: i32) -> Vec<i32> {
     let mut stack = vec![root];
     while let Some(pid) = stack.pop() {
         for &(child, zombie) in children.get(&pid).map(Vec::as_slice).unwrap_or_default() {
-            if !zombie {
-                out.push(child);
-            }
+            out.push((child, zombie));
             stack.push(child);
         }
     }
@@ -154,8 +160,9 @@ mod tests {
             found = of(me);
         }
         assert!(found.contains(&pid), "{found:?}");
-        let mut scanned = by_full_scan(me);
-        let mut walked = by_children_files(me).expect("children files");
+        let pids = |v: Vec<(i32, bool)>| v.into_iter().map(|(p, _)| p).collect::<Vec<_>>();
+        let mut scanned = pids(by_full_scan(me));
+        let mut walked = pids(by_children_files(me).expect("children files"));
         scanned.sort_unstable();
         walked.sort_unstable();
         let below_shell = |v: &[i32]| {
@@ -172,6 +179,20 @@ mod tests {
             let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
         }
         let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn zombies_are_listed_with_zombies_only() {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let me = std::process::id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !is_zombie(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(with_zombies(me).contains(&(pid, true)));
+        assert!(!of(me).contains(&pid));
         let _ = child.wait();
     }
 

@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
+use crate::config::parse::{fmt_duration, signal_name};
 use crate::config::{Config, ProbeKind};
 use crate::lifecycle::DrainMode;
-use crate::parse::{fmt_duration, signal_name};
 
 /// The report, as printed to stdout.
 pub fn render(cfg: &Config) -> String {
@@ -91,7 +91,7 @@ pub fn render(cfg: &Config) -> String {
                 s_,
                 "  kuma-dp ({mode} mode): {} {}",
                 p.kuma_dp.display(),
-                shell_words(&crate::config::shown_kuma_dp_args(&p.args))
+                shell_words(&crate::mesh::kuma_dp::shown_args(&p.args))
             );
             let _ = writeln!(
                 s_,

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use nix::sys::signal::SigmaskHow;
 use nix::unistd::{Pid, Uid};
 
-use crate::user::Identity;
+use crate::init::user::Identity;
 
 /// How to start one child.
 pub struct Spec<'a> {
@@ -72,21 +72,22 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
         cmd.env_remove(var);
     }
     if !spec.is_app {
-        for var in crate::fds::LISTEN_VARS {
+        for var in crate::init::fds::LISTEN_VARS {
             cmd.env_remove(var);
         }
     }
     let inherited_fds: &'static [std::os::fd::RawFd] = if spec.is_app {
-        crate::fds::inherited()
+        crate::init::fds::inherited()
     } else {
         &[]
     };
     // Socket activation: std's Command fixes the environment before the
     // child's pid is known, so the app is executed by hand with
     // LISTEN_PID filled in after the fork.
-    let socket_activated = spec.is_app && crate::fds::socket_activated(&|k| std::env::var(k).ok());
+    let socket_activated =
+        spec.is_app && crate::init::fds::socket_activated(&|k| std::env::var(k).ok());
     let mut exec_with_listen_pid = if socket_activated {
-        Some(crate::fds::ExecWithListenPid::new(
+        Some(crate::init::fds::ExecWithListenPid::new(
             spec.program,
             spec.args,
             &NOT_FOR_CHILDREN,
@@ -106,7 +107,7 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
         cmd.stderr(Stdio::from(err));
         cmd.stdin(Stdio::null());
     }
-    let inherited = crate::signals::inherited();
+    let inherited = crate::init::signals::inherited();
     let identity = spec.user.cloned();
     let no_new_privs = spec.no_new_privs;
     let foreground = spec.foreground;

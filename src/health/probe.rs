@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ProbeKind, ProbeSpec};
-use crate::exit::ExitStatus;
+use crate::init::exit::ExitStatus;
 use crate::lifecycle::ProbeMode;
 
 /// Exec probes waiting for their exit status, keyed by pid. The reaper
@@ -40,8 +40,6 @@ pub struct Tracker {
     successes: u32,
     failures: u32,
     passing: bool,
-    /// The last result and its detail, for `/status`.
-    pub last: Option<(bool, String)>,
 }
 
 impl Tracker {
@@ -52,7 +50,6 @@ impl Tracker {
             successes: 0,
             failures: 0,
             passing: false,
-            last: None,
         }
     }
 
@@ -69,8 +66,7 @@ impl Tracker {
     /// passing and failing. A probe starts failing and passes after
     /// `success_threshold` successes in a row; once passing it fails after
     /// `failure_threshold` failures in a row.
-    pub fn record(&mut self, ok: bool, detail: String) -> bool {
-        self.last = Some((ok, detail));
+    pub fn record(&mut self, ok: bool) -> bool {
         if ok {
             self.successes += 1;
             self.failures = 0;
@@ -120,7 +116,7 @@ pub async fn run(
 pub async fn check(spec: &ProbeSpec, execs: &ExecWaiters) -> Result<String, String> {
     match &spec.kind {
         ProbeKind::Http(url) => {
-            let code = crate::http::get_status(url, spec.timeout).await?;
+            let code = crate::health::http::get_status(url, spec.timeout).await?;
             if (200..400).contains(&code) {
                 Ok(format!("HTTP {code}"))
             } else {
@@ -138,7 +134,7 @@ pub async fn check(spec: &ProbeSpec, execs: &ExecWaiters) -> Result<String, Stri
                 Ok(Err(e)) => Err(format!("connect: {e}")),
                 Err(_) => Err(format!(
                     "no connection within {}",
-                    crate::parse::fmt_duration(spec.timeout)
+                    crate::config::parse::fmt_duration(spec.timeout)
                 )),
             }
         }
@@ -161,7 +157,7 @@ async fn exec(
 ) -> Result<String, String> {
     let (read_end, write_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let pid = crate::spawn::spawn(crate::spawn::Spec {
+    let pid = crate::init::spawn::spawn(crate::init::spawn::Spec {
         program,
         args,
         user: None,
@@ -211,7 +207,7 @@ async fn exec(
             execs.borrow_mut().remove(&pid.as_raw());
             Err(format!(
                 "killed after {}",
-                crate::parse::fmt_duration(timeout)
+                crate::config::parse::fmt_duration(timeout)
             ))
         }
     }
@@ -251,7 +247,7 @@ mod tests {
             (true, true, true),
         ];
         for (i, (ok, changed, passing)) in seq.into_iter().enumerate() {
-            assert_eq!(t.record(ok, String::new()), changed, "step {i}");
+            assert_eq!(t.record(ok), changed, "step {i}");
             assert_eq!(t.passing(), passing, "step {i}");
         }
     }

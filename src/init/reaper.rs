@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::exit::ExitStatus;
+use crate::init::exit::ExitStatus;
 
 /// What one pass of the reaper found.
 #[derive(Debug, Default)]

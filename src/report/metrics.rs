@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::envoy::Load;
 use crate::lifecycle::{Phase, Timeline};
-use crate::status::State;
+use crate::mesh::envoy::Load;
+use crate::report::status::State;
 
 /// The content type of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -35,10 +35,6 @@ impl Notifier {
         Notifier { socket, watchdog }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.socket.is_some()
-    }
-
     /// How often to send WATCHDOG=1, when systemd asked for it.
     pub fn watchdog_interval(&self) -> Option<Duration> {
         self.watchdog

@@ -264,6 +264,14 @@ pub struct Cli {
         help_heading = "Proxy (kuma-dp)"
     )]
     pub proxy_max_restarts: Option<String>,
+    /// First wait before kuma-dp is restarted after a crash, doubled at each crash up to 30s [default: 1s].
+    #[arg(
+        long,
+        env = "MESHINIT_PROXY_RESTART_BACKOFF",
+        value_name = "DUR",
+        help_heading = "Proxy (kuma-dp)"
+    )]
+    pub proxy_restart_backoff: Option<String>,
 
     // ---- shutdown ----
     /// Signals that begin the graceful shutdown [default: TERM,INT].
@@ -328,6 +336,14 @@ pub struct Cli {
         help_heading = "Status and logs"
     )]
     pub status_listen: Option<String>,
+    /// Time a status client has to send its request before its connection is closed [default: 2s].
+    #[arg(
+        long,
+        env = "MESHINIT_STATUS_REQUEST_TIMEOUT",
+        value_name = "DUR",
+        help_heading = "Status and logs"
+    )]
+    pub status_request_timeout: Option<String>,
     /// Keep the last shutdown's timeline in FILE; the next meshinit reports it on /metrics [default: off].
     #[arg(
         long,

@@ -45,10 +45,12 @@ impl Load {
 impl Admin {
     /// GETs an admin path from the socket, else from the TCP port.
     async fn get(&self, path: &str, timeout: Duration) -> Result<String, String> {
-        let answer = match crate::http::get_unix(&self.socket, path, timeout).await {
+        let answer = match crate::health::http::get_unix(&self.socket, path, timeout).await {
             Ok(answer) => answer,
             Err(e) => match self.tcp_port {
-                Some(port) => crate::http::get_tcp("127.0.0.1", port, path, timeout).await?,
+                Some(port) => {
+                    crate::health::http::get_tcp("127.0.0.1", port, path, timeout).await?
+                }
                 None => return Err(e),
             },
         };

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::Uid;
 
-use crate::user::Identity;
+use crate::init::user::Identity;
 
 /// Attempts at a fresh name before giving up (mkdtemp tries many more, but
 /// with 64 random bits a second collision means someone is guessing).

@@ -6,7 +6,6 @@
 //! handler at all: nothing runs in signal context, nothing races.
 
 use std::io;
-use std::os::fd::AsRawFd;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -162,10 +161,6 @@ impl Signals {
                 return Ok(out);
             }
         }
-    }
-
-    pub fn raw_fd(&self) -> i32 {
-        self.fd.get_ref().as_raw_fd()
     }
 }
 

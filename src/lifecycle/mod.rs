@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::exit::ExitStatus;
+use crate::init::exit::ExitStatus;
 
 /// Where the supervised pair is in its life. The names are part of the
 /// interface: logs, `/status`, `/ready` bodies and sd_notify STATUS= use them.
@@ -127,7 +127,7 @@ pub struct IdleDrain {
 pub enum OnUnhealthy {
     /// Log it and report it (status endpoint, `/ready` 503); keep running.
     None,
-    /// Begin the graceful shutdown; exit with [`crate::exit::EX_UNAVAILABLE`].
+    /// Begin the graceful shutdown; exit with `EX_UNAVAILABLE` (69).
     Shutdown,
 }
 
@@ -503,11 +503,6 @@ impl Lifecycle {
 
     pub fn phase(&self) -> Phase {
         self.phase
-    }
-
-    /// Whether the service may take traffic: running, app healthy, proxy ready.
-    pub fn is_ready(&self) -> bool {
-        self.ready
     }
 
     pub fn settings(&self) -> &Settings {

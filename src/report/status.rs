@@ -1,10 +1,10 @@
 //! The status endpoint (`--status-listen`): `/ready`, `/live`, `/status`,
-//! `/metrics` (Prometheus text, see [`crate::metrics`]).
+//! `/metrics` (Prometheus text, see `crate::report::metrics`).
 //!
 //! It is what a Nomad or Consul check or an external load balancer polls.
 //! Clients that connect and send nothing must never silence it (a monitoring
 //! agent gone wrong could otherwise get the instance killed): each
-//! connection has [`REQUEST_TIMEOUT`] to send its request, at most
+//! connection has `--status-request-timeout` to send its request, at most
 //! [`MAX_CONNECTIONS`] are held, and when that many are open the oldest one
 //! still waiting for its request is closed to admit the newcomer. The
 //! endpoint never takes part in the shutdown: the driver simply stops
@@ -27,9 +27,6 @@ use crate::lifecycle::Phase;
 /// limit, so meshinit needs no higher one; at the cap the oldest idle
 /// connection makes room (see [`serve`]).
 pub const MAX_CONNECTIONS: usize = 256;
-/// Time a client has to send its request (a health checker sends it at
-/// once; anything slower is idling on a slot).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time a client has to take the answer.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest request head read; the rest of a longer one is ignored.
@@ -49,7 +46,7 @@ pub struct State {
     /// (phase, seconds since meshinit started) for every phase entered.
     pub phases: Vec<(Phase, f64)>,
     /// What `/metrics` reports beyond the fields above.
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: crate::report::metrics::Metrics,
 }
 
 pub type Shared = Rc<RefCell<State>>;
@@ -65,7 +62,7 @@ impl State {
             proxy_restarts: 0,
             probes: Vec::new(),
             phases: vec![(Phase::Starting, 0.0)],
-            metrics: crate::metrics::Metrics::default(),
+            metrics: crate::report::metrics::Metrics::default(),
         }
     }
 
@@ -98,8 +95,8 @@ impl State {
             "/status" => (200, "application/json", self.status_json()),
             "/metrics" => (
                 200,
-                crate::metrics::CONTENT_TYPE,
-                crate::metrics::render(self),
+                crate::report::metrics::CONTENT_TYPE,
+                crate::report::metrics::render(self),
             ),
             _ => (
                 404,
@@ -171,8 +168,10 @@ impl Drop for Slot {
     }
 }
 
-/// Serves until the task is dropped.
-pub async fn serve(listener: TcpListener, state: Shared) {
+/// Serves until the task is dropped. Each client has `request_timeout` to
+/// send its request (a health checker sends it at once; anything slower is
+/// idling on a slot).
+pub async fn serve(listener: TcpListener, state: Shared, request_timeout: Duration) {
     let conns = Rc::new(RefCell::new(Connections::default()));
     loop {
         let stream = match listener.accept().await {
@@ -223,14 +222,14 @@ pub async fn serve(listener: TcpListener, state: Shared) {
         let state = state.clone();
         // The task runs only once this one yields, so it is registered as
         // idle before it can leave that state.
-        let task = tokio::task::spawn_local(handle(stream, state, slot));
+        let task = tokio::task::spawn_local(handle(stream, state, slot, request_timeout));
         c.idle.insert(id, task.abort_handle());
     }
 }
 
-async fn handle(mut stream: TcpStream, state: Shared, mut slot: Slot) {
+async fn handle(mut stream: TcpStream, state: Shared, mut slot: Slot, request_timeout: Duration) {
     let mut buf = [0u8; REQUEST_LIMIT];
-    let Ok(Ok(len)) = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream, &mut buf)).await
+    let Ok(Ok(len)) = tokio::time::timeout(request_timeout, read_head(&mut stream, &mut buf)).await
     else {
         return;
     };

@@ -7,6 +7,11 @@
 //! it ties each clap argument to its env var, its YAML section and key, and
 //! its default.
 
+pub mod cli;
+pub mod parse;
+pub mod plan;
+pub(crate) mod yaml;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,14 +23,15 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 use nix::sys::signal::Signal;
 
-use crate::cli::Mode;
-use crate::dataplane::{self, Dataplane};
-use crate::envoy::{Admin, InboundListener};
-use crate::exit::ExitCodeMap;
+use crate::init::exit::ExitCodeMap;
+use crate::init::user::{self, Identity};
 use crate::lifecycle::{DrainMode, IdleDrain, OnUnhealthy, Settings, StartOrder};
-use crate::parse::{self, Url};
-use crate::user::{self, Identity};
-use crate::yaml::{self, Item, Node};
+use crate::mesh::dataplane::{self, Dataplane};
+use crate::mesh::envoy::{Admin, InboundListener};
+use crate::mesh::kuma_dp;
+use cli::Mode;
+use parse::Url;
+use yaml::{Item, Node};
 
 /// One option: its clap id, flag, YAML place and default.
 #[derive(Clone, Copy, Debug)]
@@ -96,6 +102,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt("proxy_ready_url", "proxy-ready-url", "proxy", "ready-url", Some(DEFAULT_READY_URL), false),
     opt("proxy_ready_timeout", "proxy-ready-timeout", "proxy", "ready-timeout", Some("60s"), false),
     opt("proxy_max_restarts", "proxy-max-restarts", "proxy", "max-restarts", Some("5"), false),
+    opt("proxy_restart_backoff", "proxy-restart-backoff", "proxy", "restart-backoff", Some("1s"), false),
     opt("start_order", "start-order", "proxy", "start-order", Some("app-first"), false),
     opt("stop_signals", "stop-signals", "shutdown", "stop-signals", Some("TERM,INT"), true),
     opt("drain_signal", "drain-signal", "shutdown", "drain-signal", Some("TERM"), false),
@@ -106,6 +113,7 @@ pub const OPTIONS: &[OptDef] = &[
     opt("shutdown_budget", "shutdown-budget", "shutdown", "budget", None, false),
     opt("exit_code_map", "exit-code-map", "shutdown", "exit-code-map", None, true),
     opt("status_listen", "status-listen", "status", "listen", None, false),
+    opt("status_request_timeout", "status-request-timeout", "status", "request-timeout", Some("2s"), false),
     opt("state_file", "state-file", "status", "state-file", None, false),
     opt("log_format", "log-format", "log", "format", Some("text"), false),
     // No fixed default: `warn` in plain init mode, `info` with kuma-dp.
@@ -277,7 +285,6 @@ pub struct ProxyConfig {
     pub args: Vec<String>,
     pub user: Option<Identity>,
     pub ready_url: Url,
-    pub token_file: Option<PathBuf>,
     /// The rendered Dataplane (direct mode).
     pub dataplane: Option<Dataplane>,
     /// The drain time kuma-dp will use, when meshinit can tell.
@@ -296,7 +303,6 @@ pub struct ProxyConfig {
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub mode: Mode,
     pub app: AppConfig,
     pub probes: Vec<ProbeSpec>,
     /// The probe was derived from the Dataplane's first inbound.
@@ -306,6 +312,8 @@ pub struct Config {
     pub exit_code_map: ExitCodeMap,
     pub shutdown_budget: Option<Duration>,
     pub status_listen: Option<SocketAddr>,
+    /// Time a status client has to send its request.
+    pub status_request_timeout: Duration,
     /// Where the last shutdown's timeline is kept for the next instance's `/metrics`.
     pub state_file: Option<PathBuf>,
     pub log_json: bool,
@@ -610,6 +618,17 @@ fn count(s: &str) -> Result<u32, String> {
         .map_err(|_| format!("'{s}' is not a whole number"))
 }
 
+/// A duration above zero: a wait that must actually wait.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    parse::duration(s).and_then(|d| {
+        if d.is_zero() {
+            Err("must be more than 0".to_string())
+        } else {
+            Ok(d)
+        }
+    })
+}
+
 fn positive(s: &str) -> Result<u32, String> {
     count(s).and_then(|n| {
         if n == 0 {
@@ -648,8 +667,8 @@ impl NotRunnable {
     /// 127 for a command that does not exist, 126 for one that cannot be executed.
     pub fn exit_code(&self) -> i32 {
         match self {
-            NotRunnable::Missing(_) => crate::exit::EX_NOT_FOUND,
-            NotRunnable::NotExecutable(_) => crate::exit::EX_NOT_EXECUTABLE,
+            NotRunnable::Missing(_) => crate::init::exit::EX_NOT_FOUND,
+            NotRunnable::NotExecutable(_) => crate::init::exit::EX_NOT_EXECUTABLE,
         }
     }
 }
@@ -710,52 +729,6 @@ fn readable_by(m: &std::fs::Metadata, id: &Identity) -> bool {
         mode & 0o004 != 0
     }
 }
-
-/// Reads a Go-style duration such as kuma-dp's `--drain-time` takes.
-fn go_duration(s: &str) -> Option<Duration> {
-    humantime::parse_duration(s.trim()).ok()
-}
-
-/// The drain time kuma-dp will use: `--drain-time` among the extra args,
-/// else `KUMA_DATAPLANE_DRAIN_TIME`.
-fn kuma_drain_time(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Option<Duration> {
-    let mut from_args = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if let Some(v) = a.strip_prefix("--drain-time=") {
-            from_args = go_duration(v);
-        } else if a == "--drain-time" {
-            from_args = it.next().and_then(|v| go_duration(v));
-        }
-    }
-    from_args.or_else(|| env("KUMA_DATAPLANE_DRAIN_TIME").and_then(|v| go_duration(&v)))
-}
-
-/// What replaces a secret in anything meshinit prints.
-pub const REDACTED: &str = "<redacted>";
-
-/// kuma-dp arguments as they may be printed (`meshinit check`): the value of
-/// an inline `--dataplane-token` (given with `--kuma-dp-arg`) is replaced by
-/// [`REDACTED`], so a token never appears in meshinit's output. The token
-/// file's content is never read at all.
-pub fn shown_kuma_dp_args(args: &[String]) -> Vec<String> {
-    let mut hide_next = false;
-    args.iter()
-        .map(|a| {
-            if std::mem::take(&mut hide_next) {
-                REDACTED.to_string()
-            } else if a.starts_with("--dataplane-token=") {
-                format!("--dataplane-token={REDACTED}")
-            } else {
-                hide_next = a == "--dataplane-token";
-                a.clone()
-            }
-        })
-        .collect()
-}
-
-/// kuma-dp's own default drain time.
-pub const KUMA_DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(30);
 
 /// Builds the configuration from the command line, the environment and
 /// the file. `env` is the process environment lookup (injected for tests).
@@ -974,7 +947,7 @@ pub fn load(
     let exit_code_map = ExitCodeMap(r.list("exit_code_map", parse::exit_code_mapping));
     let drain_time = proxy.as_ref().and_then(|p| p.drain_time);
     if proxy.is_some() {
-        let effective = drain_time.unwrap_or(KUMA_DEFAULT_DRAIN_TIME);
+        let effective = drain_time.unwrap_or(kuma_dp::DEFAULT_DRAIN_TIME);
         if drain_signal == Some(Signal::SIGTERM) && drain_timeout <= effective {
             warnings.push(format!(
                 "drain-timeout {} is not larger than kuma-dp's drain time {}: kuma-dp will be told to stop before its drain ends; raise --drain-timeout",
@@ -1021,7 +994,7 @@ pub fn load(
             ));
         }
         if let Some(idle) = idle_drain {
-            let kuma = p.drain_time.unwrap_or(KUMA_DEFAULT_DRAIN_TIME);
+            let kuma = p.drain_time.unwrap_or(kuma_dp::DEFAULT_DRAIN_TIME);
             if idle.min >= kuma {
                 warnings.push(format!(
                     "--drain-min {} is not shorter than kuma-dp's drain time {}: the drain cannot end early once the traffic has gone",
@@ -1033,13 +1006,16 @@ pub fn load(
     }
     let drain_mode = match drain_signal {
         Some(Signal::SIGUSR2) => DrainMode::InboundUsr2 {
-            wait: drain_time.unwrap_or(KUMA_DEFAULT_DRAIN_TIME),
+            wait: drain_time.unwrap_or(kuma_dp::DEFAULT_DRAIN_TIME),
         },
         _ => DrainMode::Term,
     };
 
     // ---- status, log ----
     let status_listen = r.typed("status_listen", listen_addr);
+    let status_request_timeout = r
+        .typed("status_request_timeout", positive_duration)
+        .unwrap_or_default();
     let state_file = r.text("state_file").map(PathBuf::from);
     if let Some(file) = &state_file {
         // Found out at start rather than at exit, when the record is lost.
@@ -1087,6 +1063,9 @@ pub fn load(
             .typed("proxy_ready_timeout", parse::duration)
             .unwrap_or_default(),
         proxy_max_restarts: r.typed("proxy_max_restarts", count).unwrap_or(5),
+        proxy_backoff_initial: r
+            .typed("proxy_restart_backoff", positive_duration)
+            .unwrap_or_default(),
         app_stop_signal: stop_signal,
         // Given explicitly (flag, env or file), it is what the app wants;
         // otherwise the received stop signal is passed through.
@@ -1116,7 +1095,7 @@ pub fn load(
         // script or `docker run` user tells "not found" from "bad option".
         let exit_code = match app_not_runnable {
             Some(code) if r.problems.len() == 1 => code,
-            _ => crate::exit::EX_USAGE,
+            _ => crate::init::exit::EX_USAGE,
         };
         return Err(ConfigError {
             problems: r.problems,
@@ -1137,7 +1116,7 @@ pub fn load(
             } else if d.id == "kuma_dp_arg" {
                 // A token given inline is shown redacted (issue 8).
                 r.raw(d.id)
-                    .map_or(value, |raw| shown_kuma_dp_args(&raw.values).join(","))
+                    .map_or(value, |raw| kuma_dp::shown_args(&raw.values).join(","))
             } else {
                 value
             };
@@ -1145,7 +1124,6 @@ pub fn load(
         })
         .collect();
     Ok(Config {
-        mode,
         app: AppConfig {
             command,
             user: app_user,
@@ -1160,6 +1138,7 @@ pub fn load(
         exit_code_map,
         shutdown_budget,
         status_listen,
+        status_request_timeout,
         state_file,
         log_json,
         log_level,
@@ -1407,10 +1386,11 @@ fn proxy_config(
         args.push(format!("--dataplane-token-file={t}"));
     }
     args.extend(extra.iter().cloned());
-    let drain_time = kuma_drain_time(&extra, env);
-    let (work_dir, owns_work_dir) = match user_work_dir(&extra) {
+    let drain_time = kuma_dp::drain_time(&extra, env);
+    let (work_dir, owns_work_dir) = match kuma_dp::user_work_dir(&extra) {
         Some(dir) => {
-            if let Some(problem) = crate::workdir::check_given(Path::new(&dir), user.as_ref()) {
+            if let Some(problem) = crate::mesh::workdir::check_given(Path::new(&dir), user.as_ref())
+            {
                 let o = r.origin("kuma_dp_arg");
                 r.problem("kuma_dp_arg", &o, format!("--work-dir: {problem}"));
             }
@@ -1442,14 +1422,14 @@ fn proxy_config(
             let dir = tmp.join(format!(
                 "meshinit-kuma-dp-{}-{:016x}",
                 std::process::id(),
-                crate::workdir::random_u64()
+                crate::mesh::workdir::random_u64()
             ));
             args.push(format!("--work-dir={}", dir.display()));
             (dir, true)
         }
     };
     let admin = Admin {
-        socket: work_dir.join(crate::envoy::ADMIN_SOCKET),
+        socket: work_dir.join(crate::mesh::envoy::ADMIN_SOCKET),
         tcp_port: dataplane.as_ref().and_then(|d| d.admin_port),
     };
     let inbound_listeners = dataplane
@@ -1467,7 +1447,6 @@ fn proxy_config(
         args,
         user,
         ready_url: ready_url?,
-        token_file: token_file.map(PathBuf::from),
         dataplane,
         drain_time,
         work_dir,
@@ -1475,20 +1454,6 @@ fn proxy_config(
         admin,
         inbound_listeners,
     })
-}
-
-/// `--work-dir` given through `--kuma-dp-arg`, in either form.
-fn user_work_dir(args: &[String]) -> Option<String> {
-    let mut it = args.iter();
-    let mut found = None;
-    while let Some(a) = it.next() {
-        if let Some(v) = a.strip_prefix("--work-dir=") {
-            found = Some(v.to_string());
-        } else if a == "--work-dir" {
-            found = it.next().cloned();
-        }
-    }
-    found
 }
 
 #[cfg(test)]

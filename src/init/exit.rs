@@ -10,8 +10,6 @@ pub const EX_USAGE: i32 = 64;
 /// The application did not become healthy within `--startup-timeout`, or it
 /// failed its liveness probes with `--on-unhealthy shutdown`.
 pub const EX_UNAVAILABLE: i32 = 69;
-/// An internal error in meshinit (a bug).
-pub const EX_SOFTWARE: i32 = 70;
 /// The operating system refused something meshinit needs (fork, signalfd, ...).
 pub const EX_OSERR: i32 = 71;
 /// kuma-dp failed: it crashed more than `--proxy-max-restarts` times within

@@ -1,0 +1,8 @@
+//! What meshinit tells the world: the status endpoint (`status`) and the
+//! Prometheus metrics it serves (`metrics`), systemd's notify protocol
+//! (`notify`), and the logs (`logging`).
+
+pub(crate) mod logging;
+pub(crate) mod metrics;
+pub(crate) mod notify;
+pub mod status;
