@@ -127,24 +127,11 @@ fn a_kill_after_a_second_stop_signal_says_so() {
 
 #[test]
 fn the_app_starts_with_the_ignored_signals_and_mask_meshinit_inherited() {
-    // grep (C, no runtime of its own) shows exactly what it inherited.
-    let mut cmd = Command::new(meshinit_bin());
-    cmd.args(["--", "grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
-    as_nohup_with_usr2_blocked(&mut cmd);
-    let mut p = Proc::start(cmd);
-    assert_eq!(p.wait_exit(T).code(), Some(0), "{}", p.output());
-    let out = p.output();
-    let mask = |name: &str| {
-        let line = out
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("{out}"));
-        hex(&line[name.len()..])
-    };
+    let (blk, ign, out) = app_signal_masks(as_nohup_with_usr2_blocked);
     // Exactly what the parent left: meshinit's own blocking never leaks.
-    assert_eq!(mask("SigBlk:"), bit(Signal::SIGUSR2), "{out}");
+    assert_eq!(blk, bit(Signal::SIGUSR2), "{out}");
     assert_eq!(
-        mask("SigIgn:") & !LIBC_BITS,
+        ign & !LIBC_BITS,
         bit(Signal::SIGHUP) | bit(Signal::SIGPIPE),
         "{out}"
     );

@@ -79,6 +79,32 @@ pub fn known_signal_state() {
     );
 }
 
+/// The signal mask (SigBlk) and ignored set (SigIgn) the app starts with under meshinit, and
+/// meshinit's output: the app is `grep` (C, no runtime of its own that would change them),
+/// reading its own /proc status; `setup` may change what meshinit itself inherits.
+pub fn app_signal_masks(setup: impl FnOnce(&mut Command)) -> (u64, u64, String) {
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--", "grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
+    setup(&mut cmd);
+    let mut p = Proc::start(cmd);
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(10)).code(),
+        Some(0),
+        "{}",
+        p.output()
+    );
+    let out = p.output();
+    let mask = |name: &str| {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} line in:\n{out}"));
+        u64::from_str_radix(line[name.len()..].trim(), 16)
+            .unwrap_or_else(|e| panic!("{line:?} is not hex: {e}"))
+    };
+    (mask("SigBlk:"), mask("SigIgn:"), out.clone())
+}
+
 /// The scriptable application (`tests/bin/test_app.rs`).
 pub fn test_app_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_meshinit-test-app"))
