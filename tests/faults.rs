@@ -13,7 +13,6 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -411,17 +410,7 @@ fn an_app_that_cannot_start_after_kuma_dp_leaves_nothing_behind() {
     // while kuma-dp starts: its start fails as a missing program does.
     let app = s.dir.join("vanishing-app");
     fs::copy(test_app_bin(), &app).unwrap();
-    let mut cmd = Command::new(meshinit_bin());
-    cmd.env("FAKE_KUMA_DP_RECORD", &s.dp.path)
-        .env("KUMA_READINESS_PORT", s.ready_port.to_string())
-        .env_remove("RUST_LOG")
-        .envs(s.env.iter().map(|(k, v)| (k, v)))
-        .args(&s.opts)
-        .arg("--")
-        .arg(&app)
-        .arg("--record")
-        .arg(&s.app.path);
-    let mut p = Proc::start(cmd);
+    let mut p = Proc::start(s.command_with_app(&app));
     let started = s.dp.wait_for("start", T);
     fs::remove_file(&app).unwrap();
     assert!(

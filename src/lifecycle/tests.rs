@@ -484,6 +484,15 @@ fn second_stop_cuts_short_and_third_kills_everything() {
     assert_eq!(time_of(&log, STOP_APP), Some(1500));
     assert_eq!(time_of(&log, Action::Kill(Target::App)), Some(2500));
     assert_eq!(time_of(&log, Action::Kill(Target::Proxy)), Some(2500));
+    // The kill's log line blames the second signal, not --app-stop-timeout.
+    assert_eq!(
+        time_of(&log, Action::Event(Event::AppKilled { cut_short: true })),
+        Some(2500)
+    );
+    assert_eq!(
+        time_of(&log, Action::Event(Event::AppKilled { cut_short: false })),
+        None
+    );
     let (_, log) = run(
         settings(),
         &[
@@ -973,29 +982,6 @@ fn the_app_gets_the_stop_signal_that_was_received() {
     // A shutdown no signal began (startup timeout) uses --app-stop-signal's default.
     let (_, log) = run(settings(), &[(0, Input::Start), (60_000, Input::Tick)]);
     assert_eq!(time_of(&log, STOP_APP), Some(60_000));
-}
-
-#[test]
-fn a_kill_after_the_second_stop_signal_says_it_was_cut_short() {
-    let (_, log) = run(
-        settings(),
-        &[
-            (0, Input::Start),
-            (100, Input::Healthy),
-            (200, Input::ProxyReady),
-            (1000, Input::Stop(TERM)),
-            (1500, Input::Stop(TERM)),
-            (2500, Input::Tick),
-        ],
-    );
-    assert_eq!(
-        time_of(&log, Action::Event(Event::AppKilled { cut_short: true })),
-        Some(2500)
-    );
-    assert_eq!(
-        time_of(&log, Action::Event(Event::AppKilled { cut_short: false })),
-        None
-    );
 }
 
 /// Issue 13: with `--start-order proxy-first` kuma-dp is ready (registered)

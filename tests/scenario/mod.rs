@@ -160,6 +160,11 @@ impl Scenario {
 
     /// The meshinit command line: options, `--`, the test app with `--record`.
     pub fn command(&self) -> Command {
+        self.command_with_app(&test_app_bin())
+    }
+
+    /// [`Scenario::command`] with `app` (a copy of the test app, say) in the test app's place.
+    pub fn command_with_app(&self, app: &std::path::Path) -> Command {
         let mut cmd = Command::new(meshinit_bin());
         cmd.env("FAKE_KUMA_DP_RECORD", &self.dp.path)
             .env("KUMA_READINESS_PORT", self.ready_port.to_string())
@@ -167,7 +172,7 @@ impl Scenario {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(&self.opts)
             .arg("--")
-            .arg(test_app_bin())
+            .arg(app)
             .arg("--record")
             .arg(&self.app.path)
             .args(&self.app_args);
