@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process;
 use std::str::FromStr;
@@ -402,9 +403,15 @@ fn make_orphans(n: u32) {
     record(&format!("orphans n={n}"));
 }
 
-/// Double fork: the grandchild starts its own session and sleeps; the middle child records
-/// its pid and exits, so the grandchild is reparented to the reaper.
+/// Double fork: the grandchild starts its own session and sleeps; the middle child passes
+/// its pid up a pipe and exits, so the grandchild is reparented to the reaper. The app
+/// records `daemon` only after it has reaped the middle child, so a test that sees the event
+/// sees no zombie of the app's own making.
 fn make_daemon(ignore_term: bool) {
+    let (read_end, write_end) = unistd::pipe().expect("pipe");
+    // The forked middle child writes through the raw fd: the closure must not own the pipe's
+    // ends, or the parent would close them when it drops the closure.
+    let write_fd = write_end.as_raw_fd();
     let middle = fork_with(|| {
         let daemon = fork_with(move || {
             let _ = unistd::setsid();
@@ -417,10 +424,18 @@ fn make_daemon(ignore_term: bool) {
             unblock_all();
             sleep_forever()
         });
-        record(&format!("daemon pid={daemon}"));
+        let pid = daemon.as_raw().to_le_bytes();
+        // SAFETY: write_fd is the pipe's write end, open in this forked child.
+        let _ = unsafe { libc::write(write_fd, pid.as_ptr().cast(), pid.len()) };
         child_exit(0)
     });
+    drop(write_end);
+    let mut pid = [0u8; 4];
+    File::from(read_end)
+        .read_exact(&mut pid)
+        .expect("the middle child passes the daemon's pid before it exits");
     let _ = waitpid(middle, None);
+    record(&format!("daemon pid={}", i32::from_le_bytes(pid)));
 }
 
 /// N direct children that sleep until a signal kills them.
