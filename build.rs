@@ -1,5 +1,6 @@
-//! Generates the man page and the shell completions from the clap
-//! definition in `src/config/cli.rs`, so they can never drift from the real flags.
+//! Generates the man page and the shell completions from the clap command
+//! that `src/config/cli.rs` builds from the options table
+//! (`src/config/options.rs`), so they can never drift from the real flags.
 //!
 //! Output, next to the binaries so that cargo-deb finds it under its magic
 //! `target/release/` prefix (whatever CARGO_TARGET_DIR, --target or profile
@@ -22,12 +23,17 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-#[allow(dead_code)] // only `command()` is used here
+// Only `command()` and what it reads are used here.
+#[allow(dead_code)]
 #[path = "src/config/cli.rs"]
 mod cli;
+#[allow(dead_code)]
+#[path = "src/config/options.rs"]
+mod options;
 
 fn main() -> io::Result<()> {
     println!("cargo:rerun-if-changed=src/config/cli.rs");
+    println!("cargo:rerun-if-changed=src/config/options.rs");
     println!("cargo:rerun-if-changed=build.rs");
 
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

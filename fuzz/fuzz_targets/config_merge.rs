@@ -79,33 +79,21 @@ fuzz_target!(|input: Input| {
         argv.extend(input.command.iter().cloned());
     }
 
-    // clap reads env vars from the process environment: set them for the
-    // parse only (the fuzzer runs one input at a time on one thread).
-    let mut set = Vec::new();
-    for (i, v) in &input.env {
-        let def = &OPTIONS[*i as usize % OPTIONS.len()];
-        if v.contains('\0') {
-            continue; // not representable in an environment
-        }
-        let name = def.env();
-        std::env::set_var(&name, v);
-        set.push(name);
-    }
     let osargs: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
     let (mode, osargs) = cli::split_mode(osargs);
     assert_eq!(mode == Mode::Check, input.check);
-    let parsed = cli::command().try_get_matches_from(osargs);
-    for name in set {
-        std::env::remove_var(name);
-    }
-    let Ok(matches) = parsed else { return };
-    let lookup = |k: &str| {
-        input
-            .lookup
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
+    let Ok(matches) = cli::command().try_get_matches_from(osargs) else {
+        return;
     };
+    // The options' env vars and everything else (PATH, KUMA_*) come from the
+    // one injected environment, as in `main`.
+    let env: Vec<(String, String)> = input
+        .env
+        .iter()
+        .map(|(i, v)| (OPTIONS[*i as usize % OPTIONS.len()].env(), v.clone()))
+        .chain(input.lookup.iter().cloned())
+        .collect();
+    let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     match config::load(mode, &matches, &lookup) {
         Ok(cfg) => {
             let plan = meshinit::config::plan::render(&cfg);

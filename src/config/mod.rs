@@ -4,10 +4,10 @@
 //! Every problem is collected and reported at once, each with where its
 //! value came from (flag, env var, or file and line), and nothing starts
 //! while any is left. The table [`OPTIONS`] is the single list of options:
-//! it ties each clap argument to its env var, its YAML section and key, and
-//! its default.
+//! flags, env vars, YAML keys and defaults all come from it.
 
 pub mod cli;
+pub mod options;
 pub mod parse;
 pub mod plan;
 pub(crate) mod yaml;
@@ -22,126 +22,17 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 use nix::sys::signal::Signal;
+pub use options::{OptDef, OPTIONS};
 
 use crate::init::exit::ExitCodeMap;
 use crate::init::user::{self, Identity};
-use crate::lifecycle::{DrainMode, IdleDrain, OnUnhealthy, Settings, StartOrder};
+use crate::lifecycle::{self, DrainMode, IdleDrain, OnUnhealthy, Settings, StartOrder};
 use crate::mesh::dataplane::{self, Dataplane};
 use crate::mesh::envoy::{Admin, InboundListener};
 use crate::mesh::kuma_dp;
 use cli::Mode;
 use parse::Url;
 use yaml::{Item, Node};
-
-/// One option: its clap id, flag, YAML place and default.
-#[derive(Clone, Copy, Debug)]
-pub struct OptDef {
-    /// The clap argument id (the `Cli` field name).
-    pub id: &'static str,
-    /// The long flag without dashes; the env var is `MESHINIT_` + its upper-case form.
-    pub flag: &'static str,
-    pub section: &'static str,
-    pub key: &'static str,
-    /// The default as it would be written; `None`: unset.
-    pub default: Option<&'static str>,
-    /// Takes a list.
-    pub multi: bool,
-}
-
-const fn opt(
-    id: &'static str,
-    flag: &'static str,
-    section: &'static str,
-    key: &'static str,
-    default: Option<&'static str>,
-    multi: bool,
-) -> OptDef {
-    OptDef {
-        id,
-        flag,
-        section,
-        key,
-        default,
-        multi,
-    }
-}
-
-/// The default kuma-dp readiness URL; `KUMA_READINESS_PORT` is read from
-/// meshinit's environment, which kuma-dp inherits.
-pub const DEFAULT_READY_URL: &str = "http://127.0.0.1:${KUMA_READINESS_PORT:-9902}/ready";
-
-/// Every option. The README's reference is written from this table.
-#[rustfmt::skip]
-pub const OPTIONS: &[OptDef] = &[
-    opt("app_stop_signal", "app-stop-signal", "app", "stop-signal", Some("TERM"), false),
-    opt("app_stop_timeout", "app-stop-timeout", "app", "stop-timeout", Some("10s"), false),
-    opt("app_grace_delay", "app-grace-delay", "app", "grace-delay", Some("0s"), false),
-    opt("app_user", "app-user", "app", "user", None, false),
-    opt("app_workdir", "app-workdir", "app", "workdir", None, false),
-    opt("app_no_new_privs", "app-no-new-privs", "app", "no-new-privs", Some("false"), false),
-    opt("forward_to", "forward-to", "app", "forward-to", Some("group"), false),
-    opt("probe_http", "probe-http", "probes", "http", None, true),
-    opt("probe_tcp", "probe-tcp", "probes", "tcp", None, true),
-    opt("probe_exec", "probe-exec", "probes", "exec", None, true),
-    opt("probe_period", "probe-period", "probes", "period", Some("5s"), false),
-    opt("probe_startup_period", "probe-startup-period", "probes", "startup-period", Some("100ms"), false),
-    opt("probe_timeout", "probe-timeout", "probes", "timeout", Some("1s"), false),
-    opt("probe_success_threshold", "probe-success-threshold", "probes", "success-threshold", Some("1"), false),
-    opt("probe_failure_threshold", "probe-failure-threshold", "probes", "failure-threshold", Some("3"), false),
-    opt("startup_timeout", "startup-timeout", "probes", "startup-timeout", Some("60s"), false),
-    opt("on_unhealthy", "on-unhealthy", "probes", "on-unhealthy", Some("none"), false),
-    opt("kuma_dp", "kuma-dp", "proxy", "kuma-dp", Some("kuma-dp"), false),
-    opt("cp_address", "cp-address", "proxy", "cp-address", None, false),
-    opt("dataplane_file", "dataplane-file", "proxy", "dataplane-file", None, false),
-    opt("dataplane_var", "dataplane-var", "proxy", "dataplane-var", None, true),
-    opt("dataplane_token_file", "dataplane-token-file", "proxy", "dataplane-token-file", None, false),
-    opt("dataplane_name", "dataplane-name", "proxy", "dataplane-name", None, false),
-    opt("mesh", "mesh", "proxy", "mesh", None, false),
-    opt("kuma_dp_arg", "kuma-dp-arg", "proxy", "kuma-dp-arg", None, true),
-    opt("kuma_dp_user", "kuma-dp-user", "proxy", "kuma-dp-user", None, false),
-    opt("proxy_ready_url", "proxy-ready-url", "proxy", "ready-url", Some(DEFAULT_READY_URL), false),
-    opt("proxy_ready_timeout", "proxy-ready-timeout", "proxy", "ready-timeout", Some("60s"), false),
-    opt("proxy_max_restarts", "proxy-max-restarts", "proxy", "max-restarts", Some("5"), false),
-    opt("proxy_restart_backoff", "proxy-restart-backoff", "proxy", "restart-backoff", Some("1s"), false),
-    opt("start_order", "start-order", "proxy", "start-order", Some("app-first"), false),
-    opt("stop_signals", "stop-signals", "shutdown", "stop-signals", Some("TERM,INT"), true),
-    opt("drain_signal", "drain-signal", "shutdown", "drain-signal", Some("TERM"), false),
-    opt("drain_timeout", "drain-timeout", "shutdown", "drain-timeout", Some("40s"), false),
-    opt("drain_until_idle", "drain-until-idle", "shutdown", "drain-until-idle", Some("true"), false),
-    opt("drain_min", "drain-min", "shutdown", "drain-min", Some("10s"), false),
-    opt("drain_idle", "drain-idle", "shutdown", "drain-idle", Some("1s"), false),
-    opt("shutdown_budget", "shutdown-budget", "shutdown", "budget", None, false),
-    opt("exit_code_map", "exit-code-map", "shutdown", "exit-code-map", None, true),
-    opt("status_listen", "status-listen", "status", "listen", None, false),
-    opt("status_request_timeout", "status-request-timeout", "status", "request-timeout", Some("2s"), false),
-    opt("state_file", "state-file", "status", "state-file", None, false),
-    opt("log_format", "log-format", "log", "format", Some("text"), false),
-    // No fixed default: `warn` in plain init mode, `info` with kuma-dp.
-    opt("log_level", "log-level", "log", "level", None, false),
-];
-
-/// File-only keys (no flag): `app.command` and `probes.checks`.
-const FILE_ONLY: &[(&str, &str)] = &[("app", "command"), ("probes", "checks")];
-const PROBE_CHECK_KEYS: &[&str] = &[
-    "http",
-    "tcp",
-    "exec",
-    "period",
-    "startup-period",
-    "timeout",
-    "success-threshold",
-    "failure-threshold",
-];
-
-impl OptDef {
-    /// `MESHINIT_APP_STOP_SIGNAL` for `app-stop-signal`.
-    pub fn env(&self) -> String {
-        format!(
-            "MESHINIT_{}",
-            self.flag.to_ascii_uppercase().replace('-', "_")
-        )
-    }
-}
 
 /// Where a value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -326,23 +217,43 @@ pub struct Config {
     pub effective: Vec<(String, String, Origin)>,
 }
 
-/// Reads the flag and env layer from clap's matches.
-fn cli_layer(matches: &ArgMatches) -> BTreeMap<&'static str, Raw> {
+/// Reads the flag layer from clap's matches.
+fn flag_layer(matches: &ArgMatches) -> BTreeMap<&'static str, Raw> {
     let mut out = BTreeMap::new();
     for def in OPTIONS {
-        let Some(values) = matches.get_many::<String>(def.id) else {
+        let Some(values) = matches.get_many::<String>(def.flag) else {
             continue;
         };
-        let origin = match matches.value_source(def.id) {
-            Some(ValueSource::CommandLine) => Origin::Flag(def.flag.to_string()),
-            Some(ValueSource::EnvVariable) => Origin::Env(def.env()),
-            _ => continue,
-        };
+        if matches.value_source(def.flag) != Some(ValueSource::CommandLine) {
+            continue;
+        }
         out.insert(
-            def.id,
+            def.flag,
             Raw {
                 values: values.cloned().collect(),
-                origin,
+                origin: Origin::Flag(def.flag.to_string()),
+            },
+        );
+    }
+    out
+}
+
+/// Reads the env var layer. A variable that is set counts, even empty (an
+/// empty value is reported, not taken as unset); a list splits at commas.
+fn env_layer(env: &dyn Fn(&str) -> Option<String>) -> BTreeMap<&'static str, Raw> {
+    let mut out = BTreeMap::new();
+    for def in OPTIONS {
+        let name = def.env();
+        let Some(value) = env(&name) else { continue };
+        let values = match def.kind {
+            options::Kind::List(_) => value.split(',').map(str::to_string).collect(),
+            _ => vec![value],
+        };
+        out.insert(
+            def.flag,
+            Raw {
+                values,
+                origin: Origin::Env(name),
             },
         );
     }
@@ -400,7 +311,7 @@ fn file_layer(path: &str, problems: &mut Vec<Problem>) -> FileLayer {
             return layer;
         }
     };
-    let known_sections = ["app", "probes", "proxy", "shutdown", "status", "log"];
+    let known_sections = options::Section::ALL.map(options::Section::name);
     for section in sections {
         if !known_sections.contains(&section.key.as_str()) {
             problems.push(Problem {
@@ -469,7 +380,7 @@ fn file_layer(path: &str, problems: &mut Vec<Problem>) -> FileLayer {
                         }
                     }
                     layer.values.insert(
-                        "dataplane_var",
+                        "dataplane-var",
                         Raw {
                             values: list,
                             origin,
@@ -477,13 +388,19 @@ fn file_layer(path: &str, problems: &mut Vec<Problem>) -> FileLayer {
                     );
                 }
                 (s, k) => {
-                    let Some(def) = OPTIONS.iter().find(|d| d.section == s && d.key == k) else {
+                    let Some(def) = OPTIONS.iter().find(|d| d.section.name() == s && d.key == k)
+                    else {
                         let mut known: Vec<&str> = OPTIONS
                             .iter()
-                            .filter(|d| d.section == s)
+                            .filter(|d| d.section.name() == s)
                             .map(|d| d.key)
                             .collect();
-                        known.extend(FILE_ONLY.iter().filter(|(fs, _)| *fs == s).map(|(_, k)| *k));
+                        known.extend(
+                            options::FILE_ONLY
+                                .iter()
+                                .filter(|(fs, _)| fs.name() == s)
+                                .map(|(_, k)| *k),
+                        );
                         problems.push(Problem {
                             message: format!(
                                 "unknown key '{k}' in section '{s}' (known keys: {})",
@@ -494,8 +411,8 @@ fn file_layer(path: &str, problems: &mut Vec<Problem>) -> FileLayer {
                         continue;
                     };
                     match scalars(&entry.value) {
-                        Ok(values) if def.multi || values.len() == 1 => {
-                            layer.values.insert(def.id, Raw { values, origin });
+                        Ok(values) if def.kind.is_multi() || values.len() == 1 => {
+                            layer.values.insert(def.flag, Raw { values, origin });
                         }
                         Ok(_) => problems.push(Problem {
                             message: format!("{name} takes a single value, not a list"),
@@ -536,10 +453,15 @@ struct Resolver {
 
 impl Resolver {
     fn def(id: &str) -> &'static OptDef {
-        OPTIONS
-            .iter()
-            .find(|d| d.id == id)
-            .expect("option id is in OPTIONS")
+        options::find(id)
+    }
+
+    /// The default's text; for options whose default is a value.
+    fn default_text(id: &str) -> &'static str {
+        match Self::def(id).default {
+            options::DefaultValue::Is(d) => d,
+            _ => panic!("--{id} has no default value"),
+        }
     }
 
     fn raw(&self, id: &str) -> Option<&Raw> {
@@ -549,7 +471,7 @@ impl Resolver {
     fn problem(&mut self, id: &str, origin: &Origin, message: String) {
         let def = Self::def(id);
         self.problems.push(Problem {
-            message: format!("{}.{}: {message}", def.section, def.key),
+            message: format!("{}: {message}", def.yaml()),
             origin: Some(origin.clone()),
         });
     }
@@ -565,12 +487,29 @@ impl Resolver {
                 Err(e) => self.problem(id, &raw.origin, e),
             }
         }
-        Self::def(id).default.map(|d| f(d).expect("defaults parse"))
+        match Self::def(id).default {
+            options::DefaultValue::Is(d) => Some(f(d).expect("defaults parse")),
+            _ => None,
+        }
     }
 
+    /// As `typed`, for an option with a default value: there is always one.
+    fn value<T>(&mut self, id: &str, f: impl Fn(&str) -> Result<T, String>) -> T {
+        Self::default_text(id);
+        self.typed(id, f)
+            .expect("an option with a default has a value")
+    }
+
+    /// Every value of a list; the default's (split at commas) when unset.
     fn list<T>(&mut self, id: &str, f: impl Fn(&str) -> Result<T, String>) -> Vec<T> {
         let Some(raw) = self.raw(id).cloned() else {
-            return Vec::new();
+            return match Self::def(id).default {
+                options::DefaultValue::Is(d) => d
+                    .split(',')
+                    .map(|v| f(v).expect("defaults parse"))
+                    .collect(),
+                _ => Vec::new(),
+            };
         };
         let mut out = Vec::new();
         for v in &raw.values {
@@ -586,6 +525,12 @@ impl Resolver {
         self.raw(id)
             .and_then(|r| r.values.first().cloned())
             .filter(|s| !s.is_empty())
+    }
+
+    /// The given text, or the default's when none (or an empty one) is given.
+    fn text_or_default(&self, id: &str) -> String {
+        self.text(id)
+            .unwrap_or_else(|| Self::default_text(id).to_string())
     }
 
     fn origin(&self, id: &str) -> Origin {
@@ -738,16 +683,18 @@ pub fn load(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
-    let cli = cli_layer(matches);
-    let config_path = matches.get_one::<String>("config").cloned();
+    let config_path = matches
+        .get_one::<String>(options::CONFIG_FLAG)
+        .cloned()
+        .or_else(|| env(options::CONFIG_ENV));
     let file = match &config_path {
         Some(p) => file_layer(p, &mut problems),
         None => FileLayer::default(),
     };
+    // Precedence: flag > env var > file > default.
     let mut merged = file.values.clone();
-    for (k, v) in cli {
-        merged.insert(k, v);
-    }
+    merged.extend(env_layer(env));
+    merged.extend(flag_layer(matches));
     let mut r = Resolver { merged, problems };
     let mut warnings = Vec::new();
 
@@ -763,31 +710,25 @@ pub fn load(
     } else {
         (Vec::new(), Origin::Default)
     };
-    let stop_signal = r
-        .typed("app_stop_signal", parse::signal)
-        .unwrap_or(Signal::SIGTERM);
-    let stop_timeout = r
-        .typed("app_stop_timeout", parse::duration)
-        .unwrap_or_default();
-    let grace_delay = r
-        .typed("app_grace_delay", parse::duration)
-        .unwrap_or_default();
-    let app_user = identity(&mut r, "app_user");
-    let workdir = r.text("app_workdir").map(PathBuf::from);
+    let stop_signal = r.value("app-stop-signal", parse::signal);
+    let stop_timeout = r.value("app-stop-timeout", parse::duration);
+    let grace_delay = r.value("app-grace-delay", parse::duration);
+    let app_user = identity(&mut r, "app-user");
+    let workdir = r.text("app-workdir").map(PathBuf::from);
     if let Some(dir) = &workdir {
         if !dir.is_dir() {
-            let o = r.origin("app_workdir");
+            let o = r.origin("app-workdir");
             r.problem(
-                "app_workdir",
+                "app-workdir",
                 &o,
                 format!("'{}' is not a directory", dir.display()),
             );
         }
     }
-    let no_new_privs = r.typed("app_no_new_privs", boolean).unwrap_or(false);
+    let no_new_privs = r.value("app-no-new-privs", boolean);
     let mut app_not_runnable = None;
     let forward_to = match r
-        .typed("forward_to", choice(&["group", "process"]))
+        .typed("forward-to", choice(&["group", "process"]))
         .as_deref()
     {
         Some("process") => ForwardTo::Process,
@@ -809,29 +750,23 @@ pub fn load(
     }
 
     // ---- probes ----
-    let startup_period = r
-        .typed("probe_startup_period", parse::duration)
-        .unwrap_or_default();
-    let period = r.typed("probe_period", parse::duration).unwrap_or_default();
-    let timeout = r
-        .typed("probe_timeout", parse::duration)
-        .unwrap_or_default();
-    let success_threshold = r.typed("probe_success_threshold", positive).unwrap_or(1);
-    let failure_threshold = r.typed("probe_failure_threshold", positive).unwrap_or(3);
-    let startup_timeout = r
-        .typed("startup_timeout", parse::duration)
-        .unwrap_or_default();
+    let startup_period = r.value("probe-startup-period", parse::duration);
+    let period = r.value("probe-period", parse::duration);
+    let timeout = r.value("probe-timeout", parse::duration);
+    let success_threshold = r.value("probe-success-threshold", positive);
+    let failure_threshold = r.value("probe-failure-threshold", positive);
+    let startup_timeout = r.value("startup-timeout", parse::duration);
     let on_unhealthy = match r
-        .typed("on_unhealthy", choice(&["none", "shutdown"]))
+        .typed("on-unhealthy", choice(&["none", "shutdown"]))
         .as_deref()
     {
         Some("shutdown") => OnUnhealthy::Shutdown,
         _ => OnUnhealthy::None,
     };
     for (id, d) in [
-        ("probe_period", period),
-        ("probe_startup_period", startup_period),
-        ("probe_timeout", timeout),
+        ("probe-period", period),
+        ("probe-startup-period", startup_period),
+        ("probe-timeout", timeout),
     ] {
         if d.is_zero() {
             let o = r.origin(id);
@@ -847,19 +782,19 @@ pub fn load(
         failure_threshold,
     };
     let mut probes: Vec<ProbeSpec> = Vec::new();
-    for u in r.list("probe_http", |s| parse::url(s, &["http"])) {
+    for u in r.list("probe-http", |s| parse::url(s, &["http"])) {
         probes.push(ProbeSpec {
             kind: ProbeKind::Http(u),
             ..base.clone()
         });
     }
-    for (host, port) in r.list("probe_tcp", parse::host_port) {
+    for (host, port) in r.list("probe-tcp", parse::host_port) {
         probes.push(ProbeSpec {
             kind: ProbeKind::Tcp { host, port },
             ..base.clone()
         });
     }
-    for cmd in r.list("probe_exec", |s| {
+    for cmd in r.list("probe-exec", |s| {
         if s.trim().is_empty() {
             Err("empty command".into())
         } else {
@@ -912,43 +847,38 @@ pub fn load(
     }
 
     // ---- shutdown ----
-    let mut stop_signals = r.list("stop_signals", parse::signal);
-    if r.raw("stop_signals").is_none() {
-        stop_signals = vec![Signal::SIGTERM, Signal::SIGINT];
-    }
+    let stop_signals = r.list("stop-signals", parse::signal);
     for s in &stop_signals {
         if matches!(s, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGCHLD) {
-            let o = r.origin("stop_signals");
+            let o = r.origin("stop-signals");
             r.problem(
-                "stop_signals",
+                "stop-signals",
                 &o,
                 format!("{} cannot be a stop signal", parse::signal_name(*s)),
             );
         }
     }
     if stop_signals.is_empty() {
-        let o = r.origin("stop_signals");
+        let o = r.origin("stop-signals");
         r.problem(
-            "stop_signals",
+            "stop-signals",
             &o,
             "at least one stop signal is needed".into(),
         );
     }
-    let drain_signal = r.typed("drain_signal", |s| {
+    let drain_signal = r.value("drain-signal", |s| {
         parse::signal(s).and_then(|sig| match sig {
             Signal::SIGTERM | Signal::SIGUSR2 => Ok(sig),
             _ => Err(format!("'{s}' is not TERM or USR2")),
         })
     });
-    let drain_timeout = r
-        .typed("drain_timeout", parse::duration)
-        .unwrap_or_default();
-    let shutdown_budget = r.typed("shutdown_budget", parse::duration);
-    let exit_code_map = ExitCodeMap(r.list("exit_code_map", parse::exit_code_mapping));
+    let drain_timeout = r.value("drain-timeout", parse::duration);
+    let shutdown_budget = r.typed("shutdown-budget", parse::duration);
+    let exit_code_map = ExitCodeMap(r.list("exit-code-map", parse::exit_code_mapping));
     let drain_time = proxy.as_ref().and_then(|p| p.drain_time);
     if proxy.is_some() {
         let effective = drain_time.unwrap_or(kuma_dp::DEFAULT_DRAIN_TIME);
-        if drain_signal == Some(Signal::SIGTERM) && drain_timeout <= effective {
+        if drain_signal == Signal::SIGTERM && drain_timeout <= effective {
             warnings.push(format!(
                 "drain-timeout {} is not larger than kuma-dp's drain time {}: kuma-dp will be told to stop before its drain ends; raise --drain-timeout",
                 parse::fmt_duration(drain_timeout),
@@ -957,18 +887,18 @@ pub fn load(
         }
     }
     let start_order = match r
-        .typed("start_order", choice(&["app-first", "proxy-first"]))
+        .typed("start-order", choice(&["app-first", "proxy-first"]))
         .as_deref()
     {
         Some("proxy-first") => StartOrder::ProxyFirst,
         _ => StartOrder::AppFirst,
     };
-    let until_idle = r.typed("drain_until_idle", boolean).unwrap_or(true);
-    let drain_min = r.typed("drain_min", parse::duration).unwrap_or_default();
-    let drain_idle = r.typed("drain_idle", parse::duration).unwrap_or_default();
+    let until_idle = r.value("drain-until-idle", boolean);
+    let drain_min = r.value("drain-min", parse::duration);
+    let drain_idle = r.value("drain-idle", parse::duration);
     // Only meaningful with a SIGTERM drain that Envoy's stats can follow.
-    let idle_drain = (until_idle && proxy.is_some() && drain_signal == Some(Signal::SIGTERM))
-        .then_some(IdleDrain {
+    let idle_drain =
+        (until_idle && proxy.is_some() && drain_signal == Signal::SIGTERM).then_some(IdleDrain {
             min: drain_min,
             idle: drain_idle,
         });
@@ -1005,18 +935,16 @@ pub fn load(
         }
     }
     let drain_mode = match drain_signal {
-        Some(Signal::SIGUSR2) => DrainMode::InboundUsr2 {
+        Signal::SIGUSR2 => DrainMode::InboundUsr2 {
             wait: drain_time.unwrap_or(kuma_dp::DEFAULT_DRAIN_TIME),
         },
         _ => DrainMode::Term,
     };
 
     // ---- status, log ----
-    let status_listen = r.typed("status_listen", listen_addr);
-    let status_request_timeout = r
-        .typed("status_request_timeout", positive_duration)
-        .unwrap_or_default();
-    let state_file = r.text("state_file").map(PathBuf::from);
+    let status_listen = r.typed("status-listen", listen_addr);
+    let status_request_timeout = r.value("status-request-timeout", positive_duration);
+    let state_file = r.text("state-file").map(PathBuf::from);
     if let Some(file) = &state_file {
         // Found out at start rather than at exit, when the record is lost.
         let dir = file
@@ -1031,14 +959,14 @@ pub fn load(
             None
         };
         if let Some(problem) = problem {
-            let o = r.origin("state_file");
-            r.problem("state_file", &o, problem);
+            let o = r.origin("state-file");
+            r.problem("state-file", &o, problem);
         }
     }
-    let log_json = r.typed("log_format", choice(&["text", "json"])).as_deref() == Some("json");
+    let log_json = r.typed("log-format", choice(&["text", "json"])).as_deref() == Some("json");
     let log_level = match r
         .typed(
-            "log_level",
+            "log-level",
             choice(&["error", "warn", "info", "debug", "trace"]),
         )
         .as_deref()
@@ -1059,17 +987,13 @@ pub fn load(
         has_proxy: proxy.is_some(),
         has_probes: !probes.is_empty(),
         startup_timeout,
-        proxy_ready_timeout: r
-            .typed("proxy_ready_timeout", parse::duration)
-            .unwrap_or_default(),
-        proxy_max_restarts: r.typed("proxy_max_restarts", count).unwrap_or(5),
-        proxy_backoff_initial: r
-            .typed("proxy_restart_backoff", positive_duration)
-            .unwrap_or_default(),
+        proxy_ready_timeout: r.value("proxy-ready-timeout", parse::duration),
+        proxy_max_restarts: r.value("proxy-max-restarts", count),
+        proxy_backoff_initial: r.value("proxy-restart-backoff", positive_duration),
         app_stop_signal: stop_signal,
         // Given explicitly (flag, env or file), it is what the app wants;
         // otherwise the received stop signal is passed through.
-        pass_stop_signal: r.raw("app_stop_signal").is_none(),
+        pass_stop_signal: r.raw("app-stop-signal").is_none(),
         app_stop_timeout: stop_timeout,
         app_grace_delay: grace_delay,
         drain_mode,
@@ -1077,7 +1001,10 @@ pub fn load(
         on_unhealthy,
         start_order,
         idle_drain,
-        ..Settings::defaults()
+        proxy_restart_window: lifecycle::PROXY_RESTART_WINDOW,
+        proxy_backoff_max: lifecycle::PROXY_BACKOFF_MAX,
+        kill_bound: lifecycle::KILL_BOUND,
+        cleanup_timeout: lifecycle::CLEANUP_TIMEOUT,
     };
     if let Some(budget) = shutdown_budget {
         let worst = settings.worst_case_shutdown();
@@ -1105,22 +1032,25 @@ pub fn load(
     let effective = OPTIONS
         .iter()
         .map(|d| {
-            let (value, origin) = match r.raw(d.id) {
+            let (value, origin) = match r.raw(d.flag) {
                 Some(raw) => (raw.values.join(","), raw.origin.clone()),
-                None => (d.default.unwrap_or("").to_string(), Origin::Default),
+                None => match d.default {
+                    options::DefaultValue::Is(v) => (v.to_string(), Origin::Default),
+                    _ => (String::new(), Origin::Default),
+                },
             };
-            let value = if d.id == "log_level" && origin == Origin::Default {
+            let value = if d.flag == "log-level" && origin == Origin::Default {
                 log_level.as_str().to_ascii_lowercase()
-            } else if d.id == "proxy_ready_url" && origin == Origin::Default {
+            } else if d.flag == "proxy-ready-url" && origin == Origin::Default {
                 proxy.as_ref().map_or(value, |p| p.ready_url.to_string())
-            } else if d.id == "kuma_dp_arg" {
+            } else if d.flag == "kuma-dp-arg" {
                 // A token given inline is shown redacted (issue 8).
-                r.raw(d.id)
+                r.raw(d.flag)
                     .map_or(value, |raw| kuma_dp::shown_args(&raw.values).join(","))
             } else {
                 value
             };
-            (format!("{}.{}", d.section, d.key), value, origin)
+            (d.yaml(), value, origin)
         })
         .collect();
     Ok(Config {
@@ -1237,19 +1167,19 @@ fn proxy_config(
     warnings: &mut Vec<String>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<ProxyConfig> {
-    let file = r.text("dataplane_file");
-    let name = r.text("dataplane_name");
+    let file = r.text("dataplane-file");
+    let name = r.text("dataplane-name");
     let mesh = r.text("mesh");
-    let vars_list = r.list("dataplane_var", parse::key_value);
+    let vars_list = r.list("dataplane-var", parse::key_value);
     let extra = r
-        .raw("kuma_dp_arg")
+        .raw("kuma-dp-arg")
         .map(|raw| raw.values.clone())
         .unwrap_or_default();
-    let token_file = r.text("dataplane_token_file");
-    let cp = r.text("cp_address");
+    let token_file = r.text("dataplane-token-file");
+    let cp = r.text("cp-address");
 
     if file.is_none() && name.is_none() {
-        for id in ["cp_address", "dataplane_token_file", "mesh", "kuma_dp_user"] {
+        for id in ["cp-address", "dataplane-token-file", "mesh", "kuma-dp-user"] {
             if r.raw(id).is_some() {
                 let o = r.origin(id);
                 r.problem(id, &o, "is set but no proxy would run: give --dataplane-file (direct mode) or --dataplane-name with --mesh (indirect mode)".into());
@@ -1258,38 +1188,38 @@ fn proxy_config(
         return None;
     }
     if file.is_some() && name.is_some() {
-        let o = r.origin("dataplane_name");
-        r.problem("dataplane_name", &o, "direct mode (--dataplane-file) and indirect mode (--dataplane-name) exclude each other; give one".into());
+        let o = r.origin("dataplane-name");
+        r.problem("dataplane-name", &o, "direct mode (--dataplane-file) and indirect mode (--dataplane-name) exclude each other; give one".into());
     }
     if name.is_some() && mesh.is_none() {
-        let o = r.origin("dataplane_name");
+        let o = r.origin("dataplane-name");
         r.problem(
-            "dataplane_name",
+            "dataplane-name",
             &o,
             "indirect mode needs --mesh too".into(),
         );
     }
     if let Some(cp) = &cp {
         if let Err(e) = parse::url(cp, &["http", "https"]) {
-            let o = r.origin("cp_address");
-            r.problem("cp_address", &o, e);
+            let o = r.origin("cp-address");
+            r.problem("cp-address", &o, e);
         }
     }
-    let kuma_dp_text = r.text("kuma_dp").unwrap_or_else(|| "kuma-dp".into());
+    let kuma_dp_text = r.text_or_default("kuma-dp");
     let kuma_dp = match find_executable(&kuma_dp_text, None) {
         Ok(p) => Some(p),
         Err(e) => {
-            let o = r.origin("kuma_dp");
+            let o = r.origin("kuma-dp");
             r.problem(
-                "kuma_dp",
+                "kuma-dp",
                 &o,
                 format!("kuma-dp {e}; install kuma-dp or pass --kuma-dp PATH"),
             );
             None
         }
     };
-    let user = identity(r, "kuma_dp_user");
-    let ready_url = r.typed("proxy_ready_url", |s| {
+    let user = identity(r, "kuma-dp-user");
+    let ready_url = r.typed("proxy-ready-url", |s| {
         parse::url(&parse::expand_env(s, env), &["http"])
     });
 
@@ -1298,12 +1228,12 @@ fn proxy_config(
         vars.insert(k.clone(), v.clone());
     }
     let dataplane = file.as_ref().and_then(|path| {
-        let origin = r.origin("dataplane_file");
+        let origin = r.origin("dataplane-file");
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
                 r.problem(
-                    "dataplane_file",
+                    "dataplane-file",
                     &origin,
                     format!("cannot read '{path}': {e}"),
                 );
@@ -1322,22 +1252,22 @@ fn proxy_config(
             }
             Err(errs) => {
                 for e in errs {
-                    r.problem("dataplane_file", &origin, format!("{path} {e}"));
+                    r.problem("dataplane-file", &origin, format!("{path} {e}"));
                 }
                 None
             }
         }
     });
     if let Some(path) = &token_file {
-        let origin = r.origin("dataplane_token_file");
+        let origin = r.origin("dataplane-token-file");
         match std::fs::metadata(path) {
             Err(e) => r.problem(
-                "dataplane_token_file",
+                "dataplane-token-file",
                 &origin,
                 format!("cannot read '{path}': {e}"),
             ),
             Ok(m) if !m.is_file() => r.problem(
-                "dataplane_token_file",
+                "dataplane-token-file",
                 &origin,
                 format!("'{path}' is not a file"),
             ),
@@ -1346,15 +1276,15 @@ fn proxy_config(
                 // into meshinit's memory, let alone logged.
                 if let Err(e) = std::fs::File::open(path) {
                     r.problem(
-                        "dataplane_token_file",
+                        "dataplane-token-file",
                         &origin,
                         format!("cannot read '{path}': {e}"),
                     );
                 } else if m.len() == 0 {
-                    r.problem("dataplane_token_file", &origin, format!("'{path}' is empty; write the token issued by the control plane into it"));
+                    r.problem("dataplane-token-file", &origin, format!("'{path}' is empty; write the token issued by the control plane into it"));
                 } else if let Some(id) = user.as_ref().filter(|id| !readable_by(&m, id)) {
                     r.problem(
-                        "dataplane_token_file",
+                        "dataplane-token-file",
                         &origin,
                         format!("'{path}' is not readable by {} (--kuma-dp-user), who runs kuma-dp; chown or chmod it", id.name),
                     );
@@ -1391,8 +1321,8 @@ fn proxy_config(
         Some(dir) => {
             if let Some(problem) = crate::mesh::workdir::check_given(Path::new(&dir), user.as_ref())
             {
-                let o = r.origin("kuma_dp_arg");
-                r.problem("kuma_dp_arg", &o, format!("--work-dir: {problem}"));
+                let o = r.origin("kuma-dp-arg");
+                r.problem("kuma-dp-arg", &o, format!("--work-dir: {problem}"));
             }
             // Absolute, because meshinit moves to `/` once the app runs and
             // still reads Envoy's admin socket in there (kuma-dp itself starts
@@ -1455,6 +1385,31 @@ fn proxy_config(
         inbound_listeners,
     })
 }
+
+/// The lifecycle settings the options' defaults give, for a run with a
+/// proxy and probes: where the lifecycle's tests start from.
+#[cfg(test)]
+pub(crate) fn default_settings() -> Settings {
+    let matches = cli::command().get_matches_from(["meshinit"]);
+    let cfg = load(Mode::Check, &matches, &|_: &str| None).expect("the defaults are valid");
+    Settings {
+        has_proxy: true,
+        has_probes: true,
+        ..cfg.settings
+    }
+}
+
+/// Keys of one entry of `probes.checks`.
+const PROBE_CHECK_KEYS: &[&str] = &[
+    "http",
+    "tcp",
+    "exec",
+    "period",
+    "startup-period",
+    "timeout",
+    "success-threshold",
+    "failure-threshold",
+];
 
 #[cfg(test)]
 mod tests;

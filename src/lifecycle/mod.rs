@@ -131,6 +131,15 @@ pub enum OnUnhealthy {
     Shutdown,
 }
 
+/// Crashes older than this no longer count towards `--proxy-max-restarts`.
+pub const PROXY_RESTART_WINDOW: Duration = Duration::from_secs(600);
+/// The longest wait between kuma-dp restarts (the backoff doubles up to it).
+pub const PROXY_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The short bound between "stop now" and SIGKILL.
+pub const KILL_BOUND: Duration = Duration::from_secs(1);
+/// How long leftover descendants get between SIGTERM and SIGKILL.
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The timing and policy knobs the state machine needs, already validated.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -169,30 +178,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The defaults documented in the README, for a run with a proxy and
-    /// probes. Used by tests and as the base of the configuration.
+    /// The options' defaults (see `config::options`), for a run with a
+    /// proxy and probes: where the tests start from.
+    #[cfg(test)]
     pub fn defaults() -> Settings {
-        Settings {
-            has_proxy: true,
-            has_probes: true,
-            startup_timeout: Duration::from_secs(60),
-            proxy_ready_timeout: Duration::from_secs(60),
-            proxy_max_restarts: 5,
-            proxy_restart_window: Duration::from_secs(600),
-            proxy_backoff_initial: Duration::from_secs(1),
-            proxy_backoff_max: Duration::from_secs(30),
-            app_stop_signal: Signal::SIGTERM,
-            pass_stop_signal: true,
-            app_stop_timeout: Duration::from_secs(10),
-            app_grace_delay: Duration::ZERO,
-            drain_mode: DrainMode::Term,
-            drain_timeout: Duration::from_secs(40),
-            on_unhealthy: OnUnhealthy::None,
-            kill_bound: Duration::from_secs(1),
-            cleanup_timeout: Duration::from_secs(2),
-            start_order: StartOrder::AppFirst,
-            idle_drain: None,
-        }
+        crate::config::default_settings()
     }
 
     /// The longest a shutdown can take, from the stop signal to meshinit's
