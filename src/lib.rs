@@ -3,11 +3,14 @@
 //!
 //! Module map, one folder per concern:
 //!
-//! - `config/`: what to do. `cli` (the command line, also read by build.rs
-//!   for the man page and completions), the options table and the merge of
-//!   flags, env and file (`mod.rs`), `yaml` (a tree that keeps each node's
-//!   line), `parse` (durations, signals, URLs, users) and `plan` (what
-//!   `meshinit check` prints).
+//! - `config/`: what to do. `options` (the one table of options, also
+//!   read by build.rs), `cli` (the clap command built from it), `layers`
+//!   (flags, env, file, merged with origins), `resolve` (typing one value),
+//!   one module per YAML section (`app`, `probes`, `proxy`, `shutdown`,
+//!   `status`), `host` (what is asked of the machine, behind a trait),
+//!   `lints` (warnings as pure passes), `yaml` (a tree that keeps each
+//!   node's line), `parse` (durations, signals, URLs, users) and `plan`
+//!   (what `meshinit check` prints); `mod.rs` runs them in order.
 //! - `lifecycle/`: every decision, as a pure state machine
 //!   (`step(now, input) -> actions`), with its table tests and properties.
 //! - `driver.rs`: carries the lifecycle's actions out; the one module that

@@ -288,6 +288,65 @@ pub fn expand_env(s: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
     out
 }
 
+/// One of `options` (case-insensitive), as written in the list.
+pub fn choice<'a>(options: &'a [&'a str]) -> impl Fn(&str) -> Result<String, String> + 'a {
+    move |s| {
+        let l = s.trim().to_ascii_lowercase();
+        if options.contains(&l.as_str()) {
+            Ok(l)
+        } else {
+            Err(format!("'{s}' is not one of {}", options.join(", ")))
+        }
+    }
+}
+
+pub fn boolean(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Ok(true),
+        "false" | "no" | "0" | "off" => Ok(false),
+        _ => Err(format!("'{s}' is not true or false")),
+    }
+}
+
+pub fn count(s: &str) -> Result<u32, String> {
+    s.trim()
+        .parse::<u32>()
+        .map_err(|_| format!("'{s}' is not a whole number"))
+}
+
+/// A duration above zero: a wait that must actually wait.
+pub fn positive_duration(s: &str) -> Result<Duration, String> {
+    duration(s).and_then(|d| {
+        if d.is_zero() {
+            Err("must be more than 0".to_string())
+        } else {
+            Ok(d)
+        }
+    })
+}
+
+pub fn positive(s: &str) -> Result<u32, String> {
+    count(s).and_then(|n| {
+        if n == 0 {
+            Err("must be at least 1".to_string())
+        } else {
+            Ok(n)
+        }
+    })
+}
+
+pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    let t = s.trim();
+    let port_only = t.strip_prefix(':').unwrap_or(t);
+    if let Ok(port) = port_only.parse::<u16>() {
+        // A bare port binds loopback: the endpoint is for local checks
+        // unless an address is given on purpose.
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    t.parse::<SocketAddr>()
+        .map_err(|_| format!("'{s}' is not an address like 127.0.0.1:9000"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,8 @@
 use super::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::lifecycle::DrainMode;
 
 /// Loads a configuration from argv, a fake environment and optional file text.
 fn load_with(
@@ -609,4 +613,122 @@ fn durations_longer_than_a_day_are_refused_with_their_origin() {
     assert!(has("'25h'", "env MESHINIT_STARTUP_TIMEOUT"), "{errs:#?}");
     assert!(has("'2d'", "meshinit.yaml:2"), "{errs:#?}");
     assert_eq!(errs.len(), 3, "{errs:#?}");
+}
+
+/// A machine that exists only in the test: its environment, executables,
+/// users and files. Typing through it touches nothing real.
+struct MadeUpHost {
+    env: Vec<(&'static str, &'static str)>,
+    executables: Vec<&'static str>,
+    files: Vec<(&'static str, &'static str)>,
+    dirs: Vec<&'static str>,
+}
+
+impl Host for MadeUpHost {
+    fn env(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+    fn executable(&self, program: &str, _: Option<&Path>) -> Result<PathBuf, NotRunnable> {
+        self.executables
+            .iter()
+            .find(|p| p.ends_with(&format!("/{program}")) || **p == program)
+            .map(PathBuf::from)
+            .ok_or_else(|| NotRunnable::Missing(format!("'{program}' was not found on PATH")))
+    }
+    fn user(&self, spec: &parse::UserSpec) -> Result<Identity, String> {
+        let uid = match spec.user.as_str() {
+            "kuma" => 990,
+            other => return Err(format!("no user '{other}'")),
+        };
+        Ok(Identity {
+            name: spec.user.clone(),
+            uid: nix::unistd::Uid::from_raw(uid),
+            gid: nix::unistd::Gid::from_raw(uid),
+            groups: Vec::new(),
+        })
+    }
+    fn read_to_string(&self, path: &str) -> std::io::Result<String> {
+        self.files
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, text)| text.to_string())
+            .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.dirs.iter().any(|d| Path::new(d) == path)
+    }
+    fn token_file(&self, path: &str, reader: Option<&Identity>) -> Result<Option<String>, String> {
+        match reader {
+            Some(id) if id.name == "kuma" && path == "/secrets/token" => Ok(None),
+            _ => Err(format!("'{path}' is not readable")),
+        }
+    }
+    fn work_dir_problem(&self, _: &Path, _: Option<&Identity>) -> Option<String> {
+        None
+    }
+    fn temp_dir(&self) -> PathBuf {
+        PathBuf::from(self.env("TMPDIR").unwrap_or_else(|| "/tmp".into()))
+    }
+}
+
+#[test]
+fn typing_reads_only_the_machine_it_is_given() {
+    let host = MadeUpHost {
+        env: vec![
+            ("MESHINIT_DATAPLANE_FILE", "/etc/dp.yaml"),
+            ("MESHINIT_DATAPLANE_TOKEN_FILE", "/secrets/token"),
+            ("MESHINIT_KUMA_DP_USER", "kuma"),
+            ("MESHINIT_APP_STOP_TIMEOUT", "4s"),
+            ("KUMA_READINESS_PORT", "9555"),
+            ("TMPDIR", "/scratch"),
+        ],
+        executables: vec!["/opt/kuma/bin/kuma-dp", "/srv/app"],
+        files: vec![(
+            "/etc/dp.yaml",
+            "type: Dataplane\nmesh: default\nname: one\nnetworking:\n  address: 10.0.0.9\n  inbound:\n  - port: 8000\n    servicePort: 8080\n    serviceProbe: {tcp: {}}\n    tags: {kuma.io/service: backend}\n",
+        )],
+        dirs: vec!["/scratch"],
+    };
+    let matches = cli::command()
+        .try_get_matches_from(["meshinit", "--", "/srv/app"])
+        .unwrap();
+    let c = load_on(&host, Mode::Run, &matches).unwrap_or_else(|e| panic!("{e}"));
+    let proxy = c.proxy.as_ref().expect("direct mode from the made-up env");
+    assert_eq!(proxy.kuma_dp, Path::new("/opt/kuma/bin/kuma-dp"));
+    assert_eq!(proxy.user.as_ref().unwrap().uid.as_raw(), 990);
+    assert_eq!(
+        proxy.ready_url.port, 9555,
+        "KUMA_READINESS_PORT from the given env"
+    );
+    assert!(
+        proxy.work_dir.starts_with("/scratch"),
+        "{:?}",
+        proxy.work_dir
+    );
+    assert_eq!(c.settings.app_stop_timeout, Duration::from_secs(4));
+    // The default probe comes from the made-up Dataplane's first inbound.
+    assert!(c.default_probe);
+    assert_eq!(
+        c.probes[0].kind,
+        ProbeKind::Tcp {
+            host: "127.0.0.1".into(),
+            port: 8080
+        }
+    );
+}
+
+#[test]
+fn lints_are_passes_over_the_built_configuration() {
+    let mut c = load_with(&["--", "/bin/true"], &[], None).unwrap();
+    assert!(lints::all(&c).is_empty(), "{:?}", lints::all(&c));
+    c.shutdown_budget = Some(Duration::from_secs(5));
+    let warnings = lints::all(&c);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("worst-case shutdown 13s exceeds the shutdown budget 5s"),
+        "{warnings:?}"
+    );
 }

@@ -1,0 +1,99 @@
+//! The `app` section: the command, who and where it runs as, how it is
+//! signalled and stopped.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::cli::Mode;
+use super::host::Host;
+use super::parse;
+use super::resolve::Resolver;
+use super::{AppConfig, ForwardTo, Origin, Problem};
+use crate::init::user::Identity;
+
+/// The app section, typed.
+pub(super) struct App {
+    pub config: AppConfig,
+    pub stop_signal: Signal,
+    /// `--app-stop-signal` was given (flag, env or file): it is what the app
+    /// wants; otherwise the received stop signal is passed through.
+    pub stop_signal_given: bool,
+    pub stop_timeout: Duration,
+    pub grace_delay: Duration,
+    /// The exit code a shell gives when the command alone cannot run
+    /// (127 not found, 126 not executable).
+    pub not_runnable: Option<i32>,
+}
+
+/// `command`: the one after `--`, else `app.command` from the file.
+pub(super) fn section(
+    r: &mut Resolver,
+    host: &dyn Host,
+    mode: Mode,
+    command: Vec<String>,
+    file_command: Option<(Vec<String>, Origin)>,
+) -> App {
+    let (command, command_origin) = match file_command {
+        _ if !command.is_empty() => (command, Origin::Command),
+        Some((c, o)) => (c, o),
+        None => (Vec::new(), Origin::Default),
+    };
+    let user = identity(r, host, "app-user");
+    let workdir = r.text("app-workdir").map(PathBuf::from);
+    if let Some(dir) = workdir.as_ref().filter(|d| !host.is_dir(d)) {
+        let o = r.origin("app-workdir");
+        let message = format!("'{}' is not a directory", dir.display());
+        r.problem("app-workdir", &o, message);
+    }
+    let forward_to = match r
+        .value("forward-to", parse::choice(&["group", "process"]))
+        .as_str()
+    {
+        "process" => ForwardTo::Process,
+        _ => ForwardTo::Group,
+    };
+    let mut not_runnable = None;
+    if command.is_empty() {
+        if mode == Mode::Run {
+            r.problems.push(Problem {
+                message: "no app command: give it after `--` (meshinit [OPTIONS] -- COMMAND [ARGS...]) or as app.command in the config file".into(),
+                origin: None,
+            });
+        }
+    } else if let Err(e) = host.executable(&command[0], workdir.as_deref()) {
+        not_runnable = Some(e.exit_code());
+        r.problems.push(Problem {
+            message: format!("app command {e}; give the full path of an executable"),
+            origin: Some(command_origin),
+        });
+    }
+    App {
+        stop_signal: r.value("app-stop-signal", parse::signal),
+        stop_signal_given: r.raw("app-stop-signal").is_some(),
+        stop_timeout: r.value("app-stop-timeout", parse::duration),
+        grace_delay: r.value("app-grace-delay", parse::duration),
+        config: AppConfig {
+            command,
+            user,
+            workdir,
+            no_new_privs: r.value("app-no-new-privs", parse::boolean),
+            forward_to,
+        },
+        not_runnable,
+    }
+}
+
+/// A `USER[:GROUP]` option resolved on the host.
+pub(super) fn identity(r: &mut Resolver, host: &dyn Host, id: &str) -> Option<Identity> {
+    let spec = r.typed(id, parse::user_spec)?;
+    match host.user(&spec) {
+        Ok(i) => Some(i),
+        Err(e) => {
+            let o = r.origin(id);
+            r.problem(id, &o, e);
+            None
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The three sources of values and their merge: flags (from clap's
+//! matches), `MESHINIT_*` env vars (from the injected environment) and the
+//! YAML file, each value kept as text with where it came from. Typing is
+//! done later, by the sections, so every bad value is reported at once.
+
+use std::collections::BTreeMap;
+
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+
+use super::options::{self, OPTIONS};
+use super::yaml::{self, Item, Node};
+use super::{Origin, Problem};
+
+/// A raw value before typing: the text of each item and its origin.
+#[derive(Clone, Debug)]
+pub(super) struct Raw {
+    pub values: Vec<String>,
+    pub origin: Origin,
+}
+
+/// Every source merged: per option the value that wins, plus what only
+/// the file can say.
+pub(super) struct Layers {
+    /// Option flag -> its winning value; absent options take their default.
+    pub merged: BTreeMap<&'static str, Raw>,
+    /// `app.command` from the file.
+    pub command: Option<(Vec<String>, Origin)>,
+    /// `probes.checks` from the file, each with its line.
+    pub checks: Vec<(Item, Origin)>,
+}
+
+/// Reads every source and merges them with the precedence
+/// flag > env var > file > default.
+pub(super) fn read(
+    matches: &ArgMatches,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) -> Layers {
+    let config_path = matches
+        .get_one::<String>(options::CONFIG_FLAG)
+        .cloned()
+        .or_else(|| env(options::CONFIG_ENV));
+    let file = match &config_path {
+        Some(p) => file_layer(p, problems),
+        None => FileLayer::default(),
+    };
+    let mut merged = file.values;
+    merged.extend(env_layer(env));
+    merged.extend(flag_layer(matches));
+    Layers {
+        merged,
+        command: file.command,
+        checks: file.checks,
+    }
+}
+
+/// Reads the flag layer from clap's matches.
+fn flag_layer(matches: &ArgMatches) -> BTreeMap<&'static str, Raw> {
+    let mut out = BTreeMap::new();
+    for def in OPTIONS {
+        let Some(values) = matches.get_many::<String>(def.flag) else {
+            continue;
+        };
+        if matches.value_source(def.flag) != Some(ValueSource::CommandLine) {
+            continue;
+        }
+        out.insert(
+            def.flag,
+            Raw {
+                values: values.cloned().collect(),
+                origin: Origin::Flag(def.flag.to_string()),
+            },
+        );
+    }
+    out
+}
+
+/// Reads the env var layer. A variable that is set counts, even empty (an
+/// empty value is reported, not taken as unset); a list splits at commas.
+fn env_layer(env: &dyn Fn(&str) -> Option<String>) -> BTreeMap<&'static str, Raw> {
+    let mut out = BTreeMap::new();
+    for def in OPTIONS {
+        let name = def.env();
+        let Some(value) = env(&name) else { continue };
+        let values = match def.kind {
+            options::Kind::List(_) => value.split(',').map(str::to_string).collect(),
+            _ => vec![value],
+        };
+        out.insert(
+            def.flag,
+            Raw {
+                values,
+                origin: Origin::Env(name),
+            },
+        );
+    }
+    out
+}
+
+/// What the YAML file contributes.
+#[derive(Default)]
+struct FileLayer {
+    values: BTreeMap<&'static str, Raw>,
+    command: Option<(Vec<String>, Origin)>,
+    checks: Vec<(Item, Origin)>,
+}
+
+fn file_layer(path: &str, problems: &mut Vec<Problem>) -> FileLayer {
+    let mut layer = FileLayer::default();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(Problem {
+                message: format!("cannot read config file '{path}': {e}; check the path given to --config / MESHINIT_CONFIG"),
+                origin: None,
+            });
+            return layer;
+        }
+    };
+    let doc = match yaml::parse(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            problems.push(Problem {
+                message: format!("config file is not valid YAML: {}", e.message),
+                origin: Some(Origin::File {
+                    path: path.into(),
+                    line: e.line,
+                }),
+            });
+            return layer;
+        }
+    };
+    let at = |line: u64| Origin::File {
+        path: path.to_string(),
+        line,
+    };
+    let sections = match doc.node {
+        Node::Map(s) => s,
+        Node::Null => return layer,
+        other => {
+            problems.push(Problem {
+                message: format!(
+                    "the config file must be a mapping of sections, not {}",
+                    other.kind()
+                ),
+                origin: Some(at(doc.line)),
+            });
+            return layer;
+        }
+    };
+    let known_sections = options::Section::ALL.map(options::Section::name);
+    for section in sections {
+        if !known_sections.contains(&section.key.as_str()) {
+            problems.push(Problem {
+                message: format!(
+                    "unknown section '{}' (known sections: {})",
+                    section.key,
+                    known_sections.join(", ")
+                ),
+                origin: Some(at(section.line)),
+            });
+            continue;
+        }
+        let entries = match section.value.node {
+            Node::Map(e) => e,
+            Node::Null => continue,
+            other => {
+                problems.push(Problem {
+                    message: format!(
+                        "section '{}' must be a mapping, not {}",
+                        section.key,
+                        other.kind()
+                    ),
+                    origin: Some(at(section.line)),
+                });
+                continue;
+            }
+        };
+        for entry in entries {
+            let origin = at(entry.line);
+            let name = format!("{}.{}", section.key, entry.key);
+            match (section.key.as_str(), entry.key.as_str()) {
+                ("app", "command") => match scalars(&entry.value) {
+                    Ok(v) => layer.command = Some((v, origin)),
+                    Err(kind) => problems.push(Problem {
+                        message: format!("{name} must be a list of strings, not {kind}"),
+                        origin: Some(origin),
+                    }),
+                },
+                ("probes", "checks") => match entry.value.node {
+                    Node::Seq(items) => layer.checks.extend(items.into_iter().map(|i| {
+                        let o = at(i.line);
+                        (i, o)
+                    })),
+                    other => problems.push(Problem {
+                        message: format!("{name} must be a list of probes, not {}", other.kind()),
+                        origin: Some(origin),
+                    }),
+                },
+                ("proxy", "dataplane-var") if matches!(entry.value.node, Node::Map(_)) => {
+                    let Node::Map(vars) = entry.value.node else {
+                        unreachable!()
+                    };
+                    let mut list = Vec::new();
+                    for v in vars {
+                        match v.value.node.as_scalar() {
+                            Some(s) => list.push(format!("{}={s}", v.key)),
+                            None if v.value.node == Node::Null => list.push(format!("{}=", v.key)),
+                            None => problems.push(Problem {
+                                message: format!(
+                                    "{name}.{} must be a value, not {}",
+                                    v.key,
+                                    v.value.node.kind()
+                                ),
+                                origin: Some(at(v.line)),
+                            }),
+                        }
+                    }
+                    layer.values.insert(
+                        "dataplane-var",
+                        Raw {
+                            values: list,
+                            origin,
+                        },
+                    );
+                }
+                (s, k) => {
+                    let Some(def) = OPTIONS.iter().find(|d| d.section.name() == s && d.key == k)
+                    else {
+                        let mut known: Vec<&str> = OPTIONS
+                            .iter()
+                            .filter(|d| d.section.name() == s)
+                            .map(|d| d.key)
+                            .collect();
+                        known.extend(
+                            options::FILE_ONLY
+                                .iter()
+                                .filter(|(fs, _)| fs.name() == s)
+                                .map(|(_, k)| *k),
+                        );
+                        problems.push(Problem {
+                            message: format!(
+                                "unknown key '{k}' in section '{s}' (known keys: {})",
+                                known.join(", ")
+                            ),
+                            origin: Some(origin),
+                        });
+                        continue;
+                    };
+                    match scalars(&entry.value) {
+                        Ok(values) if def.kind.is_multi() || values.len() == 1 => {
+                            layer.values.insert(def.flag, Raw { values, origin });
+                        }
+                        Ok(_) => problems.push(Problem {
+                            message: format!("{name} takes a single value, not a list"),
+                            origin: Some(origin),
+                        }),
+                        Err(kind) => problems.push(Problem {
+                            message: format!(
+                                "{name} must be a value or a list of values, not {kind}"
+                            ),
+                            origin: Some(origin),
+                        }),
+                    }
+                }
+            }
+        }
+    }
+    layer
+}
+
+/// A scalar or a list of scalars as text.
+pub(super) fn scalars(item: &Item) -> Result<Vec<String>, &'static str> {
+    match &item.node {
+        Node::Scalar(s) => Ok(vec![s.clone()]),
+        Node::Seq(items) => items
+            .iter()
+            .map(|i| i.node.as_scalar().map(str::to_string).ok_or(i.node.kind()))
+            .collect(),
+        Node::Null => Ok(Vec::new()),
+        other => Err(other.kind()),
+    }
+}

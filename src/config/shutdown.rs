@@ -1,0 +1,75 @@
+//! The `shutdown` section: what begins a shutdown, how kuma-dp is drained
+//! (and when an idle inbound side may end the drain early), the platform's
+//! budget and the exit-code map.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::parse;
+use super::resolve::Resolver;
+use crate::init::exit::ExitCodeMap;
+use crate::lifecycle::{DrainMode, IdleDrain};
+use crate::mesh::kuma_dp;
+
+/// The shutdown section, typed.
+pub(super) struct Shutdown {
+    pub stop_signals: Vec<Signal>,
+    pub drain_mode: DrainMode,
+    pub drain_timeout: Duration,
+    pub idle_drain: Option<IdleDrain>,
+    pub budget: Option<Duration>,
+    pub exit_code_map: ExitCodeMap,
+}
+
+/// `proxy_drain_time`: `Some` with a proxy, holding the drain time kuma-dp
+/// was given if meshinit can tell.
+pub(super) fn section(r: &mut Resolver, proxy_drain_time: Option<Option<Duration>>) -> Shutdown {
+    let stop_signals = r.list("stop-signals", parse::signal);
+    for s in &stop_signals {
+        if matches!(s, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGCHLD) {
+            let o = r.origin("stop-signals");
+            let message = format!("{} cannot be a stop signal", parse::signal_name(*s));
+            r.problem("stop-signals", &o, message);
+        }
+    }
+    if stop_signals.is_empty() {
+        let o = r.origin("stop-signals");
+        r.problem(
+            "stop-signals",
+            &o,
+            "at least one stop signal is needed".into(),
+        );
+    }
+    let drain_signal = r.value("drain-signal", |s| {
+        parse::signal(s).and_then(|sig| match sig {
+            Signal::SIGTERM | Signal::SIGUSR2 => Ok(sig),
+            _ => Err(format!("'{s}' is not TERM or USR2")),
+        })
+    });
+    let until_idle = r.value("drain-until-idle", parse::boolean);
+    let drain_min = r.value("drain-min", parse::duration);
+    let drain_idle = r.value("drain-idle", parse::duration);
+    // Only meaningful with a SIGTERM drain that Envoy's stats can follow.
+    let idle_drain = (until_idle && proxy_drain_time.is_some() && drain_signal == Signal::SIGTERM)
+        .then_some(IdleDrain {
+            min: drain_min,
+            idle: drain_idle,
+        });
+    let drain_mode = match drain_signal {
+        Signal::SIGUSR2 => DrainMode::InboundUsr2 {
+            wait: proxy_drain_time
+                .flatten()
+                .unwrap_or(kuma_dp::DEFAULT_DRAIN_TIME),
+        },
+        _ => DrainMode::Term,
+    };
+    Shutdown {
+        stop_signals,
+        drain_mode,
+        drain_timeout: r.value("drain-timeout", parse::duration),
+        idle_drain,
+        budget: r.typed("shutdown-budget", parse::duration),
+        exit_code_map: ExitCodeMap(r.list("exit-code-map", parse::exit_code_mapping)),
+    }
+}
