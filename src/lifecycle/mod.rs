@@ -416,18 +416,7 @@ pub struct Lifecycle {
     descendants_termed: bool,
     /// The drain is watching the inbound side for idleness.
     idle_watch: bool,
-    idle_deadline: Option<Duration>,
-
-    startup_deadline: Option<Duration>,
-    proxy_ready_deadline: Option<Duration>,
-    proxy_restart_at: Option<Duration>,
-    drain_deadline: Option<Duration>,
-    proxy_term2_at: Option<Duration>,
-    proxy_kill_at: Option<Duration>,
-    grace_deadline: Option<Duration>,
-    app_kill_at: Option<Duration>,
-    descendants_kill_at: Option<Duration>,
-    give_up_at: Option<Duration>,
+    timers: Timers,
 
     shutdown_at: Option<Duration>,
     drain_span: Span,
@@ -483,17 +472,7 @@ impl Lifecycle {
             proxy_crashes: Vec::new(),
             descendants_termed: false,
             idle_watch: false,
-            idle_deadline: None,
-            startup_deadline: None,
-            proxy_ready_deadline: None,
-            proxy_restart_at: None,
-            drain_deadline: None,
-            proxy_term2_at: None,
-            proxy_kill_at: None,
-            grace_deadline: None,
-            app_kill_at: None,
-            descendants_kill_at: None,
-            give_up_at: None,
+            timers: Timers::default(),
             shutdown_at: None,
             drain_span: Span::default(),
             grace_span: Span::default(),
@@ -526,22 +505,7 @@ impl Lifecycle {
     /// The earliest pending deadline; the driver sleeps until then (or until
     /// something else happens). `None`: nothing is timed, sleep until an event.
     pub fn next_deadline(&self) -> Option<Duration> {
-        [
-            self.startup_deadline,
-            self.proxy_ready_deadline,
-            self.proxy_restart_at,
-            self.drain_deadline,
-            self.proxy_term2_at,
-            self.proxy_kill_at,
-            self.grace_deadline,
-            self.app_kill_at,
-            self.descendants_kill_at,
-            self.give_up_at,
-            self.idle_deadline,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.timers.next()
     }
 
     /// Advance the machine. `now` is the time since meshinit started and must
@@ -603,7 +567,8 @@ impl Lifecycle {
         if self.s.has_probes {
             self.enter(Phase::Probing, out);
             out.push(Action::Probes(ProbeMode::Startup));
-            self.startup_deadline = Some(now.saturating_add(self.s.startup_timeout));
+            self.timers
+                .set(Timer::Startup, now.saturating_add(self.s.startup_timeout));
         } else {
             self.healthy = true;
             self.after_healthy(now, out);
@@ -614,7 +579,7 @@ impl Lifecycle {
     fn after_healthy(&mut self, now: Duration, out: &mut Vec<Action>) {
         if !self.s.has_proxy || self.proxy_ready {
             self.enter(Phase::Running, out);
-        } else if self.proxy_alive || self.proxy_restart_at.is_some() {
+        } else if self.proxy_alive || self.timers.get(Timer::ProxyRestart).is_some() {
             // Proxy first: it is (re)starting; its readiness completes the start.
             self.enter(Phase::ProxyStarting, out);
         } else {
@@ -634,15 +599,18 @@ impl Lifecycle {
         self.proxy_alive = true;
         self.proxy_ready = false;
         self.proxy_terms = 0;
-        self.proxy_restart_at = None;
-        self.proxy_ready_deadline = Some(now.saturating_add(self.s.proxy_ready_timeout));
+        self.timers.clear(Timer::ProxyRestart);
+        self.timers.set(
+            Timer::ProxyReady,
+            now.saturating_add(self.s.proxy_ready_timeout),
+        );
     }
 
     fn on_healthy(&mut self, now: Duration, out: &mut Vec<Action>) {
         let was = self.healthy;
         self.healthy = true;
         if self.phase == Phase::Probing {
-            self.startup_deadline = None;
+            self.timers.clear(Timer::Startup);
             out.push(Action::Event(Event::AppHealthy));
             out.push(Action::Probes(ProbeMode::Liveness));
             self.after_healthy(now, out);
@@ -671,7 +639,7 @@ impl Lifecycle {
             return;
         }
         self.proxy_ready = true;
-        self.proxy_ready_deadline = None;
+        self.timers.clear(Timer::ProxyReady);
         out.push(Action::Event(Event::ProxyReady));
         if !self.app_started {
             self.start_app(now, out);
@@ -686,7 +654,7 @@ impl Lifecycle {
         }
         self.app_alive = false;
         self.app_status = Some(status);
-        self.app_kill_at = None;
+        self.timers.clear(Timer::AppKill);
         match self.phase {
             Phase::Starting | Phase::Probing | Phase::ProxyStarting => {
                 // Nothing was serving: no drain is owed to anyone.
@@ -728,7 +696,7 @@ impl Lifecycle {
         self.reason.get_or_insert(ExitReason::AppSpawnFailed);
         if self.proxy_alive && !self.phase.is_shutdown() {
             self.app_alive = false;
-            self.app_kill_at = None;
+            self.timers.clear(Timer::AppKill);
             self.mark_shutdown(now, out);
             self.start_drain(now, Signal::SIGTERM, self.s.drain_timeout, out);
         } else {
@@ -745,9 +713,9 @@ impl Lifecycle {
         }
         self.proxy_alive = false;
         self.proxy_ready = false;
-        self.proxy_ready_deadline = None;
-        self.proxy_term2_at = None;
-        self.proxy_kill_at = None;
+        self.timers.clear(Timer::ProxyReady);
+        self.timers.clear(Timer::ProxyTerm2);
+        self.timers.clear(Timer::ProxyKill);
         match self.phase {
             Phase::ProxyStarting | Phase::Running | Phase::Probing => self.proxy_crashed(now, out),
             // Whether it finished its drain or was killed in the middle of
@@ -780,7 +748,8 @@ impl Lifecycle {
             attempt: crashes,
             delay,
         }));
-        self.proxy_restart_at = Some(now.saturating_add(delay));
+        self.timers
+            .set(Timer::ProxyRestart, now.saturating_add(delay));
         if self.phase != Phase::Probing {
             self.enter(Phase::ProxyStarting, out);
         }
@@ -805,9 +774,9 @@ impl Lifecycle {
                 out.push(Action::Probes(ProbeMode::Off));
             }
         }
-        self.startup_deadline = None;
-        self.proxy_ready_deadline = None;
-        self.proxy_restart_at = None;
+        for timer in [Timer::Startup, Timer::ProxyReady, Timer::ProxyRestart] {
+            self.timers.clear(timer);
+        }
     }
 
     /// The orderly shutdown, from wherever the service is.
@@ -859,7 +828,7 @@ impl Lifecycle {
         self.enter(Phase::Draining, out);
         self.drain_span.open(now);
         self.send_proxy(signal, out);
-        self.drain_deadline = Some(now.saturating_add(wait));
+        self.timers.set(Timer::Drain, now.saturating_add(wait));
         if signal == Signal::SIGTERM && self.s.idle_drain.is_some() && !self.escalated {
             self.idle_watch = true;
             out.push(Action::WatchInbound(true));
@@ -867,7 +836,7 @@ impl Lifecycle {
     }
 
     fn stop_idle_watch(&mut self, out: &mut Vec<Action>) {
-        self.idle_deadline = None;
+        self.timers.clear(Timer::DrainIdle);
         if self.idle_watch {
             self.idle_watch = false;
             out.push(Action::WatchInbound(false));
@@ -882,10 +851,11 @@ impl Lifecycle {
             return;
         }
         if !idle {
-            self.idle_deadline = None;
-        } else if self.idle_deadline.is_none() {
+            self.timers.clear(Timer::DrainIdle);
+        } else if self.timers.get(Timer::DrainIdle).is_none() {
             let drain_start = self.drain_span.start.unwrap_or(now);
-            self.idle_deadline = Some(
+            self.timers.set(
+                Timer::DrainIdle,
                 drain_start
                     .saturating_add(cfg.min)
                     .max(now.saturating_add(cfg.idle)),
@@ -914,16 +884,21 @@ impl Lifecycle {
         }
         if self.proxy_terms == 0 {
             self.send_proxy(Signal::SIGTERM, out);
-            self.proxy_term2_at = Some(now.saturating_add(self.s.kill_bound));
-            self.proxy_kill_at = Some(now.saturating_add(self.s.kill_bound.saturating_mul(2)));
-        } else if self.proxy_terms == 1 && self.proxy_term2_at.is_none() {
+            self.timers
+                .set(Timer::ProxyTerm2, now.saturating_add(self.s.kill_bound));
+            self.timers.set(
+                Timer::ProxyKill,
+                now.saturating_add(self.s.kill_bound.saturating_mul(2)),
+            );
+        } else if self.proxy_terms == 1 && self.timers.get(Timer::ProxyTerm2).is_none() {
             self.send_proxy(Signal::SIGTERM, out);
-            self.proxy_kill_at = Some(now.saturating_add(self.s.kill_bound));
+            self.timers
+                .set(Timer::ProxyKill, now.saturating_add(self.s.kill_bound));
         }
     }
 
     fn after_drain(&mut self, now: Duration, out: &mut Vec<Action>) {
-        self.drain_deadline = None;
+        self.timers.clear(Timer::Drain);
         self.stop_idle_watch(out);
         self.drain_span.close(now);
         if self.app_alive {
@@ -940,11 +915,12 @@ impl Lifecycle {
         }
         self.enter(Phase::Grace, out);
         self.grace_span.open(now);
-        self.grace_deadline = Some(now.saturating_add(self.s.app_grace_delay));
+        self.timers
+            .set(Timer::Grace, now.saturating_add(self.s.app_grace_delay));
     }
 
     fn stop_app(&mut self, now: Duration, out: &mut Vec<Action>) {
-        self.grace_deadline = None;
+        self.timers.clear(Timer::Grace);
         self.grace_span.close(now);
         if !self.app_alive {
             self.cleanup(now, out);
@@ -960,14 +936,14 @@ impl Lifecycle {
             } else {
                 self.s.app_stop_timeout
             };
-            self.app_kill_at = Some(now.saturating_add(timeout));
+            self.timers.set(Timer::AppKill, now.saturating_add(timeout));
         }
     }
 
     /// The app is gone: stop the proxy if it still runs, then the descendants.
     fn cleanup(&mut self, now: Duration, out: &mut Vec<Action>) {
-        self.grace_deadline = None;
-        self.drain_deadline = None;
+        self.timers.clear(Timer::Grace);
+        self.timers.clear(Timer::Drain);
         self.grace_span.close(now);
         self.stop_span.close(now);
         self.drain_span.close(now);
@@ -992,7 +968,8 @@ impl Lifecycle {
         } else {
             self.s.cleanup_timeout
         };
-        self.descendants_kill_at = Some(now.saturating_add(bound));
+        self.timers
+            .set(Timer::DescendantsKill, now.saturating_add(bound));
     }
 
     fn on_descendants_gone(&mut self, now: Duration, out: &mut Vec<Action>) {
@@ -1002,7 +979,7 @@ impl Lifecycle {
     }
 
     fn finish(&mut self, now: Duration, out: &mut Vec<Action>) {
-        self.clear_deadlines();
+        self.timers = Timers::default();
         self.enter(Phase::Done, out);
         // An app killed by the third stop signal is not waited for (137);
         // one that never started (proxy-first, stopped while kuma-dp was
@@ -1025,20 +1002,6 @@ impl Lifecycle {
         out.push(Action::Exit { reason, timeline });
     }
 
-    fn clear_deadlines(&mut self) {
-        self.startup_deadline = None;
-        self.proxy_ready_deadline = None;
-        self.proxy_restart_at = None;
-        self.drain_deadline = None;
-        self.proxy_term2_at = None;
-        self.proxy_kill_at = None;
-        self.grace_deadline = None;
-        self.app_kill_at = None;
-        self.descendants_kill_at = None;
-        self.give_up_at = None;
-        self.idle_deadline = None;
-    }
-
     /// A wait after the operator's second stop signal: the kill bound, or
     /// the usual wait when that is shorter (cutting short never lengthens,
     /// so the worst case stays the worst case).
@@ -1052,17 +1015,17 @@ impl Lifecycle {
         out.push(Action::Event(Event::Escalated { stops: self.stops }));
         self.stop_idle_watch(out);
         self.mark_shutdown(now, out);
-        self.drain_deadline = None;
+        self.timers.clear(Timer::Drain);
         self.drain_span.close(now);
-        self.grace_deadline = None;
+        self.timers.clear(Timer::Grace);
         self.grace_span.close(now);
         let bound = now.saturating_add(self.s.kill_bound);
         if self.proxy_alive {
             if self.proxy_terms < 2 {
                 self.send_proxy(Signal::SIGTERM, out);
             }
-            self.proxy_term2_at = None;
-            self.proxy_kill_at = Some(self.proxy_kill_at.map_or(bound, |t| t.min(bound)));
+            self.timers.clear(Timer::ProxyTerm2);
+            self.timers.cap(Timer::ProxyKill, bound);
         }
         if self.app_alive {
             self.enter(Phase::Stopping, out);
@@ -1072,13 +1035,12 @@ impl Lifecycle {
                 out.push(Action::Signal(Target::App, self.app_stop_signal()));
             }
             let app_bound = now.saturating_add(self.escalated_bound(self.s.app_stop_timeout));
-            self.app_kill_at = Some(self.app_kill_at.map_or(app_bound, |t| t.min(app_bound)));
+            self.timers.cap(Timer::AppKill, app_bound);
         } else if self.phase != Phase::Cleanup {
             self.cleanup(now, out);
         } else if self.descendants_termed {
             let bound = now.saturating_add(self.escalated_bound(self.s.cleanup_timeout));
-            self.descendants_kill_at =
-                Some(self.descendants_kill_at.map_or(bound, |t| t.min(bound)));
+            self.timers.cap(Timer::DescendantsKill, bound);
         }
     }
 
@@ -1097,82 +1059,168 @@ impl Lifecycle {
     }
 
     fn on_tick(&mut self, now: Duration, out: &mut Vec<Action>) {
-        let due = |d: Option<Duration>| d.is_some_and(|t| t <= now);
+        let mut descendants_killed = false;
+        for timer in Timer::ALL {
+            // Descendants just sent SIGKILL get one more tick before
+            // meshinit gives up on them, however short the kill bound.
+            if timer == Timer::GiveUp && descendants_killed {
+                continue;
+            }
+            if self.timers.take_due(timer, now) {
+                descendants_killed |= timer == Timer::DescendantsKill;
+                self.on_timer(timer, now, out);
+            }
+        }
+    }
 
-        if due(self.startup_deadline) {
-            self.startup_deadline = None;
-            out.push(Action::Event(Event::StartupTimeout));
-            self.reason.get_or_insert(ExitReason::StartupTimeout);
-            self.begin_shutdown(now, out);
-        }
-        if due(self.proxy_ready_deadline) {
-            self.proxy_ready_deadline = None;
-            out.push(Action::Event(Event::ProxyReadyTimeout));
-            self.reason.get_or_insert(ExitReason::ProxyFailed);
-            self.begin_shutdown(now, out);
-        }
-        if due(self.proxy_restart_at) {
-            self.proxy_restart_at = None;
-            let app_waits = !self.app_started || self.app_alive;
-            if matches!(self.phase, Phase::ProxyStarting | Phase::Probing) && app_waits {
-                self.spawn_proxy(now, out);
+    fn on_timer(&mut self, timer: Timer, now: Duration, out: &mut Vec<Action>) {
+        match timer {
+            Timer::Startup => {
+                out.push(Action::Event(Event::StartupTimeout));
+                self.reason.get_or_insert(ExitReason::StartupTimeout);
+                self.begin_shutdown(now, out);
             }
-        }
-        if due(self.idle_deadline) {
-            self.idle_deadline = None;
-            if self.phase == Phase::Draining && self.proxy_alive {
-                let drained_for = now.saturating_sub(self.drain_span.start.unwrap_or(now));
-                out.push(Action::Event(Event::DrainIdle { drained_for }));
-                self.stop_idle_watch(out);
-                self.stop_proxy_fast(now, out);
+            Timer::ProxyReady => {
+                out.push(Action::Event(Event::ProxyReadyTimeout));
+                self.reason.get_or_insert(ExitReason::ProxyFailed);
+                self.begin_shutdown(now, out);
             }
-        }
-        if due(self.drain_deadline) {
-            self.drain_deadline = None;
-            match self.s.drain_mode {
+            Timer::ProxyRestart => {
+                let app_waits = !self.app_started || self.app_alive;
+                if matches!(self.phase, Phase::ProxyStarting | Phase::Probing) && app_waits {
+                    self.spawn_proxy(now, out);
+                }
+            }
+            Timer::DrainIdle => {
+                if self.phase == Phase::Draining && self.proxy_alive {
+                    let drained_for = now.saturating_sub(self.drain_span.start.unwrap_or(now));
+                    out.push(Action::Event(Event::DrainIdle { drained_for }));
+                    self.stop_idle_watch(out);
+                    self.stop_proxy_fast(now, out);
+                }
+            }
+            Timer::Drain => match self.s.drain_mode {
                 DrainMode::Term => {
                     out.push(Action::Event(Event::DrainTimeout));
                     self.stop_proxy_fast(now, out);
                 }
                 DrainMode::InboundUsr2 { .. } => self.after_drain(now, out),
+            },
+            Timer::ProxyTerm2 => {
+                if self.proxy_alive && self.proxy_terms < 2 {
+                    self.send_proxy(Signal::SIGTERM, out);
+                }
+            }
+            Timer::ProxyKill => {
+                if self.proxy_alive {
+                    out.push(Action::Event(Event::ProxyKilled));
+                    out.push(Action::Kill(Target::Proxy));
+                }
+            }
+            Timer::Grace => self.stop_app(now, out),
+            Timer::AppKill => {
+                if self.app_alive {
+                    out.push(Action::Event(Event::AppKilled {
+                        cut_short: self.escalated,
+                    }));
+                    out.push(Action::Kill(Target::App));
+                }
+            }
+            Timer::DescendantsKill => {
+                out.push(Action::Event(Event::DescendantsKilled));
+                out.push(Action::KillDescendants);
+                self.timers
+                    .set(Timer::GiveUp, now.saturating_add(self.s.kill_bound));
+            }
+            Timer::GiveUp => {
+                out.push(Action::Event(Event::DescendantsLeft));
+                self.finish(now, out);
             }
         }
-        if due(self.proxy_term2_at) {
-            self.proxy_term2_at = None;
-            if self.proxy_alive && self.proxy_terms < 2 {
-                self.send_proxy(Signal::SIGTERM, out);
-            }
+    }
+}
+
+/// Every wait the lifecycle can schedule; each has one slot in [`Timers`].
+/// Declared in the order a tick handles them when several are due at once
+/// (a startup timeout acts before a restart that would follow it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// `--startup-timeout`: the app was not healthy in time.
+    Startup,
+    /// `--proxy-ready-timeout`: kuma-dp did not become ready in time.
+    ProxyReady,
+    /// The backoff before kuma-dp's restart has passed.
+    ProxyRestart,
+    /// The inbound side has been idle long enough to end the drain.
+    DrainIdle,
+    /// `--drain-timeout` (or the inbound-only drain's wait).
+    Drain,
+    /// kuma-dp's second SIGTERM ("stop now").
+    ProxyTerm2,
+    /// kuma-dp's SIGKILL.
+    ProxyKill,
+    /// `--app-grace-delay` has passed: stop the app.
+    Grace,
+    /// The app's SIGKILL.
+    AppKill,
+    /// The leftover descendants' SIGKILL.
+    DescendantsKill,
+    /// Descendants survived SIGKILL: exit anyway.
+    GiveUp,
+}
+
+impl Timer {
+    /// Every timer, in declaration order (which is also its slot).
+    const ALL: [Timer; 11] = [
+        Timer::Startup,
+        Timer::ProxyReady,
+        Timer::ProxyRestart,
+        Timer::DrainIdle,
+        Timer::Drain,
+        Timer::ProxyTerm2,
+        Timer::ProxyKill,
+        Timer::Grace,
+        Timer::AppKill,
+        Timer::DescendantsKill,
+        Timer::GiveUp,
+    ];
+}
+
+/// When each [`Timer`] is due, if it is set.
+#[derive(Debug, Default)]
+struct Timers([Option<Duration>; Timer::ALL.len()]);
+
+impl Timers {
+    fn get(&self, timer: Timer) -> Option<Duration> {
+        self.0[timer as usize]
+    }
+
+    fn set(&mut self, timer: Timer, at: Duration) {
+        self.0[timer as usize] = Some(at);
+    }
+
+    /// Sets the timer to `at` unless it is already due sooner: cutting a
+    /// wait short never lengthens it.
+    fn cap(&mut self, timer: Timer, at: Duration) {
+        let slot = &mut self.0[timer as usize];
+        *slot = Some(slot.map_or(at, |t| t.min(at)));
+    }
+
+    fn clear(&mut self, timer: Timer) {
+        self.0[timer as usize] = None;
+    }
+
+    fn next(&self) -> Option<Duration> {
+        self.0.iter().flatten().min().copied()
+    }
+
+    /// Clears the timer and says so when it is due at `now`.
+    fn take_due(&mut self, timer: Timer, now: Duration) -> bool {
+        let due = self.get(timer).is_some_and(|t| t <= now);
+        if due {
+            self.clear(timer);
         }
-        if due(self.proxy_kill_at) {
-            self.proxy_kill_at = None;
-            if self.proxy_alive {
-                out.push(Action::Event(Event::ProxyKilled));
-                out.push(Action::Kill(Target::Proxy));
-            }
-        }
-        if due(self.grace_deadline) {
-            self.grace_deadline = None;
-            self.stop_app(now, out);
-        }
-        if due(self.app_kill_at) {
-            self.app_kill_at = None;
-            if self.app_alive {
-                out.push(Action::Event(Event::AppKilled {
-                    cut_short: self.escalated,
-                }));
-                out.push(Action::Kill(Target::App));
-            }
-        }
-        if due(self.descendants_kill_at) {
-            self.descendants_kill_at = None;
-            out.push(Action::Event(Event::DescendantsKilled));
-            out.push(Action::KillDescendants);
-            self.give_up_at = Some(now.saturating_add(self.s.kill_bound));
-        } else if due(self.give_up_at) {
-            self.give_up_at = None;
-            out.push(Action::Event(Event::DescendantsLeft));
-            self.finish(now, out);
-        }
+        due
     }
 }
 

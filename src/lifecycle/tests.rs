@@ -1085,3 +1085,10 @@ fn second_stop_cuts_short_the_drain_of_a_starting_kuma_dp() {
         "SIGKILL one kill bound later"
     );
 }
+
+#[test]
+fn each_timer_has_its_own_slot() {
+    for (slot, timer) in Timer::ALL.into_iter().enumerate() {
+        assert_eq!(timer as usize, slot, "{timer:?}");
+    }
+}
