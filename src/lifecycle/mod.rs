@@ -394,16 +394,8 @@ pub enum Action {
 pub struct Lifecycle {
     s: Settings,
     phase: Phase,
-    app_alive: bool,
-    /// The app was spawned (with `--start-order proxy-first` it waits for
-    /// kuma-dp to be ready first).
-    app_started: bool,
-    app_status: Option<ExitStatus>,
-    app_stop_sent: bool,
-    proxy_alive: bool,
-    proxy_ready: bool,
-    /// SIGTERMs sent to the current kuma-dp process (kuma-dp counts them).
-    proxy_terms: u32,
+    app: App,
+    proxy: Proxy,
     healthy: bool,
     ready: bool,
     stops: u32,
@@ -422,6 +414,52 @@ pub struct Lifecycle {
     drain_span: Span,
     grace_span: Span,
     stop_span: Span,
+}
+
+/// The app's main process, as far as the lifecycle knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum App {
+    /// Not spawned yet: with `--start-order proxy-first` it waits for kuma-dp.
+    NotStarted,
+    /// Spawned, and not sent its stop signal.
+    Running,
+    /// Sent its stop signal (once: a second one could make it skip its own
+    /// clean shutdown); SIGKILL follows when it outlives the bound.
+    Stopping,
+    /// Reaped with this status; `None` when it could not be started.
+    Gone(Option<ExitStatus>),
+}
+
+impl App {
+    fn alive(self) -> bool {
+        matches!(self, App::Running | App::Stopping)
+    }
+}
+
+/// The current kuma-dp process. `terms` counts the SIGTERMs sent to it:
+/// kuma-dp drains on the first and stops at once on the second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proxy {
+    /// Not running: not spawned yet, exited (a restart may be timed), or
+    /// given up on.
+    Down,
+    /// Spawned; its ready URL has not answered 200 yet.
+    Starting { terms: u32 },
+    /// Its ready URL answered 200: Envoy is live.
+    Ready { terms: u32 },
+}
+
+impl Proxy {
+    fn alive(self) -> bool {
+        self != Proxy::Down
+    }
+
+    fn terms(self) -> u32 {
+        match self {
+            Proxy::Down => 0,
+            Proxy::Starting { terms } | Proxy::Ready { terms } => terms,
+        }
+    }
 }
 
 /// A phase's start and end times within the shutdown.
@@ -456,13 +494,8 @@ impl Lifecycle {
         Lifecycle {
             s: settings,
             phase: Phase::Starting,
-            app_alive: false,
-            app_started: false,
-            app_status: None,
-            app_stop_sent: false,
-            proxy_alive: false,
-            proxy_ready: false,
-            proxy_terms: 0,
+            app: App::NotStarted,
+            proxy: Proxy::Down,
             healthy: false,
             ready: false,
             stops: 0,
@@ -541,8 +574,9 @@ impl Lifecycle {
     }
 
     fn sync_ready(&mut self, out: &mut Vec<Action>) {
-        let ready =
-            self.phase == Phase::Running && self.healthy && (!self.s.has_proxy || self.proxy_ready);
+        let ready = self.phase == Phase::Running
+            && self.healthy
+            && (!self.s.has_proxy || matches!(self.proxy, Proxy::Ready { .. }));
         if ready != self.ready {
             self.ready = ready;
             out.push(Action::Ready(ready));
@@ -562,8 +596,7 @@ impl Lifecycle {
 
     fn start_app(&mut self, now: Duration, out: &mut Vec<Action>) {
         out.push(Action::SpawnApp);
-        self.app_alive = true;
-        self.app_started = true;
+        self.app = App::Running;
         if self.s.has_probes {
             self.enter(Phase::Probing, out);
             out.push(Action::Probes(ProbeMode::Startup));
@@ -577,9 +610,9 @@ impl Lifecycle {
 
     /// The app is healthy for the first time: start the proxy, or run.
     fn after_healthy(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if !self.s.has_proxy || self.proxy_ready {
+        if !self.s.has_proxy || matches!(self.proxy, Proxy::Ready { .. }) {
             self.enter(Phase::Running, out);
-        } else if self.proxy_alive || self.timers.get(Timer::ProxyRestart).is_some() {
+        } else if self.proxy.alive() || self.timers.get(Timer::ProxyRestart).is_some() {
             // Proxy first: it is (re)starting; its readiness completes the start.
             self.enter(Phase::ProxyStarting, out);
         } else {
@@ -596,9 +629,7 @@ impl Lifecycle {
         }
         out.push(Action::SpawnProxy);
         out.push(Action::WatchProxyReady);
-        self.proxy_alive = true;
-        self.proxy_ready = false;
-        self.proxy_terms = 0;
+        self.proxy = Proxy::Starting { terms: 0 };
         self.timers.clear(Timer::ProxyRestart);
         self.timers.set(
             Timer::ProxyReady,
@@ -635,13 +666,16 @@ impl Lifecycle {
 
     fn on_proxy_ready(&mut self, now: Duration, out: &mut Vec<Action>) {
         let waiting = matches!(self.phase, Phase::ProxyStarting | Phase::Probing);
-        if !waiting || !self.proxy_alive || self.proxy_ready {
+        let Proxy::Starting { terms } = self.proxy else {
+            return;
+        };
+        if !waiting {
             return;
         }
-        self.proxy_ready = true;
+        self.proxy = Proxy::Ready { terms };
         self.timers.clear(Timer::ProxyReady);
         out.push(Action::Event(Event::ProxyReady));
-        if !self.app_started {
+        if self.app == App::NotStarted {
             self.start_app(now, out);
         } else if self.healthy && self.phase == Phase::ProxyStarting {
             self.enter(Phase::Running, out);
@@ -649,11 +683,10 @@ impl Lifecycle {
     }
 
     fn on_app_exited(&mut self, now: Duration, status: ExitStatus, out: &mut Vec<Action>) {
-        if !self.app_alive {
+        if !self.app.alive() {
             return;
         }
-        self.app_alive = false;
-        self.app_status = Some(status);
+        self.app = App::Gone(Some(status));
         self.timers.clear(Timer::AppKill);
         match self.phase {
             Phase::Starting | Phase::Probing | Phase::ProxyStarting => {
@@ -663,7 +696,7 @@ impl Lifecycle {
             }
             Phase::Running => {
                 self.mark_shutdown(now, out);
-                if self.s.has_proxy && self.proxy_alive {
+                if self.s.has_proxy && self.proxy.alive() {
                     // Clients must stop sending before the proxy goes, even
                     // though the app is already gone: drain with SIGTERM.
                     self.start_drain(now, Signal::SIGTERM, self.s.drain_timeout, out);
@@ -689,13 +722,13 @@ impl Lifecycle {
     /// drained and stopped as if the app had exited while serving, and the
     /// descendants are cleaned up, before meshinit exits.
     fn on_app_spawn_failed(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if !self.app_alive {
+        if !self.app.alive() {
             return;
         }
         out.push(Action::Event(Event::AppSpawnFailed));
         self.reason.get_or_insert(ExitReason::AppSpawnFailed);
-        if self.proxy_alive && !self.phase.is_shutdown() {
-            self.app_alive = false;
+        if self.proxy.alive() && !self.phase.is_shutdown() {
+            self.app = App::Gone(None);
             self.timers.clear(Timer::AppKill);
             self.mark_shutdown(now, out);
             self.start_drain(now, Signal::SIGTERM, self.s.drain_timeout, out);
@@ -708,11 +741,10 @@ impl Lifecycle {
     }
 
     fn on_proxy_exited(&mut self, now: Duration, _status: ExitStatus, out: &mut Vec<Action>) {
-        if !self.proxy_alive {
+        if !self.proxy.alive() {
             return;
         }
-        self.proxy_alive = false;
-        self.proxy_ready = false;
+        self.proxy = Proxy::Down;
         self.timers.clear(Timer::ProxyReady);
         self.timers.clear(Timer::ProxyTerm2);
         self.timers.clear(Timer::ProxyKill);
@@ -797,7 +829,7 @@ impl Lifecycle {
             // flows). One that never became ready in time is not serving:
             // it is stopped promptly.
             Phase::ProxyStarting | Phase::Running
-                if self.proxy_alive && self.reason != Some(ExitReason::ProxyFailed) =>
+                if self.proxy.alive() && self.reason != Some(ExitReason::ProxyFailed) =>
             {
                 let (signal, wait) = match self.s.drain_mode {
                     DrainMode::Term => (Signal::SIGTERM, self.s.drain_timeout),
@@ -872,17 +904,19 @@ impl Lifecycle {
 
     fn send_proxy(&mut self, signal: Signal, out: &mut Vec<Action>) {
         if signal == Signal::SIGTERM {
-            self.proxy_terms += 1;
+            if let Proxy::Starting { terms } | Proxy::Ready { terms } = &mut self.proxy {
+                *terms += 1;
+            }
         }
         out.push(Action::Signal(Target::Proxy, signal));
     }
 
     /// SIGTERM now, a second SIGTERM ("stop now") and SIGKILL after short bounds.
     fn stop_proxy_fast(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if !self.proxy_alive {
+        if !self.proxy.alive() {
             return;
         }
-        if self.proxy_terms == 0 {
+        if self.proxy.terms() == 0 {
             self.send_proxy(Signal::SIGTERM, out);
             self.timers
                 .set(Timer::ProxyTerm2, now.saturating_add(self.s.kill_bound));
@@ -890,7 +924,7 @@ impl Lifecycle {
                 Timer::ProxyKill,
                 now.saturating_add(self.s.kill_bound.saturating_mul(2)),
             );
-        } else if self.proxy_terms == 1 && self.timers.get(Timer::ProxyTerm2).is_none() {
+        } else if self.proxy.terms() == 1 && self.timers.get(Timer::ProxyTerm2).is_none() {
             self.send_proxy(Signal::SIGTERM, out);
             self.timers
                 .set(Timer::ProxyKill, now.saturating_add(self.s.kill_bound));
@@ -901,7 +935,7 @@ impl Lifecycle {
         self.timers.clear(Timer::Drain);
         self.stop_idle_watch(out);
         self.drain_span.close(now);
-        if self.app_alive {
+        if self.app.alive() {
             self.start_grace(now, out);
         } else {
             self.cleanup(now, out);
@@ -922,14 +956,14 @@ impl Lifecycle {
     fn stop_app(&mut self, now: Duration, out: &mut Vec<Action>) {
         self.timers.clear(Timer::Grace);
         self.grace_span.close(now);
-        if !self.app_alive {
+        if !self.app.alive() {
             self.cleanup(now, out);
             return;
         }
         self.enter(Phase::Stopping, out);
         self.stop_span.open(now);
-        if !self.app_stop_sent {
-            self.app_stop_sent = true;
+        if self.app == App::Running {
+            self.app = App::Stopping;
             out.push(Action::Signal(Target::App, self.app_stop_signal()));
             let timeout = if self.escalated {
                 self.escalated_bound(self.s.app_stop_timeout)
@@ -958,7 +992,7 @@ impl Lifecycle {
     /// Descendants are signalled only once kuma-dp is gone: Envoy is a
     /// descendant too, and only kuma-dp may stop it.
     fn maybe_term_descendants(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if self.phase != Phase::Cleanup || self.proxy_alive || self.descendants_termed {
+        if self.phase != Phase::Cleanup || self.proxy.alive() || self.descendants_termed {
             return;
         }
         self.descendants_termed = true;
@@ -973,7 +1007,7 @@ impl Lifecycle {
     }
 
     fn on_descendants_gone(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if self.phase == Phase::Cleanup && self.descendants_termed && !self.proxy_alive {
+        if self.phase == Phase::Cleanup && self.descendants_termed && !self.proxy.alive() {
             self.finish(now, out);
         }
     }
@@ -984,15 +1018,12 @@ impl Lifecycle {
         // An app killed by the third stop signal is not waited for (137);
         // one that never started (proxy-first, stopped while kuma-dp was
         // starting) reports the stop it was spared (143).
-        let unknown = if self.app_started {
-            Signal::SIGKILL
-        } else {
-            Signal::SIGTERM
+        let status = match self.app {
+            App::Gone(Some(status)) => status,
+            App::NotStarted => ExitStatus::Signaled(Signal::SIGTERM as i32),
+            _ => ExitStatus::Signaled(Signal::SIGKILL as i32),
         };
-        let reason = self.reason.unwrap_or(ExitReason::App(
-            self.app_status
-                .unwrap_or(ExitStatus::Signaled(unknown as i32)),
-        ));
+        let reason = self.reason.unwrap_or(ExitReason::App(status));
         let timeline = self.shutdown_at.map(|start| Timeline {
             drain: self.drain_span.length(now),
             grace: self.grace_span.length(now),
@@ -1020,18 +1051,18 @@ impl Lifecycle {
         self.timers.clear(Timer::Grace);
         self.grace_span.close(now);
         let bound = now.saturating_add(self.s.kill_bound);
-        if self.proxy_alive {
-            if self.proxy_terms < 2 {
+        if self.proxy.alive() {
+            if self.proxy.terms() < 2 {
                 self.send_proxy(Signal::SIGTERM, out);
             }
             self.timers.clear(Timer::ProxyTerm2);
             self.timers.cap(Timer::ProxyKill, bound);
         }
-        if self.app_alive {
+        if self.app.alive() {
             self.enter(Phase::Stopping, out);
             self.stop_span.open(now);
-            if !self.app_stop_sent {
-                self.app_stop_sent = true;
+            if self.app == App::Running {
+                self.app = App::Stopping;
                 out.push(Action::Signal(Target::App, self.app_stop_signal()));
             }
             let app_bound = now.saturating_add(self.escalated_bound(self.s.app_stop_timeout));
@@ -1047,10 +1078,10 @@ impl Lifecycle {
     /// The third stop signal: SIGKILL everything and exit at once.
     fn kill_everything(&mut self, now: Duration, out: &mut Vec<Action>) {
         out.push(Action::Event(Event::Escalated { stops: self.stops }));
-        if self.app_alive {
+        if self.app.alive() {
             out.push(Action::Kill(Target::App));
         }
-        if self.proxy_alive {
+        if self.proxy.alive() {
             out.push(Action::Kill(Target::Proxy));
         }
         out.push(Action::KillDescendants);
@@ -1086,13 +1117,13 @@ impl Lifecycle {
                 self.begin_shutdown(now, out);
             }
             Timer::ProxyRestart => {
-                let app_waits = !self.app_started || self.app_alive;
+                let app_waits = self.app == App::NotStarted || self.app.alive();
                 if matches!(self.phase, Phase::ProxyStarting | Phase::Probing) && app_waits {
                     self.spawn_proxy(now, out);
                 }
             }
             Timer::DrainIdle => {
-                if self.phase == Phase::Draining && self.proxy_alive {
+                if self.phase == Phase::Draining && self.proxy.alive() {
                     let drained_for = now.saturating_sub(self.drain_span.start.unwrap_or(now));
                     out.push(Action::Event(Event::DrainIdle { drained_for }));
                     self.stop_idle_watch(out);
@@ -1107,19 +1138,19 @@ impl Lifecycle {
                 DrainMode::InboundUsr2 { .. } => self.after_drain(now, out),
             },
             Timer::ProxyTerm2 => {
-                if self.proxy_alive && self.proxy_terms < 2 {
+                if self.proxy.alive() && self.proxy.terms() < 2 {
                     self.send_proxy(Signal::SIGTERM, out);
                 }
             }
             Timer::ProxyKill => {
-                if self.proxy_alive {
+                if self.proxy.alive() {
                     out.push(Action::Event(Event::ProxyKilled));
                     out.push(Action::Kill(Target::Proxy));
                 }
             }
             Timer::Grace => self.stop_app(now, out),
             Timer::AppKill => {
-                if self.app_alive {
+                if self.app.alive() {
                     out.push(Action::Event(Event::AppKilled {
                         cut_short: self.escalated,
                     }));
