@@ -33,8 +33,6 @@ use crate::report::status;
 
 /// How often Envoy's stats are read during an idle-watched drain.
 const INBOUND_POLL: Duration = Duration::from_millis(100);
-/// Consecutive unreadable stats before falling back to the fixed drain.
-const INBOUND_FAILURES_TOLERATED: u32 = 5;
 
 /// Failures of the driver itself (not of the app).
 #[derive(Debug, thiserror::Error)]
@@ -83,8 +81,8 @@ struct Driver {
     inbound_task: Option<JoinHandle<()>>,
     /// The busiest inbound load read during this drain, for the decision's log.
     peak_load: Load,
-    inbound_idle: Option<bool>,
-    inbound_failures: u32,
+    /// The last failed reading, for the log when the lifecycle gives up.
+    inbound_error: Option<String>,
     healthy_at: Option<Instant>,
     phase_since: Instant,
     shutdown_since: Option<Instant>,
@@ -152,8 +150,7 @@ pub async fn run(
         inbound_tx,
         inbound_task: None,
         peak_load: Load::default(),
-        inbound_idle: None,
-        inbound_failures: 0,
+        inbound_error: None,
         healthy_at: None,
         phase_since: now,
         shutdown_since: None,
@@ -225,6 +222,7 @@ impl Driver {
                 }
             }
         }
+        self.status.borrow_mut().ready_text = self.lc.ready_text();
         Ok(None)
     }
 
@@ -583,8 +581,7 @@ impl Driver {
         if let Some(t) = self.inbound_task.take() {
             t.abort();
         }
-        self.inbound_idle = None;
-        self.inbound_failures = 0;
+        self.inbound_error = None;
         self.peak_load = Load::default();
         let Some(proxy) = self.cfg.proxy.as_ref().filter(|_| on) else {
             return;
@@ -609,7 +606,6 @@ impl Driver {
         }
         match load {
             Ok(load) => {
-                self.inbound_failures = 0;
                 self.status.borrow_mut().metrics.inbound = Some(load);
                 self.peak_load.connections = self.peak_load.connections.max(load.connections);
                 self.peak_load.requests = self.peak_load.requests.max(load.requests);
@@ -619,23 +615,12 @@ impl Driver {
                     requests = load.requests,
                     "inbound load"
                 );
-                if self.inbound_idle != Some(idle) {
-                    self.inbound_idle = Some(idle);
-                    self.queue.push_back(Input::InboundIdle(idle));
-                }
+                self.queue.push_back(Input::InboundIdle(idle));
             }
             Err(e) => {
-                // A few misses are tolerated (Envoy busy); a steady failure
-                // means the stats are not there to be read.
-                self.inbound_failures += 1;
                 debug!(error = %e, "inbound stats not read");
-                if self.inbound_failures >= INBOUND_FAILURES_TOLERATED {
-                    warn!(error = %e, "Envoy's inbound stats are unreadable");
-                    if let Some(t) = self.inbound_task.take() {
-                        t.abort();
-                    }
-                    self.queue.push_back(Input::InboundUnknown);
-                }
+                self.inbound_error = Some(e);
+                self.queue.push_back(Input::InboundUnreadable);
             }
         }
     }
@@ -678,10 +663,10 @@ impl Driver {
         if phase.is_shutdown() {
             // Keep systemd from cutting a long drain short: announce the
             // worst case that is still ahead.
-            let worst = self.lc.settings().worst_case_shutdown();
-            let spent = self.shutdown_since.map_or(Duration::ZERO, |t| t.elapsed());
             msg.push('\n');
-            msg.push_str(&notify::extend_timeout(worst.saturating_sub(spent)));
+            msg.push_str(&notify::extend_timeout(
+                self.lc.shutdown_time_left(self.now()),
+            ));
         }
         self.notifier.send(&msg);
     }
@@ -741,6 +726,8 @@ impl Driver {
                 );
             }
             Event::IdleWatchUnavailable => {
+                let error = self.inbound_error.as_deref().unwrap_or_default();
+                warn!(error = %error, "Envoy's inbound stats are unreadable");
                 warn!("cannot read Envoy's inbound stats; the drain lasts kuma-dp's drain time")
             }
             Event::Escalated { stops } => {
@@ -777,15 +764,11 @@ impl Driver {
         if let Some(proxy) = self.cfg.proxy.as_ref().filter(|_| self.work_dir_made) {
             let _ = std::fs::remove_dir_all(&proxy.work_dir);
         }
-        let code = match reason {
-            ExitReason::App(status) => self.cfg.exit_code_map.apply(status.code()),
-            ExitReason::StartupTimeout | ExitReason::Unhealthy => exit::EX_UNAVAILABLE,
-            ExitReason::ProxyFailed => exit::EX_TEMPFAIL,
-            ExitReason::AppSpawnFailed => self
-                .spawn_error
-                .as_ref()
-                .map_or(exit::EX_OSERR, DriverError::exit_code),
-        };
+        let spawn_failed = self
+            .spawn_error
+            .as_ref()
+            .map_or(exit::EX_OSERR, DriverError::exit_code);
+        let code = reason.exit_code(&self.cfg.exit_code_map, spawn_failed);
         if let (Some(t), Some(path)) = (&timeline, &self.cfg.state_file) {
             let drain_end = self.status.borrow().metrics.drain_end();
             if let Err(e) = LastShutdown::from_timeline(t, drain_end).save(path) {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::init::exit::ExitStatus;
+use crate::init::exit::{self, ExitCodeMap, ExitStatus};
 
 /// Where the supervised pair is in its life. The names are part of the
 /// interface: logs, `/status`, `/ready` bodies and sd_notify STATUS= use them.
@@ -261,13 +261,20 @@ pub enum Input {
     Tick,
     /// No descendant of meshinit is left.
     DescendantsGone,
-    /// During an idle-watched drain: the inbound side has no connection and
-    /// no request in flight (`true`), or has some again (`false`).
+    /// During an idle-watched drain, one reading of Envoy's stats: the
+    /// inbound side has no connection and no request in flight (`true`),
+    /// or has some (`false`).
     InboundIdle(bool),
-    /// During an idle-watched drain: Envoy's stats cannot be read; the
-    /// drain falls back to kuma-dp's fixed drain time.
-    InboundUnknown,
+    /// During an idle-watched drain, one reading of Envoy's stats failed.
+    /// After [`INBOUND_UNREADABLE_TOLERATED`] in a row the drain falls back
+    /// to kuma-dp's fixed drain time.
+    InboundUnreadable,
 }
+
+/// Failed readings of Envoy's stats in a row before an idle-watched drain
+/// falls back to kuma-dp's drain time: a few misses are tolerated (Envoy
+/// busy), a steady failure means the stats are not there to be read.
+pub const INBOUND_UNREADABLE_TOLERATED: u32 = 5;
 
 /// Who a signal is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -302,6 +309,23 @@ pub enum ExitReason {
     ProxyFailed,
     /// The app could not be started; the driver knows why (and the code).
     AppSpawnFailed,
+}
+
+impl ExitReason {
+    /// meshinit's exit code: the app's own status (128+N for a signal
+    /// death) through `--exit-code-map`, or a sysexits code for what
+    /// meshinit gave up on. `spawn_failed` is the code for an app that could
+    /// not be started, which only the driver can tell (127 and 126 as a
+    /// shell's, else `EX_OSERR`); the map never applies to it, since the
+    /// app never ran to produce it.
+    pub fn exit_code(self, map: &ExitCodeMap, spawn_failed: i32) -> i32 {
+        match self {
+            ExitReason::App(status) => map.apply(status.code()),
+            ExitReason::StartupTimeout | ExitReason::Unhealthy => exit::EX_UNAVAILABLE,
+            ExitReason::ProxyFailed => exit::EX_TEMPFAIL,
+            ExitReason::AppSpawnFailed => spawn_failed,
+        }
+    }
 }
 
 /// Durations of the shutdown's phases, for the one-line summary at exit.
@@ -380,7 +404,7 @@ pub enum Action {
     Enter(Phase),
     Event(Event),
     /// Start (`true`) or stop watching the inbound side's load in Envoy's
-    /// stats; reports come back as `InboundIdle` / `InboundUnknown`.
+    /// stats; readings come back as `InboundIdle` / `InboundUnreadable`.
     WatchInbound(bool),
     /// Exit now. `timeline` is set when a shutdown took place.
     Exit {
@@ -406,14 +430,23 @@ pub struct Lifecycle {
     reason: Option<ExitReason>,
     proxy_crashes: Vec<Duration>,
     descendants_termed: bool,
-    /// The drain is watching the inbound side for idleness.
-    idle_watch: bool,
+    idle_watch: IdleWatch,
     timers: Timers,
 
     shutdown_at: Option<Duration>,
     drain_span: Span,
     grace_span: Span,
     stop_span: Span,
+}
+
+/// Whether the drain watches the inbound side for idleness (`--drain-idle`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IdleWatch {
+    Off,
+    /// Watching; `unreadable` failed readings of Envoy's stats in a row.
+    On {
+        unreadable: u32,
+    },
 }
 
 /// The app's main process, as far as the lifecycle knows.
@@ -504,7 +537,7 @@ impl Lifecycle {
             reason: None,
             proxy_crashes: Vec::new(),
             descendants_termed: false,
-            idle_watch: false,
+            idle_watch: IdleWatch::Off,
             timers: Timers::default(),
             shutdown_at: None,
             drain_span: Span::default(),
@@ -528,6 +561,30 @@ impl Lifecycle {
             Some(received) if self.s.pass_stop_signal => received,
             _ => self.s.app_stop_signal,
         }
+    }
+
+    /// What `/ready` says: `ready`, or why not (the phase; a running app
+    /// failing its liveness probes is named as such, since the phase alone
+    /// would read as ready).
+    pub fn ready_text(&self) -> &'static str {
+        if self.ready {
+            "ready"
+        } else if self.phase == Phase::Running && !self.healthy {
+            "running (app unhealthy)"
+        } else {
+            self.phase.as_str()
+        }
+    }
+
+    /// The longest the shutdown under way can still take: the worst case
+    /// less the time since it began (the whole worst case before one has
+    /// begun). systemd is told this (EXTEND_TIMEOUT_USEC) so that it does
+    /// not cut a long drain short.
+    pub fn shutdown_time_left(&self, now: Duration) -> Duration {
+        let spent = self
+            .shutdown_at
+            .map_or(Duration::ZERO, |start| now.saturating_sub(start));
+        self.s.worst_case_shutdown().saturating_sub(spent)
     }
 
     /// Crashes of kuma-dp that still count towards the restart limit.
@@ -560,7 +617,7 @@ impl Lifecycle {
             Input::Tick => self.on_tick(now, &mut out),
             Input::DescendantsGone => self.on_descendants_gone(now, &mut out),
             Input::InboundIdle(idle) => self.on_inbound_idle(now, idle, &mut out),
-            Input::InboundUnknown => self.on_inbound_unknown(&mut out),
+            Input::InboundUnreadable => self.on_inbound_unreadable(&mut out),
         }
         self.sync_ready(&mut out);
         out
@@ -862,15 +919,15 @@ impl Lifecycle {
         self.send_proxy(signal, out);
         self.timers.set(Timer::Drain, now.saturating_add(wait));
         if signal == Signal::SIGTERM && self.s.idle_drain.is_some() && !self.escalated {
-            self.idle_watch = true;
+            self.idle_watch = IdleWatch::On { unreadable: 0 };
             out.push(Action::WatchInbound(true));
         }
     }
 
     fn stop_idle_watch(&mut self, out: &mut Vec<Action>) {
         self.timers.clear(Timer::DrainIdle);
-        if self.idle_watch {
-            self.idle_watch = false;
+        if self.idle_watch != IdleWatch::Off {
+            self.idle_watch = IdleWatch::Off;
             out.push(Action::WatchInbound(false));
         }
     }
@@ -879,9 +936,10 @@ impl Lifecycle {
     /// idleness `--drain-idle`; busy again: the drain goes on.
     fn on_inbound_idle(&mut self, now: Duration, idle: bool, _out: &mut Vec<Action>) {
         let Some(cfg) = self.s.idle_drain else { return };
-        if !self.idle_watch || self.phase != Phase::Draining {
+        if self.idle_watch == IdleWatch::Off || self.phase != Phase::Draining {
             return;
         }
+        self.idle_watch = IdleWatch::On { unreadable: 0 };
         if !idle {
             self.timers.clear(Timer::DrainIdle);
         } else if self.timers.get(Timer::DrainIdle).is_none() {
@@ -895,8 +953,12 @@ impl Lifecycle {
         }
     }
 
-    fn on_inbound_unknown(&mut self, out: &mut Vec<Action>) {
-        if self.idle_watch {
+    fn on_inbound_unreadable(&mut self, out: &mut Vec<Action>) {
+        let IdleWatch::On { unreadable } = &mut self.idle_watch else {
+            return;
+        };
+        *unreadable += 1;
+        if *unreadable >= INBOUND_UNREADABLE_TOLERATED {
             out.push(Action::Event(Event::IdleWatchUnavailable));
             self.stop_idle_watch(out);
         }
