@@ -563,6 +563,12 @@ impl Lifecycle {
         }
     }
 
+    /// The service can take traffic: running, the app healthy, kuma-dp
+    /// ready (`Action::Ready` reports each change).
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
     /// What `/ready` says: `ready`, or why not (the phase; a running app
     /// failing its liveness probes is named as such, since the phase alone
     /// would read as ready).

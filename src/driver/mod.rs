@@ -4,6 +4,14 @@
 //! It sleeps until a signal arrives (SIGCHLD included), a probe or the
 //! proxy-ready watcher reports, or the lifecycle's next deadline passes.
 //! There is no polling loop: an idle supervisor without probes uses no CPU.
+//!
+//! This module is the event loop and the one place that waits on children
+//! (`reap`); kuma-dp's process (`proxy`), the drain's idle watch (`idle`)
+//! and everything reported outside (`reporter`) have their own.
+
+mod idle;
+mod proxy;
+mod reporter;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -15,24 +23,19 @@ use nix::unistd::Pid;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
-use crate::config::parse::{fmt_secs, signal_name};
+use crate::config::parse::signal_name;
 use crate::config::{Config, ForwardTo};
 use crate::health::probe::{self, ExecWaiters, Tracker};
 use crate::init::exit::{self, ExitStatus};
 use crate::init::signals::{self, Signals};
 use crate::init::spawn;
-use crate::lifecycle::{
-    Action, DrainMode, Event, ExitReason, Input, Lifecycle, Phase, ProbeMode, Target, Timeline,
-};
-use crate::mesh::envoy::Load;
-use crate::report::metrics::{DrainEnd, LastShutdown};
-use crate::report::notify::{self, Notifier};
+use crate::lifecycle::{Action, ExitReason, Input, Lifecycle, Phase, ProbeMode, Target, Timeline};
 use crate::report::status;
-
-/// How often Envoy's stats are read during an idle-watched drain.
-const INBOUND_POLL: Duration = Duration::from_millis(100);
+use idle::IdleWatch;
+use proxy::ProxyRunner;
+use reporter::Reporter;
 
 /// Failures of the driver itself (not of the app).
 #[derive(Debug, thiserror::Error)]
@@ -66,29 +69,15 @@ struct Driver {
     lc: Lifecycle,
     start: Instant,
     app_pid: Option<Pid>,
-    proxy_pid: Option<Pid>,
-    /// Increases with each kuma-dp spawn, so a stale readiness report from
-    /// a previous kuma-dp is ignored.
-    proxy_generation: u64,
+    /// `None` in plain init mode (no Dataplane given).
+    proxy: Option<ProxyRunner>,
+    idle: IdleWatch,
+    reporter: Reporter,
     execs: ExecWaiters,
     trackers: Vec<Tracker>,
     healthy_reported: bool,
     probe_tx: mpsc::UnboundedSender<probe::Outcome>,
     probe_tasks: Vec<JoinHandle<()>>,
-    ready_tx: mpsc::UnboundedSender<u64>,
-    ready_task: Option<JoinHandle<()>>,
-    inbound_tx: mpsc::UnboundedSender<Result<Load, String>>,
-    inbound_task: Option<JoinHandle<()>>,
-    /// The busiest inbound load read during this drain, for the decision's log.
-    peak_load: Load,
-    /// The last failed reading, for the log when the lifecycle gives up.
-    inbound_error: Option<String>,
-    healthy_at: Option<Instant>,
-    phase_since: Instant,
-    shutdown_since: Option<Instant>,
-    status: status::Shared,
-    notifier: Notifier,
-    ready_notified: bool,
     queue: VecDeque<Input>,
     /// Orphans are re-parented to meshinit (PID 1 or child subreaper), so
     /// "no child left" means "no descendant left".
@@ -99,14 +88,12 @@ struct Driver {
     /// Why the app could not be started; decides the exit code once the
     /// lifecycle has stopped whatever already ran.
     spawn_error: Option<DriverError>,
-    /// meshinit created kuma-dp's work directory (removed at exit).
-    work_dir_made: bool,
 }
 
 /// Runs the supervised pair to the end and returns meshinit's exit code.
 /// Must run inside a `LocalSet` on a current-thread runtime.
 pub async fn run(
-    cfg: Config,
+    mut cfg: Config,
     listener: Option<tokio::net::TcpListener>,
     env: &dyn Fn(&str) -> Option<String>,
     reaps_orphans: bool,
@@ -115,53 +102,40 @@ pub async fn run(
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel();
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (inbound_tx, mut inbound_rx) = mpsc::unbounded_channel();
-    let status = Rc::new(RefCell::new(status::State::new()));
-    status.borrow_mut().probes = cfg
-        .probes
-        .iter()
-        .map(|p| (p.kind.to_string(), None, String::new()))
-        .collect();
-    init_metrics(&mut status.borrow_mut().metrics, &cfg);
+    let now = Instant::now();
+    let reporter = Reporter::new(&cfg, env, now);
     let _status_task = listener.map(|l| {
         info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "status endpoint listening");
         tokio::task::spawn_local(status::serve(
             l,
-            status.clone(),
+            reporter.shared(),
             cfg.status_request_timeout,
         ))
     });
-    let notifier = Notifier::from_env(env);
-    let watchdog = notifier.watchdog_interval();
-    let now = Instant::now();
+    let watchdog = reporter.watchdog_interval();
     let mut d = Driver {
         lc: Lifecycle::new(cfg.settings.clone()),
         trackers: cfg.probes.iter().map(Tracker::new).collect(),
+        // The runner owns kuma-dp's configuration from here on: its work
+        // dir may still move to a fresh name. `ready_tx` itself stays open
+        // without a proxy, so the loop never sees the channel close.
+        proxy: cfg
+            .proxy
+            .take()
+            .map(|p| ProxyRunner::new(p, ready_tx.clone())),
+        idle: IdleWatch::new(inbound_tx),
+        reporter,
         cfg,
         start: now,
         app_pid: None,
-        proxy_pid: None,
-        proxy_generation: 0,
         execs: Rc::new(RefCell::new(HashMap::new())),
         healthy_reported: false,
         probe_tx,
         probe_tasks: Vec::new(),
-        ready_tx,
-        ready_task: None,
-        inbound_tx,
-        inbound_task: None,
-        peak_load: Load::default(),
-        inbound_error: None,
-        healthy_at: None,
-        phase_since: now,
-        shutdown_since: None,
-        status,
-        notifier,
-        ready_notified: false,
         queue: VecDeque::new(),
         reaps_orphans,
         job_control: false,
         spawn_error: None,
-        work_dir_made: false,
     };
     d.queue.push_back(Input::Start);
     if let Some(code) = d.pump()? {
@@ -182,14 +156,14 @@ pub async fn run(
             }
             Some(outcome) = probe_rx.recv() => d.on_probe(outcome),
             Some(generation) = ready_rx.recv() => {
-                if generation == d.proxy_generation {
+                if d.proxy.as_ref().is_some_and(|p| p.is_current(generation)) {
                     d.queue.push_back(Input::ProxyReady);
                 }
             }
-            Some(load) = inbound_rx.recv() => d.on_inbound_load(load),
+            Some(reading) = inbound_rx.recv() => d.on_inbound_reading(reading),
             () = sleep_until_opt(deadline) => d.queue.push_back(Input::Tick),
             () = sleep_until_opt(next_watchdog) => {
-                d.notifier.send("WATCHDOG=1");
+                d.reporter.watchdog();
                 next_watchdog = watchdog.and_then(|w| Instant::now().checked_add(w));
             }
         }
@@ -222,8 +196,13 @@ impl Driver {
                 }
             }
         }
-        self.status.borrow_mut().ready_text = self.lc.ready_text();
+        self.reporter
+            .publish(&self.lc, self.app_pid, self.proxy_pid());
         Ok(None)
+    }
+
+    fn proxy_pid(&self) -> Option<Pid> {
+        self.proxy.as_ref().and_then(ProxyRunner::pid)
     }
 
     fn on_signals(&mut self, got: &[i32]) {
@@ -302,19 +281,13 @@ impl Driver {
             if Some(pid) == self.app_pid {
                 info!(pid = pid.as_raw(), status = %status, "app exited");
                 self.app_pid = None;
-                self.status.borrow_mut().app_pid = None;
                 self.queue.push_back(Input::AppExited(status));
-            } else if Some(pid) == self.proxy_pid {
+            } else if self.proxy.as_mut().is_some_and(|p| p.reaped(pid)) {
                 let level_warn = !self.lc.phase().is_shutdown();
                 if level_warn {
                     warn!(pid = pid.as_raw(), status = %status, "kuma-dp exited");
                 } else {
                     info!(pid = pid.as_raw(), status = %status, "kuma-dp exited");
-                }
-                self.proxy_pid = None;
-                self.status.borrow_mut().proxy_pid = None;
-                if let Some(t) = self.ready_task.take() {
-                    t.abort();
                 }
                 self.queue.push_back(Input::ProxyExited(status));
             } else if let Some(waiter) = self.execs.borrow_mut().remove(&pid.as_raw()) {
@@ -346,12 +319,6 @@ impl Driver {
         let name = self.cfg.probes[o.index].kind.to_string();
         let tracker = &mut self.trackers[o.index];
         let changed = tracker.record(o.ok);
-        {
-            let mut st = self.status.borrow_mut();
-            st.probes[o.index] = (name.clone(), Some(tracker.passing()), o.detail.clone());
-            st.metrics
-                .probe_result(o.index, o.ok, tracker.consecutive_failures());
-        }
         if changed {
             if tracker.passing() {
                 info!(probe = %name, result = %o.detail, "probe passing");
@@ -362,7 +329,8 @@ impl Driver {
             debug!(probe = %name, ok = o.ok, result = %o.detail, "probe result");
         }
         let healthy = self.trackers.iter().all(Tracker::passing);
-        self.status.borrow_mut().healthy = healthy;
+        self.reporter
+            .probe_result(&o, &name, &self.trackers[o.index], healthy);
         if healthy != self.healthy_reported {
             self.healthy_reported = healthy;
             self.queue.push_back(if healthy {
@@ -377,7 +345,11 @@ impl Driver {
         match action {
             Action::SpawnApp => self.spawn_app(),
             Action::SpawnProxy => self.spawn_proxy(),
-            Action::WatchProxyReady => self.watch_proxy_ready(),
+            Action::WatchProxyReady => {
+                if let Some(p) = &mut self.proxy {
+                    p.watch_ready();
+                }
+            }
             Action::Signal(target, sig) => self.signal(target, sig),
             Action::Kill(target) => self.kill(target),
             Action::TermDescendants => {
@@ -401,22 +373,21 @@ impl Driver {
                 crate::init::descendants::signal_all(&pids, Signal::SIGKILL);
             }
             Action::Probes(mode) => self.set_probes(mode),
-            Action::WatchInbound(on) => self.watch_inbound(on),
-            Action::Ready(ready) => {
-                let mut st = self.status.borrow_mut();
-                st.ready = ready;
-                if ready {
-                    st.metrics.ready(self.now());
-                    drop(st);
-                    info!(elapsed = %fmt_secs(self.now()), "service running and ready");
-                    if !self.ready_notified {
-                        self.ready_notified = true;
-                        self.notifier.send("READY=1\nSTATUS=running");
-                    }
-                }
+            Action::WatchInbound(on) => {
+                let proxy = self.proxy.as_ref().filter(|_| on);
+                self.idle.set(proxy.map(ProxyRunner::config));
             }
-            Action::Enter(phase) => self.enter(phase),
-            Action::Event(event) => self.log_event(event),
+            Action::Ready(ready) => self.reporter.ready(ready),
+            Action::Enter(phase) => self.reporter.enter(phase, &self.lc),
+            Action::Event(event) => {
+                let cx = reporter::Context {
+                    settings: self.lc.settings(),
+                    spawn_error: self.spawn_error.as_ref(),
+                    proxy_running: self.proxy_pid().is_some(),
+                    idle: &self.idle,
+                };
+                self.reporter.event(event, &cx);
+            }
             Action::Exit { reason, timeline } => return Ok(Some(self.exit(reason, timeline))),
         }
         Ok(None)
@@ -448,7 +419,6 @@ impl Driver {
                     debug!(error = %e, "cannot move to /; staying where meshinit was started");
                 }
                 self.app_pid = Some(pid);
-                self.status.borrow_mut().app_pid = Some(pid.as_raw());
             }
             Err(e) => {
                 self.spawn_error = Some(e);
@@ -457,90 +427,16 @@ impl Driver {
         }
     }
 
-    /// Makes kuma-dp's work directory (mkdtemp-like) before its first start,
-    /// checks it is still meshinit's before a restart.
-    fn prepare_work_dir(&mut self) -> Result<(), crate::mesh::workdir::WorkDirError> {
-        let Some(proxy) = self.cfg.proxy.as_mut().filter(|p| p.owns_work_dir) else {
-            return Ok(());
-        };
-        if self.work_dir_made {
-            return crate::mesh::workdir::reuse(&proxy.work_dir, proxy.user.as_ref());
-        }
-        let dir = crate::mesh::workdir::create_fresh(&proxy.work_dir, proxy.user.as_ref())?;
-        self.work_dir_made = true;
-        if dir != proxy.work_dir {
-            // The planned name was taken: kuma-dp and the admin socket
-            // follow the fresh one.
-            warn!(taken = %proxy.work_dir.display(), dir = %dir.display(), "kuma-dp's work dir name already existed; using a fresh one");
-            let old = format!("--work-dir={}", proxy.work_dir.display());
-            for a in proxy.args.iter_mut().filter(|a| **a == old) {
-                *a = format!("--work-dir={}", dir.display());
-            }
-            proxy.admin.socket = dir.join(crate::mesh::envoy::ADMIN_SOCKET);
-            proxy.work_dir = dir;
-        }
-        Ok(())
-    }
-
     fn spawn_proxy(&mut self) {
-        if let Err(e) = self.prepare_work_dir() {
+        let since_healthy = self.reporter.since_healthy();
+        let Some(proxy) = &mut self.proxy else { return };
+        match proxy.spawn(&since_healthy) {
+            Some(_) => self.reporter.proxy_started(),
             // Counted as a failed start: retried with backoff, then given up.
-            error!(error = %e, "cannot start kuma-dp");
-            self.queue
-                .push_back(Input::ProxyExited(ExitStatus::Code(127)));
-            return;
+            None => self
+                .queue
+                .push_back(Input::ProxyExited(ExitStatus::Code(127))),
         }
-        let Some(proxy) = &self.cfg.proxy else { return };
-        self.proxy_generation += 1;
-        match spawn::spawn(spawn::Spec {
-            program: proxy.kuma_dp.as_os_str(),
-            args: &proxy.args,
-            user: proxy.user.as_ref(),
-            workdir: None,
-            no_new_privs: false,
-            foreground: false,
-            output: None,
-            is_app: false,
-        }) {
-            Ok(pid) => {
-                let since_healthy = self
-                    .healthy_at
-                    .map(|t| fmt_secs(t.elapsed()))
-                    .unwrap_or_default();
-                info!(pid = pid.as_raw(), since_app_healthy = %since_healthy, "kuma-dp started");
-                self.proxy_pid = Some(pid);
-                let mut st = self.status.borrow_mut();
-                st.proxy_pid = Some(pid.as_raw());
-                st.metrics.proxy_starts += 1;
-            }
-            Err(e) => {
-                error!(program = %proxy.kuma_dp.display(), error = %e, "cannot start kuma-dp");
-                self.queue
-                    .push_back(Input::ProxyExited(ExitStatus::Code(127)));
-            }
-        }
-    }
-
-    fn watch_proxy_ready(&mut self) {
-        let Some(proxy) = &self.cfg.proxy else { return };
-        if let Some(t) = self.ready_task.take() {
-            t.abort();
-        }
-        let url = proxy.ready_url.clone();
-        let tx = self.ready_tx.clone();
-        let generation = self.proxy_generation;
-        self.ready_task = Some(tokio::task::spawn_local(async move {
-            // kuma-dp answers 503 until Envoy is live; poll briskly so the
-            // service is marked ready within ~100 ms of that.
-            loop {
-                if let Ok(200) = crate::health::http::get_status(&url, Duration::from_secs(1)).await
-                {
-                    let _ = tx.send(generation);
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }));
     }
 
     fn signal(&self, target: Target, sig: Signal) {
@@ -550,7 +446,7 @@ impl Driver {
                 ForwardTo::Process => p,
             }),
             // kuma-dp itself, never its group: it stops Envoy on its own.
-            Target::Proxy => self.proxy_pid,
+            Target::Proxy => self.proxy_pid(),
         };
         let who = match target {
             Target::App => "app",
@@ -567,7 +463,7 @@ impl Driver {
     fn kill(&self, target: Target) {
         let pid = match target {
             Target::App => self.app_pid,
-            Target::Proxy => self.proxy_pid,
+            Target::Proxy => self.proxy_pid(),
         };
         if let Some(pid) = pid {
             let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
@@ -575,54 +471,14 @@ impl Driver {
         }
     }
 
-    /// Polls Envoy's stats during a drain; `on_inbound_load` turns the
-    /// results into `InboundIdle` changes for the lifecycle.
-    fn watch_inbound(&mut self, on: bool) {
-        if let Some(t) = self.inbound_task.take() {
-            t.abort();
-        }
-        self.inbound_error = None;
-        self.peak_load = Load::default();
-        let Some(proxy) = self.cfg.proxy.as_ref().filter(|_| on) else {
+    fn on_inbound_reading(&mut self, reading: idle::Reading) {
+        let Some(input) = self.idle.reading(&reading) else {
             return;
         };
-        let admin = proxy.admin.clone();
-        let listeners = proxy.inbound_listeners.clone();
-        let tx = self.inbound_tx.clone();
-        self.inbound_task = Some(tokio::task::spawn_local(async move {
-            loop {
-                let load = admin.inbound_load(&listeners, Duration::from_secs(1)).await;
-                if tx.send(load).is_err() {
-                    return;
-                }
-                tokio::time::sleep(INBOUND_POLL).await;
-            }
-        }));
-    }
-
-    fn on_inbound_load(&mut self, load: Result<Load, String>) {
-        if self.inbound_task.is_none() {
-            return;
+        if let Ok(load) = reading {
+            self.reporter.inbound_load(load);
         }
-        match load {
-            Ok(load) => {
-                self.status.borrow_mut().metrics.inbound = Some(load);
-                self.peak_load.connections = self.peak_load.connections.max(load.connections);
-                self.peak_load.requests = self.peak_load.requests.max(load.requests);
-                let idle = load.is_idle();
-                debug!(
-                    connections = load.connections,
-                    requests = load.requests,
-                    "inbound load"
-                );
-                self.queue.push_back(Input::InboundIdle(idle));
-            }
-            Err(e) => {
-                debug!(error = %e, "inbound stats not read");
-                self.inbound_error = Some(e);
-                self.queue.push_back(Input::InboundUnreadable);
-            }
-        }
+        self.queue.push_back(input);
     }
 
     fn set_probes(&mut self, mode: ProbeMode) {
@@ -643,161 +499,17 @@ impl Driver {
         }
     }
 
-    fn enter(&mut self, phase: Phase) {
-        let now = Instant::now();
-        let in_previous = now - self.phase_since;
-        self.phase_since = now;
-        {
-            let mut st = self.status.borrow_mut();
-            st.phase = phase;
-            st.proxy_restarts = self.lc.proxy_restarts();
-            st.phases.push((phase, self.now().as_secs_f64()));
-            st.metrics.enter(phase);
-        }
-        info!(phase = phase.as_str(), elapsed = %fmt_secs(self.now()), previous_took = %fmt_secs(in_previous), "phase {}", phase.as_str());
-        if phase.is_shutdown() && self.shutdown_since.is_none() {
-            self.shutdown_since = Some(now);
-            self.notifier.send("STOPPING=1");
-        }
-        let mut msg = format!("STATUS={}", phase.as_str());
-        if phase.is_shutdown() {
-            // Keep systemd from cutting a long drain short: announce the
-            // worst case that is still ahead.
-            msg.push('\n');
-            msg.push_str(&notify::extend_timeout(
-                self.lc.shutdown_time_left(self.now()),
-            ));
-        }
-        self.notifier.send(&msg);
-    }
-
-    fn log_event(&mut self, event: Event) {
-        self.record_event(event);
-        match event {
-            Event::AppHealthy => {
-                self.healthy_at = Some(Instant::now());
-                info!(elapsed = %fmt_secs(self.now()), "app healthy");
-            }
-            Event::AppUnhealthy => warn!("app unhealthy (liveness probes failing)"),
-            Event::AppSpawnFailed => match &self.spawn_error {
-                Some(e) if self.proxy_pid.is_some() => {
-                    error!("{e}; draining and stopping kuma-dp")
-                }
-                Some(e) => error!("{e}"),
-                None => error!("the app could not be started"),
-            },
-            Event::ProxyReady => {
-                let since = self
-                    .healthy_at
-                    .map(|t| fmt_secs(t.elapsed()))
-                    .unwrap_or_default();
-                info!(since_app_healthy = %since, "kuma-dp ready");
-            }
-            Event::ProxyRestarting { attempt, delay } => {
-                self.status.borrow_mut().proxy_restarts = attempt as usize;
-                warn!(attempt, max = self.lc.settings().proxy_max_restarts, delay = %fmt_secs(delay), "kuma-dp will be restarted");
-            }
-            Event::ProxyGaveUp { crashes } => error!(
-                crashes,
-                "kuma-dp keeps failing; giving up and shutting down"
-            ),
-            Event::ProxyReadyTimeout => {
-                error!("kuma-dp did not become ready within --proxy-ready-timeout; shutting down")
-            }
-            Event::StartupTimeout => error!(
-                "app not healthy within --startup-timeout; stopping it (kuma-dp is not started)"
-            ),
-            Event::DrainTimeout => warn!(
-                "kuma-dp did not finish draining within --drain-timeout; telling it to stop now"
-            ),
-            Event::StopDuringShutdown => {
-                info!("a shutdown is already under way; send the stop signal again to cut it short")
-            }
-            Event::DrainIdle { drained_for } => {
-                let peak = self.peak_load;
-                info!(
-                    drained = %fmt_secs(drained_for),
-                    peak_connections = peak.connections,
-                    peak_requests = peak.requests,
-                    "inbound idle after draining {} (at most {} connections, {} requests during the drain): telling kuma-dp to stop now",
-                    fmt_secs(drained_for),
-                    peak.connections,
-                    peak.requests
-                );
-            }
-            Event::IdleWatchUnavailable => {
-                let error = self.inbound_error.as_deref().unwrap_or_default();
-                warn!(error = %error, "Envoy's inbound stats are unreadable");
-                warn!("cannot read Envoy's inbound stats; the drain lasts kuma-dp's drain time")
-            }
-            Event::Escalated { stops } => {
-                warn!(stops, "stop signal #{stops}: cutting the shutdown short")
-            }
-            Event::AppKilled { cut_short: false } => {
-                warn!("app did not stop within --app-stop-timeout; sending SIGKILL")
-            }
-            Event::AppKilled { cut_short: true } => warn!(
-                "app did not stop within {} of the second stop signal, which cut the stop short; sending SIGKILL",
-                fmt_secs(self.lc.settings().kill_bound)
-            ),
-            Event::ProxyKilled => warn!("kuma-dp did not exit in time; sending SIGKILL"),
-            Event::DescendantsKilled => warn!("leftover descendants did not stop; sending SIGKILL"),
-            Event::DescendantsLeft => error!("some descendants survived SIGKILL; exiting anyway"),
-        }
-    }
-
-    /// What an event changes in `/metrics`.
-    fn record_event(&mut self, event: Event) {
-        let m = &mut self.status.borrow_mut().metrics;
-        match event {
-            Event::AppHealthy => m.healthy(self.start.elapsed()),
-            Event::ProxyRestarting { .. } => m.proxy_restarts += 1,
-            Event::DrainIdle { .. } => m.drain_ending(DrainEnd::Idle),
-            Event::DrainTimeout => m.drain_ending(DrainEnd::Timeout),
-            Event::Escalated { .. } => m.drain_ending(DrainEnd::CutShort),
-            _ => {}
-        }
-    }
-
     fn exit(&mut self, reason: ExitReason, timeline: Option<Timeline>) -> i32 {
-        // Only a directory meshinit created itself is removed.
-        if let Some(proxy) = self.cfg.proxy.as_ref().filter(|_| self.work_dir_made) {
-            let _ = std::fs::remove_dir_all(&proxy.work_dir);
+        if let Some(p) = &self.proxy {
+            p.remove_work_dir();
         }
         let spawn_failed = self
             .spawn_error
             .as_ref()
             .map_or(exit::EX_OSERR, DriverError::exit_code);
         let code = reason.exit_code(&self.cfg.exit_code_map, spawn_failed);
-        if let (Some(t), Some(path)) = (&timeline, &self.cfg.state_file) {
-            let drain_end = self.status.borrow().metrics.drain_end();
-            if let Err(e) = LastShutdown::from_timeline(t, drain_end).save(path) {
-                warn!(file = %path.display(), error = %e, "cannot keep the shutdown timeline in --state-file");
-            }
-        }
-        if let Some(t) = timeline {
-            info!(
-                "shutdown: drain {}, grace {}, app stop {}, total {}, exit {code}",
-                fmt_secs(t.drain),
-                fmt_secs(t.grace),
-                fmt_secs(t.app_stop),
-                fmt_secs(t.total)
-            );
-        } else {
-            info!("exit {code}");
-        }
+        self.reporter
+            .exit(timeline, code, self.cfg.state_file.as_deref());
         code
-    }
-}
-
-/// `/metrics`' starting point: the drain's kind and the previous
-/// instance's shutdown from `--state-file`.
-fn init_metrics(m: &mut crate::report::metrics::Metrics, cfg: &Config) {
-    m.drain_is_wait = matches!(cfg.settings.drain_mode, DrainMode::InboundUsr2 { .. });
-    if let Some(path) = &cfg.state_file {
-        match LastShutdown::load(path) {
-            Ok(last) => m.last = last,
-            Err(e) => warn!(file = %path.display(), error = %e, "ignoring --state-file"),
-        }
     }
 }
