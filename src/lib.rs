@@ -13,8 +13,11 @@
 //!   (what `meshinit check` prints); `mod.rs` runs them in order.
 //! - `lifecycle/`: every decision, as a pure state machine
 //!   (`step(now, input) -> actions`), with its table tests and properties.
-//! - `driver.rs`: carries the lifecycle's actions out; the one module that
+//! - `driver/`: carries the lifecycle's actions out; the one module that
 //!   owns the clock, the processes and the sockets, using all the folders.
+//!   `mod.rs` (the event loop, signals, the one reaper), `proxy` (kuma-dp's
+//!   process, readiness poll and work dir), `idle` (Envoy's stats during a
+//!   drain), `reporter` (status snapshot, sd_notify, log lines, summary).
 //! - `init/`: the duties of an init process: `signals`, `reaper`, `spawn`,
 //!   `user`, `fds`, `descendants`, `exit` (statuses and codes), `memory`.
 //! - `health/`: `probe` (HTTP, TCP, commands) and its `http` client.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::init::exit::ExitStatus;
+use crate::init::exit::{self, ExitCodeMap, ExitStatus};
 
 /// Where the supervised pair is in its life. The names are part of the
 /// interface: logs, `/status`, `/ready` bodies and sd_notify STATUS= use them.
@@ -251,13 +251,20 @@ pub enum Input {
     Tick,
     /// No descendant of meshinit is left.
     DescendantsGone,
-    /// During an idle-watched drain: the inbound side has no connection and
-    /// no request in flight (`true`), or has some again (`false`).
+    /// During an idle-watched drain, one reading of Envoy's stats: the
+    /// inbound side has no connection and no request in flight (`true`),
+    /// or has some (`false`).
     InboundIdle(bool),
-    /// During an idle-watched drain: Envoy's stats cannot be read; the
-    /// drain falls back to kuma-dp's fixed drain time.
-    InboundUnknown,
+    /// During an idle-watched drain, one reading of Envoy's stats failed.
+    /// After [`INBOUND_UNREADABLE_TOLERATED`] in a row the drain falls back
+    /// to kuma-dp's fixed drain time.
+    InboundUnreadable,
 }
+
+/// Failed readings of Envoy's stats in a row before an idle-watched drain
+/// falls back to kuma-dp's drain time: a few misses are tolerated (Envoy
+/// busy), a steady failure means the stats are not there to be read.
+pub const INBOUND_UNREADABLE_TOLERATED: u32 = 5;
 
 /// Who a signal is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -292,6 +299,23 @@ pub enum ExitReason {
     ProxyFailed,
     /// The app could not be started; the driver knows why (and the code).
     AppSpawnFailed,
+}
+
+impl ExitReason {
+    /// meshinit's exit code: the app's own status (128+N for a signal
+    /// death) through `--exit-code-map`, or a sysexits code for what
+    /// meshinit gave up on. `spawn_failed` is the code for an app that could
+    /// not be started, which only the driver can tell (127 and 126 as a
+    /// shell's, else `EX_OSERR`); the map never applies to it, since the
+    /// app never ran to produce it.
+    pub fn exit_code(self, map: &ExitCodeMap, spawn_failed: i32) -> i32 {
+        match self {
+            ExitReason::App(status) => map.apply(status.code()),
+            ExitReason::StartupTimeout | ExitReason::Unhealthy => exit::EX_UNAVAILABLE,
+            ExitReason::ProxyFailed => exit::EX_TEMPFAIL,
+            ExitReason::AppSpawnFailed => spawn_failed,
+        }
+    }
 }
 
 /// Durations of the shutdown's phases, for the one-line summary at exit.
@@ -370,7 +394,7 @@ pub enum Action {
     Enter(Phase),
     Event(Event),
     /// Start (`true`) or stop watching the inbound side's load in Envoy's
-    /// stats; reports come back as `InboundIdle` / `InboundUnknown`.
+    /// stats; readings come back as `InboundIdle` / `InboundUnreadable`.
     WatchInbound(bool),
     /// Exit now. `timeline` is set when a shutdown took place.
     Exit {
@@ -384,16 +408,8 @@ pub enum Action {
 pub struct Lifecycle {
     s: Settings,
     phase: Phase,
-    app_alive: bool,
-    /// The app was spawned (with `--start-order proxy-first` it waits for
-    /// kuma-dp to be ready first).
-    app_started: bool,
-    app_status: Option<ExitStatus>,
-    app_stop_sent: bool,
-    proxy_alive: bool,
-    proxy_ready: bool,
-    /// SIGTERMs sent to the current kuma-dp process (kuma-dp counts them).
-    proxy_terms: u32,
+    app: App,
+    proxy: Proxy,
     healthy: bool,
     ready: bool,
     stops: u32,
@@ -404,25 +420,69 @@ pub struct Lifecycle {
     reason: Option<ExitReason>,
     proxy_crashes: Vec<Duration>,
     descendants_termed: bool,
-    /// The drain is watching the inbound side for idleness.
-    idle_watch: bool,
-    idle_deadline: Option<Duration>,
-
-    startup_deadline: Option<Duration>,
-    proxy_ready_deadline: Option<Duration>,
-    proxy_restart_at: Option<Duration>,
-    drain_deadline: Option<Duration>,
-    proxy_term2_at: Option<Duration>,
-    proxy_kill_at: Option<Duration>,
-    grace_deadline: Option<Duration>,
-    app_kill_at: Option<Duration>,
-    descendants_kill_at: Option<Duration>,
-    give_up_at: Option<Duration>,
+    idle_watch: IdleWatch,
+    timers: Timers,
 
     shutdown_at: Option<Duration>,
     drain_span: Span,
     grace_span: Span,
     stop_span: Span,
+}
+
+/// Whether the drain watches the inbound side for idleness (`--drain-idle`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IdleWatch {
+    Off,
+    /// Watching; `unreadable` failed readings of Envoy's stats in a row.
+    On {
+        unreadable: u32,
+    },
+}
+
+/// The app's main process, as far as the lifecycle knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum App {
+    /// Not spawned yet: with `--start-order proxy-first` it waits for kuma-dp.
+    NotStarted,
+    /// Spawned, and not sent its stop signal.
+    Running,
+    /// Sent its stop signal (once: a second one could make it skip its own
+    /// clean shutdown); SIGKILL follows when it outlives the bound.
+    Stopping,
+    /// Reaped with this status; `None` when it could not be started.
+    Gone(Option<ExitStatus>),
+}
+
+impl App {
+    fn alive(self) -> bool {
+        matches!(self, App::Running | App::Stopping)
+    }
+}
+
+/// The current kuma-dp process. `terms` counts the SIGTERMs sent to it:
+/// kuma-dp drains on the first and stops at once on the second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proxy {
+    /// Not running: not spawned yet, exited (a restart may be timed), or
+    /// given up on.
+    Down,
+    /// Spawned; its ready URL has not answered 200 yet.
+    Starting { terms: u32 },
+    /// Its ready URL answered 200: Envoy is live.
+    Ready { terms: u32 },
+}
+
+impl Proxy {
+    fn alive(self) -> bool {
+        self != Proxy::Down
+    }
+
+    fn terms(self) -> u32 {
+        match self {
+            Proxy::Down => 0,
+            Proxy::Starting { terms } | Proxy::Ready { terms } => terms,
+        }
+    }
 }
 
 /// A phase's start and end times within the shutdown.
@@ -457,13 +517,8 @@ impl Lifecycle {
         Lifecycle {
             s: settings,
             phase: Phase::Starting,
-            app_alive: false,
-            app_started: false,
-            app_status: None,
-            app_stop_sent: false,
-            proxy_alive: false,
-            proxy_ready: false,
-            proxy_terms: 0,
+            app: App::NotStarted,
+            proxy: Proxy::Down,
             healthy: false,
             ready: false,
             stops: 0,
@@ -472,18 +527,8 @@ impl Lifecycle {
             reason: None,
             proxy_crashes: Vec::new(),
             descendants_termed: false,
-            idle_watch: false,
-            idle_deadline: None,
-            startup_deadline: None,
-            proxy_ready_deadline: None,
-            proxy_restart_at: None,
-            drain_deadline: None,
-            proxy_term2_at: None,
-            proxy_kill_at: None,
-            grace_deadline: None,
-            app_kill_at: None,
-            descendants_kill_at: None,
-            give_up_at: None,
+            idle_watch: IdleWatch::Off,
+            timers: Timers::default(),
             shutdown_at: None,
             drain_span: Span::default(),
             grace_span: Span::default(),
@@ -508,6 +553,36 @@ impl Lifecycle {
         }
     }
 
+    /// The service can take traffic: running, the app healthy, kuma-dp
+    /// ready (`Action::Ready` reports each change).
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// What `/ready` says: `ready`, or why not (the phase; a running app
+    /// failing its liveness probes is named as such, since the phase alone
+    /// would read as ready).
+    pub fn ready_text(&self) -> &'static str {
+        if self.ready {
+            "ready"
+        } else if self.phase == Phase::Running && !self.healthy {
+            "running (app unhealthy)"
+        } else {
+            self.phase.as_str()
+        }
+    }
+
+    /// The longest the shutdown under way can still take: the worst case
+    /// less the time since it began (the whole worst case before one has
+    /// begun). systemd is told this (EXTEND_TIMEOUT_USEC) so that it does
+    /// not cut a long drain short.
+    pub fn shutdown_time_left(&self, now: Duration) -> Duration {
+        let spent = self
+            .shutdown_at
+            .map_or(Duration::ZERO, |start| now.saturating_sub(start));
+        self.s.worst_case_shutdown().saturating_sub(spent)
+    }
+
     /// Crashes of kuma-dp that still count towards the restart limit.
     pub fn proxy_restarts(&self) -> usize {
         self.proxy_crashes.len()
@@ -516,22 +591,7 @@ impl Lifecycle {
     /// The earliest pending deadline; the driver sleeps until then (or until
     /// something else happens). `None`: nothing is timed, sleep until an event.
     pub fn next_deadline(&self) -> Option<Duration> {
-        [
-            self.startup_deadline,
-            self.proxy_ready_deadline,
-            self.proxy_restart_at,
-            self.drain_deadline,
-            self.proxy_term2_at,
-            self.proxy_kill_at,
-            self.grace_deadline,
-            self.app_kill_at,
-            self.descendants_kill_at,
-            self.give_up_at,
-            self.idle_deadline,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.timers.next()
     }
 
     /// Advance the machine. `now` is the time since meshinit started and must
@@ -553,7 +613,7 @@ impl Lifecycle {
             Input::Tick => self.on_tick(now, &mut out),
             Input::DescendantsGone => self.on_descendants_gone(now, &mut out),
             Input::InboundIdle(idle) => self.on_inbound_idle(now, idle, &mut out),
-            Input::InboundUnknown => self.on_inbound_unknown(&mut out),
+            Input::InboundUnreadable => self.on_inbound_unreadable(&mut out),
         }
         self.sync_ready(&mut out);
         out
@@ -567,8 +627,9 @@ impl Lifecycle {
     }
 
     fn sync_ready(&mut self, out: &mut Vec<Action>) {
-        let ready =
-            self.phase == Phase::Running && self.healthy && (!self.s.has_proxy || self.proxy_ready);
+        let ready = self.phase == Phase::Running
+            && self.healthy
+            && (!self.s.has_proxy || matches!(self.proxy, Proxy::Ready { .. }));
         if ready != self.ready {
             self.ready = ready;
             out.push(Action::Ready(ready));
@@ -588,12 +649,12 @@ impl Lifecycle {
 
     fn start_app(&mut self, now: Duration, out: &mut Vec<Action>) {
         out.push(Action::SpawnApp);
-        self.app_alive = true;
-        self.app_started = true;
+        self.app = App::Running;
         if self.s.has_probes {
             self.enter(Phase::Probing, out);
             out.push(Action::Probes(ProbeMode::Startup));
-            self.startup_deadline = Some(now.saturating_add(self.s.startup_timeout));
+            self.timers
+                .set(Timer::Startup, now.saturating_add(self.s.startup_timeout));
         } else {
             self.healthy = true;
             self.after_healthy(now, out);
@@ -602,9 +663,9 @@ impl Lifecycle {
 
     /// The app is healthy for the first time: start the proxy, or run.
     fn after_healthy(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if !self.s.has_proxy || self.proxy_ready {
+        if !self.s.has_proxy || matches!(self.proxy, Proxy::Ready { .. }) {
             self.enter(Phase::Running, out);
-        } else if self.proxy_alive || self.proxy_restart_at.is_some() {
+        } else if self.proxy.alive() || self.timers.get(Timer::ProxyRestart).is_some() {
             // Proxy first: it is (re)starting; its readiness completes the start.
             self.enter(Phase::ProxyStarting, out);
         } else {
@@ -621,18 +682,19 @@ impl Lifecycle {
         }
         out.push(Action::SpawnProxy);
         out.push(Action::WatchProxyReady);
-        self.proxy_alive = true;
-        self.proxy_ready = false;
-        self.proxy_terms = 0;
-        self.proxy_restart_at = None;
-        self.proxy_ready_deadline = Some(now.saturating_add(self.s.proxy_ready_timeout));
+        self.proxy = Proxy::Starting { terms: 0 };
+        self.timers.clear(Timer::ProxyRestart);
+        self.timers.set(
+            Timer::ProxyReady,
+            now.saturating_add(self.s.proxy_ready_timeout),
+        );
     }
 
     fn on_healthy(&mut self, now: Duration, out: &mut Vec<Action>) {
         let was = self.healthy;
         self.healthy = true;
         if self.phase == Phase::Probing {
-            self.startup_deadline = None;
+            self.timers.clear(Timer::Startup);
             out.push(Action::Event(Event::AppHealthy));
             out.push(Action::Probes(ProbeMode::Liveness));
             self.after_healthy(now, out);
@@ -657,13 +719,16 @@ impl Lifecycle {
 
     fn on_proxy_ready(&mut self, now: Duration, out: &mut Vec<Action>) {
         let waiting = matches!(self.phase, Phase::ProxyStarting | Phase::Probing);
-        if !waiting || !self.proxy_alive || self.proxy_ready {
+        let Proxy::Starting { terms } = self.proxy else {
+            return;
+        };
+        if !waiting {
             return;
         }
-        self.proxy_ready = true;
-        self.proxy_ready_deadline = None;
+        self.proxy = Proxy::Ready { terms };
+        self.timers.clear(Timer::ProxyReady);
         out.push(Action::Event(Event::ProxyReady));
-        if !self.app_started {
+        if self.app == App::NotStarted {
             self.start_app(now, out);
         } else if self.healthy && self.phase == Phase::ProxyStarting {
             self.enter(Phase::Running, out);
@@ -671,12 +736,11 @@ impl Lifecycle {
     }
 
     fn on_app_exited(&mut self, now: Duration, status: ExitStatus, out: &mut Vec<Action>) {
-        if !self.app_alive {
+        if !self.app.alive() {
             return;
         }
-        self.app_alive = false;
-        self.app_status = Some(status);
-        self.app_kill_at = None;
+        self.app = App::Gone(Some(status));
+        self.timers.clear(Timer::AppKill);
         match self.phase {
             Phase::Starting | Phase::Probing | Phase::ProxyStarting => {
                 // Nothing was serving: no drain is owed to anyone.
@@ -685,7 +749,7 @@ impl Lifecycle {
             }
             Phase::Running => {
                 self.mark_shutdown(now, out);
-                if self.s.has_proxy && self.proxy_alive {
+                if self.s.has_proxy && self.proxy.alive() {
                     // Clients must stop sending before the proxy goes, even
                     // though the app is already gone: drain with SIGTERM.
                     self.start_drain(now, Signal::SIGTERM, self.s.drain_timeout, out);
@@ -711,14 +775,14 @@ impl Lifecycle {
     /// drained and stopped as if the app had exited while serving, and the
     /// descendants are cleaned up, before meshinit exits.
     fn on_app_spawn_failed(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if !self.app_alive {
+        if !self.app.alive() {
             return;
         }
         out.push(Action::Event(Event::AppSpawnFailed));
         self.reason.get_or_insert(ExitReason::AppSpawnFailed);
-        if self.proxy_alive && !self.phase.is_shutdown() {
-            self.app_alive = false;
-            self.app_kill_at = None;
+        if self.proxy.alive() && !self.phase.is_shutdown() {
+            self.app = App::Gone(None);
+            self.timers.clear(Timer::AppKill);
             self.mark_shutdown(now, out);
             self.start_drain(now, Signal::SIGTERM, self.s.drain_timeout, out);
         } else {
@@ -730,14 +794,13 @@ impl Lifecycle {
     }
 
     fn on_proxy_exited(&mut self, now: Duration, _status: ExitStatus, out: &mut Vec<Action>) {
-        if !self.proxy_alive {
+        if !self.proxy.alive() {
             return;
         }
-        self.proxy_alive = false;
-        self.proxy_ready = false;
-        self.proxy_ready_deadline = None;
-        self.proxy_term2_at = None;
-        self.proxy_kill_at = None;
+        self.proxy = Proxy::Down;
+        self.timers.clear(Timer::ProxyReady);
+        self.timers.clear(Timer::ProxyTerm2);
+        self.timers.clear(Timer::ProxyKill);
         match self.phase {
             Phase::ProxyStarting | Phase::Running | Phase::Probing => self.proxy_crashed(now, out),
             // Whether it finished its drain or was killed in the middle of
@@ -770,7 +833,8 @@ impl Lifecycle {
             attempt: crashes,
             delay,
         }));
-        self.proxy_restart_at = Some(now.saturating_add(delay));
+        self.timers
+            .set(Timer::ProxyRestart, now.saturating_add(delay));
         if self.phase != Phase::Probing {
             self.enter(Phase::ProxyStarting, out);
         }
@@ -795,9 +859,9 @@ impl Lifecycle {
                 out.push(Action::Probes(ProbeMode::Off));
             }
         }
-        self.startup_deadline = None;
-        self.proxy_ready_deadline = None;
-        self.proxy_restart_at = None;
+        for timer in [Timer::Startup, Timer::ProxyReady, Timer::ProxyRestart] {
+            self.timers.clear(timer);
+        }
     }
 
     /// The orderly shutdown, from wherever the service is.
@@ -818,7 +882,7 @@ impl Lifecycle {
             // flows). One that never became ready in time is not serving:
             // it is stopped promptly.
             Phase::ProxyStarting | Phase::Running
-                if self.proxy_alive && self.reason != Some(ExitReason::ProxyFailed) =>
+                if self.proxy.alive() && self.reason != Some(ExitReason::ProxyFailed) =>
             {
                 let (signal, wait) = match self.s.drain_mode {
                     DrainMode::Term => (Signal::SIGTERM, self.s.drain_timeout),
@@ -849,17 +913,17 @@ impl Lifecycle {
         self.enter(Phase::Draining, out);
         self.drain_span.open(now);
         self.send_proxy(signal, out);
-        self.drain_deadline = Some(now.saturating_add(wait));
+        self.timers.set(Timer::Drain, now.saturating_add(wait));
         if signal == Signal::SIGTERM && self.s.idle_drain.is_some() && !self.escalated {
-            self.idle_watch = true;
+            self.idle_watch = IdleWatch::On { unreadable: 0 };
             out.push(Action::WatchInbound(true));
         }
     }
 
     fn stop_idle_watch(&mut self, out: &mut Vec<Action>) {
-        self.idle_deadline = None;
-        if self.idle_watch {
-            self.idle_watch = false;
+        self.timers.clear(Timer::DrainIdle);
+        if self.idle_watch != IdleWatch::Off {
+            self.idle_watch = IdleWatch::Off;
             out.push(Action::WatchInbound(false));
         }
     }
@@ -868,14 +932,16 @@ impl Lifecycle {
     /// idleness `--drain-idle`; busy again: the drain goes on.
     fn on_inbound_idle(&mut self, now: Duration, idle: bool, _out: &mut Vec<Action>) {
         let Some(cfg) = self.s.idle_drain else { return };
-        if !self.idle_watch || self.phase != Phase::Draining {
+        if self.idle_watch == IdleWatch::Off || self.phase != Phase::Draining {
             return;
         }
+        self.idle_watch = IdleWatch::On { unreadable: 0 };
         if !idle {
-            self.idle_deadline = None;
-        } else if self.idle_deadline.is_none() {
+            self.timers.clear(Timer::DrainIdle);
+        } else if self.timers.get(Timer::DrainIdle).is_none() {
             let drain_start = self.drain_span.start.unwrap_or(now);
-            self.idle_deadline = Some(
+            self.timers.set(
+                Timer::DrainIdle,
                 drain_start
                     .saturating_add(cfg.min)
                     .max(now.saturating_add(cfg.idle)),
@@ -883,8 +949,12 @@ impl Lifecycle {
         }
     }
 
-    fn on_inbound_unknown(&mut self, out: &mut Vec<Action>) {
-        if self.idle_watch {
+    fn on_inbound_unreadable(&mut self, out: &mut Vec<Action>) {
+        let IdleWatch::On { unreadable } = &mut self.idle_watch else {
+            return;
+        };
+        *unreadable += 1;
+        if *unreadable >= INBOUND_UNREADABLE_TOLERATED {
             out.push(Action::Event(Event::IdleWatchUnavailable));
             self.stop_idle_watch(out);
         }
@@ -892,31 +962,38 @@ impl Lifecycle {
 
     fn send_proxy(&mut self, signal: Signal, out: &mut Vec<Action>) {
         if signal == Signal::SIGTERM {
-            self.proxy_terms += 1;
+            if let Proxy::Starting { terms } | Proxy::Ready { terms } = &mut self.proxy {
+                *terms += 1;
+            }
         }
         out.push(Action::Signal(Target::Proxy, signal));
     }
 
     /// SIGTERM now, a second SIGTERM ("stop now") and SIGKILL after short bounds.
     fn stop_proxy_fast(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if !self.proxy_alive {
+        if !self.proxy.alive() {
             return;
         }
-        if self.proxy_terms == 0 {
+        if self.proxy.terms() == 0 {
             self.send_proxy(Signal::SIGTERM, out);
-            self.proxy_term2_at = Some(now.saturating_add(self.s.kill_bound));
-            self.proxy_kill_at = Some(now.saturating_add(self.s.kill_bound.saturating_mul(2)));
-        } else if self.proxy_terms == 1 && self.proxy_term2_at.is_none() {
+            self.timers
+                .set(Timer::ProxyTerm2, now.saturating_add(self.s.kill_bound));
+            self.timers.set(
+                Timer::ProxyKill,
+                now.saturating_add(self.s.kill_bound.saturating_mul(2)),
+            );
+        } else if self.proxy.terms() == 1 && self.timers.get(Timer::ProxyTerm2).is_none() {
             self.send_proxy(Signal::SIGTERM, out);
-            self.proxy_kill_at = Some(now.saturating_add(self.s.kill_bound));
+            self.timers
+                .set(Timer::ProxyKill, now.saturating_add(self.s.kill_bound));
         }
     }
 
     fn after_drain(&mut self, now: Duration, out: &mut Vec<Action>) {
-        self.drain_deadline = None;
+        self.timers.clear(Timer::Drain);
         self.stop_idle_watch(out);
         self.drain_span.close(now);
-        if self.app_alive {
+        if self.app.alive() {
             self.start_grace(now, out);
         } else {
             self.cleanup(now, out);
@@ -930,34 +1007,35 @@ impl Lifecycle {
         }
         self.enter(Phase::Grace, out);
         self.grace_span.open(now);
-        self.grace_deadline = Some(now.saturating_add(self.s.app_grace_delay));
+        self.timers
+            .set(Timer::Grace, now.saturating_add(self.s.app_grace_delay));
     }
 
     fn stop_app(&mut self, now: Duration, out: &mut Vec<Action>) {
-        self.grace_deadline = None;
+        self.timers.clear(Timer::Grace);
         self.grace_span.close(now);
-        if !self.app_alive {
+        if !self.app.alive() {
             self.cleanup(now, out);
             return;
         }
         self.enter(Phase::Stopping, out);
         self.stop_span.open(now);
-        if !self.app_stop_sent {
-            self.app_stop_sent = true;
+        if self.app == App::Running {
+            self.app = App::Stopping;
             out.push(Action::Signal(Target::App, self.app_stop_signal()));
             let timeout = if self.escalated {
                 self.escalated_bound(self.s.app_stop_timeout)
             } else {
                 self.s.app_stop_timeout
             };
-            self.app_kill_at = Some(now.saturating_add(timeout));
+            self.timers.set(Timer::AppKill, now.saturating_add(timeout));
         }
     }
 
     /// The app is gone: stop the proxy if it still runs, then the descendants.
     fn cleanup(&mut self, now: Duration, out: &mut Vec<Action>) {
-        self.grace_deadline = None;
-        self.drain_deadline = None;
+        self.timers.clear(Timer::Grace);
+        self.timers.clear(Timer::Drain);
         self.grace_span.close(now);
         self.stop_span.close(now);
         self.drain_span.close(now);
@@ -972,7 +1050,7 @@ impl Lifecycle {
     /// Descendants are signalled only once kuma-dp is gone: Envoy is a
     /// descendant too, and only kuma-dp may stop it.
     fn maybe_term_descendants(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if self.phase != Phase::Cleanup || self.proxy_alive || self.descendants_termed {
+        if self.phase != Phase::Cleanup || self.proxy.alive() || self.descendants_termed {
             return;
         }
         self.descendants_termed = true;
@@ -982,30 +1060,28 @@ impl Lifecycle {
         } else {
             self.s.cleanup_timeout
         };
-        self.descendants_kill_at = Some(now.saturating_add(bound));
+        self.timers
+            .set(Timer::DescendantsKill, now.saturating_add(bound));
     }
 
     fn on_descendants_gone(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if self.phase == Phase::Cleanup && self.descendants_termed && !self.proxy_alive {
+        if self.phase == Phase::Cleanup && self.descendants_termed && !self.proxy.alive() {
             self.finish(now, out);
         }
     }
 
     fn finish(&mut self, now: Duration, out: &mut Vec<Action>) {
-        self.clear_deadlines();
+        self.timers = Timers::default();
         self.enter(Phase::Done, out);
         // An app killed by the third stop signal is not waited for (137);
         // one that never started (proxy-first, stopped while kuma-dp was
         // starting) reports the stop it was spared (143).
-        let unknown = if self.app_started {
-            Signal::SIGKILL
-        } else {
-            Signal::SIGTERM
+        let status = match self.app {
+            App::Gone(Some(status)) => status,
+            App::NotStarted => ExitStatus::Signaled(Signal::SIGTERM as i32),
+            _ => ExitStatus::Signaled(Signal::SIGKILL as i32),
         };
-        let reason = self.reason.unwrap_or(ExitReason::App(
-            self.app_status
-                .unwrap_or(ExitStatus::Signaled(unknown as i32)),
-        ));
+        let reason = self.reason.unwrap_or(ExitReason::App(status));
         let timeline = self.shutdown_at.map(|start| Timeline {
             drain: self.drain_span.length(now),
             grace: self.grace_span.length(now),
@@ -1013,20 +1089,6 @@ impl Lifecycle {
             total: now.saturating_sub(start),
         });
         out.push(Action::Exit { reason, timeline });
-    }
-
-    fn clear_deadlines(&mut self) {
-        self.startup_deadline = None;
-        self.proxy_ready_deadline = None;
-        self.proxy_restart_at = None;
-        self.drain_deadline = None;
-        self.proxy_term2_at = None;
-        self.proxy_kill_at = None;
-        self.grace_deadline = None;
-        self.app_kill_at = None;
-        self.descendants_kill_at = None;
-        self.give_up_at = None;
-        self.idle_deadline = None;
     }
 
     /// A wait after the operator's second stop signal: the kill bound, or
@@ -1042,43 +1104,42 @@ impl Lifecycle {
         out.push(Action::Event(Event::Escalated { stops: self.stops }));
         self.stop_idle_watch(out);
         self.mark_shutdown(now, out);
-        self.drain_deadline = None;
+        self.timers.clear(Timer::Drain);
         self.drain_span.close(now);
-        self.grace_deadline = None;
+        self.timers.clear(Timer::Grace);
         self.grace_span.close(now);
         let bound = now.saturating_add(self.s.kill_bound);
-        if self.proxy_alive {
-            if self.proxy_terms < 2 {
+        if self.proxy.alive() {
+            if self.proxy.terms() < 2 {
                 self.send_proxy(Signal::SIGTERM, out);
             }
-            self.proxy_term2_at = None;
-            self.proxy_kill_at = Some(self.proxy_kill_at.map_or(bound, |t| t.min(bound)));
+            self.timers.clear(Timer::ProxyTerm2);
+            self.timers.cap(Timer::ProxyKill, bound);
         }
-        if self.app_alive {
+        if self.app.alive() {
             self.enter(Phase::Stopping, out);
             self.stop_span.open(now);
-            if !self.app_stop_sent {
-                self.app_stop_sent = true;
+            if self.app == App::Running {
+                self.app = App::Stopping;
                 out.push(Action::Signal(Target::App, self.app_stop_signal()));
             }
             let app_bound = now.saturating_add(self.escalated_bound(self.s.app_stop_timeout));
-            self.app_kill_at = Some(self.app_kill_at.map_or(app_bound, |t| t.min(app_bound)));
+            self.timers.cap(Timer::AppKill, app_bound);
         } else if self.phase != Phase::Cleanup {
             self.cleanup(now, out);
         } else if self.descendants_termed {
             let bound = now.saturating_add(self.escalated_bound(self.s.cleanup_timeout));
-            self.descendants_kill_at =
-                Some(self.descendants_kill_at.map_or(bound, |t| t.min(bound)));
+            self.timers.cap(Timer::DescendantsKill, bound);
         }
     }
 
     /// The third stop signal: SIGKILL everything and exit at once.
     fn kill_everything(&mut self, now: Duration, out: &mut Vec<Action>) {
         out.push(Action::Event(Event::Escalated { stops: self.stops }));
-        if self.app_alive {
+        if self.app.alive() {
             out.push(Action::Kill(Target::App));
         }
-        if self.proxy_alive {
+        if self.proxy.alive() {
             out.push(Action::Kill(Target::Proxy));
         }
         out.push(Action::KillDescendants);
@@ -1087,82 +1148,168 @@ impl Lifecycle {
     }
 
     fn on_tick(&mut self, now: Duration, out: &mut Vec<Action>) {
-        let due = |d: Option<Duration>| d.is_some_and(|t| t <= now);
+        let mut descendants_killed = false;
+        for timer in Timer::ALL {
+            // Descendants just sent SIGKILL get one more tick before
+            // meshinit gives up on them, however short the kill bound.
+            if timer == Timer::GiveUp && descendants_killed {
+                continue;
+            }
+            if self.timers.take_due(timer, now) {
+                descendants_killed |= timer == Timer::DescendantsKill;
+                self.on_timer(timer, now, out);
+            }
+        }
+    }
 
-        if due(self.startup_deadline) {
-            self.startup_deadline = None;
-            out.push(Action::Event(Event::StartupTimeout));
-            self.reason.get_or_insert(ExitReason::StartupTimeout);
-            self.begin_shutdown(now, out);
-        }
-        if due(self.proxy_ready_deadline) {
-            self.proxy_ready_deadline = None;
-            out.push(Action::Event(Event::ProxyReadyTimeout));
-            self.reason.get_or_insert(ExitReason::ProxyFailed);
-            self.begin_shutdown(now, out);
-        }
-        if due(self.proxy_restart_at) {
-            self.proxy_restart_at = None;
-            let app_waits = !self.app_started || self.app_alive;
-            if matches!(self.phase, Phase::ProxyStarting | Phase::Probing) && app_waits {
-                self.spawn_proxy(now, out);
+    fn on_timer(&mut self, timer: Timer, now: Duration, out: &mut Vec<Action>) {
+        match timer {
+            Timer::Startup => {
+                out.push(Action::Event(Event::StartupTimeout));
+                self.reason.get_or_insert(ExitReason::StartupTimeout);
+                self.begin_shutdown(now, out);
             }
-        }
-        if due(self.idle_deadline) {
-            self.idle_deadline = None;
-            if self.phase == Phase::Draining && self.proxy_alive {
-                let drained_for = now.saturating_sub(self.drain_span.start.unwrap_or(now));
-                out.push(Action::Event(Event::DrainIdle { drained_for }));
-                self.stop_idle_watch(out);
-                self.stop_proxy_fast(now, out);
+            Timer::ProxyReady => {
+                out.push(Action::Event(Event::ProxyReadyTimeout));
+                self.reason.get_or_insert(ExitReason::ProxyFailed);
+                self.begin_shutdown(now, out);
             }
-        }
-        if due(self.drain_deadline) {
-            self.drain_deadline = None;
-            match self.s.drain_mode {
+            Timer::ProxyRestart => {
+                let app_waits = self.app == App::NotStarted || self.app.alive();
+                if matches!(self.phase, Phase::ProxyStarting | Phase::Probing) && app_waits {
+                    self.spawn_proxy(now, out);
+                }
+            }
+            Timer::DrainIdle => {
+                if self.phase == Phase::Draining && self.proxy.alive() {
+                    let drained_for = now.saturating_sub(self.drain_span.start.unwrap_or(now));
+                    out.push(Action::Event(Event::DrainIdle { drained_for }));
+                    self.stop_idle_watch(out);
+                    self.stop_proxy_fast(now, out);
+                }
+            }
+            Timer::Drain => match self.s.drain_mode {
                 DrainMode::Term => {
                     out.push(Action::Event(Event::DrainTimeout));
                     self.stop_proxy_fast(now, out);
                 }
                 DrainMode::InboundUsr2 { .. } => self.after_drain(now, out),
+            },
+            Timer::ProxyTerm2 => {
+                if self.proxy.alive() && self.proxy.terms() < 2 {
+                    self.send_proxy(Signal::SIGTERM, out);
+                }
+            }
+            Timer::ProxyKill => {
+                if self.proxy.alive() {
+                    out.push(Action::Event(Event::ProxyKilled));
+                    out.push(Action::Kill(Target::Proxy));
+                }
+            }
+            Timer::Grace => self.stop_app(now, out),
+            Timer::AppKill => {
+                if self.app.alive() {
+                    out.push(Action::Event(Event::AppKilled {
+                        cut_short: self.escalated,
+                    }));
+                    out.push(Action::Kill(Target::App));
+                }
+            }
+            Timer::DescendantsKill => {
+                out.push(Action::Event(Event::DescendantsKilled));
+                out.push(Action::KillDescendants);
+                self.timers
+                    .set(Timer::GiveUp, now.saturating_add(self.s.kill_bound));
+            }
+            Timer::GiveUp => {
+                out.push(Action::Event(Event::DescendantsLeft));
+                self.finish(now, out);
             }
         }
-        if due(self.proxy_term2_at) {
-            self.proxy_term2_at = None;
-            if self.proxy_alive && self.proxy_terms < 2 {
-                self.send_proxy(Signal::SIGTERM, out);
-            }
+    }
+}
+
+/// Every wait the lifecycle can schedule; each has one slot in [`Timers`].
+/// Declared in the order a tick handles them when several are due at once
+/// (a startup timeout acts before a restart that would follow it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// `--startup-timeout`: the app was not healthy in time.
+    Startup,
+    /// `--proxy-ready-timeout`: kuma-dp did not become ready in time.
+    ProxyReady,
+    /// The backoff before kuma-dp's restart has passed.
+    ProxyRestart,
+    /// The inbound side has been idle long enough to end the drain.
+    DrainIdle,
+    /// `--drain-timeout` (or the inbound-only drain's wait).
+    Drain,
+    /// kuma-dp's second SIGTERM ("stop now").
+    ProxyTerm2,
+    /// kuma-dp's SIGKILL.
+    ProxyKill,
+    /// `--app-grace-delay` has passed: stop the app.
+    Grace,
+    /// The app's SIGKILL.
+    AppKill,
+    /// The leftover descendants' SIGKILL.
+    DescendantsKill,
+    /// Descendants survived SIGKILL: exit anyway.
+    GiveUp,
+}
+
+impl Timer {
+    /// Every timer, in declaration order (which is also its slot).
+    const ALL: [Timer; 11] = [
+        Timer::Startup,
+        Timer::ProxyReady,
+        Timer::ProxyRestart,
+        Timer::DrainIdle,
+        Timer::Drain,
+        Timer::ProxyTerm2,
+        Timer::ProxyKill,
+        Timer::Grace,
+        Timer::AppKill,
+        Timer::DescendantsKill,
+        Timer::GiveUp,
+    ];
+}
+
+/// When each [`Timer`] is due, if it is set.
+#[derive(Debug, Default)]
+struct Timers([Option<Duration>; Timer::ALL.len()]);
+
+impl Timers {
+    fn get(&self, timer: Timer) -> Option<Duration> {
+        self.0[timer as usize]
+    }
+
+    fn set(&mut self, timer: Timer, at: Duration) {
+        self.0[timer as usize] = Some(at);
+    }
+
+    /// Sets the timer to `at` unless it is already due sooner: cutting a
+    /// wait short never lengthens it.
+    fn cap(&mut self, timer: Timer, at: Duration) {
+        let slot = &mut self.0[timer as usize];
+        *slot = Some(slot.map_or(at, |t| t.min(at)));
+    }
+
+    fn clear(&mut self, timer: Timer) {
+        self.0[timer as usize] = None;
+    }
+
+    fn next(&self) -> Option<Duration> {
+        self.0.iter().flatten().min().copied()
+    }
+
+    /// Clears the timer and says so when it is due at `now`.
+    fn take_due(&mut self, timer: Timer, now: Duration) -> bool {
+        let due = self.get(timer).is_some_and(|t| t <= now);
+        if due {
+            self.clear(timer);
         }
-        if due(self.proxy_kill_at) {
-            self.proxy_kill_at = None;
-            if self.proxy_alive {
-                out.push(Action::Event(Event::ProxyKilled));
-                out.push(Action::Kill(Target::Proxy));
-            }
-        }
-        if due(self.grace_deadline) {
-            self.grace_deadline = None;
-            self.stop_app(now, out);
-        }
-        if due(self.app_kill_at) {
-            self.app_kill_at = None;
-            if self.app_alive {
-                out.push(Action::Event(Event::AppKilled {
-                    cut_short: self.escalated,
-                }));
-                out.push(Action::Kill(Target::App));
-            }
-        }
-        if due(self.descendants_kill_at) {
-            self.descendants_kill_at = None;
-            out.push(Action::Event(Event::DescendantsKilled));
-            out.push(Action::KillDescendants);
-            self.give_up_at = Some(now.saturating_add(self.s.kill_bound));
-        } else if due(self.give_up_at) {
-            self.give_up_at = None;
-            out.push(Action::Event(Event::DescendantsLeft));
-            self.finish(now, out);
-        }
+        due
     }
 }
 

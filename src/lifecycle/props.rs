@@ -133,7 +133,7 @@ fn input() -> impl Strategy<Value = Input> {
         1 => Just(Input::DescendantsGone),
         1 => Just(Input::Start),
         2 => any::<bool>().prop_map(Input::InboundIdle),
-        1 => Just(Input::InboundUnknown),
+        1 => Just(Input::InboundUnreadable),
     ]
 }
 
@@ -459,7 +459,11 @@ impl Run {
                     self.check(self.drain.is_some(), "inbound watched outside a drain");
                     match self.world.map(|w| w.inbound) {
                         Some(1) => self.answer(ms(50), Input::InboundIdle(true)),
-                        Some(2) => self.answer(ms(50), Input::InboundUnknown),
+                        Some(2) => {
+                            for miss in 1..=INBOUND_UNREADABLE_TOLERATED {
+                                self.answer(ms(50 * u64::from(miss)), Input::InboundUnreadable);
+                            }
+                        }
                         _ => {}
                     }
                 }

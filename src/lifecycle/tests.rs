@@ -194,21 +194,21 @@ fn table() -> Vec<Row> {
         Row { phase: Cleanup, input: DescendantsGone, after_ms: 0, next: Done, must: &[], must_not: &[] },
         // Inbound reports matter only to an idle-watched drain (off here).
         Row { phase: Starting, input: InboundIdle(true), after_ms: 0, next: Starting, must: &[], must_not: &[TERM_PROXY] },
-        Row { phase: Starting, input: InboundUnknown, after_ms: 0, next: Starting, must: &[], must_not: &[] },
+        Row { phase: Starting, input: InboundUnreadable, after_ms: 0, next: Starting, must: &[], must_not: &[] },
         Row { phase: Probing, input: InboundIdle(true), after_ms: 0, next: Probing, must: &[], must_not: &[TERM_PROXY] },
-        Row { phase: Probing, input: InboundUnknown, after_ms: 0, next: Probing, must: &[], must_not: &[] },
+        Row { phase: Probing, input: InboundUnreadable, after_ms: 0, next: Probing, must: &[], must_not: &[] },
         Row { phase: ProxyStarting, input: InboundIdle(true), after_ms: 0, next: ProxyStarting, must: &[], must_not: &[TERM_PROXY] },
-        Row { phase: ProxyStarting, input: InboundUnknown, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[] },
+        Row { phase: ProxyStarting, input: InboundUnreadable, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[] },
         Row { phase: Running, input: InboundIdle(true), after_ms: 0, next: Running, must: &[], must_not: &[TERM_PROXY] },
-        Row { phase: Running, input: InboundUnknown, after_ms: 0, next: Running, must: &[], must_not: &[] },
+        Row { phase: Running, input: InboundUnreadable, after_ms: 0, next: Running, must: &[], must_not: &[] },
         Row { phase: Draining, input: InboundIdle(true), after_ms: 0, next: Draining, must: &[], must_not: &[TERM_PROXY] },
-        Row { phase: Draining, input: InboundUnknown, after_ms: 0, next: Draining, must: &[], must_not: &[] },
+        Row { phase: Draining, input: InboundUnreadable, after_ms: 0, next: Draining, must: &[], must_not: &[] },
         Row { phase: Grace, input: InboundIdle(true), after_ms: 0, next: Grace, must: &[], must_not: &[TERM_PROXY] },
-        Row { phase: Grace, input: InboundUnknown, after_ms: 0, next: Grace, must: &[], must_not: &[] },
+        Row { phase: Grace, input: InboundUnreadable, after_ms: 0, next: Grace, must: &[], must_not: &[] },
         Row { phase: Stopping, input: InboundIdle(true), after_ms: 0, next: Stopping, must: &[], must_not: &[TERM_PROXY] },
-        Row { phase: Stopping, input: InboundUnknown, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
+        Row { phase: Stopping, input: InboundUnreadable, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
         Row { phase: Cleanup, input: InboundIdle(true), after_ms: 0, next: Cleanup, must: &[], must_not: &[TERM_PROXY] },
-        Row { phase: Cleanup, input: InboundUnknown, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: InboundUnreadable, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
         // The app could not be started (issue 13): a live kuma-dp is drained
         // first, as for an app that exits while serving; nothing is skipped.
         Row { phase: Starting, input: AppSpawnFailed, after_ms: 0, next: Starting, must: &[], must_not: &[] },
@@ -229,7 +229,7 @@ fn table() -> Vec<Row> {
         Row { phase: Done, input: Stop(TERM), after_ms: 0, next: Done, must: &[], must_not: &[Action::KillDescendants] },
         Row { phase: Done, input: Tick, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: InboundIdle(true), after_ms: 0, next: Done, must: &[], must_not: &[] },
-        Row { phase: Done, input: InboundUnknown, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: InboundUnreadable, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: DescendantsGone, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: AppSpawnFailed, after_ms: 0, next: Done, must: &[], must_not: &[] },
     ]
@@ -252,7 +252,7 @@ fn every_phase_and_input_pair() {
             Input::Tick,
             Input::DescendantsGone,
             Input::InboundIdle(true),
-            Input::InboundUnknown,
+            Input::InboundUnreadable,
         ] {
             let same_kind =
                 |a: &Input, b: &Input| std::mem::discriminant(a) == std::mem::discriminant(b);
@@ -814,14 +814,21 @@ fn unreadable_stats_fall_back_to_the_fixed_drain() {
             (100, Input::Healthy),
             (200, Input::ProxyReady),
             (10_000, Input::Stop(TERM)),
-            (10_500, Input::InboundUnknown),
+            (10_100, Input::InboundUnreadable),
+            (10_200, Input::InboundUnreadable),
+            (10_300, Input::InboundUnreadable),
+            (10_400, Input::InboundUnreadable),
+            (10_500, Input::InboundUnreadable),
             (10_600, Input::InboundIdle(true)),
             (20_000, Input::Tick),
         ],
     );
-    assert!(log
-        .iter()
-        .any(|(_, a)| *a == Action::Event(Event::IdleWatchUnavailable)));
+    assert_eq!(INBOUND_UNREADABLE_TOLERATED, 5);
+    assert_eq!(
+        time_of(&log, Action::Event(Event::IdleWatchUnavailable)),
+        Some(10_500),
+        "the fifth miss in a row gives up"
+    );
     assert_eq!(log.iter().filter(|(_, a)| *a == TERM_PROXY).count(), 1);
     assert_eq!(
         lc.next_deadline(),
@@ -1083,5 +1090,81 @@ fn second_stop_cuts_short_the_drain_of_a_starting_kuma_dp() {
         lc.next_deadline(),
         Some(T(1600)),
         "SIGKILL one kill bound later"
+    );
+}
+
+#[test]
+fn each_timer_has_its_own_slot() {
+    for (slot, timer) in Timer::ALL.into_iter().enumerate() {
+        assert_eq!(timer as usize, slot, "{timer:?}");
+    }
+}
+
+#[test]
+fn a_reading_between_misses_keeps_the_idle_watch() {
+    let mut inputs = vec![
+        (0, Input::Start),
+        (100, Input::Healthy),
+        (200, Input::ProxyReady),
+        (10_000, Input::Stop(TERM)),
+    ];
+    let misses = u64::from(INBOUND_UNREADABLE_TOLERATED - 1);
+    let mut t = 10_000;
+    for _ in 0..2 {
+        for _ in 0..misses {
+            t += 100;
+            inputs.push((t, Input::InboundUnreadable));
+        }
+        t += 100;
+        inputs.push((t, Input::InboundIdle(true)));
+    }
+    let (lc, log) = run(idle_settings(), &inputs);
+    assert!(!log.iter().any(|(_, a)| matches!(
+        a,
+        Action::WatchInbound(false) | Action::Event(Event::IdleWatchUnavailable)
+    )));
+    assert_eq!(
+        lc.next_deadline(),
+        Some(T(15_000)),
+        "idle since the first reading: the drain may end after drain-min"
+    );
+}
+
+#[test]
+fn exit_codes_are_the_apps_own_unless_meshinit_gave_up() {
+    let map = ExitCodeMap(vec![(143, 0), (69, 1)]);
+    let code = |reason: ExitReason| reason.exit_code(&map, 127);
+    assert_eq!(code(ExitReason::App(ExitStatus::Code(3))), 3);
+    assert_eq!(code(ExitReason::App(ExitStatus::Signaled(15))), 0, "mapped");
+    assert_eq!(code(ExitReason::App(ExitStatus::Signaled(9))), 137);
+    assert_eq!(code(ExitReason::StartupTimeout), 69, "never mapped");
+    assert_eq!(code(ExitReason::Unhealthy), 69);
+    assert_eq!(code(ExitReason::ProxyFailed), 75);
+    assert_eq!(code(ExitReason::AppSpawnFailed), 127);
+}
+
+#[test]
+fn ready_text_says_why_not() {
+    let (lc, _) = at_phase(Phase::Starting);
+    assert_eq!(lc.ready_text(), "starting");
+    let (mut lc, now) = at_phase(Phase::Running);
+    assert_eq!(lc.ready_text(), "ready");
+    lc.step(now + T(100), Input::Unhealthy);
+    assert_eq!(lc.ready_text(), "running (app unhealthy)");
+    let (lc, _) = at_phase(Phase::Draining);
+    assert_eq!(lc.ready_text(), "draining");
+}
+
+#[test]
+fn shutdown_time_left_counts_down_from_the_worst_case() {
+    let (lc, _) = at_phase(Phase::Running);
+    let worst = settings().worst_case_shutdown();
+    assert_eq!(lc.shutdown_time_left(T(99_000)), worst, "no shutdown yet");
+    // The shutdown began at 10 s.
+    let (lc, _) = at_phase(Phase::Grace);
+    assert_eq!(lc.shutdown_time_left(T(13_000)), worst - T(3000));
+    assert_eq!(
+        lc.shutdown_time_left(T(10_000) + worst + T(1)),
+        Duration::ZERO
     );
 }

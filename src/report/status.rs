@@ -37,6 +37,8 @@ const REQUEST_LIMIT: usize = 1024;
 pub struct State {
     pub phase: Phase,
     pub ready: bool,
+    /// `/ready`'s body, as the lifecycle words it (`Lifecycle::ready_text`).
+    pub ready_text: &'static str,
     pub healthy: bool,
     pub app_pid: Option<i32>,
     pub proxy_pid: Option<i32>,
@@ -56,6 +58,7 @@ impl State {
         State {
             phase: Phase::Starting,
             ready: false,
+            ready_text: Phase::Starting.as_str(),
             healthy: false,
             app_pid: None,
             proxy_pid: None,
@@ -86,11 +89,11 @@ impl State {
     /// The answer for a request path: (status, content type, body).
     pub fn answer(&self, path: &str) -> (u16, &'static str, String) {
         match path {
-            "/ready" if self.ready => (200, "text/plain", "ready\n".into()),
-            "/ready" if self.phase == Phase::Running && !self.healthy => {
-                (503, "text/plain", "running (app unhealthy)\n".into())
-            }
-            "/ready" => (503, "text/plain", format!("{}\n", self.phase.as_str())),
+            "/ready" => (
+                if self.ready { 200 } else { 503 },
+                "text/plain",
+                format!("{}\n", self.ready_text),
+            ),
             "/live" => (200, "text/plain", "live\n".into()),
             "/status" => (200, "application/json", self.status_json()),
             "/metrics" => (
@@ -315,6 +318,8 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 mod tests {
     use super::*;
 
+    /// What `/ready` says is the lifecycle's (`ready_text_says_why_not`);
+    /// the endpoint answers 200 only when ready.
     #[test]
     fn ready_only_while_running_and_ready() {
         let mut s = State::new();
@@ -322,12 +327,16 @@ mod tests {
         assert_eq!(s.answer("/ready").2, "starting\n");
         s.phase = Phase::Running;
         s.ready = true;
+        s.ready_text = "ready";
         s.healthy = true;
-        assert_eq!(s.answer("/ready").0, 200);
+        assert_eq!(s.answer("/ready"), (200, "text/plain", "ready\n".into()));
         s.ready = false;
+        s.ready_text = "running (app unhealthy)";
         s.healthy = false;
         assert_eq!(s.answer("/ready").2, "running (app unhealthy)\n");
+        assert_eq!(s.answer("/ready").0, 503);
         s.phase = Phase::Draining;
+        s.ready_text = "draining";
         assert_eq!(s.answer("/ready"), (503, "text/plain", "draining\n".into()));
         assert_eq!(s.answer("/live").0, 200);
         assert_eq!(s.answer("/nope").0, 404);

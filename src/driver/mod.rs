@@ -1,0 +1,515 @@
+//! The driver: owns the clock, the processes and the signals, and carries
+//! out what the lifecycle decides.
+//!
+//! It sleeps until a signal arrives (SIGCHLD included), a probe or the
+//! proxy-ready watcher reports, or the lifecycle's next deadline passes.
+//! There is no polling loop: an idle supervisor without probes uses no CPU.
+//!
+//! This module is the event loop and the one place that waits on children
+//! (`reap`); kuma-dp's process (`proxy`), the drain's idle watch (`idle`)
+//! and everything reported outside (`reporter`) have their own.
+
+mod idle;
+mod proxy;
+mod reporter;
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::config::parse::signal_name;
+use crate::config::{Config, ForwardTo};
+use crate::health::probe::{self, ExecWaiters, Tracker};
+use crate::init::exit::{self, ExitStatus};
+use crate::init::signals::{self, Signals};
+use crate::init::spawn;
+use crate::lifecycle::{Action, ExitReason, Input, Lifecycle, Phase, ProbeMode, Target, Timeline};
+use crate::report::status;
+use idle::IdleWatch;
+use proxy::ProxyRunner;
+use reporter::Reporter;
+
+/// Failures of the driver itself (not of the app).
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("cannot start the app '{program}': {source}")]
+    SpawnApp {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read signals: {0}")]
+    Signals(std::io::Error),
+}
+
+impl DriverError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            // The command vanished or lost its execute bit since the
+            // configuration was checked, or --app-user cannot execute it:
+            // a shell's 127/126.
+            DriverError::SpawnApp { source, .. } => {
+                exit::for_exec_error(source).unwrap_or(exit::EX_OSERR)
+            }
+            DriverError::Signals(_) => exit::EX_OSERR,
+        }
+    }
+}
+
+/// Everything the event loop works with.
+struct Driver {
+    cfg: Config,
+    lc: Lifecycle,
+    start: Instant,
+    app_pid: Option<Pid>,
+    /// `None` in plain init mode (no Dataplane given).
+    proxy: Option<ProxyRunner>,
+    idle: IdleWatch,
+    reporter: Reporter,
+    execs: ExecWaiters,
+    trackers: Vec<Tracker>,
+    healthy_reported: bool,
+    probe_tx: mpsc::UnboundedSender<probe::Outcome>,
+    probe_tasks: Vec<JoinHandle<()>>,
+    queue: VecDeque<Input>,
+    /// Orphans are re-parented to meshinit (PID 1 or child subreaper), so
+    /// "no child left" means "no descendant left".
+    reaps_orphans: bool,
+    /// The app was handed the terminal meshinit runs in the foreground of:
+    /// job control (Ctrl-Z, `fg`) applies to the pair as to one shell job.
+    job_control: bool,
+    /// Why the app could not be started; decides the exit code once the
+    /// lifecycle has stopped whatever already ran.
+    spawn_error: Option<DriverError>,
+}
+
+/// Runs the supervised pair to the end and returns meshinit's exit code.
+/// Must run inside a `LocalSet` on a current-thread runtime.
+pub async fn run(
+    mut cfg: Config,
+    listener: Option<tokio::net::TcpListener>,
+    env: &dyn Fn(&str) -> Option<String>,
+    reaps_orphans: bool,
+) -> Result<i32, DriverError> {
+    let signals = Signals::open().map_err(DriverError::Signals)?;
+    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel();
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let (inbound_tx, mut inbound_rx) = mpsc::unbounded_channel();
+    let now = Instant::now();
+    let reporter = Reporter::new(&cfg, env, now);
+    let _status_task = listener.map(|l| {
+        info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "status endpoint listening");
+        tokio::task::spawn_local(status::serve(
+            l,
+            reporter.shared(),
+            cfg.status_request_timeout,
+        ))
+    });
+    let watchdog = reporter.watchdog_interval();
+    let mut d = Driver {
+        lc: Lifecycle::new(cfg.settings.clone()),
+        trackers: cfg.probes.iter().map(Tracker::new).collect(),
+        // The runner owns kuma-dp's configuration from here on: its work
+        // dir may still move to a fresh name. `ready_tx` itself stays open
+        // without a proxy, so the loop never sees the channel close.
+        proxy: cfg
+            .proxy
+            .take()
+            .map(|p| ProxyRunner::new(p, ready_tx.clone())),
+        idle: IdleWatch::new(inbound_tx),
+        reporter,
+        cfg,
+        start: now,
+        app_pid: None,
+        execs: Rc::new(RefCell::new(HashMap::new())),
+        healthy_reported: false,
+        probe_tx,
+        probe_tasks: Vec::new(),
+        queue: VecDeque::new(),
+        reaps_orphans,
+        job_control: false,
+        spawn_error: None,
+    };
+    d.queue.push_back(Input::Start);
+    if let Some(code) = d.pump()? {
+        return Ok(code);
+    }
+    // Start-up is over (the configuration is read, the app spawned): what
+    // it alone needed need not stay resident while meshinit supervises.
+    crate::init::memory::release_startup_pages();
+    let mut next_watchdog = watchdog.and_then(|w| Instant::now().checked_add(w));
+    loop {
+        // A deadline beyond what the clock can hold is never reached: no
+        // timer (durations are capped at a day, so this is a safety net).
+        let deadline = d.lc.next_deadline().and_then(|t| d.start.checked_add(t));
+        tokio::select! {
+            got = signals.recv() => {
+                let got = got.map_err(DriverError::Signals)?;
+                d.on_signals(&got);
+            }
+            Some(outcome) = probe_rx.recv() => d.on_probe(outcome),
+            Some(generation) = ready_rx.recv() => {
+                if d.proxy.as_ref().is_some_and(|p| p.is_current(generation)) {
+                    d.queue.push_back(Input::ProxyReady);
+                }
+            }
+            Some(reading) = inbound_rx.recv() => d.on_inbound_reading(reading),
+            () = sleep_until_opt(deadline) => d.queue.push_back(Input::Tick),
+            () = sleep_until_opt(next_watchdog) => {
+                d.reporter.watchdog();
+                next_watchdog = watchdog.and_then(|w| Instant::now().checked_add(w));
+            }
+        }
+        if let Some(code) = d.pump()? {
+            return Ok(code);
+        }
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Feeds every queued input, and everything they lead to, to the
+    /// lifecycle in order; returns the exit code once it says to exit.
+    fn pump(&mut self) -> Result<Option<i32>, DriverError> {
+        while let Some(input) = self.queue.pop_front() {
+            let actions = self.lc.step(self.now(), input);
+            for action in actions {
+                if let Some(code) = self.execute(action)? {
+                    return Ok(Some(code));
+                }
+            }
+        }
+        self.reporter
+            .publish(&self.lc, self.app_pid, self.proxy_pid());
+        Ok(None)
+    }
+
+    fn proxy_pid(&self) -> Option<Pid> {
+        self.proxy.as_ref().and_then(ProxyRunner::pid)
+    }
+
+    fn on_signals(&mut self, got: &[i32]) {
+        let mut reaped = false;
+        for &signo in got {
+            if signo == Signal::SIGCHLD as i32 {
+                reaped = true;
+                continue;
+            }
+            if signals::inherited().is_ignored(signo) {
+                // Ignored when meshinit started (nohup's HUP, a background
+                // job's INT and QUIT): ignored still, as the app ignores it.
+                debug!(signal = %signals::name(signo), "signal ignored, as it was when meshinit started");
+                continue;
+            }
+            if self.cfg.stop_signals.iter().any(|s| *s as i32 == signo) {
+                info!(signal = %signals::name(signo), phase = self.lc.phase().as_str(), "stop signal received");
+                if let Ok(signal) = Signal::try_from(signo) {
+                    self.queue.push_back(Input::Stop(signal));
+                }
+            } else if signals::is_forwarded(signo) {
+                if signo == Signal::SIGCONT as i32 {
+                    self.give_terminal_back();
+                }
+                self.forward(signo);
+            } else {
+                debug!(signal = %signals::name(signo), "signal ignored");
+            }
+        }
+        if reaped {
+            self.reap();
+        }
+    }
+
+    fn descendants(&self) -> Vec<i32> {
+        crate::init::descendants::of(std::process::id() as i32)
+    }
+
+    /// `fg` resumed meshinit (SIGCONT) in the foreground of its terminal:
+    /// the app's group gets the terminal again before it is resumed, as a
+    /// shell does for a job. After `bg` meshinit is not in the foreground
+    /// and takes nothing (its blocked SIGTTOU would let it steal the
+    /// terminal from the shell).
+    fn give_terminal_back(&self) {
+        let Some(app) = self.app_pid.filter(|_| self.job_control) else {
+            return;
+        };
+        let stdin = std::io::stdin();
+        let ours = nix::unistd::tcgetpgrp(&stdin).is_ok_and(|pg| pg == nix::unistd::getpgrp());
+        if ours {
+            let r = nix::unistd::tcsetpgrp(&stdin, app);
+            debug!(ok = r.is_ok(), "terminal handed back to the app");
+        }
+    }
+
+    /// Passes a signal on to the app; never to kuma-dp.
+    fn forward(&self, signo: i32) {
+        let Some(pid) = self.app_pid else {
+            debug!(signal = %signals::name(signo), "no app to forward to");
+            return;
+        };
+        let target = match self.cfg.app.forward_to {
+            ForwardTo::Group => -pid.as_raw(),
+            ForwardTo::Process => pid.as_raw(),
+        };
+        // SAFETY: kill(2) with a plain pid and signal number; real-time
+        // signals have no nix::Signal variant, hence the raw call.
+        let rc = unsafe { nix::libc::kill(target, signo) };
+        debug!(signal = %signals::name(signo), pid = target, ok = rc == 0, "forwarded");
+    }
+
+    /// Collects every exited child and turns it into lifecycle inputs.
+    fn reap(&mut self) {
+        let reaped = crate::init::reaper::reap();
+        for (pid, status) in reaped.exited {
+            if Some(pid) == self.app_pid {
+                info!(pid = pid.as_raw(), status = %status, "app exited");
+                self.app_pid = None;
+                self.queue.push_back(Input::AppExited(status));
+            } else if self.proxy.as_mut().is_some_and(|p| p.reaped(pid)) {
+                let level_warn = !self.lc.phase().is_shutdown();
+                if level_warn {
+                    warn!(pid = pid.as_raw(), status = %status, "kuma-dp exited");
+                } else {
+                    info!(pid = pid.as_raw(), status = %status, "kuma-dp exited");
+                }
+                self.queue.push_back(Input::ProxyExited(status));
+            } else if let Some(waiter) = self.execs.borrow_mut().remove(&pid.as_raw()) {
+                let _ = waiter.send(status);
+            } else {
+                debug!(pid = pid.as_raw(), status = %status, "reaped orphan");
+            }
+        }
+        if self.lc.phase() == Phase::Cleanup
+            && ((reaped.no_children && self.reaps_orphans) || self.descendants().is_empty())
+        {
+            self.queue.push_back(Input::DescendantsGone);
+        }
+        let app_stopped = reaped
+            .stopped
+            .iter()
+            .find(|(pid, _)| Some(*pid) == self.app_pid);
+        if let Some((pid, sig)) = app_stopped.filter(|_| self.job_control) {
+            // Ctrl-Z (or a background read or write) stopped the app: stop
+            // meshinit too, as dumb-init does, so the shell sees its job
+            // stopped and gives the prompt back. `fg` sends SIGCONT, which
+            // meshinit passes on (see `give_terminal_back`).
+            info!(pid = pid.as_raw(), signal = %signals::name(*sig), "app stopped; stopping meshinit too");
+            let _ = kill(nix::unistd::getpid(), Signal::SIGSTOP);
+        }
+    }
+
+    fn on_probe(&mut self, o: probe::Outcome) {
+        let name = self.cfg.probes[o.index].kind.to_string();
+        let tracker = &mut self.trackers[o.index];
+        let changed = tracker.record(o.ok);
+        if changed {
+            if tracker.passing() {
+                info!(probe = %name, result = %o.detail, "probe passing");
+            } else {
+                warn!(probe = %name, result = %o.detail, "probe failing");
+            }
+        } else {
+            debug!(probe = %name, ok = o.ok, result = %o.detail, "probe result");
+        }
+        let healthy = self.trackers.iter().all(Tracker::passing);
+        self.reporter
+            .probe_result(&o, &name, &self.trackers[o.index], healthy);
+        if healthy != self.healthy_reported {
+            self.healthy_reported = healthy;
+            self.queue.push_back(if healthy {
+                Input::Healthy
+            } else {
+                Input::Unhealthy
+            });
+        }
+    }
+
+    fn execute(&mut self, action: Action) -> Result<Option<i32>, DriverError> {
+        match action {
+            Action::SpawnApp => self.spawn_app(),
+            Action::SpawnProxy => self.spawn_proxy(),
+            Action::WatchProxyReady => {
+                if let Some(p) = &mut self.proxy {
+                    p.watch_ready();
+                }
+            }
+            Action::Signal(target, sig) => self.signal(target, sig),
+            Action::Kill(target) => self.kill(target),
+            Action::TermDescendants => {
+                let pids = if self.reaps_orphans && !crate::init::reaper::has_children() {
+                    Vec::new()
+                } else {
+                    self.descendants()
+                };
+                if pids.is_empty() {
+                    self.queue.push_back(Input::DescendantsGone);
+                } else {
+                    info!(
+                        count = pids.len(),
+                        "stopping leftover descendants with SIGTERM"
+                    );
+                    crate::init::descendants::signal_all(&pids, Signal::SIGTERM);
+                }
+            }
+            Action::KillDescendants => {
+                let pids = self.descendants();
+                crate::init::descendants::signal_all(&pids, Signal::SIGKILL);
+            }
+            Action::Probes(mode) => self.set_probes(mode),
+            Action::WatchInbound(on) => {
+                let proxy = self.proxy.as_ref().filter(|_| on);
+                self.idle.set(proxy.map(ProxyRunner::config));
+            }
+            Action::Ready(ready) => self.reporter.ready(ready),
+            Action::Enter(phase) => self.reporter.enter(phase, &self.lc),
+            Action::Event(event) => {
+                let cx = reporter::Context {
+                    settings: self.lc.settings(),
+                    spawn_error: self.spawn_error.as_ref(),
+                    proxy_running: self.proxy_pid().is_some(),
+                    idle: &self.idle,
+                };
+                self.reporter.event(event, &cx);
+            }
+            Action::Exit { reason, timeline } => return Ok(Some(self.exit(reason, timeline))),
+        }
+        Ok(None)
+    }
+
+    /// Starts the app; a failure is handed to the lifecycle, which stops
+    /// what already runs (kuma-dp with `--start-order proxy-first`) in order.
+    fn spawn_app(&mut self) {
+        self.job_control = spawn::owns_terminal();
+        let app = &self.cfg.app;
+        let pid = spawn::spawn(spawn::Spec {
+            program: app.command[0].as_ref(),
+            args: &app.command[1..],
+            user: app.user.as_ref(),
+            workdir: app.workdir.as_deref(),
+            no_new_privs: app.no_new_privs,
+            foreground: self.job_control,
+            output: None,
+            is_app: true,
+        })
+        .map_err(|source| DriverError::SpawnApp {
+            program: app.command[0].clone(),
+            source,
+        });
+        match pid {
+            Ok(pid) => {
+                info!(pid = pid.as_raw(), command = ?app.command, "app started");
+                if let Err(e) = spawn::leave_start_dir() {
+                    debug!(error = %e, "cannot move to /; staying where meshinit was started");
+                }
+                self.app_pid = Some(pid);
+            }
+            Err(e) => {
+                self.spawn_error = Some(e);
+                self.queue.push_back(Input::AppSpawnFailed);
+            }
+        }
+    }
+
+    fn spawn_proxy(&mut self) {
+        let since_healthy = self.reporter.since_healthy();
+        let Some(proxy) = &mut self.proxy else { return };
+        match proxy.spawn(&since_healthy) {
+            Some(_) => self.reporter.proxy_started(),
+            // Counted as a failed start: retried with backoff, then given up.
+            None => self
+                .queue
+                .push_back(Input::ProxyExited(ExitStatus::Code(127))),
+        }
+    }
+
+    fn signal(&self, target: Target, sig: Signal) {
+        let pid = match target {
+            Target::App => self.app_pid.map(|p| match self.cfg.app.forward_to {
+                ForwardTo::Group => Pid::from_raw(-p.as_raw()),
+                ForwardTo::Process => p,
+            }),
+            // kuma-dp itself, never its group: it stops Envoy on its own.
+            Target::Proxy => self.proxy_pid(),
+        };
+        let who = match target {
+            Target::App => "app",
+            Target::Proxy => "kuma-dp",
+        };
+        if let Some(pid) = pid {
+            info!(target = who, signal = signal_name(sig), "sending signal");
+            if let Err(e) = kill(pid, sig) {
+                debug!(target = who, error = %e, "signal not delivered");
+            }
+        }
+    }
+
+    fn kill(&self, target: Target) {
+        let pid = match target {
+            Target::App => self.app_pid,
+            Target::Proxy => self.proxy_pid(),
+        };
+        if let Some(pid) = pid {
+            let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    }
+
+    fn on_inbound_reading(&mut self, reading: idle::Reading) {
+        let Some(input) = self.idle.reading(&reading) else {
+            return;
+        };
+        if let Ok(load) = reading {
+            self.reporter.inbound_load(load);
+        }
+        self.queue.push_back(input);
+    }
+
+    fn set_probes(&mut self, mode: ProbeMode) {
+        for t in self.probe_tasks.drain(..) {
+            t.abort();
+        }
+        if mode == ProbeMode::Off {
+            return;
+        }
+        for (i, spec) in self.cfg.probes.iter().enumerate() {
+            self.probe_tasks.push(tokio::task::spawn_local(probe::run(
+                i,
+                spec.clone(),
+                mode,
+                self.probe_tx.clone(),
+                self.execs.clone(),
+            )));
+        }
+    }
+
+    fn exit(&mut self, reason: ExitReason, timeline: Option<Timeline>) -> i32 {
+        if let Some(p) = &self.proxy {
+            p.remove_work_dir();
+        }
+        let spawn_failed = self
+            .spawn_error
+            .as_ref()
+            .map_or(exit::EX_OSERR, DriverError::exit_code);
+        let code = reason.exit_code(&self.cfg.exit_code_map, spawn_failed);
+        self.reporter
+            .exit(timeline, code, self.cfg.state_file.as_deref());
+        code
+    }
+}

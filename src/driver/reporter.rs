@@ -1,0 +1,278 @@
+//! What meshinit tells the outside: the status endpoint's snapshot and
+//! metrics, sd_notify, and the log lines of the lifecycle's phases and
+//! events down to the one-line summary at exit.
+//!
+//! It reports decisions; it makes none. The snapshot is published once per
+//! turn of the event loop, after the lifecycle has taken every input, so
+//! that a status request never sees a half-carried-out step.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use nix::unistd::Pid;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use super::DriverError;
+use crate::config::parse::fmt_secs;
+use crate::config::Config;
+use crate::health::probe::{self, Tracker};
+use crate::lifecycle::{DrainMode, Event, Lifecycle, Phase, Settings, Timeline};
+use crate::mesh::envoy::Load;
+use crate::report::metrics::{DrainEnd, LastShutdown, Metrics};
+use crate::report::notify::{self, Notifier};
+use crate::report::status;
+
+/// What the driver knows beyond the lifecycle that an event's log line
+/// mentions.
+pub(super) struct Context<'a> {
+    pub settings: &'a Settings,
+    /// Why the app could not be started, when it could not.
+    pub spawn_error: Option<&'a DriverError>,
+    pub proxy_running: bool,
+    pub idle: &'a super::idle::IdleWatch,
+}
+
+pub(super) struct Reporter {
+    status: status::Shared,
+    notifier: Notifier,
+    start: Instant,
+    phase_since: Instant,
+    healthy_at: Option<Instant>,
+    /// STOPPING=1 was sent (once, when the first shutdown phase began).
+    stopping_sent: bool,
+    ready_notified: bool,
+}
+
+impl Reporter {
+    /// The status snapshot before anything runs: the probes still unknown,
+    /// the previous instance's shutdown from `--state-file`.
+    pub fn new(cfg: &Config, env: &dyn Fn(&str) -> Option<String>, start: Instant) -> Reporter {
+        let mut st = status::State::new();
+        st.probes = cfg
+            .probes
+            .iter()
+            .map(|p| (p.kind.to_string(), None, String::new()))
+            .collect();
+        init_metrics(&mut st.metrics, cfg);
+        Reporter {
+            status: Rc::new(RefCell::new(st)),
+            notifier: Notifier::from_env(env),
+            start,
+            phase_since: start,
+            healthy_at: None,
+            stopping_sent: false,
+            ready_notified: false,
+        }
+    }
+
+    /// The snapshot the status endpoint serves.
+    pub fn shared(&self) -> status::Shared {
+        self.status.clone()
+    }
+
+    pub fn watchdog_interval(&self) -> Option<std::time::Duration> {
+        self.notifier.watchdog_interval()
+    }
+
+    pub fn watchdog(&self) {
+        self.notifier.send("WATCHDOG=1");
+    }
+
+    fn now(&self) -> std::time::Duration {
+        self.start.elapsed()
+    }
+
+    /// Once per turn: what the lifecycle and the processes look like now.
+    pub fn publish(&self, lc: &Lifecycle, app: Option<Pid>, proxy: Option<Pid>) {
+        let mut st = self.status.borrow_mut();
+        st.phase = lc.phase();
+        st.ready = lc.is_ready();
+        st.ready_text = lc.ready_text();
+        st.proxy_restarts = lc.proxy_restarts();
+        st.app_pid = app.map(Pid::as_raw);
+        st.proxy_pid = proxy.map(Pid::as_raw);
+    }
+
+    /// Time since the app first became healthy, for the proxy's log lines.
+    pub fn since_healthy(&self) -> String {
+        self.healthy_at
+            .map(|t| fmt_secs(t.elapsed()))
+            .unwrap_or_default()
+    }
+
+    pub fn probe_result(&self, o: &probe::Outcome, name: &str, tracker: &Tracker, healthy: bool) {
+        let mut st = self.status.borrow_mut();
+        st.probes[o.index] = (name.to_string(), Some(tracker.passing()), o.detail.clone());
+        st.metrics
+            .probe_result(o.index, o.ok, tracker.consecutive_failures());
+        st.healthy = healthy;
+    }
+
+    pub fn proxy_started(&self) {
+        self.status.borrow_mut().metrics.proxy_starts += 1;
+    }
+
+    pub fn inbound_load(&self, load: Load) {
+        self.status.borrow_mut().metrics.inbound = Some(load);
+    }
+
+    pub fn enter(&mut self, phase: Phase, lc: &Lifecycle) {
+        let now = Instant::now();
+        let in_previous = now - self.phase_since;
+        self.phase_since = now;
+        {
+            let mut st = self.status.borrow_mut();
+            st.phases.push((phase, self.now().as_secs_f64()));
+            st.metrics.enter(phase);
+        }
+        info!(phase = phase.as_str(), elapsed = %fmt_secs(self.now()), previous_took = %fmt_secs(in_previous), "phase {}", phase.as_str());
+        if phase.is_shutdown() && !self.stopping_sent {
+            self.stopping_sent = true;
+            self.notifier.send("STOPPING=1");
+        }
+        let mut msg = format!("STATUS={}", phase.as_str());
+        if phase.is_shutdown() {
+            // Keep systemd from cutting a long drain short: announce the
+            // worst case that is still ahead.
+            msg.push('\n');
+            msg.push_str(&notify::extend_timeout(lc.shutdown_time_left(self.now())));
+        }
+        self.notifier.send(&msg);
+    }
+
+    /// The service became ready, or stopped being ready.
+    pub fn ready(&mut self, ready: bool) {
+        if !ready {
+            return;
+        }
+        self.status.borrow_mut().metrics.ready(self.now());
+        info!(elapsed = %fmt_secs(self.now()), "service running and ready");
+        if !self.ready_notified {
+            self.ready_notified = true;
+            self.notifier.send("READY=1\nSTATUS=running");
+        }
+    }
+
+    pub fn event(&mut self, event: Event, cx: &Context) {
+        self.record_event(event);
+        match event {
+            Event::AppHealthy => {
+                self.healthy_at = Some(Instant::now());
+                info!(elapsed = %fmt_secs(self.now()), "app healthy");
+            }
+            Event::AppUnhealthy => warn!("app unhealthy (liveness probes failing)"),
+            Event::AppSpawnFailed => match cx.spawn_error {
+                Some(e) if cx.proxy_running => {
+                    error!("{e}; draining and stopping kuma-dp")
+                }
+                Some(e) => error!("{e}"),
+                None => error!("the app could not be started"),
+            },
+            Event::ProxyReady => {
+                info!(since_app_healthy = %self.since_healthy(), "kuma-dp ready");
+            }
+            Event::ProxyRestarting { attempt, delay } => {
+                warn!(attempt, max = cx.settings.proxy_max_restarts, delay = %fmt_secs(delay), "kuma-dp will be restarted");
+            }
+            Event::ProxyGaveUp { crashes } => error!(
+                crashes,
+                "kuma-dp keeps failing; giving up and shutting down"
+            ),
+            Event::ProxyReadyTimeout => {
+                error!("kuma-dp did not become ready within --proxy-ready-timeout; shutting down")
+            }
+            Event::StartupTimeout => error!(
+                "app not healthy within --startup-timeout; stopping it (kuma-dp is not started)"
+            ),
+            Event::DrainTimeout => warn!(
+                "kuma-dp did not finish draining within --drain-timeout; telling it to stop now"
+            ),
+            Event::StopDuringShutdown => {
+                info!("a shutdown is already under way; send the stop signal again to cut it short")
+            }
+            Event::DrainIdle { drained_for } => {
+                let peak = cx.idle.peak();
+                info!(
+                    drained = %fmt_secs(drained_for),
+                    peak_connections = peak.connections,
+                    peak_requests = peak.requests,
+                    "inbound idle after draining {} (at most {} connections, {} requests during the drain): telling kuma-dp to stop now",
+                    fmt_secs(drained_for),
+                    peak.connections,
+                    peak.requests
+                );
+            }
+            Event::IdleWatchUnavailable => {
+                let error = cx.idle.last_error();
+                warn!(error = %error, "Envoy's inbound stats are unreadable");
+                warn!("cannot read Envoy's inbound stats; the drain lasts kuma-dp's drain time")
+            }
+            Event::Escalated { stops } => {
+                warn!(stops, "stop signal #{stops}: cutting the shutdown short")
+            }
+            Event::AppKilled { cut_short: false } => {
+                warn!("app did not stop within --app-stop-timeout; sending SIGKILL")
+            }
+            Event::AppKilled { cut_short: true } => warn!(
+                "app did not stop within {} of the second stop signal, which cut the stop short; sending SIGKILL",
+                fmt_secs(cx.settings.kill_bound)
+            ),
+            Event::ProxyKilled => warn!("kuma-dp did not exit in time; sending SIGKILL"),
+            Event::DescendantsKilled => warn!("leftover descendants did not stop; sending SIGKILL"),
+            Event::DescendantsLeft => error!("some descendants survived SIGKILL; exiting anyway"),
+        }
+    }
+
+    /// What an event changes in `/metrics`.
+    fn record_event(&mut self, event: Event) {
+        let m = &mut self.status.borrow_mut().metrics;
+        match event {
+            Event::AppHealthy => m.healthy(self.start.elapsed()),
+            Event::ProxyRestarting { .. } => m.proxy_restarts += 1,
+            Event::DrainIdle { .. } => m.drain_ending(DrainEnd::Idle),
+            Event::DrainTimeout => m.drain_ending(DrainEnd::Timeout),
+            Event::Escalated { .. } => m.drain_ending(DrainEnd::CutShort),
+            _ => {}
+        }
+    }
+
+    /// The last word: the shutdown's timeline kept for the next instance
+    /// (`--state-file`) and the summary line.
+    pub fn exit(
+        &self,
+        timeline: Option<Timeline>,
+        code: i32,
+        state_file: Option<&std::path::Path>,
+    ) {
+        if let (Some(t), Some(path)) = (&timeline, state_file) {
+            let drain_end = self.status.borrow().metrics.drain_end();
+            if let Err(e) = LastShutdown::from_timeline(t, drain_end).save(path) {
+                warn!(file = %path.display(), error = %e, "cannot keep the shutdown timeline in --state-file");
+            }
+        }
+        if let Some(t) = timeline {
+            info!(
+                "shutdown: drain {}, grace {}, app stop {}, total {}, exit {code}",
+                fmt_secs(t.drain),
+                fmt_secs(t.grace),
+                fmt_secs(t.app_stop),
+                fmt_secs(t.total)
+            );
+        } else {
+            info!("exit {code}");
+        }
+    }
+}
+
+/// `/metrics`' starting point: the drain's kind and the previous
+/// instance's shutdown from `--state-file`.
+fn init_metrics(m: &mut Metrics, cfg: &Config) {
+    m.drain_is_wait = matches!(cfg.settings.drain_mode, DrainMode::InboundUsr2 { .. });
+    if let Some(path) = &cfg.state_file {
+        match LastShutdown::load(path) {
+            Ok(last) => m.last = last,
+            Err(e) => warn!(file = %path.display(), error = %e, "ignoring --state-file"),
+        }
+    }
+}
