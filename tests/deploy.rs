@@ -561,12 +561,6 @@ fn copy_libs(bin: &Path, root: &Path) {
     }
 }
 
-/// State letter of a process (`Z` for a zombie), from /proc/<pid>/stat.
-fn state_of(pid: i32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
-}
-
 #[test]
 fn pid1_in_minimal_root_reaps_forwards_and_exits_with_the_app() {
     if !nix::unistd::geteuid().is_root() {
@@ -652,7 +646,7 @@ fn pid1_in_minimal_root_reaps_forwards_and_exits_with_the_app() {
         .expect("meshinit below unshare");
     let zombies: Vec<i32> = descendants(meshinit_pid)
         .into_iter()
-        .filter(|p| state_of(*p) == Some('Z'))
+        .filter(|p| is_zombie(*p))
         .collect();
     assert!(zombies.is_empty(), "zombies left: {zombies:?}");
 

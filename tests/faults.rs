@@ -46,50 +46,12 @@ fn dp_pid(s: &Scenario) -> i32 {
         .unwrap()
 }
 
-/// Whether `pid` is gone or a zombie.
-fn is_dead(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat[stat.rfind(')').unwrap() + 1..]
-            .trim_start()
-            .starts_with('Z'),
-    }
-}
-
-/// (state, ppid, pgid) of every process, from /proc/<pid>/stat.
-fn processes() -> Vec<(i32, char, i32, i32)> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        if f.len() < 3 {
-            continue;
-        }
-        let state = f[0].chars().next().unwrap_or('?');
-        out.push((
-            pid,
-            state,
-            f[1].parse().unwrap_or(0),
-            f[2].parse().unwrap_or(0),
-        ));
-    }
-    out
-}
-
 /// Live (non-zombie) processes in process group `pgid`.
 fn live_in_group(pgid: i32) -> Vec<i32> {
     processes()
         .into_iter()
-        .filter(|(_, state, _, g)| *g == pgid && *state != 'Z')
-        .map(|(pid, ..)| pid)
+        .filter(|(_, s)| s.pgid == pgid && s.state != 'Z')
+        .map(|(pid, _)| pid)
         .collect()
 }
 
@@ -97,7 +59,7 @@ fn live_in_group(pgid: i32) -> Vec<i32> {
 fn zombies_of(parent: i32) -> usize {
     processes()
         .into_iter()
-        .filter(|(_, state, ppid, _)| *ppid == parent && *state == 'Z')
+        .filter(|(_, s)| s.ppid == parent && s.state == 'Z')
         .count()
 }
 

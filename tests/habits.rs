@@ -357,12 +357,9 @@ impl Drop for Terminal {
     }
 }
 
-/// The state letter of `/proc/<pid>/stat` (`T` when stopped).
+/// The state letter of `pid` (`T` when stopped).
 fn state_of(pid: i32) -> char {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit(')').next()?.trim_start().chars().next())
-        .unwrap_or('?')
+    stat(pid).map_or('?', |s| s.state)
 }
 
 /// The pid of the process called `name` below `root`.

@@ -25,18 +25,9 @@ fn meshinit(args: &[&str], app: &[&str]) -> Command {
     cmd
 }
 
+/// Running: not gone, and not a zombie (which still accepts kill(0)).
 fn alive(pid: i32) -> bool {
-    // A zombie still accepts kill(0); look at its state too.
-    kill(Pid::from_raw(pid), None).is_ok()
-        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                !s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-            .unwrap_or(false)
+    !is_dead(pid)
 }
 
 #[test]
@@ -398,12 +389,7 @@ fn idle_supervisor_uses_no_cpu() {
     let rec = Record::new(&dir);
     let p = Proc::start(meshinit(&[], &["--record", rec.path_str()]));
     rec.wait_for("start", T);
-    let ticks = || -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.pid())).unwrap();
-        let after = stat.rsplit(')').next().unwrap();
-        let f: Vec<&str> = after.split_whitespace().collect();
-        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-    };
+    let ticks = || stat(p.pid()).expect("meshinit runs").cpu_ticks;
     let before = ticks();
     // Observation window, not a synchronisation: nothing is awaited here.
     std::thread::sleep(Duration::from_millis(1500));

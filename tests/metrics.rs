@@ -446,16 +446,7 @@ fn serving_metrics_adds_no_work_while_nobody_scrapes() {
     // One scrape first: whatever it set up must not keep running after it.
     let (code, _, _) = poll("/metrics", T, || scrape(port));
     assert_eq!(code, 200);
-    let ticks = || -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.pid())).unwrap();
-        let f: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-    };
+    let ticks = || stat(p.pid()).expect("meshinit runs").cpu_ticks;
     let before = ticks();
     // Observation window, not a synchronisation: nothing is awaited here.
     std::thread::sleep(Duration::from_millis(1500));

@@ -48,17 +48,7 @@ fn init_below(p: &Proc) -> i32 {
 fn zombies_below(root: i32) -> Vec<i32> {
     descendants(root)
         .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| {
-                    s.rsplit(')')
-                        .next()
-                        .unwrap_or("")
-                        .trim_start()
-                        .starts_with('Z')
-                })
-                .unwrap_or(false)
-        })
+        .filter(|pid| is_zombie(*pid))
         .collect()
 }
 

@@ -50,16 +50,6 @@ fn send(p: &Proc, sig: Signal) -> u64 {
     t
 }
 
-/// Whether `pid` has exited (gone, or a zombie waiting for its new parent to reap it).
-fn is_dead(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat[stat.rfind(')').unwrap() + 1..]
-            .trim_start()
-            .starts_with('Z'),
-    }
-}
-
 #[test]
 fn sigterm_drains_kuma_dp_then_waits_the_grace_delay_then_stops_the_app() {
     let (s, status) = Scenario::new("sequence")
@@ -176,7 +166,7 @@ fn drain_timeout_sends_a_second_term_then_sigkill_and_still_stops_the_app_last()
         .env("FAKE_KUMA_DP_IGNORE_TERM", "1");
     let mut p = s.start();
     p.wait_for_line("service running and ready", T);
-    let dp_pid = s.dp.find("start").unwrap().field("pid").to_string();
+    let dp_pid = s.dp.find("start").unwrap().field("pid").parse().unwrap();
     let sent = send(&p, Signal::SIGTERM);
     let (exit, exited) = wait_exit_at(&mut p, T);
     assert_eq!(exit.code(), Some(143));
@@ -196,7 +186,7 @@ fn drain_timeout_sends_a_second_term_then_sigkill_and_still_stops_the_app_last()
         s.dp.find("exit").is_none(),
         "kuma-dp was SIGKILLed, not exited"
     );
-    assert!(is_dead(&dp_pid));
+    assert!(is_dead(dp_pid));
     let out = p.output();
     assert!(
         out.contains("did not finish draining within --drain-timeout"),
@@ -287,8 +277,8 @@ fn a_third_stop_signal_kills_everything_and_exits_at_once() {
         .env("FAKE_KUMA_DP_IGNORE_TERM", "1");
     let mut p = s.start();
     p.wait_for_line("service running and ready", T);
-    let app_pid = s.app.find("start").unwrap().field("pid").to_string();
-    let dp_pid = s.dp.find("start").unwrap().field("pid").to_string();
+    let app_pid = s.app.find("start").unwrap().field("pid").parse().unwrap();
+    let dp_pid = s.dp.find("start").unwrap().field("pid").parse().unwrap();
 
     p.signal(Signal::SIGTERM);
     s.dp.wait_for_match("signal", |e| e.rest == "TERM n=1", T);
@@ -307,7 +297,7 @@ fn a_third_stop_signal_kills_everything_and_exits_at_once() {
     assert!(s.app.find("die").is_none() && s.app.find("exit").is_none());
     assert!(s.dp.find("exit").is_none());
     poll("the app and kuma-dp to be dead", T, || {
-        (is_dead(&app_pid) && is_dead(&dp_pid)).then_some(())
+        (is_dead(app_pid) && is_dead(dp_pid)).then_some(())
     });
     p.wait_for_line("stop signal #3", T);
 }

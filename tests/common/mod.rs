@@ -297,12 +297,54 @@ pub fn descendants(root: i32) -> Vec<i32> {
         .collect()
 }
 
-/// The parent pid of `pid`, from `/proc/<pid>/stat` (None if it is gone).
-pub fn ppid_of(pid: i32) -> Option<i32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// What the tests read of `/proc/<pid>/stat`.
+#[derive(Clone, Copy, Debug)]
+pub struct Stat {
+    /// `R`, `S`, `T` (stopped), `Z` (zombie), ...
+    pub state: char,
+    pub ppid: i32,
+    pub pgid: i32,
+    /// User plus system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+}
+
+/// `/proc/<pid>/stat`, or None once the process is gone.
+pub fn stat(pid: i32) -> Option<Stat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may contain spaces: read after the last ')'.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1)?.parse().ok()
+    let f: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+    Some(Stat {
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgid: f.get(2)?.parse().ok()?,
+        cpu_ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+    })
+}
+
+/// Every process on the host with its stat.
+pub fn processes() -> Vec<(i32, Stat)> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter_map(|pid| Some((pid, stat(pid)?)))
+        .collect()
+}
+
+/// The parent pid of `pid` (None if it is gone).
+pub fn ppid_of(pid: i32) -> Option<i32> {
+    stat(pid).map(|s| s.ppid)
+}
+
+/// Whether `pid` is a zombie (exited, not reaped yet).
+pub fn is_zombie(pid: i32) -> bool {
+    stat(pid).is_some_and(|s| s.state == 'Z')
+}
+
+/// Whether `pid` has exited: gone, or a zombie waiting to be reaped.
+pub fn is_dead(pid: i32) -> bool {
+    stat(pid).is_none_or(|s| s.state == 'Z')
 }
 
 /// One line of a record file: `<t_ns> <name> <rest>`.
