@@ -364,10 +364,10 @@ def private_network():
 
 # ------------------------------------------------------------------ control plane
 class ControlPlane:
-    API = "http://127.0.0.1:5681"
-    DP_SERVER = "https://127.0.0.1:5678"
-    # kuma-cp's listeners on this host (Universal, defaults).
-    PORTS = (5676, 5678, 5680, 5681, 5682, 5685)
+    API_PORT = 5681
+    DP_PORT = 5678
+    API = "http://127.0.0.1:%d" % API_PORT
+    DP_SERVER = "https://127.0.0.1:%d" % DP_PORT
 
     def __init__(self, runner, deps, workdir, extra_env=None):
         self.runner = runner
@@ -400,7 +400,7 @@ class ControlPlane:
         self.ca_cert = os.path.join(self.env["KUMA_GENERAL_WORK_DIR"], "kuma-cp.crt")
 
     def start(self):
-        busy = [p for p in (5678, 5681) if not port_free(p)]
+        busy = [p for p in (self.DP_PORT, self.API_PORT) if not port_free(p)]
         if busy:
             raise Failure("ports %s are in use on 127.0.0.1: is another kuma-cp running?" % busy)
         self.proc = self.runner.start("kuma-cp", [self.deps["KUMA_CP_BIN"], "run", "--log-level=info"],
@@ -409,8 +409,8 @@ class ControlPlane:
             if not self.proc.alive():
                 raise Failure("kuma-cp exited with %s:\n%s" % (self.proc.rc, self.proc.tail(10)))
             return http_status(self.API + "/")[0] == 200
-        wait_until(up, 90, "kuma-cp API on :5681")
-        wait_until(lambda: port_open(5678), 30, "kuma-cp dp server on :5678")
+        wait_until(up, 90, "kuma-cp API on :%d" % self.API_PORT)
+        wait_until(lambda: port_open(self.DP_PORT), 30, "kuma-cp dp server on :%d" % self.DP_PORT)
         return self.proc
 
     # The suite's mesh is a production one: mutual TLS with a builtin CA

@@ -76,9 +76,10 @@ class ControlPlane(M.ControlPlane):
     kuma-cp 2.14.3 has no setting for the interface of its dataplane,
     diagnostics and inter-cp servers: those listen on every interface."""
 
-    API = "http://127.0.0.1:%d" % CP_PORTS["api"]
-    DP_SERVER = "https://127.0.0.1:%d" % CP_PORTS["dp"]
-    PORTS = tuple(CP_PORTS.values())
+    API_PORT = CP_PORTS["api"]
+    DP_PORT = CP_PORTS["dp"]
+    API = "http://127.0.0.1:%d" % API_PORT
+    DP_SERVER = "https://127.0.0.1:%d" % DP_PORT
 
     def __init__(self, runner, deps, workdir):
         super().__init__(runner, deps, workdir, extra_env={
@@ -93,16 +94,6 @@ class ControlPlane(M.ControlPlane):
             # Nothing here scrapes metrics.
             "KUMA_MONITORING_ASSIGNMENT_SERVER_ENABLED": "false",
         })
-
-    def start(self):
-        busy = [p for p in self.PORTS if not M.port_free(p)]
-        if busy:
-            raise Failure("ports %s are in use on 127.0.0.1 (this suite's range is 29600-29799)" % busy)
-        self.proc = self.runner.start("kuma-cp", [self.deps["KUMA_CP_BIN"], "run", "--log-level=info"],
-                                      env=self.env)
-        wait_until(lambda: http_status(self.API + "/")[0] == 200, 90, "kuma-cp API on %s" % self.API)
-        wait_until(lambda: M.port_open(CP_PORTS["dp"]), 30, "kuma-cp dataplane server")
-        return self.proc
 
     def service_token(self, service, mesh="default"):
         """A dataplane token without a name, bound to kuma.io/service=service:
