@@ -12,6 +12,8 @@ extern "C" fn record_inherited_signals() {
 }
 
 fn main() {
-    let env = |name: &str| std::env::var(name).ok();
+    // A value that is not UTF-8 is kept (lossily) rather than dropped, so a
+    // mangled MESHINIT_CONFIG is reported as unreadable, not silently unset.
+    let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
     std::process::exit(meshinit::main_with(std::env::args_os().collect(), &env));
 }

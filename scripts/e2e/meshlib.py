@@ -368,6 +368,9 @@ class ControlPlane:
     DP_PORT = 5678
     API = "http://127.0.0.1:%d" % API_PORT
     DP_SERVER = "https://127.0.0.1:%d" % DP_PORT
+    # Checked free before kuma-cp starts, so a busy one is named, not found
+    # later as "kuma-cp exited".
+    PORTS = (DP_PORT, API_PORT)
 
     def __init__(self, runner, deps, workdir, extra_env=None):
         self.runner = runner
@@ -400,7 +403,7 @@ class ControlPlane:
         self.ca_cert = os.path.join(self.env["KUMA_GENERAL_WORK_DIR"], "kuma-cp.crt")
 
     def start(self):
-        busy = [p for p in (self.DP_PORT, self.API_PORT) if not port_free(p)]
+        busy = [p for p in self.PORTS if not port_free(p)]
         if busy:
             raise Failure("ports %s are in use on 127.0.0.1: is another kuma-cp running?" % busy)
         self.proc = self.runner.start("kuma-cp", [self.deps["KUMA_CP_BIN"], "run", "--log-level=info"],

@@ -80,6 +80,7 @@ class ControlPlane(M.ControlPlane):
     DP_PORT = CP_PORTS["dp"]
     API = "http://127.0.0.1:%d" % API_PORT
     DP_SERVER = "https://127.0.0.1:%d" % DP_PORT
+    PORTS = tuple(CP_PORTS.values())
 
     def __init__(self, runner, deps, workdir):
         super().__init__(runner, deps, workdir, extra_env={

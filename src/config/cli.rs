@@ -87,8 +87,8 @@ pub enum Mode {
 }
 
 /// Splits off the `check` word. It is handled by hand rather than as a clap
-/// subcommand so that the same options (and their env vars) apply to both
-/// modes without clap counting env-provided values as conflicting with it.
+/// subcommand so that every option is accepted before and after it, as
+/// the same options apply to both modes.
 pub fn split_mode(mut args: Vec<std::ffi::OsString>) -> (Mode, Vec<std::ffi::OsString>) {
     if args.get(1).is_some_and(|a| a == "check") {
         args.remove(1);

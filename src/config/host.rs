@@ -144,7 +144,7 @@ fn find_executable(
             Ok(_) => Ok(p),
         };
     }
-    let path = path.unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let path = path.unwrap_or_else(|| crate::init::fds::DEFAULT_PATH.into());
     let candidates: Vec<PathBuf> = std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .collect();

@@ -76,8 +76,9 @@ fn flag_layer(matches: &ArgMatches) -> BTreeMap<&'static str, Raw> {
     out
 }
 
-/// Reads the env var layer. A variable that is set counts, even empty (an
-/// empty value is reported, not taken as unset); a list splits at commas.
+/// Reads the env var layer. A variable that is set counts, even empty (as
+/// clap did): a value that must parse reports the empty text, a path or
+/// name treats it as not given. A list splits at commas.
 fn env_layer(env: &dyn Fn(&str) -> Option<String>) -> BTreeMap<&'static str, Raw> {
     let mut out = BTreeMap::new();
     for def in OPTIONS {

@@ -4,7 +4,6 @@
 
 use super::{parse, Config, ProbeKind};
 use crate::lifecycle::{DrainMode, StartOrder};
-use crate::mesh::kuma_dp;
 
 /// Every lint's warnings, in a stable order.
 pub(super) fn all(config: &Config) -> Vec<String> {
@@ -21,10 +20,9 @@ pub(super) fn all(config: &Config) -> Vec<String> {
     .collect()
 }
 
-/// The drain time kuma-dp will use: the one it was given, or its default.
+/// The drain time kuma-dp will use, with a proxy.
 fn kuma_drain_time(config: &Config) -> Option<std::time::Duration> {
-    let proxy = config.proxy.as_ref()?;
-    Some(proxy.drain_time.unwrap_or(kuma_dp::DEFAULT_DRAIN_TIME))
+    config.proxy.as_ref().map(|p| p.effective_drain_time())
 }
 
 fn unused_dataplane_vars(config: &Config) -> Vec<String> {

@@ -19,7 +19,7 @@
 
 mod app;
 pub mod cli;
-pub mod host;
+mod host;
 mod layers;
 mod lints;
 pub mod options;
@@ -40,7 +40,7 @@ use std::time::Duration;
 use clap::ArgMatches;
 use nix::sys::signal::Signal;
 
-pub use host::{Host, NotRunnable, System};
+pub(crate) use host::{Host, System};
 pub use options::{OptDef, OPTIONS};
 
 use crate::init::exit::ExitCodeMap;
@@ -192,7 +192,7 @@ pub struct ProxyConfig {
     pub dataplane_file: Option<String>,
     /// The rendered Dataplane (direct mode).
     pub dataplane: Option<Dataplane>,
-    /// The drain time kuma-dp will use, when meshinit can tell.
+    /// The drain time kuma-dp was given, when meshinit can tell.
     pub drain_time: Option<Duration>,
     /// kuma-dp's `--work-dir`, where Envoy's admin socket lives.
     pub work_dir: PathBuf,
@@ -203,6 +203,13 @@ pub struct ProxyConfig {
     pub admin: Admin,
     /// The inbound listeners whose load ends an idle drain (direct mode).
     pub inbound_listeners: Vec<InboundListener>,
+}
+
+impl ProxyConfig {
+    /// The drain time kuma-dp will use: the one it was given, or its own default.
+    pub fn effective_drain_time(&self) -> Duration {
+        self.drain_time.unwrap_or(kuma_dp::DEFAULT_DRAIN_TIME)
+    }
 }
 
 /// The validated configuration.
@@ -243,7 +250,11 @@ pub fn load(
 }
 
 /// As [`load`], on the machine `host` describes.
-pub fn load_on(host: &dyn Host, mode: Mode, matches: &ArgMatches) -> Result<Config, ConfigError> {
+pub(crate) fn load_on(
+    host: &dyn Host,
+    mode: Mode,
+    matches: &ArgMatches,
+) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
     let layers = layers::read(matches, &|name| host.env(name), &mut problems);
     let mut r = Resolver::new(layers.merged, problems);
@@ -257,7 +268,10 @@ pub fn load_on(host: &dyn Host, mode: Mode, matches: &ArgMatches) -> Result<Conf
     let proxy = proxy::section(&mut r, host, &mut warnings);
     let dataplane = proxy.as_ref().and_then(|p| p.dataplane.as_ref());
     let probes = probes::section(&mut r, &layers.checks, dataplane);
-    let shutdown = shutdown::section(&mut r, proxy.as_ref().map(|p| p.drain_time));
+    let shutdown = shutdown::section(
+        &mut r,
+        proxy.as_ref().map(ProxyConfig::effective_drain_time),
+    );
     let status = status::section(&mut r, host, proxy.is_some());
     let start_order = match r
         .value("start-order", parse::choice(&["app-first", "proxy-first"]))

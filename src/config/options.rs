@@ -86,8 +86,10 @@ impl Kind {
 /// What applies when an option is given nowhere.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DefaultValue {
-    /// Nothing: the feature is off or the value is not needed.
+    /// Nothing: the value is not needed.
     Unset,
+    /// The feature is off unless the option is given.
+    Off,
     /// This value, as it would be written (it parses like a given value).
     Is(&'static str),
     /// Decided from other options; the text says how.
@@ -119,7 +121,7 @@ pub const DEFAULT_READY_URL: &str = "http://127.0.0.1:${KUMA_READINESS_PORT:-990
 pub const CONFIG_FLAG: &str = "config";
 pub const CONFIG_ENV: &str = "MESHINIT_CONFIG";
 
-use DefaultValue::{Depends, Is, Unset};
+use DefaultValue::{Depends, Is, Off, Unset};
 use Kind::{List, One, Repeat, Switch, Verbatim};
 use Section::{App, Log, Probes, Proxy, Shutdown, Status};
 
@@ -243,13 +245,13 @@ pub const OPTIONS: &[OptDef] = &[
     OptDef { flag: "exit-code-map", section: Shutdown, key: "exit-code-map", kind: List("FROM:TO"), default: Unset,
         help: "Rewrite the exit code, e.g. 143:0. Repeatable (comma-separated in env)",
         doc: "Rewrite the app's exit code, e.g. `143:0`" },
-    OptDef { flag: "status-listen", section: Status, key: "listen", kind: One("ADDR"), default: Unset,
-        help: "Serve /ready, /live and /status on ADDR (e.g. 127.0.0.1:9000)",
+    OptDef { flag: "status-listen", section: Status, key: "listen", kind: One("ADDR"), default: Off,
+        help: "Serve /ready, /live, /status and /metrics on ADDR (e.g. 127.0.0.1:9000)",
         doc: "Serve `/ready`, `/live`, `/status`, `/metrics`; a bare port binds 127.0.0.1" },
     OptDef { flag: "status-request-timeout", section: Status, key: "request-timeout", kind: One("DURATION"), default: Is("2s"),
         help: "Time a status client has to send its request before its connection is closed",
         doc: "Time a status client has to send its request; a slower one is closed, so idle clients cannot hold the endpoint's slots" },
-    OptDef { flag: "state-file", section: Status, key: "state-file", kind: One("FILE"), default: Unset,
+    OptDef { flag: "state-file", section: Status, key: "state-file", kind: One("FILE"), default: Off,
         help: "Keep the last shutdown's timeline in FILE; the next meshinit reports it on /metrics",
         doc: "Keep the shutdown's timeline in FILE at exit; the next meshinit on it reports that shutdown on `/metrics` (see [Metrics](metrics.md#the-last-shutdown))" },
     OptDef { flag: "log-format", section: Log, key: "format", kind: One("text|json"), default: Is("text"),
@@ -283,6 +285,7 @@ impl OptDef {
         match self.default {
             DefaultValue::Is(d) => write!(s, " [default: {d}]").unwrap(),
             DefaultValue::Depends(d) => write!(s, " [default: {}]", d.replace('`', "")).unwrap(),
+            DefaultValue::Off => s.push_str(" [default: off]"),
             DefaultValue::Unset => {}
         }
         write!(s, " [env: {}]", self.env()).unwrap();
@@ -316,6 +319,7 @@ pub fn reference_table() -> String {
         let default = match d.default {
             DefaultValue::Is(v) => format!("`{v}`"),
             DefaultValue::Depends(t) => t.to_string(),
+            DefaultValue::Off => "– (off)".to_string(),
             DefaultValue::Unset => "–".to_string(),
         };
         let mut meaning = if d.doc.is_empty() { d.help } else { d.doc }.to_string();

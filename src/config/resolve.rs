@@ -62,9 +62,8 @@ impl Resolver {
 
     /// As `typed`, for an option with a default value: there is always one.
     pub fn value<T>(&mut self, id: &str, f: impl Fn(&str) -> Result<T, String>) -> T {
-        Self::default_text(id);
         self.typed(id, f)
-            .expect("an option with a default has a value")
+            .unwrap_or_else(|| panic!("--{id} has no default value"))
     }
 
     /// Every value of a list; the default's (split at commas) when unset.

@@ -10,7 +10,6 @@ use super::parse;
 use super::resolve::Resolver;
 use crate::init::exit::ExitCodeMap;
 use crate::lifecycle::{DrainMode, IdleDrain};
-use crate::mesh::kuma_dp;
 
 /// The shutdown section, typed.
 pub(super) struct Shutdown {
@@ -22,9 +21,8 @@ pub(super) struct Shutdown {
     pub exit_code_map: ExitCodeMap,
 }
 
-/// `proxy_drain_time`: `Some` with a proxy, holding the drain time kuma-dp
-/// was given if meshinit can tell.
-pub(super) fn section(r: &mut Resolver, proxy_drain_time: Option<Option<Duration>>) -> Shutdown {
+/// `proxy_drain_time`: with a proxy, the drain time kuma-dp will use.
+pub(super) fn section(r: &mut Resolver, proxy_drain_time: Option<Duration>) -> Shutdown {
     let stop_signals = r.list("stop-signals", parse::signal);
     for s in &stop_signals {
         if matches!(s, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGCHLD) {
@@ -58,9 +56,8 @@ pub(super) fn section(r: &mut Resolver, proxy_drain_time: Option<Option<Duration
         });
     let drain_mode = match drain_signal {
         Signal::SIGUSR2 => DrainMode::InboundUsr2 {
-            wait: proxy_drain_time
-                .flatten()
-                .unwrap_or(kuma_dp::DEFAULT_DRAIN_TIME),
+            // Without a proxy there is no drain; the value is never used.
+            wait: proxy_drain_time.unwrap_or_default(),
         },
         _ => DrainMode::Term,
     };

@@ -2,6 +2,8 @@ use super::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::host::NotRunnable;
+
 use crate::lifecycle::DrainMode;
 
 /// Loads a configuration from argv, a fake environment and optional file text.

@@ -167,6 +167,9 @@ impl ExecWithListenPid {
     }
 }
 
+/// The search path when PATH is unset, as the shells use.
+pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
 /// The program's path as `execvp` finds it: as given with a slash,
 /// otherwise the first executable file of that name on PATH (or the bare
 /// name, which then fails as "not found").
@@ -174,7 +177,7 @@ fn resolve(program: &OsStr) -> PathBuf {
     if program.as_bytes().contains(&b'/') {
         return PathBuf::from(program);
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|p| is_executable_file(p))

@@ -178,8 +178,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The options' defaults (see `config::options`), for a run with a
-    /// proxy and probes: where the tests start from.
+    /// The options' defaults (see `config::options`) with a proxy and
+    /// probes, and without the idle drain (which a proxied run with the
+    /// default options has): where the tests start from.
     #[cfg(test)]
     pub fn defaults() -> Settings {
         crate::config::default_settings()
