@@ -48,7 +48,7 @@ use tracing::{info, warn};
 /// Runs meshinit with these arguments and environment; returns the exit code.
 pub fn main_with(args: Vec<std::ffi::OsString>, env: &dyn Fn(&str) -> Option<String>) -> i32 {
     let (mode, args) = config::cli::split_mode(args);
-    let matches = match config::cli::command().try_get_matches_from(args) {
+    let matches = match config::cli::parse(args) {
         Ok(m) => m,
         Err(e) => {
             let _ = e.print();

@@ -30,20 +30,38 @@ Exit codes: the app's own (128+N when signal N ended it, then --exit-code-map);
 64 bad usage or configuration, 69 app not healthy in time (or unhealthy with
 --on-unhealthy shutdown), 71 operating system error, 75 kuma-dp failed.";
 
-/// The clap command: every option of the table, under its section's heading.
+/// The clap command: every option of the table, under its section's
+/// heading, with its help (for `--help`, the man page and completions).
 pub fn command() -> Command {
-    let config = Arg::new(CONFIG_FLAG)
-        .long(CONFIG_FLAG)
-        .value_name("FILE")
-        .help(format!(
+    build(true)
+}
+
+/// Parses the command line. The help lines are built only to be shown:
+/// formatting them all on every start cost more than the parse itself. A
+/// command line the lean command refuses (or `--help`) is parsed again by
+/// the full one, which gives the same outcome with the help text.
+pub fn parse(args: Vec<std::ffi::OsString>) -> Result<clap::ArgMatches, clap::Error> {
+    match build(false).try_get_matches_from(&args) {
+        Ok(matches) => Ok(matches),
+        Err(_) => command().try_get_matches_from(args),
+    }
+}
+
+fn build(with_help: bool) -> Command {
+    let mut config = Arg::new(CONFIG_FLAG).long(CONFIG_FLAG).value_name("FILE");
+    if with_help {
+        config = config.help(format!(
             "YAML configuration file; flags and env vars override its values [env: {CONFIG_ENV}]"
         ));
+    }
     let options = OPTIONS.iter().map(|def| {
-        let arg = Arg::new(def.flag)
+        let mut arg = Arg::new(def.flag)
             .long(def.flag)
             .value_name(def.kind.value_name())
-            .help(def.help_line())
             .help_heading(def.section.heading());
+        if with_help {
+            arg = arg.help(def.help_line());
+        }
         match def.kind {
             Kind::One(_) => arg,
             Kind::List(_) => arg.action(ArgAction::Append).value_delimiter(','),
