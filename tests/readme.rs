@@ -15,8 +15,9 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
 }
 
-const TABLE_BEGIN: &str = "<!-- options table: generated from src/config/options.rs -->\n";
-const TABLE_END: &str = "<!-- end of options table -->\n";
+// Blank lines around the table keep the markers their own HTML blocks.
+const TABLE_BEGIN: &str = "<!-- options table: generated from src/config/options.rs -->\n\n";
+const TABLE_END: &str = "\n<!-- end of options table -->\n";
 
 /// The reference's table of options is the options table, rendered. Run
 /// with MESHINIT_BLESS=1 to write it after changing an option.
