@@ -446,11 +446,7 @@ fn serving_metrics_adds_no_work_while_nobody_scrapes() {
     // One scrape first: whatever it set up must not keep running after it.
     let (code, _, _) = poll("/metrics", T, || scrape(port));
     assert_eq!(code, 200);
-    let ticks = || stat(p.pid()).expect("meshinit runs").cpu_ticks;
-    let before = ticks();
-    // Observation window, not a synchronisation: nothing is awaited here.
-    std::thread::sleep(Duration::from_millis(1500));
-    let used = ticks() - before;
+    let used = idle_cpu_ticks(p.pid());
     assert!(
         used <= 1,
         "meshinit used {used} clock ticks while nobody scraped"

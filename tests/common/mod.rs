@@ -332,6 +332,15 @@ pub fn processes() -> Vec<(i32, Stat)> {
         .collect()
 }
 
+/// The CPU clock ticks `pid` uses over a 1.5 s window. The window is an
+/// observation period, not a synchronisation: nothing is awaited in it.
+pub fn idle_cpu_ticks(pid: i32) -> u64 {
+    let ticks = || stat(pid).expect("the process runs").cpu_ticks;
+    let before = ticks();
+    std::thread::sleep(Duration::from_millis(1500));
+    ticks() - before
+}
+
 /// The parent pid of `pid` (None if it is gone).
 pub fn ppid_of(pid: i32) -> Option<i32> {
     stat(pid).map(|s| s.ppid)
