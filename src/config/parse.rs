@@ -318,7 +318,7 @@ pub fn count(s: &str) -> Result<u32, String> {
 pub fn positive_duration(s: &str) -> Result<Duration, String> {
     duration(s).and_then(|d| {
         if d.is_zero() {
-            Err("must be more than 0".to_string())
+            Err("must be longer than 0s".to_string())
         } else {
             Ok(d)
         }

@@ -28,9 +28,9 @@ pub(super) fn section(
 ) -> Probes {
     let base = ProbeSpec {
         kind: ProbeKind::Shell(String::new()),
-        startup_period: nonzero(r, "probe-startup-period"),
-        period: nonzero(r, "probe-period"),
-        timeout: nonzero(r, "probe-timeout"),
+        startup_period: r.value("probe-startup-period", parse::positive_duration),
+        period: r.value("probe-period", parse::positive_duration),
+        timeout: r.value("probe-timeout", parse::positive_duration),
         success_threshold: r.value("probe-success-threshold", parse::positive),
         failure_threshold: r.value("probe-failure-threshold", parse::positive),
     };
@@ -84,16 +84,6 @@ pub(super) fn section(
     }
 }
 
-/// A probe period or timeout: a wait that must actually wait.
-fn nonzero(r: &mut Resolver, id: &str) -> Duration {
-    let d = r.value(id, parse::duration);
-    if d.is_zero() {
-        let o = r.origin(id);
-        r.problem(id, &o, "must be longer than 0s".into());
-    }
-    d
-}
-
 /// One entry of `probes.checks` in the file.
 fn file_check(
     item: &Item,
@@ -134,9 +124,9 @@ fn file_check(
                 }
                 _ => Err("exec must be a command string (run by /bin/sh) or a non-empty list (run directly)".into()),
             },
-            ("period", Some(t)) => parse::duration(t).map(|d| spec.period = d),
-            ("startup-period", Some(t)) => parse::duration(t).map(|d| spec.startup_period = d),
-            ("timeout", Some(t)) => parse::duration(t).map(|d| spec.timeout = d),
+            ("period", Some(t)) => parse::positive_duration(t).map(|d| spec.period = d),
+            ("startup-period", Some(t)) => parse::positive_duration(t).map(|d| spec.startup_period = d),
+            ("timeout", Some(t)) => parse::positive_duration(t).map(|d| spec.timeout = d),
             ("success-threshold", Some(t)) => parse::positive(t).map(|n| spec.success_threshold = n),
             ("failure-threshold", Some(t)) => parse::positive(t).map(|n| spec.failure_threshold = n),
             (k, _) if !PROBE_CHECK_KEYS.contains(&k) => Err(format!("unknown key '{k}' (known keys: {})", PROBE_CHECK_KEYS.join(", "))),

@@ -586,7 +586,7 @@ fn restart_backoff_and_status_request_timeout_default_and_can_be_shortened() {
     );
     assert_eq!(errs.len(), 2, "{errs:?}");
     assert!(
-        errs.iter().all(|e| e.contains("must be more than 0")),
+        errs.iter().all(|e| e.contains("must be longer than 0s")),
         "{errs:?}"
     );
 }
@@ -732,5 +732,24 @@ fn lints_are_passes_over_the_built_configuration() {
     assert!(
         warnings[0].starts_with("worst-case shutdown 13s exceeds the shutdown budget 5s"),
         "{warnings:?}"
+    );
+}
+
+/// A `probes.checks` entry is typed as the flags are: a 0s period made the
+/// probe loop spin without sleeping, a 0s timeout failed every check.
+#[test]
+fn a_zero_period_or_timeout_in_probes_checks_is_refused() {
+    let errs = messages(
+        load_with(
+            &["--", "/bin/true"],
+            &[],
+            Some("probes:\n  checks:\n  - tcp: 127.0.0.1:80\n    period: 0s\n    timeout: 0ms\n"),
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs.iter().all(|e| e.contains("must be longer than 0s")),
+        "{errs:?}"
     );
 }

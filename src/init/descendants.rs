@@ -25,9 +25,9 @@ pub fn of(root: i32) -> Vec<i32> {
 }
 
 /// Every descendant of `root`, any depth, zombies included (they stay in the
-/// tree until reaped), each with whether it is one. The integration tests
-/// look for zombies and leftovers with it.
-pub fn with_zombies(root: i32) -> Vec<(i32, bool)> {
+/// tree until reaped), each with whether it is one. (The integration tests
+/// walk the tree their own way, so that they do not share this walk's bugs.)
+pub(crate) fn with_zombies(root: i32) -> Vec<(i32, bool)> {
     match by_children_files(root) {
         Some(pids) => pids,
         None => by_full_scan(root),

@@ -289,12 +289,24 @@ fn spawn_reader(stream: impl Read + Send + 'static, pid: u32, output: SharedOutp
     });
 }
 
-/// Every process below `root` in the process tree, zombies included: meshinit's own walk.
+/// Every process below `root` in the process tree, zombies included. Walked
+/// here from every process's parent pid rather than with meshinit's own walk:
+/// the tests' view of the tree must not share the bugs of the code they test.
 pub fn descendants(root: i32) -> Vec<i32> {
-    meshinit::init::descendants::with_zombies(root)
-        .into_iter()
-        .map(|(pid, _)| pid)
-        .collect()
+    let all = processes();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            all.iter()
+                .filter(|(_, s)| s.ppid == parent)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 /// What the tests read of `/proc/<pid>/stat`.
