@@ -67,16 +67,9 @@ pub fn main_with(args: Vec<std::ffi::OsString>, env: &dyn Fn(&str) -> Option<Str
     };
     if mode == config::cli::Mode::Check {
         print!("{}", config::plan::render(&cfg));
-        if let Some(budget) = cfg.shutdown_budget {
-            let worst = cfg.settings.worst_case_shutdown();
-            if worst > budget {
-                eprintln!(
-                    "meshinit: worst-case shutdown {} exceeds --shutdown-budget {}; lower drain-timeout, app-grace-delay or app-stop-timeout, or raise the platform's stop timeout",
-                    config::parse::fmt_duration(worst),
-                    config::parse::fmt_duration(budget)
-                );
-                return init::exit::EX_USAGE;
-            }
+        if let Some(verdict) = cfg.budget_verdict().filter(|v| !v.fits()) {
+            eprintln!("meshinit: {verdict}");
+            return init::exit::EX_USAGE;
         }
         return 0;
     }

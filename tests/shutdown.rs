@@ -626,3 +626,60 @@ fn check_reports_the_worst_case_shutdown_and_enforces_the_budget() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("worst case: 18s"), "{out}");
 }
+
+/// The times `meshinit check` prints in its shutdown timeline, by what happens then.
+fn planned_at(plan: &str, what: &str) -> f64 {
+    let line = plan
+        .lines()
+        .find(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("no {what:?} in the plan:\n{plan}"));
+    let at = line.split_whitespace().next().expect("a time");
+    let secs = if let Some(ms) = at.strip_suffix("ms") {
+        ms.parse::<f64>().map(|v| v / 1000.0)
+    } else {
+        at.trim_end_matches('s').parse::<f64>()
+    };
+    secs.unwrap_or_else(|_| panic!("no time in {line:?}"))
+}
+
+/// Issue 22: `check`'s timeline is the lifecycle run on a simulated clock,
+/// so a real run in which nobody cooperates (kuma-dp and the app ignore
+/// SIGTERM) takes each step when the plan says. The only difference: the
+/// real processes leave no descendant behind, so the real run ends where
+/// the plan's clean-up begins.
+#[test]
+fn checks_timeline_is_what_a_real_run_takes_when_nobody_cooperates() {
+    let flags = [
+        "--drain-timeout",
+        "1s",
+        "--app-grace-delay",
+        "500ms",
+        "--app-stop-timeout",
+        "1500ms",
+    ];
+    let s = Scenario::new("plan-vs-run")
+        .listening_app()
+        .app(&["--on", "TERM=ignore"])
+        .opt(&flags)
+        .env("FAKE_KUMA_DP_IGNORE_TERM", "1");
+    let (code, plan) = check(&s, &[]);
+    assert_eq!(code, 0, "{plan}");
+    let grace_at = planned_at(&plan, "grace: the app keeps running");
+    let stop_at = planned_at(&plan, "stop: the app gets");
+    let killed_at = planned_at(&plan, "the app gets SIGKILL");
+    // 1 s drain, a second SIGTERM, SIGKILL one kill bound later; the grace; the stop timeout.
+    assert_eq!((grace_at, stop_at, killed_at), (2.0, 2.5, 4.0), "{plan}");
+
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    p.signal(Signal::SIGTERM);
+    p.wait_exit(T);
+    let real = summary(&p);
+    assert_eq!(real.exit, 137, "the app was SIGKILLed");
+    // Each phase as planned, give or take a busy machine's scheduling.
+    let close = |real: f64, planned: f64| (real - planned).abs() < 0.4;
+    assert!(close(real.drain, grace_at), "{real:?} vs the plan:\n{plan}");
+    assert!(close(real.grace, stop_at - grace_at), "{real:?} vs\n{plan}");
+    assert!(close(real.app_stop, killed_at - stop_at), "{real:?} vs\n{plan}");
+    assert!(close(real.total, killed_at), "{real:?} vs\n{plan}");
+}

@@ -119,13 +119,8 @@ fn drain_min_not_below_kuma_drain(config: &Config) -> Vec<String> {
 }
 
 fn worst_case_over_budget(config: &Config) -> Vec<String> {
-    let worst = config.settings.worst_case_shutdown();
-    match config.shutdown_budget {
-        Some(budget) if worst > budget => vec![format!(
-            "worst-case shutdown {} exceeds the shutdown budget {}: the platform may SIGKILL meshinit mid-shutdown; lower the delays or raise the budget",
-            parse::fmt_duration(worst),
-            parse::fmt_duration(budget)
-        )],
+    match config.budget_verdict() {
+        Some(verdict) if !verdict.fits() => vec![verdict.to_string()],
         _ => Vec::new(),
     }
 }

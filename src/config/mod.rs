@@ -238,6 +238,55 @@ pub struct Config {
     pub effective: Vec<(String, String, Origin)>,
 }
 
+/// The worst-case shutdown against `--shutdown-budget`: worked out here
+/// once for `check`'s plan, `check`'s exit code and the warning at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetVerdict {
+    /// [`Settings::worst_case_shutdown`] (`Duration::MAX`: unbounded).
+    pub worst: Duration,
+    pub budget: Duration,
+}
+
+impl BudgetVerdict {
+    pub fn fits(&self) -> bool {
+        self.worst <= self.budget
+    }
+}
+
+impl std::fmt::Display for BudgetVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let worst = if self.worst == Duration::MAX {
+            "unbounded".to_string()
+        } else {
+            parse::fmt_duration(self.worst)
+        };
+        if self.fits() {
+            write!(
+                f,
+                "worst-case shutdown {worst} fits --shutdown-budget {}",
+                parse::fmt_duration(self.budget)
+            )
+        } else {
+            write!(
+                f,
+                "worst-case shutdown {worst} exceeds --shutdown-budget {}: the platform may SIGKILL meshinit mid-shutdown; lower drain-timeout, app-grace-delay or app-stop-timeout, or raise the platform's stop timeout and the budget",
+                parse::fmt_duration(self.budget)
+            )
+        }
+    }
+}
+
+impl Config {
+    /// How the worst-case shutdown compares with `--shutdown-budget`, when
+    /// one is given.
+    pub fn budget_verdict(&self) -> Option<BudgetVerdict> {
+        self.shutdown_budget.map(|budget| BudgetVerdict {
+            worst: self.settings.worst_case_shutdown(),
+            budget,
+        })
+    }
+}
+
 /// Builds the configuration from the command line, the environment and
 /// the file, on this machine. `env` is the environment meshinit was given
 /// (injected for tests): the only one it reads.

@@ -2,10 +2,14 @@
 //! and the shutdown timeline, printed without starting anything.
 
 use std::fmt::Write;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
 
 use crate::config::parse::{fmt_duration, signal_name};
 use crate::config::{Config, ProbeKind};
-use crate::lifecycle::DrainMode;
+use crate::lifecycle::simulate::{self, ShutdownRun};
+use crate::lifecycle::{Action, DrainMode, Phase, Target};
 
 /// The report, as printed to stdout.
 pub fn render(cfg: &Config) -> String {
@@ -120,90 +124,7 @@ pub fn render(cfg: &Config) -> String {
         }
     }
 
-    let st = &cfg.settings;
-    let _ = writeln!(
-        s_,
-        "\nShutdown on {} (worst case):",
-        cfg.stop_signals
-            .iter()
-            .map(|s| signal_name(*s))
-            .collect::<Vec<_>>()
-            .join(" or ")
-    );
-    let mut n = 1;
-    if cfg.proxy.is_some() {
-        match st.drain_mode {
-            DrainMode::Term => {
-                let _ = writeln!(s_, "  {n}. drain: kuma-dp gets SIGTERM and drains; wait for it to exit, at most {} (drain-timeout), then a second SIGTERM and SIGKILL {} later", fmt_duration(st.drain_timeout), fmt_duration(st.kill_bound));
-                if let (Some(idle), Some(p)) = (st.idle_drain, &cfg.proxy) {
-                    let admin = match p.admin.tcp_port {
-                        Some(port) => format!("{} or 127.0.0.1:{port}", p.admin.socket.display()),
-                        None => p.admin.socket.display().to_string(),
-                    };
-                    let _ = writeln!(
-                        s_,
-                        "     ends early (kuma-dp told to stop now) once the inbound has been idle for {} after at least {} (Envoy admin: {admin})",
-                        fmt_duration(idle.idle),
-                        fmt_duration(idle.min)
-                    );
-                }
-            }
-            DrainMode::InboundUsr2 { wait } => {
-                let _ = writeln!(
-                    s_,
-                    "  {n}. drain: kuma-dp gets SIGUSR2 (inbound listeners only); wait {}",
-                    fmt_duration(wait.min(st.drain_timeout))
-                );
-            }
-        }
-        n += 1;
-    }
-    let _ = writeln!(
-        s_,
-        "  {n}. grace: the app keeps running for {} (app-grace-delay)",
-        fmt_duration(st.app_grace_delay)
-    );
-    n += 1;
-    let stop_signal = if st.pass_stop_signal {
-        // As tini and dumb-init: Ctrl-C's INT reaches the app as INT.
-        format!(
-            "the stop signal meshinit received (SIG{} when the shutdown has another cause)",
-            signal_name(st.app_stop_signal)
-        )
-    } else {
-        format!("SIG{}", signal_name(st.app_stop_signal))
-    };
-    let _ = writeln!(
-        s_,
-        "  {n}. stop: the app gets {stop_signal}, SIGKILL after {} (app-stop-timeout)",
-        fmt_duration(st.app_stop_timeout)
-    );
-    n += 1;
-    if matches!(st.drain_mode, DrainMode::InboundUsr2 { .. }) && cfg.proxy.is_some() {
-        let _ = writeln!(
-            s_,
-            "  {n}. kuma-dp gets SIGTERM last (already drained, it exits at once; a second SIGTERM after {}, SIGKILL after {})",
-            fmt_duration(st.kill_bound),
-            fmt_duration(st.kill_bound.saturating_mul(2))
-        );
-        n += 1;
-    }
-    let _ = writeln!(
-        s_,
-        "  {n}. clean-up: leftover descendants get SIGTERM, SIGKILL after {}; survivors are given up {} later",
-        fmt_duration(st.cleanup_timeout),
-        fmt_duration(st.kill_bound)
-    );
-    let worst = st.worst_case_shutdown();
-    let _ = writeln!(s_, "  worst case: {}", fmt_duration(worst));
-    if let Some(budget) = cfg.shutdown_budget {
-        let verdict = if worst > budget { "EXCEEDED" } else { "fits" };
-        let _ = writeln!(
-            s_,
-            "  shutdown budget: {} ({verdict})",
-            fmt_duration(budget)
-        );
-    }
+    render_shutdown(cfg, s_);
     if !cfg.warnings.is_empty() {
         let _ = writeln!(s_, "\nWarnings:");
         for w in &cfg.warnings {
@@ -211,6 +132,163 @@ pub fn render(cfg: &Config) -> String {
         }
     }
     s
+}
+
+/// The shutdown's timeline, found by running the lifecycle on a simulated
+/// clock with nobody cooperating (`lifecycle::simulate`): each action at
+/// the time the lifecycle takes it, so this is the worst case by
+/// construction and cannot drift from what a run does.
+fn render_shutdown(cfg: &Config, s_: &mut String) {
+    let st = &cfg.settings;
+    let stop = cfg.stop_signals.first().copied().unwrap_or(Signal::SIGTERM);
+    let _ = writeln!(
+        s_,
+        "\nShutdown on {}, when serving, nobody exiting until killed (the lifecycle run on a simulated clock):",
+        cfg.stop_signals
+            .iter()
+            .map(|s| signal_name(*s))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    );
+    let runs = simulate::shutdowns(st, stop);
+    if let Some(serving) = runs.last() {
+        render_run(cfg, serving, s_);
+    }
+    // A stop during the start can take longer than one while serving
+    // (proxy-first, kuma-dp's fast stop beside the app's): say which.
+    let longest = runs
+        .iter()
+        .max_by_key(|r| r.length.unwrap_or(Duration::MAX));
+    if let (Some(longest), Some(serving)) = (longest, runs.last()) {
+        if longest.length > serving.length {
+            let _ = writeln!(
+                s_,
+                "  stopped while {}, it takes longer:",
+                longest.from.as_str()
+            );
+            render_run(cfg, longest, s_);
+        }
+    }
+    let worst = match st.worst_case_shutdown() {
+        Duration::MAX => "unbounded".to_string(),
+        worst => fmt_duration(worst),
+    };
+    let _ = writeln!(s_, "  worst case: {worst}");
+    if let Some(verdict) = cfg.budget_verdict() {
+        let fits = if verdict.fits() { "fits" } else { "EXCEEDED" };
+        let _ = writeln!(
+            s_,
+            "  shutdown budget: {} ({fits})",
+            fmt_duration(verdict.budget)
+        );
+    }
+}
+
+/// One simulated run, a line per action worth telling an operator.
+fn render_run(cfg: &Config, run: &ShutdownRun, s_: &mut String) {
+    let st = &cfg.settings;
+    let mut proxy_terms = 0;
+    let mut drained_inbound_only = false;
+    let mut app_stopped = false;
+    for timed in &run.actions {
+        let line = match timed.action {
+            Action::Signal(Target::Proxy, Signal::SIGTERM) => {
+                proxy_terms += 1;
+                match (proxy_terms, drained_inbound_only) {
+                    (1, false) if run.from == Phase::Running => format!(
+                        "drain: kuma-dp gets SIGTERM and drains, at most {} (drain-timeout)",
+                        fmt_duration(st.drain_timeout)
+                    ),
+                    (1, true) => "kuma-dp gets SIGTERM last (already drained, it exits at once)".into(),
+                    (1, false) => "kuma-dp gets SIGTERM (it never served: stopped, not drained)".into(),
+                    _ => "kuma-dp gets a second SIGTERM: stop now".into(),
+                }
+            }
+            Action::Signal(Target::Proxy, Signal::SIGUSR2) => {
+                drained_inbound_only = true;
+                let wait = match st.drain_mode {
+                    DrainMode::InboundUsr2 { wait } => wait.min(st.drain_timeout),
+                    DrainMode::Term => st.drain_timeout,
+                };
+                format!(
+                    "drain: kuma-dp gets SIGUSR2 (inbound listeners only; outbound keeps working); the app keeps it for {}",
+                    fmt_duration(wait)
+                )
+            }
+            Action::Signal(Target::App, _) if !app_stopped => {
+                app_stopped = true;
+                format!(
+                    "stop: the app gets {}, SIGKILL after {} (app-stop-timeout)",
+                    stop_signal_text(cfg),
+                    fmt_duration(st.app_stop_timeout)
+                )
+            }
+            Action::Signal(target, sig) => format!(
+                "{} gets SIG{}",
+                who(target),
+                signal_name(sig)
+            ),
+            Action::WatchInbound(true) => idle_drain_line(cfg),
+            Action::Kill(target) => format!("{} gets SIGKILL", who(target)),
+            Action::Enter(Phase::Grace) => format!(
+                "grace: the app keeps running for {} (app-grace-delay)",
+                fmt_duration(st.app_grace_delay)
+            ),
+            Action::TermDescendants => format!(
+                "clean-up: leftover descendants get SIGTERM, SIGKILL after {}",
+                fmt_duration(st.cleanup_timeout)
+            ),
+            Action::KillDescendants => "leftover descendants get SIGKILL".into(),
+            Action::Exit { .. } => {
+                "meshinit exits (descendants that survived SIGKILL are given up)".into()
+            }
+            _ => continue,
+        };
+        let _ = writeln!(s_, "  {:>7}  {line}", fmt_duration(timed.at));
+    }
+    if run.length.is_none() {
+        let _ = writeln!(
+            s_,
+            "           then waits for the app for as long as it runs: the platform's stop timeout ends it"
+        );
+    }
+}
+
+fn who(target: Target) -> &'static str {
+    match target {
+        Target::App => "the app",
+        Target::Proxy => "kuma-dp",
+    }
+}
+
+/// The idle drain's rule, where the drain begins.
+fn idle_drain_line(cfg: &Config) -> String {
+    let (Some(idle), Some(p)) = (cfg.settings.idle_drain, &cfg.proxy) else {
+        return "the inbound is watched for idleness".into();
+    };
+    let admin = match p.admin.tcp_port {
+        Some(port) => format!("{} or 127.0.0.1:{port}", p.admin.socket.display()),
+        None => p.admin.socket.display().to_string(),
+    };
+    format!(
+        "  ends early (kuma-dp told to stop now) once the inbound has been idle for {} after at least {} (Envoy admin: {admin})",
+        fmt_duration(idle.idle),
+        fmt_duration(idle.min)
+    )
+}
+
+/// The app's stop signal: the one meshinit received, as tini and dumb-init
+/// pass Ctrl-C's INT through, unless `--app-stop-signal` was given.
+fn stop_signal_text(cfg: &Config) -> String {
+    let st = &cfg.settings;
+    if st.pass_stop_signal {
+        format!(
+            "the stop signal meshinit received (SIG{} when the shutdown has another cause)",
+            signal_name(st.app_stop_signal)
+        )
+    } else {
+        format!("SIG{}", signal_name(st.app_stop_signal))
+    }
 }
 
 /// Joins argv for display, quoting what a shell would split.

@@ -193,38 +193,12 @@ impl Settings {
     /// `--shutdown-budget`, EXTEND_TIMEOUT_USEC and the README all use it,
     /// and the property tests check that no run takes longer.
     ///
-    /// The ordered path is the longest: the drain (with SIGTERM: up to
-    /// `--drain-timeout`, then a second SIGTERM and SIGKILL one kill bound
-    /// later; with USR2: the inbound wait), the grace delay, the app's stop
-    /// timeout (SIGKILL then), stopping a kuma-dp still up after an
-    /// inbound-only drain (two kill bounds), the descendants' clean-up
-    /// (SIGTERM, SIGKILL after the clean-up timeout) and one kill bound
-    /// more before meshinit gives up on survivors. A stop before kuma-dp
-    /// ever drained stops the app and kuma-dp side by side instead. A second
-    /// stop signal only ever shortens these waits.
+    /// It is found by running the lifecycle itself on a simulated clock
+    /// with nobody cooperating ([`simulate`]), from every state of a normal
+    /// start, so it is the wait the lifecycle really takes, by construction.
+    /// A shutdown that nothing bounds reads as `Duration::MAX`.
     pub fn worst_case_shutdown(&self) -> Duration {
-        let kill = self.kill_bound;
-        let proxy_stop = kill.saturating_mul(2);
-        let (drain, proxy_after_app) = match (self.has_proxy, self.drain_mode) {
-            (false, _) => (Duration::ZERO, Duration::ZERO),
-            (true, DrainMode::Term) => (self.drain_timeout.saturating_add(kill), Duration::ZERO),
-            (true, DrainMode::InboundUsr2 { wait }) => (wait.min(self.drain_timeout), proxy_stop),
-        };
-        let ordered = drain
-            .saturating_add(self.app_grace_delay)
-            .saturating_add(self.app_stop_timeout)
-            .saturating_add(proxy_after_app);
-        // Stopped while starting up: the app's stop and kuma-dp's fast stop
-        // run at once.
-        let side_by_side = if self.has_proxy {
-            self.app_stop_timeout.max(proxy_stop)
-        } else {
-            self.app_stop_timeout
-        };
-        ordered
-            .max(side_by_side)
-            .saturating_add(self.cleanup_timeout)
-            .saturating_add(kill)
+        simulate::worst_case(self).unwrap_or(Duration::MAX)
     }
 }
 
@@ -405,7 +379,7 @@ pub enum Action {
 }
 
 /// The state machine. See the module documentation.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Lifecycle {
     s: Settings,
     phase: Phase,
@@ -1277,7 +1251,7 @@ impl Timer {
 }
 
 /// When each [`Timer`] is due, if it is set.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Timers([Option<Duration>; Timer::ALL.len()]);
 
 impl Timers {
@@ -1313,6 +1287,8 @@ impl Timers {
         due
     }
 }
+
+pub mod simulate;
 
 #[cfg(test)]
 mod props;

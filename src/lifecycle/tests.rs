@@ -659,15 +659,26 @@ fn worst_case_shutdown_counts_every_wait() {
         ..s.clone()
     };
     assert_eq!(plain.worst_case_shutdown(), T(18_000));
-    // Stopped while starting up with nothing else to wait for, kuma-dp's
-    // fast stop (2 kill bounds) and the app's stop run side by side.
+    // With nothing else to wait for: the drain's second SIGTERM and SIGKILL
+    // one kill bound later, then the clean-up and the give-up bound.
     let quick = Settings {
         app_grace_delay: T(0),
         app_stop_timeout: T(0),
         drain_timeout: T(0),
         ..s
     };
-    assert_eq!(quick.worst_case_shutdown(), T(2_000 + 2_000 + 1_000));
+    assert_eq!(quick.worst_case_shutdown(), T(1_000 + 2_000 + 1_000));
+    // Proxy-first, stopped while the app is still probed: kuma-dp's fast
+    // stop (2 kill bounds) and the app's stop run side by side, and that
+    // is longer.
+    let quick_proxy_first = Settings {
+        start_order: StartOrder::ProxyFirst,
+        ..quick
+    };
+    assert_eq!(
+        quick_proxy_first.worst_case_shutdown(),
+        T(2_000 + 2_000 + 1_000)
+    );
 }
 
 /// Issue 13: `--app-grace-delay 300000000000y` made meshinit panic adding
