@@ -146,7 +146,7 @@ fn exit_code_map_rewrites_the_status_and_a_budget_overrun_is_warned() {
         "1s",
     ]);
     let mut p = s.start();
-    let warned = p.wait_for_line("exceeds the shutdown budget", T);
+    let warned = p.wait_for_line("exceeds --shutdown-budget", T);
     assert!(
         warned.contains("WARN") && warned.contains("54s"),
         "{warned}"
@@ -680,6 +680,9 @@ fn checks_timeline_is_what_a_real_run_takes_when_nobody_cooperates() {
     let close = |real: f64, planned: f64| (real - planned).abs() < 0.4;
     assert!(close(real.drain, grace_at), "{real:?} vs the plan:\n{plan}");
     assert!(close(real.grace, stop_at - grace_at), "{real:?} vs\n{plan}");
-    assert!(close(real.app_stop, killed_at - stop_at), "{real:?} vs\n{plan}");
+    assert!(
+        close(real.app_stop, killed_at - stop_at),
+        "{real:?} vs\n{plan}"
+    );
     assert!(close(real.total, killed_at), "{real:?} vs\n{plan}");
 }

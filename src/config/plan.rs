@@ -199,8 +199,12 @@ fn render_run(cfg: &Config, run: &ShutdownRun, s_: &mut String) {
                         "drain: kuma-dp gets SIGTERM and drains, at most {} (drain-timeout)",
                         fmt_duration(st.drain_timeout)
                     ),
-                    (1, true) => "kuma-dp gets SIGTERM last (already drained, it exits at once)".into(),
-                    (1, false) => "kuma-dp gets SIGTERM (it never served: stopped, not drained)".into(),
+                    (1, true) => {
+                        "kuma-dp gets SIGTERM last (already drained, it exits at once)".into()
+                    }
+                    (1, false) => {
+                        "kuma-dp gets SIGTERM (it never served: stopped, not drained)".into()
+                    }
                     _ => "kuma-dp gets a second SIGTERM: stop now".into(),
                 }
             }
@@ -223,11 +227,7 @@ fn render_run(cfg: &Config, run: &ShutdownRun, s_: &mut String) {
                     fmt_duration(st.app_stop_timeout)
                 )
             }
-            Action::Signal(target, sig) => format!(
-                "{} gets SIG{}",
-                who(target),
-                signal_name(sig)
-            ),
+            Action::Signal(target, sig) => format!("{} gets SIG{}", who(target), signal_name(sig)),
             Action::WatchInbound(true) => idle_drain_line(cfg),
             Action::Kill(target) => format!("{} gets SIGKILL", who(target)),
             Action::Enter(Phase::Grace) => format!(

@@ -496,7 +496,7 @@ fn drain_settings_and_budget() {
     assert!(
         c.warnings
             .iter()
-            .any(|w| w.contains("worst-case shutdown 39s exceeds the shutdown budget 25s")),
+            .any(|w| w.contains("worst-case shutdown 39s exceeds --shutdown-budget 25s")),
         "{:?}",
         c.warnings
     );
@@ -730,7 +730,7 @@ fn lints_are_passes_over_the_built_configuration() {
     let warnings = lints::all(&c);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        warnings[0].starts_with("worst-case shutdown 13s exceeds the shutdown budget 5s"),
+        warnings[0].starts_with("worst-case shutdown 13s exceeds --shutdown-budget 5s"),
         "{warnings:?}"
     );
 }

@@ -17,9 +17,9 @@ use super::DriverError;
 use crate::config::parse::fmt_secs;
 use crate::config::Config;
 use crate::health::probe::{self, Tracker};
-use crate::lifecycle::{DrainMode, Event, Lifecycle, Phase, Settings, Timeline};
+use crate::lifecycle::{Event, Lifecycle, Phase, Settings, Timeline};
 use crate::mesh::envoy::Load;
-use crate::report::metrics::{DrainEnd, LastShutdown, Metrics};
+use crate::report::metrics::{LastShutdown, Metrics};
 use crate::report::notify::{self, Notifier};
 use crate::report::status;
 
@@ -55,6 +55,7 @@ impl Reporter {
             .map(|p| (p.kind.to_string(), None, String::new()))
             .collect();
         init_metrics(&mut st.metrics, cfg);
+        st.metrics.started = Some(start);
         Reporter {
             status: Rc::new(RefCell::new(st)),
             notifier: Notifier::from_env(env),
@@ -92,6 +93,7 @@ impl Reporter {
         st.proxy_restarts = lc.proxy_restarts();
         st.app_pid = app.map(Pid::as_raw);
         st.proxy_pid = proxy.map(Pid::as_raw);
+        st.metrics.shutdown = lc.shutdown_spans();
     }
 
     /// Time since the app first became healthy, for the proxy's log lines.
@@ -124,7 +126,6 @@ impl Reporter {
         {
             let mut st = self.status.borrow_mut();
             st.phases.push((phase, self.now().as_secs_f64()));
-            st.metrics.enter(phase);
         }
         info!(phase = phase.as_str(), elapsed = %fmt_secs(self.now()), previous_took = %fmt_secs(in_previous), "phase {}", phase.as_str());
         if phase.is_shutdown() && !self.stopping_sent {
@@ -230,9 +231,6 @@ impl Reporter {
         match event {
             Event::AppHealthy => m.healthy(self.start.elapsed()),
             Event::ProxyRestarting { .. } => m.proxy_restarts += 1,
-            Event::DrainIdle { .. } => m.drain_ending(DrainEnd::Idle),
-            Event::DrainTimeout => m.drain_ending(DrainEnd::Timeout),
-            Event::Escalated { .. } => m.drain_ending(DrainEnd::CutShort),
             _ => {}
         }
     }
@@ -246,8 +244,7 @@ impl Reporter {
         state_file: Option<&std::path::Path>,
     ) {
         if let (Some(t), Some(path)) = (&timeline, state_file) {
-            let drain_end = self.status.borrow().metrics.drain_end();
-            if let Err(e) = LastShutdown::from_timeline(t, drain_end).save(path) {
+            if let Err(e) = LastShutdown::from_timeline(t).save(path) {
                 warn!(file = %path.display(), error = %e, "cannot keep the shutdown timeline in --state-file");
             }
         }
@@ -268,7 +265,6 @@ impl Reporter {
 /// `/metrics`' starting point: the drain's kind and the previous
 /// instance's shutdown from `--state-file`.
 fn init_metrics(m: &mut Metrics, cfg: &Config) {
-    m.drain_is_wait = matches!(cfg.settings.drain_mode, DrainMode::InboundUsr2 { .. });
     if let Some(path) = &cfg.state_file {
         match LastShutdown::load(path) {
             Ok(last) => m.last = last,

@@ -293,13 +293,118 @@ impl ExitReason {
     }
 }
 
-/// Durations of the shutdown's phases, for the one-line summary at exit.
+/// Why a drain ended: decided here, where the drain is ended, and only
+/// reported by `/metrics` and the state file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainEnd {
+    /// The inbound side was idle after `--drain-min` (the idle drain).
+    Idle,
+    /// kuma-dp exited on its own after its drain time.
+    ProxyExit,
+    /// `--drain-timeout` passed first.
+    Timeout,
+    /// `--drain-signal USR2`: the fixed inbound drain wait passed.
+    Wait,
+    /// `--drain-signal USR2`: the app exited during the inbound drain, so
+    /// kuma-dp was no longer needed for its outbound side.
+    AppExit,
+    /// A second stop signal cut the shutdown short.
+    CutShort,
+}
+
+impl DrainEnd {
+    pub const ALL: [DrainEnd; 6] = [
+        DrainEnd::Idle,
+        DrainEnd::ProxyExit,
+        DrainEnd::Timeout,
+        DrainEnd::Wait,
+        DrainEnd::AppExit,
+        DrainEnd::CutShort,
+    ];
+
+    /// The name in `/metrics`' `reason` label and in the state file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrainEnd::Idle => "idle",
+            DrainEnd::ProxyExit => "proxy_exit",
+            DrainEnd::Timeout => "timeout",
+            DrainEnd::Wait => "wait",
+            DrainEnd::AppExit => "app_exit",
+            DrainEnd::CutShort => "cut_short",
+        }
+    }
+}
+
+/// Durations of the shutdown's phases, for the one-line summary at exit,
+/// `/metrics` and the state file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timeline {
     pub drain: Duration,
     pub grace: Duration,
     pub app_stop: Duration,
     pub total: Duration,
+    /// Why the drain ended, once it has (`None` without a drain).
+    pub drain_end: Option<DrainEnd>,
+}
+
+/// A phase's start and end, in the lifecycle's time (since meshinit started).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: Option<Duration>,
+    pub end: Option<Duration>,
+}
+
+impl Span {
+    fn open(&mut self, now: Duration) {
+        if self.start.is_none() {
+            self.start = Some(now);
+        }
+    }
+    fn close(&mut self, now: Duration) {
+        if self.is_open() {
+            self.end = Some(now);
+        }
+    }
+    fn is_open(&self) -> bool {
+        self.start.is_some() && self.end.is_none()
+    }
+    /// How long the phase lasted, or has lasted by `now` while it runs.
+    pub fn length(&self, now: Duration) -> Duration {
+        match self.start {
+            Some(start) => self.end.unwrap_or(now).saturating_sub(start),
+            None => Duration::ZERO,
+        }
+    }
+}
+
+/// The shutdown as the lifecycle times it: when it began, its phases and
+/// why the drain ended. Lengths are taken at a given `now`, so that
+/// `/metrics` shows a phase growing while it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownSpans {
+    pub began: Option<Duration>,
+    pub drain: Span,
+    pub grace: Span,
+    pub app_stop: Span,
+    drain_end: Option<DrainEnd>,
+}
+
+impl ShutdownSpans {
+    /// Why the drain ended, once it has.
+    pub fn drain_end(&self) -> Option<DrainEnd> {
+        self.drain.end.and(self.drain_end)
+    }
+
+    /// The timeline as of `now`; `None` before any shutdown began.
+    pub fn timeline(&self, now: Duration) -> Option<Timeline> {
+        self.began.map(|began| Timeline {
+            drain: self.drain.length(now),
+            grace: self.grace.length(now),
+            app_stop: self.app_stop.length(now),
+            total: now.saturating_sub(began),
+            drain_end: self.drain_end(),
+        })
+    }
 }
 
 /// A decision worth a log line, with the numbers behind it.
@@ -397,11 +502,7 @@ pub struct Lifecycle {
     descendants_termed: bool,
     idle_watch: IdleWatch,
     timers: Timers,
-
-    shutdown_at: Option<Duration>,
-    drain_span: Span,
-    grace_span: Span,
-    stop_span: Span,
+    spans: ShutdownSpans,
 }
 
 /// Whether the drain watches the inbound side for idleness (`--drain-idle`).
@@ -460,32 +561,6 @@ impl Proxy {
     }
 }
 
-/// A phase's start and end times within the shutdown.
-#[derive(Clone, Copy, Debug, Default)]
-struct Span {
-    start: Option<Duration>,
-    end: Option<Duration>,
-}
-
-impl Span {
-    fn open(&mut self, now: Duration) {
-        if self.start.is_none() {
-            self.start = Some(now);
-        }
-    }
-    fn close(&mut self, now: Duration) {
-        if self.start.is_some() && self.end.is_none() {
-            self.end = Some(now);
-        }
-    }
-    fn length(&self, now: Duration) -> Duration {
-        match self.start {
-            Some(start) => self.end.unwrap_or(now).saturating_sub(start),
-            None => Duration::ZERO,
-        }
-    }
-}
-
 impl Lifecycle {
     /// A state machine in [`Phase::Starting`]; feed it `Input::Start`.
     pub fn new(settings: Settings) -> Lifecycle {
@@ -504,10 +579,7 @@ impl Lifecycle {
             descendants_termed: false,
             idle_watch: IdleWatch::Off,
             timers: Timers::default(),
-            shutdown_at: None,
-            drain_span: Span::default(),
-            grace_span: Span::default(),
-            stop_span: Span::default(),
+            spans: ShutdownSpans::default(),
         }
     }
 
@@ -547,13 +619,20 @@ impl Lifecycle {
         }
     }
 
+    /// The shutdown as timed so far (phases, why the drain ended), for
+    /// `/metrics`, which takes the lengths at scrape time.
+    pub fn shutdown_spans(&self) -> ShutdownSpans {
+        self.spans
+    }
+
     /// The longest the shutdown under way can still take: the worst case
     /// less the time since it began (the whole worst case before one has
     /// begun). systemd is told this (EXTEND_TIMEOUT_USEC) so that it does
     /// not cut a long drain short.
     pub fn shutdown_time_left(&self, now: Duration) -> Duration {
         let spent = self
-            .shutdown_at
+            .spans
+            .began
             .map_or(Duration::ZERO, |start| now.saturating_sub(start));
         self.s.worst_case_shutdown().saturating_sub(spent)
     }
@@ -735,6 +814,7 @@ impl Lifecycle {
             // An inbound-only drain exists to keep the app's outbound side
             // up while it finishes; with the app gone, kuma-dp may go now.
             Phase::Draining if matches!(self.s.drain_mode, DrainMode::InboundUsr2 { .. }) => {
+                self.drain_ends(DrainEnd::AppExit);
                 self.after_drain(now, out)
             }
             // Still draining: the proxy's exit decides what comes next, and
@@ -780,7 +860,10 @@ impl Lifecycle {
             Phase::ProxyStarting | Phase::Running | Phase::Probing => self.proxy_crashed(now, out),
             // Whether it finished its drain or was killed in the middle of
             // it, nothing is left to wait for.
-            Phase::Draining => self.after_drain(now, out),
+            Phase::Draining => {
+                self.drain_ends(DrainEnd::ProxyExit);
+                self.after_drain(now, out)
+            }
             Phase::Cleanup => self.maybe_term_descendants(now, out),
             _ => {}
         }
@@ -828,8 +911,8 @@ impl Lifecycle {
 
     /// Record the start of a shutdown for the timeline and stop probing.
     fn mark_shutdown(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if self.shutdown_at.is_none() {
-            self.shutdown_at = Some(now);
+        if self.spans.began.is_none() {
+            self.spans.began = Some(now);
             if self.s.has_probes {
                 out.push(Action::Probes(ProbeMode::Off));
             }
@@ -886,7 +969,7 @@ impl Lifecycle {
         out: &mut Vec<Action>,
     ) {
         self.enter(Phase::Draining, out);
-        self.drain_span.open(now);
+        self.spans.drain.open(now);
         self.send_proxy(signal, out);
         self.timers.set(Timer::Drain, now.saturating_add(wait));
         if signal == Signal::SIGTERM && self.s.idle_drain.is_some() && !self.escalated {
@@ -914,7 +997,7 @@ impl Lifecycle {
         if !idle {
             self.timers.clear(Timer::DrainIdle);
         } else if self.timers.get(Timer::DrainIdle).is_none() {
-            let drain_start = self.drain_span.start.unwrap_or(now);
+            let drain_start = self.spans.drain.start.unwrap_or(now);
             self.timers.set(
                 Timer::DrainIdle,
                 drain_start
@@ -964,10 +1047,18 @@ impl Lifecycle {
         }
     }
 
+    /// The drain's end is decided (the first reason counts: a drain timed
+    /// out still ends when kuma-dp exits).
+    fn drain_ends(&mut self, reason: DrainEnd) {
+        if self.spans.drain.is_open() {
+            self.spans.drain_end.get_or_insert(reason);
+        }
+    }
+
     fn after_drain(&mut self, now: Duration, out: &mut Vec<Action>) {
         self.timers.clear(Timer::Drain);
         self.stop_idle_watch(out);
-        self.drain_span.close(now);
+        self.spans.drain.close(now);
         if self.app.alive() {
             self.start_grace(now, out);
         } else {
@@ -981,20 +1072,20 @@ impl Lifecycle {
             return;
         }
         self.enter(Phase::Grace, out);
-        self.grace_span.open(now);
+        self.spans.grace.open(now);
         self.timers
             .set(Timer::Grace, now.saturating_add(self.s.app_grace_delay));
     }
 
     fn stop_app(&mut self, now: Duration, out: &mut Vec<Action>) {
         self.timers.clear(Timer::Grace);
-        self.grace_span.close(now);
+        self.spans.grace.close(now);
         if !self.app.alive() {
             self.cleanup(now, out);
             return;
         }
         self.enter(Phase::Stopping, out);
-        self.stop_span.open(now);
+        self.spans.app_stop.open(now);
         if self.app == App::Running {
             self.app = App::Stopping;
             out.push(Action::Signal(Target::App, self.app_stop_signal()));
@@ -1011,9 +1102,9 @@ impl Lifecycle {
     fn cleanup(&mut self, now: Duration, out: &mut Vec<Action>) {
         self.timers.clear(Timer::Grace);
         self.timers.clear(Timer::Drain);
-        self.grace_span.close(now);
-        self.stop_span.close(now);
-        self.drain_span.close(now);
+        self.spans.grace.close(now);
+        self.spans.app_stop.close(now);
+        self.spans.drain.close(now);
         self.enter(Phase::Cleanup, out);
         // With --drain-signal USR2 kuma-dp is still up (already drained, it
         // exits at once on SIGTERM); a proxy stopped during startup already
@@ -1057,12 +1148,15 @@ impl Lifecycle {
             _ => ExitStatus::Signaled(Signal::SIGKILL as i32),
         };
         let reason = self.reason.unwrap_or(ExitReason::App(status));
-        let timeline = self.shutdown_at.map(|start| Timeline {
-            drain: self.drain_span.length(now),
-            grace: self.grace_span.length(now),
-            app_stop: self.stop_span.length(now),
-            total: now.saturating_sub(start),
-        });
+        // The third stop signal exits in the middle of a phase: it ends here.
+        for span in [
+            &mut self.spans.drain,
+            &mut self.spans.grace,
+            &mut self.spans.app_stop,
+        ] {
+            span.close(now);
+        }
+        let timeline = self.spans.timeline(now);
         out.push(Action::Exit { reason, timeline });
     }
 
@@ -1076,13 +1170,14 @@ impl Lifecycle {
     /// The second stop signal: every wait left is cut short.
     fn escalate(&mut self, now: Duration, out: &mut Vec<Action>) {
         self.escalated = true;
+        self.drain_ends(DrainEnd::CutShort);
         out.push(Action::Event(Event::Escalated { stops: self.stops }));
         self.stop_idle_watch(out);
         self.mark_shutdown(now, out);
         self.timers.clear(Timer::Drain);
-        self.drain_span.close(now);
+        self.spans.drain.close(now);
         self.timers.clear(Timer::Grace);
-        self.grace_span.close(now);
+        self.spans.grace.close(now);
         let bound = now.saturating_add(self.s.kill_bound);
         if self.proxy.alive() {
             if self.proxy.terms() < 2 {
@@ -1093,7 +1188,7 @@ impl Lifecycle {
         }
         if self.app.alive() {
             self.enter(Phase::Stopping, out);
-            self.stop_span.open(now);
+            self.spans.app_stop.open(now);
             if self.app == App::Running {
                 self.app = App::Stopping;
                 out.push(Action::Signal(Target::App, self.app_stop_signal()));
@@ -1110,6 +1205,7 @@ impl Lifecycle {
 
     /// The third stop signal: SIGKILL everything and exit at once.
     fn kill_everything(&mut self, now: Duration, out: &mut Vec<Action>) {
+        self.drain_ends(DrainEnd::CutShort);
         out.push(Action::Event(Event::Escalated { stops: self.stops }));
         if self.app.alive() {
             out.push(Action::Kill(Target::App));
@@ -1157,8 +1253,9 @@ impl Lifecycle {
             }
             Timer::DrainIdle => {
                 if self.phase == Phase::Draining && self.proxy.alive() {
-                    let drained_for = now.saturating_sub(self.drain_span.start.unwrap_or(now));
+                    let drained_for = now.saturating_sub(self.spans.drain.start.unwrap_or(now));
                     out.push(Action::Event(Event::DrainIdle { drained_for }));
+                    self.drain_ends(DrainEnd::Idle);
                     self.stop_idle_watch(out);
                     self.stop_proxy_fast(now, out);
                 }
@@ -1166,9 +1263,13 @@ impl Lifecycle {
             Timer::Drain => match self.s.drain_mode {
                 DrainMode::Term => {
                     out.push(Action::Event(Event::DrainTimeout));
+                    self.drain_ends(DrainEnd::Timeout);
                     self.stop_proxy_fast(now, out);
                 }
-                DrainMode::InboundUsr2 { .. } => self.after_drain(now, out),
+                DrainMode::InboundUsr2 { .. } => {
+                    self.drain_ends(DrainEnd::Wait);
+                    self.after_drain(now, out)
+                }
             },
             Timer::ProxyTerm2 => {
                 if self.proxy.alive() && self.proxy.terms() < 2 {

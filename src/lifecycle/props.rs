@@ -557,7 +557,7 @@ impl Run {
         if self.stops == 0 {
             let now = self.now;
             // (e) is checked when this stop is what starts the shutdown.
-            let starts_shutdown = self.lc.shutdown_at.is_none();
+            let starts_shutdown = self.lc.shutdown_spans().began.is_none();
             self.step_at(now, Input::Stop(Signal::SIGTERM));
             if let Some(again) = world.again_ms {
                 self.answer(ms(again), Input::Stop(Signal::SIGTERM));

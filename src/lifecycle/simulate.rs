@@ -178,10 +178,7 @@ mod tests {
             has_probes: false,
             ..Settings::defaults()
         };
-        let phases: Vec<Phase> = start_states(&plain)
-            .iter()
-            .map(Lifecycle::phase)
-            .collect();
+        let phases: Vec<Phase> = start_states(&plain).iter().map(Lifecycle::phase).collect();
         assert_eq!(phases, [Phase::Running]);
     }
 
@@ -209,10 +206,7 @@ mod tests {
         assert_eq!(at(&run, Action::Kill(Target::App)), [T(56_000)]);
         assert_eq!(at(&run, Action::TermDescendants), [T(56_000)]);
         assert_eq!(at(&run, Action::KillDescendants), [T(58_000)]);
-        assert_eq!(
-            at(&run, Action::Event(Event::DescendantsLeft)),
-            [T(59_000)]
-        );
+        assert_eq!(at(&run, Action::Event(Event::DescendantsLeft)), [T(59_000)]);
         assert_eq!(run.length, Some(T(59_000)));
         assert_eq!(worst_case(&s), Some(T(59_000)));
     }

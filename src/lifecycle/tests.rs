@@ -341,7 +341,8 @@ fn full_graceful_shutdown_orders_drain_grace_stop() {
             drain: T(2000),
             grace: T(5000),
             app_stop: T(120),
-            total: T(7130)
+            total: T(7130),
+            drain_end: Some(DrainEnd::ProxyExit),
         })
     );
     assert_eq!(lc.phase(), Phase::Done);
@@ -1178,4 +1179,108 @@ fn shutdown_time_left_counts_down_from_the_worst_case() {
         lc.shutdown_time_left(T(10_000) + worst + T(1)),
         Duration::ZERO
     );
+}
+
+/// Issue 22: why the drain ended is the lifecycle's decision (the first one
+/// counts), no longer inferred from phase changes by the metrics, which
+/// called a USR2 drain ended by the app's exit `wait`.
+#[test]
+fn the_drain_end_is_the_first_decision_that_ends_the_drain() {
+    let serving: &[(u64, Input)] = &[
+        (0, Input::Start),
+        (300, Input::Healthy),
+        (800, Input::ProxyReady),
+        (10_000, Input::Stop(TERM)),
+    ];
+    let idle = Settings {
+        idle_drain: Some(IdleDrain {
+            min: T(1000),
+            idle: T(200),
+        }),
+        ..settings()
+    };
+    let usr2 = Settings {
+        drain_mode: DrainMode::InboundUsr2 { wait: T(3000) },
+        ..settings()
+    };
+    /// What happens after the stop signal, and the reason it must give.
+    type Case = (&'static str, Settings, Vec<(u64, Input)>, Option<DrainEnd>);
+    let cases: Vec<Case> = vec![
+        (
+            "kuma-dp exits on its own",
+            settings(),
+            vec![(12_000, Input::ProxyExited(OK))],
+            Some(DrainEnd::ProxyExit),
+        ),
+        (
+            "the drain timeout, then kuma-dp exits",
+            settings(),
+            vec![(50_000, Input::Tick), (50_100, Input::ProxyExited(OK))],
+            Some(DrainEnd::Timeout),
+        ),
+        (
+            "idle after drain-min",
+            idle,
+            vec![
+                (10_100, Input::InboundIdle(true)),
+                (11_000, Input::Tick),
+                (11_050, Input::ProxyExited(OK)),
+            ],
+            Some(DrainEnd::Idle),
+        ),
+        (
+            "the USR2 wait passes",
+            usr2.clone(),
+            vec![(13_000, Input::Tick)],
+            Some(DrainEnd::Wait),
+        ),
+        (
+            "the app exits during a USR2 drain",
+            usr2,
+            vec![(11_000, Input::AppExited(OK))],
+            Some(DrainEnd::AppExit),
+        ),
+        (
+            "a second stop signal",
+            settings(),
+            vec![
+                (11_000, Input::Stop(TERM)),
+                (11_100, Input::ProxyExited(OK)),
+            ],
+            Some(DrainEnd::CutShort),
+        ),
+        (
+            "a third stop signal mid-drain",
+            settings(),
+            vec![(11_000, Input::Stop(TERM)), (11_100, Input::Stop(TERM))],
+            Some(DrainEnd::CutShort),
+        ),
+    ];
+    for (what, s, rest, expected) in cases {
+        let mut lc = Lifecycle::new(s);
+        let mut now = T(0);
+        for (t, input) in serving.iter().chain(rest.iter()) {
+            now = T(*t);
+            lc.step(now, *input);
+        }
+        assert_eq!(lc.shutdown_spans().drain_end(), expected, "{what}");
+        assert!(
+            lc.shutdown_spans().drain.end.is_some(),
+            "{what}: the drain ended"
+        );
+        assert_eq!(
+            lc.shutdown_spans().timeline(now).and_then(|t| t.drain_end),
+            expected,
+            "{what}"
+        );
+    }
+    // No drain without a proxy: no reason.
+    let mut plain = Lifecycle::new(Settings {
+        has_proxy: false,
+        ..settings()
+    });
+    plain.step(T(0), Input::Start);
+    plain.step(T(300), Input::Healthy);
+    plain.step(T(1000), Input::Stop(TERM));
+    assert_eq!(plain.shutdown_spans().drain_end(), None);
 }

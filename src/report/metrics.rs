@@ -16,66 +16,25 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::lifecycle::{Phase, Timeline};
+use crate::lifecycle::{DrainEnd, Phase, ShutdownSpans, Span, Timeline};
 use crate::mesh::envoy::Load;
 use crate::report::status::State;
 
 /// The content type of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Why a drain ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DrainEnd {
-    /// The inbound side was idle after `--drain-min` (`--drain-until-idle`).
-    Idle,
-    /// kuma-dp exited on its own after its drain time.
-    ProxyExit,
-    /// `--drain-timeout` passed first.
-    Timeout,
-    /// `--drain-signal USR2`: the fixed inbound drain wait passed.
-    Wait,
-    /// A second stop signal cut the shutdown short.
-    CutShort,
+/// The shutdown phases that have a duration of their own, by their label
+/// (as in the summary line: `shutdown: drain …, grace …, app stop …`).
+fn shutdown_phases(spans: &ShutdownSpans) -> [(&'static str, Span); 3] {
+    [
+        ("drain", spans.drain),
+        ("grace", spans.grace),
+        ("app_stop", spans.app_stop),
+    ]
 }
 
-impl DrainEnd {
-    const ALL: [DrainEnd; 5] = [
-        DrainEnd::Idle,
-        DrainEnd::ProxyExit,
-        DrainEnd::Timeout,
-        DrainEnd::Wait,
-        DrainEnd::CutShort,
-    ];
-
-    /// The `reason` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DrainEnd::Idle => "idle",
-            DrainEnd::ProxyExit => "proxy_exit",
-            DrainEnd::Timeout => "timeout",
-            DrainEnd::Wait => "wait",
-            DrainEnd::CutShort => "cut_short",
-        }
-    }
-
-    fn parse(s: &str) -> Option<DrainEnd> {
-        DrainEnd::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-/// The shutdown phases that have a duration of their own, as in the
-/// summary line (`shutdown: drain …, grace …, app stop …`).
-const SHUTDOWN_PHASES: [(Phase, &str); 3] = [
-    (Phase::Draining, "drain"),
-    (Phase::Grace, "grace"),
-    (Phase::Stopping, "app_stop"),
-];
-
-/// A shutdown phase's start and end.
-#[derive(Clone, Copy, Debug, Default)]
-struct Span {
-    start: Option<Instant>,
-    end: Option<Instant>,
+fn parse_drain_end(s: &str) -> Option<DrainEnd> {
+    DrainEnd::ALL.into_iter().find(|r| r.as_str() == s)
 }
 
 /// The previous meshinit's shutdown, kept in `--state-file` across a
@@ -94,7 +53,7 @@ pub struct LastShutdown {
 
 impl LastShutdown {
     /// The record of a shutdown that ends now.
-    pub fn from_timeline(t: &Timeline, drain_end: Option<DrainEnd>) -> LastShutdown {
+    pub fn from_timeline(t: &Timeline) -> LastShutdown {
         let ended_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -103,7 +62,7 @@ impl LastShutdown {
             grace: t.grace.as_secs_f64(),
             app_stop: t.app_stop.as_secs_f64(),
             total: t.total.as_secs_f64(),
-            drain_end,
+            drain_end: t.drain_end,
             ended_at,
         }
     }
@@ -141,7 +100,7 @@ impl LastShutdown {
                 .ok_or_else(|| format!("line {}: expected 'key value'", n + 1))?;
             if key == "drain_end" {
                 last.drain_end = Some(
-                    DrainEnd::parse(value)
+                    parse_drain_end(value)
                         .ok_or_else(|| format!("line {}: unknown drain end '{value}'", n + 1))?,
                 );
                 continue;
@@ -204,12 +163,10 @@ pub struct Metrics {
     /// Time from meshinit's start until the app was first healthy / ready.
     healthy_after: Option<Duration>,
     ready_after: Option<Duration>,
-    spans: [Span; 3],
-    /// Set by the decision that ends the drain; when the drain ends with
-    /// none set, kuma-dp exited on its own (or the USR2 wait passed).
-    drain_end: Option<DrainEnd>,
-    /// `--drain-signal USR2`: the drain is a fixed wait.
-    pub drain_is_wait: bool,
+    /// This shutdown as the lifecycle times it, in its time (since start).
+    pub shutdown: ShutdownSpans,
+    /// meshinit's start, to take the lifecycle's time at a scrape.
+    pub started: Option<Instant>,
     /// Envoy's inbound load as last read during the drain.
     pub inbound: Option<Load>,
     /// The previous instance's shutdown, from `--state-file`.
@@ -239,39 +196,6 @@ impl Metrics {
     /// The service became ready (only the first time counts).
     pub fn ready(&mut self, since_start: Duration) {
         self.ready_after.get_or_insert(since_start);
-    }
-
-    /// A phase began: the shutdown phase left ends, the one entered starts.
-    pub fn enter(&mut self, phase: Phase) {
-        let now = Instant::now();
-        for (i, (p, _)) in SHUTDOWN_PHASES.iter().enumerate() {
-            let span = &mut self.spans[i];
-            if *p == phase {
-                span.start.get_or_insert(now);
-            } else if span.start.is_some() && span.end.is_none() {
-                span.end = Some(now);
-                if *p == Phase::Draining && self.drain_end.is_none() {
-                    self.drain_end = Some(if self.drain_is_wait {
-                        DrainEnd::Wait
-                    } else {
-                        DrainEnd::ProxyExit
-                    });
-                }
-            }
-        }
-    }
-
-    /// The decision that ends a running drain (the first one counts).
-    pub fn drain_ending(&mut self, reason: DrainEnd) {
-        let drain = &self.spans[0];
-        if drain.start.is_some() && drain.end.is_none() && self.drain_end.is_none() {
-            self.drain_end = Some(reason);
-        }
-    }
-
-    /// Why the drain ended, once it has.
-    pub fn drain_end(&self) -> Option<DrainEnd> {
-        self.spans[0].end.and(self.drain_end)
     }
 }
 
@@ -391,13 +315,15 @@ pub fn render(st: &State) -> String {
         );
     }
 
-    let spans: Vec<_> = SHUTDOWN_PHASES
+    let since_start = m.started.map_or(Duration::ZERO, |t| now - t);
+    let spans: Vec<_> = shutdown_phases(&m.shutdown)
         .iter()
-        .zip(&m.spans)
-        .filter_map(|((_, name), span)| {
-            let start = span.start?;
-            let end = span.end.unwrap_or(now);
-            Some((vec![("phase", *name)], (end - start).as_secs_f64()))
+        .filter(|(_, span)| span.start.is_some())
+        .map(|(name, span)| {
+            (
+                vec![("phase", *name)],
+                span.length(since_start).as_secs_f64(),
+            )
         })
         .collect();
     out.family(
@@ -406,11 +332,11 @@ pub fn render(st: &State) -> String {
         "This shutdown's phases (drain, grace, app_stop): growing while the phase runs, final once it ended.",
         &spans,
     );
-    if let Some(end) = m.drain_end() {
+    if let Some(end) = m.shutdown.drain_end() {
         out.family(
             "meshinit_drain_end",
             "gauge",
-            "Why this shutdown's drain ended: 1 for the reason (idle, proxy_exit, timeout, wait, cut_short).",
+            "Why this shutdown's drain ended: 1 for the reason (idle, proxy_exit, timeout, wait, app_exit, cut_short).",
             &reasons(end),
         );
     }
@@ -590,30 +516,5 @@ mod tests {
         assert!(LastShutdown::from_text("drain_seconds 1\n").is_err());
         assert!(LastShutdown::from_text("drain_seconds -1\n").is_err());
         assert!(LastShutdown::from_text("bogus 1\n").is_err());
-    }
-
-    #[test]
-    fn drain_end_is_the_first_decision_or_the_proxy_exit() {
-        let mut m = Metrics::default();
-        m.drain_ending(DrainEnd::Idle); // no drain yet: ignored
-        m.enter(Phase::Running);
-        m.enter(Phase::Draining);
-        assert_eq!(m.drain_end(), None, "still draining");
-        m.drain_ending(DrainEnd::Timeout);
-        m.drain_ending(DrainEnd::CutShort);
-        m.enter(Phase::Grace);
-        assert_eq!(m.drain_end(), Some(DrainEnd::Timeout));
-
-        let mut m = Metrics::default();
-        m.enter(Phase::Draining);
-        m.enter(Phase::Stopping);
-        assert_eq!(m.drain_end(), Some(DrainEnd::ProxyExit));
-        let mut m = Metrics {
-            drain_is_wait: true,
-            ..Metrics::default()
-        };
-        m.enter(Phase::Draining);
-        m.enter(Phase::Grace);
-        assert_eq!(m.drain_end(), Some(DrainEnd::Wait));
     }
 }
