@@ -340,14 +340,8 @@ fn nomad_job_kill_timeout_covers_meshinit_check() {
         "meshinit serves /ready on the port the check polls"
     );
 
-    // Real HCL parsing when python-hcl2 is there (scripts/test-packaging installs it).
-    let given = std::env::var("MESHINIT_HCL2_PYTHON").ok();
-    let python = given.clone().unwrap_or_else(|| "python3".into());
-    let has_hcl2 = Command::new(&python)
-        .args(["-c", "import hcl2"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if has_hcl2 {
+    // Real HCL parsing with python-hcl2 (scripts/install-test-tools installs it).
+    if let Some(python) = test_python("hcl2") {
         let out = run(Command::new(&python).args(["-c", HCL_TO_JSON]).arg(&path));
         assert!(
             out.status.success(),
@@ -385,10 +379,6 @@ fn nomad_job_kill_timeout_covers_meshinit_check() {
             })
             .collect();
         assert_eq!(parsed_args, scanned);
-    } else if let Some(p) = given {
-        panic!("MESHINIT_HCL2_PYTHON={p} cannot import hcl2");
-    } else {
-        eprintln!("python-hcl2 not available: the HCL syntax is not validated, only scanned");
     }
 
     // Run `meshinit check` with the job's own flags, Nomad's variables given sample values

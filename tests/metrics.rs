@@ -1,6 +1,6 @@
 //! `GET /metrics` on the status endpoint (issue 17), with the real binary and
 //! the fake kuma-dp: the text is read by a real Prometheus parser (the
-//! `prometheus_client` package from PyPI, in a venv this test sets up once),
+//! `prometheus_client` package from PyPI, which scripts/install-test-tools installs),
 //! the series follow the lifecycle, the drain's series match the summary
 //! line, and `--state-file` hands the shutdown on to the next instance.
 
@@ -12,7 +12,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use common::*;
@@ -20,9 +19,6 @@ use nix::sys::signal::Signal;
 use scenario::*;
 
 const T: Duration = Duration::from_secs(20);
-
-/// prometheus_client, pinned so the parser the test trusts does not move.
-const PROMETHEUS_CLIENT: &str = "prometheus_client==0.26.0";
 
 /// Reads exposition text on stdin with prometheus_client's text parser and
 /// prints one JSON line per sample: [family type, sample name, labels, value].
@@ -34,77 +30,6 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
         v = s.value
         print(json.dumps([fam.type, s.name, s.labels, None if math.isnan(v) else v]))
 "#;
-
-/// The venv's python with prometheus_client, set up once per machine under
-/// the project's cache. `None` (said loudly) when it cannot be had outside
-/// CI; under `CI=true` that fails the test.
-fn parser_python() -> Option<PathBuf> {
-    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    PY.get_or_init(|| {
-        let cache = std::env::var_os("MESHINIT_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                    .join(".cache/meshinit")
-            });
-        let venv = cache.join("promparse-venv");
-        let py = venv.join("bin/python");
-        let works = |py: &PathBuf| {
-            Command::new(py)
-                .args(["-c", "import prometheus_client.parser"])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if works(&py) {
-            return Some(py);
-        }
-        let steps: [(&str, Vec<&std::ffi::OsStr>); 2] = [
-            (
-                "python3",
-                vec!["-m".as_ref(), "venv".as_ref(), venv.as_os_str()],
-            ),
-            (
-                py.to_str().unwrap(),
-                vec![
-                    "-m".as_ref(),
-                    "pip".as_ref(),
-                    "install".as_ref(),
-                    "-q".as_ref(),
-                    PROMETHEUS_CLIENT.as_ref(),
-                ],
-            ),
-        ];
-        let mut why = String::new();
-        for (prog, args) in steps {
-            match Command::new(prog).args(&args).output() {
-                Ok(o) if o.status.success() => {}
-                Ok(o) => {
-                    why = format!("{prog} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-                    break;
-                }
-                Err(e) => {
-                    why = format!("{prog}: {e}");
-                    break;
-                }
-            }
-        }
-        if why.is_empty() && works(&py) {
-            return Some(py);
-        }
-        let msg = format!(
-            "cannot set up {PROMETHEUS_CLIENT} in {}: {why}",
-            venv.display()
-        );
-        skip_or_fail(&format!(
-            "/metrics is not checked with a real Prometheus parser: {msg}"
-        ));
-        None
-    })
-    .clone()
-}
 
 /// One parsed sample.
 #[derive(Debug, Clone)]
@@ -209,7 +134,9 @@ fn scrape_until(
 
 #[test]
 fn metrics_follow_the_lifecycle_and_hand_the_shutdown_to_the_next_instance() {
-    let Some(py) = parser_python() else { return };
+    let Some(py) = test_python("prometheus_client.parser") else {
+        return;
+    };
     let state = temp_dir("metrics-state");
     let state_file = state.join("last-shutdown");
     let (s, port) = Scenario::new("metrics").listening_app().with_status();

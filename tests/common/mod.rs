@@ -651,6 +651,36 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
+/// The python that has the test tools (prometheus_client, python-hcl2), as
+/// `scripts/install-test-tools` set it up: `MESHINIT_TEST_PYTHON`, else the
+/// venv in the cache. `None`, said loudly (a failure under CI), when it
+/// cannot import `module`: the tests never install anything themselves.
+pub fn test_python(module: &str) -> Option<std::path::PathBuf> {
+    let python = std::env::var_os("MESHINIT_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("MESHINIT_CACHE")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                        .join(".cache/meshinit")
+                });
+            cache.join("test-venv/bin/python")
+        });
+    let imports = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if imports {
+        return Some(python);
+    }
+    skip_or_fail(&format!(
+        "{} cannot import {module}: run scripts/install-test-tools (scripts/test does)",
+        python.display()
+    ));
+    None
+}
+
 /// For a test that cannot run on this machine: under CI it fails with `reason`, since a test
 /// that silently passes there proves nothing; elsewhere the caller returns after this says so
 /// loudly: written to stderr directly, which the test harness does not capture (it captures
