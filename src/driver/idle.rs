@@ -78,7 +78,11 @@ impl IdleWatch {
                     requests = load.requests,
                     "inbound load"
                 );
-                Input::InboundIdle(load.is_idle())
+                if load.is_idle() {
+                    Input::InboundIdle
+                } else {
+                    Input::InboundBusy
+                }
             }
             Err(e) => {
                 debug!(error = %e, "inbound stats not read");

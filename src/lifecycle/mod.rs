@@ -227,9 +227,11 @@ pub enum Input {
     /// No descendant of meshinit is left.
     DescendantsGone,
     /// During an idle-watched drain, one reading of Envoy's stats: the
-    /// inbound side has no connection and no request in flight (`true`),
-    /// or has some (`false`).
-    InboundIdle(bool),
+    /// inbound side has no connection and no request in flight.
+    InboundIdle,
+    /// During an idle-watched drain, one reading of Envoy's stats: the
+    /// inbound side still has a connection or a request in flight.
+    InboundBusy,
     /// During an idle-watched drain, one reading of Envoy's stats failed.
     /// After [`INBOUND_UNREADABLE_TOLERATED`] in a row the drain falls back
     /// to kuma-dp's fixed drain time.
@@ -500,14 +502,14 @@ pub struct Lifecycle {
     reason: Option<ExitReason>,
     proxy_crashes: Vec<Duration>,
     descendants_termed: bool,
-    idle_watch: IdleWatch,
+    idle_watch: InboundWatch,
     timers: Timers,
     spans: ShutdownSpans,
 }
 
 /// Whether the drain watches the inbound side for idleness (`--drain-idle`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum IdleWatch {
+enum InboundWatch {
     Off,
     /// Watching; `unreadable` failed readings of Envoy's stats in a row.
     On {
@@ -577,7 +579,7 @@ impl Lifecycle {
             reason: None,
             proxy_crashes: Vec::new(),
             descendants_termed: false,
-            idle_watch: IdleWatch::Off,
+            idle_watch: InboundWatch::Off,
             timers: Timers::default(),
             spans: ShutdownSpans::default(),
         }
@@ -666,7 +668,8 @@ impl Lifecycle {
             Input::Stop(signal) => self.on_stop(now, signal, &mut out),
             Input::Tick => self.on_tick(now, &mut out),
             Input::DescendantsGone => self.on_descendants_gone(now, &mut out),
-            Input::InboundIdle(idle) => self.on_inbound_idle(now, idle, &mut out),
+            Input::InboundIdle => self.on_inbound_load(now, true),
+            Input::InboundBusy => self.on_inbound_load(now, false),
             Input::InboundUnreadable => self.on_inbound_unreadable(&mut out),
         }
         self.sync_ready(&mut out);
@@ -973,27 +976,27 @@ impl Lifecycle {
         self.send_proxy(signal, out);
         self.timers.set(Timer::Drain, now.saturating_add(wait));
         if signal == Signal::SIGTERM && self.s.idle_drain.is_some() && !self.escalated {
-            self.idle_watch = IdleWatch::On { unreadable: 0 };
+            self.idle_watch = InboundWatch::On { unreadable: 0 };
             out.push(Action::WatchInbound(true));
         }
     }
 
     fn stop_idle_watch(&mut self, out: &mut Vec<Action>) {
         self.timers.clear(Timer::DrainIdle);
-        if self.idle_watch != IdleWatch::Off {
-            self.idle_watch = IdleWatch::Off;
+        if self.idle_watch != InboundWatch::Off {
+            self.idle_watch = InboundWatch::Off;
             out.push(Action::WatchInbound(false));
         }
     }
 
     /// Idle now: the drain may end once it has lasted `--drain-min` and the
     /// idleness `--drain-idle`; busy again: the drain goes on.
-    fn on_inbound_idle(&mut self, now: Duration, idle: bool, _out: &mut Vec<Action>) {
+    fn on_inbound_load(&mut self, now: Duration, idle: bool) {
         let Some(cfg) = self.s.idle_drain else { return };
-        if self.idle_watch == IdleWatch::Off || self.phase != Phase::Draining {
+        if self.idle_watch == InboundWatch::Off || self.phase != Phase::Draining {
             return;
         }
-        self.idle_watch = IdleWatch::On { unreadable: 0 };
+        self.idle_watch = InboundWatch::On { unreadable: 0 };
         if !idle {
             self.timers.clear(Timer::DrainIdle);
         } else if self.timers.get(Timer::DrainIdle).is_none() {
@@ -1008,7 +1011,7 @@ impl Lifecycle {
     }
 
     fn on_inbound_unreadable(&mut self, out: &mut Vec<Action>) {
-        let IdleWatch::On { unreadable } = &mut self.idle_watch else {
+        let InboundWatch::On { unreadable } = &mut self.idle_watch else {
             return;
         };
         *unreadable += 1;

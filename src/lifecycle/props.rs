@@ -132,7 +132,7 @@ fn input() -> impl Strategy<Value = Input> {
         2 => Just(Input::Tick),
         1 => Just(Input::DescendantsGone),
         1 => Just(Input::Start),
-        2 => any::<bool>().prop_map(Input::InboundIdle),
+        2 => prop_oneof![Just(Input::InboundIdle), Just(Input::InboundBusy)],
         1 => Just(Input::InboundUnreadable),
     ]
 }
@@ -458,7 +458,7 @@ impl Run {
                 Action::WatchInbound(true) => {
                     self.check(self.drain.is_some(), "inbound watched outside a drain");
                     match self.world.map(|w| w.inbound) {
-                        Some(1) => self.answer(ms(50), Input::InboundIdle(true)),
+                        Some(1) => self.answer(ms(50), Input::InboundIdle),
                         Some(2) => {
                             for miss in 1..=INBOUND_UNREADABLE_TOLERATED {
                                 self.answer(ms(50 * u64::from(miss)), Input::InboundUnreadable);

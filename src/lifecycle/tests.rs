@@ -193,21 +193,29 @@ fn table() -> Vec<Row> {
         Row { phase: Cleanup, input: Tick, after_ms: 2_000, next: Cleanup, must: &[Action::KillDescendants], must_not: &[] },
         Row { phase: Cleanup, input: DescendantsGone, after_ms: 0, next: Done, must: &[], must_not: &[] },
         // Inbound reports matter only to an idle-watched drain (off here).
-        Row { phase: Starting, input: InboundIdle(true), after_ms: 0, next: Starting, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Starting, input: InboundIdle, after_ms: 0, next: Starting, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Starting, input: InboundBusy, after_ms: 0, next: Starting, must: &[], must_not: &[TERM_PROXY] },
         Row { phase: Starting, input: InboundUnreadable, after_ms: 0, next: Starting, must: &[], must_not: &[] },
-        Row { phase: Probing, input: InboundIdle(true), after_ms: 0, next: Probing, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Probing, input: InboundIdle, after_ms: 0, next: Probing, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Probing, input: InboundBusy, after_ms: 0, next: Probing, must: &[], must_not: &[TERM_PROXY] },
         Row { phase: Probing, input: InboundUnreadable, after_ms: 0, next: Probing, must: &[], must_not: &[] },
-        Row { phase: ProxyStarting, input: InboundIdle(true), after_ms: 0, next: ProxyStarting, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: ProxyStarting, input: InboundIdle, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: ProxyStarting, input: InboundBusy, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[TERM_PROXY] },
         Row { phase: ProxyStarting, input: InboundUnreadable, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[] },
-        Row { phase: Running, input: InboundIdle(true), after_ms: 0, next: Running, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Running, input: InboundIdle, after_ms: 0, next: Running, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Running, input: InboundBusy, after_ms: 0, next: Running, must: &[], must_not: &[TERM_PROXY] },
         Row { phase: Running, input: InboundUnreadable, after_ms: 0, next: Running, must: &[], must_not: &[] },
-        Row { phase: Draining, input: InboundIdle(true), after_ms: 0, next: Draining, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Draining, input: InboundIdle, after_ms: 0, next: Draining, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Draining, input: InboundBusy, after_ms: 0, next: Draining, must: &[], must_not: &[TERM_PROXY] },
         Row { phase: Draining, input: InboundUnreadable, after_ms: 0, next: Draining, must: &[], must_not: &[] },
-        Row { phase: Grace, input: InboundIdle(true), after_ms: 0, next: Grace, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Grace, input: InboundIdle, after_ms: 0, next: Grace, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Grace, input: InboundBusy, after_ms: 0, next: Grace, must: &[], must_not: &[TERM_PROXY] },
         Row { phase: Grace, input: InboundUnreadable, after_ms: 0, next: Grace, must: &[], must_not: &[] },
-        Row { phase: Stopping, input: InboundIdle(true), after_ms: 0, next: Stopping, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Stopping, input: InboundIdle, after_ms: 0, next: Stopping, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Stopping, input: InboundBusy, after_ms: 0, next: Stopping, must: &[], must_not: &[TERM_PROXY] },
         Row { phase: Stopping, input: InboundUnreadable, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
-        Row { phase: Cleanup, input: InboundIdle(true), after_ms: 0, next: Cleanup, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Cleanup, input: InboundIdle, after_ms: 0, next: Cleanup, must: &[], must_not: &[TERM_PROXY] },
+        Row { phase: Cleanup, input: InboundBusy, after_ms: 0, next: Cleanup, must: &[], must_not: &[TERM_PROXY] },
         Row { phase: Cleanup, input: InboundUnreadable, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
         // The app could not be started (issue 13): a live kuma-dp is drained
         // first, as for an app that exits while serving; nothing is skipped.
@@ -228,7 +236,8 @@ fn table() -> Vec<Row> {
         Row { phase: Done, input: proxy_exit, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: Stop(TERM), after_ms: 0, next: Done, must: &[], must_not: &[Action::KillDescendants] },
         Row { phase: Done, input: Tick, after_ms: 0, next: Done, must: &[], must_not: &[] },
-        Row { phase: Done, input: InboundIdle(true), after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: InboundIdle, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: InboundBusy, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: InboundUnreadable, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: DescendantsGone, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: AppSpawnFailed, after_ms: 0, next: Done, must: &[], must_not: &[] },
@@ -251,7 +260,8 @@ fn every_phase_and_input_pair() {
             Input::Stop(TERM),
             Input::Tick,
             Input::DescendantsGone,
-            Input::InboundIdle(true),
+            Input::InboundIdle,
+            Input::InboundBusy,
             Input::InboundUnreadable,
         ] {
             let same_kind =
@@ -710,7 +720,7 @@ fn huge_durations_never_overflow_a_deadline() {
             (300, Input::Healthy),
             (800, Input::ProxyReady),
             (1000, Input::Stop(TERM)),
-            (1100, Input::InboundIdle(true)),
+            (1100, Input::InboundIdle),
             (1200, Input::ProxyExited(OK)),
             (1300, Input::Stop(TERM)),
         ],
@@ -761,8 +771,8 @@ fn idle_drain_ends_after_min_and_idle_with_a_second_term() {
             (100, Input::Healthy),
             (200, Input::ProxyReady),
             (10_000, Input::Stop(TERM)),
-            (10_100, Input::InboundIdle(false)),
-            (12_000, Input::InboundIdle(true)),
+            (10_100, Input::InboundBusy),
+            (12_000, Input::InboundIdle),
             (14_000, Input::Tick),
             (15_000, Input::Tick),
             (15_050, Input::ProxyExited(OK)),
@@ -797,10 +807,10 @@ fn idle_drain_waits_for_requests_in_flight() {
             (100, Input::Healthy),
             (200, Input::ProxyReady),
             (10_000, Input::Stop(TERM)),
-            (10_050, Input::InboundIdle(true)),
-            (14_000, Input::InboundIdle(false)),
+            (10_050, Input::InboundIdle),
+            (14_000, Input::InboundBusy),
             (15_000, Input::Tick),
-            (20_000, Input::InboundIdle(true)),
+            (20_000, Input::InboundIdle),
             (20_500, Input::Tick),
         ],
     );
@@ -831,7 +841,7 @@ fn unreadable_stats_fall_back_to_the_fixed_drain() {
             (10_300, Input::InboundUnreadable),
             (10_400, Input::InboundUnreadable),
             (10_500, Input::InboundUnreadable),
-            (10_600, Input::InboundIdle(true)),
+            (10_600, Input::InboundIdle),
             (20_000, Input::Tick),
         ],
     );
@@ -1054,7 +1064,7 @@ fn stop_while_kuma_dp_starts_drains_it_first_and_the_idle_drain_ends_it() {
             (0, Input::Start),
             (300, Input::Healthy),
             (500, Input::Stop(TERM)),
-            (550, Input::InboundIdle(true)),
+            (550, Input::InboundIdle),
             (750, Input::Tick),
             (800, Input::ProxyExited(OK)),
         ],
@@ -1128,7 +1138,7 @@ fn a_reading_between_misses_keeps_the_idle_watch() {
             inputs.push((t, Input::InboundUnreadable));
         }
         t += 100;
-        inputs.push((t, Input::InboundIdle(true)));
+        inputs.push((t, Input::InboundIdle));
     }
     let (lc, log) = run(idle_settings(), &inputs);
     assert!(!log.iter().any(|(_, a)| matches!(
@@ -1222,7 +1232,7 @@ fn the_drain_end_is_the_first_decision_that_ends_the_drain() {
             "idle after drain-min",
             idle,
             vec![
-                (10_100, Input::InboundIdle(true)),
+                (10_100, Input::InboundIdle),
                 (11_000, Input::Tick),
                 (11_050, Input::ProxyExited(OK)),
             ],
