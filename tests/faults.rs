@@ -550,7 +550,7 @@ fn a_thousand_idle_connections_do_not_starve_ready() {
     took.sort();
     eprintln!("/ready beside 1000 idle connections took {took:?}");
     assert!(
-        took[2] < Duration::from_millis(100),
+        took[2].as_secs_f64() * 1000.0 < bound_ms(100.0),
         "/ready took {took:?} (median over 100 ms) beside 1000 idle connections"
     );
     let held = fd_count(p.pid()).saturating_sub(baseline);

@@ -23,8 +23,10 @@ use scenario::*;
 /// Upper bound for any single wait; tests normally finish long before.
 const T: Duration = Duration::from_secs(15);
 
-/// "Within 100 ms" in the issue, with room for a loaded CI machine.
-const PROMPT_MS: f64 = 300.0;
+/// How soon "at once" must be: 300 ms on the reference machine, scaled by the slack.
+fn prompt_ms() -> f64 {
+    bound_ms(300.0)
+}
 
 /// The app's record of receiving `sig` (e.g. `TERM`).
 fn app_got(s: &Scenario, sig: &str) -> Event {
@@ -84,7 +86,7 @@ fn sigterm_drains_kuma_dp_then_waits_the_grace_delay_then_stops_the_app() {
     assert_eq!(dp_signals(&s), ["TERM n=1"]);
     let lag = ms(sent, term.t_ns);
     assert!(
-        lag < PROMPT_MS,
+        lag < prompt_ms(),
         "kuma-dp got SIGTERM {lag:.0}ms after meshinit"
     );
     let dp_exit = s.dp.find("exit").unwrap();
@@ -96,7 +98,7 @@ fn sigterm_drains_kuma_dp_then_waits_the_grace_delay_then_stops_the_app() {
         "the app got SIGTERM {grace:.0}ms after kuma-dp exited, before the 500ms grace delay:\n{}",
         s.timeline()
     );
-    assert!(grace < 500.0 + PROMPT_MS, "grace took {grace:.0}ms");
+    assert!(grace < 500.0 + prompt_ms(), "grace took {grace:.0}ms");
     let die = s.app.find("die").unwrap();
     let tail = ms(die.t_ns, exited);
     assert!(tail < 500.0, "meshinit exited {tail:.0}ms after the app");
@@ -176,10 +178,10 @@ fn drain_timeout_sends_a_second_term_then_sigkill_and_still_stops_the_app_last()
 
     let terms = s.dp.find_all("signal");
     assert_eq!(dp_signals(&s), ["TERM n=1", "TERM n=2"], "{}", s.timeline());
-    assert!(ms(sent, terms[0].t_ns) < PROMPT_MS);
+    assert!(ms(sent, terms[0].t_ns) < prompt_ms());
     let second = ms(terms[0].t_ns, terms[1].t_ns);
     assert!(
-        (950.0..1000.0 + PROMPT_MS).contains(&second),
+        (950.0..1000.0 + prompt_ms()).contains(&second),
         "second TERM {second:.0}ms after the first (drain-timeout 1s)"
     );
     assert!(
@@ -252,12 +254,12 @@ fn a_second_stop_signal_cuts_the_shutdown_short() {
 
     let terms = s.dp.find_all("signal");
     assert_eq!(dp_signals(&s), ["TERM n=1", "TERM n=2"]);
-    assert!(ms(second, terms[1].t_ns) < PROMPT_MS, "{}", s.timeline());
+    assert!(ms(second, terms[1].t_ns) < prompt_ms(), "{}", s.timeline());
     assert_eq!(s.dp.find("exit").unwrap().field("reason"), "stop-now");
     let app_term = app_got(&s, "TERM");
     let lag = ms(second, app_term.t_ns);
     assert!(
-        lag < PROMPT_MS,
+        lag < prompt_ms(),
         "the app got its stop signal {lag:.0}ms after the 2nd signal"
     );
     let out_in = ms(second, exited);
@@ -313,7 +315,10 @@ fn stop_while_probing_stops_the_app_and_never_starts_kuma_dp() {
     let (exit, exited) = wait_exit_at(&mut p, T);
     assert_eq!(exit.code(), Some(143));
     let die = s.app.find("die").expect("app stopped");
-    assert!(ms(sent, die.t_ns) < PROMPT_MS, "no drain or grace is owed");
+    assert!(
+        ms(sent, die.t_ns) < prompt_ms(),
+        "no drain or grace is owed"
+    );
     assert!(ms(die.t_ns, exited) < 500.0);
     assert!(!s.dp.path.exists(), "kuma-dp must never start");
 }
@@ -341,7 +346,7 @@ fn stop_while_kuma_dp_is_not_ready_drains_it_before_the_app_is_stopped() {
 
     let terms = s.dp.find_all("signal");
     assert_eq!(terms[0].rest, "TERM n=1");
-    assert!(ms(sent, terms[0].t_ns) < PROMPT_MS);
+    assert!(ms(sent, terms[0].t_ns) < prompt_ms());
     let dp_exit = s.dp.find("exit").expect("kuma-dp exited");
     let app_term = app_got(&s, "TERM");
     assert!(
@@ -375,7 +380,11 @@ fn app_exiting_on_its_own_drains_kuma_dp_then_exits_with_the_apps_code() {
     let term = s.dp.find("signal").expect("kuma-dp drained");
     assert_eq!(term.rest, "TERM n=1");
     assert!(app_exit.t_ns < term.t_ns);
-    assert!(ms(app_exit.t_ns, term.t_ns) < PROMPT_MS, "{}", s.timeline());
+    assert!(
+        ms(app_exit.t_ns, term.t_ns) < prompt_ms(),
+        "{}",
+        s.timeline()
+    );
     let dp_exit = s.dp.find("exit").unwrap();
     assert_eq!(dp_exit.field("reason"), "drained");
     // No grace is owed to an app that is gone, and no idle tail.
@@ -400,7 +409,7 @@ fn drain_signal_usr2_drains_inbound_then_stops_the_app_then_terms_kuma_dp() {
     p.wait_for_line("service running and ready", T);
     let sent = send(&p, Signal::SIGTERM);
     let usr2 = s.dp.wait_for_match("signal", |e| e.rest == "USR2", T);
-    assert!(ms(sent, usr2.t_ns) < PROMPT_MS);
+    assert!(ms(sent, usr2.t_ns) < prompt_ms());
     s.dp.wait_for("drain-inbound", T);
     // meshinit reports draining while kuma-dp keeps serving outbound traffic (ready 200).
     assert_eq!(get(status, "/ready"), Some((503, "draining\n".into())));
@@ -414,7 +423,7 @@ fn drain_signal_usr2_drains_inbound_then_stops_the_app_then_terms_kuma_dp() {
     let app_term = app_got(&s, "TERM");
     let waited = ms(usr2.t_ns, app_term.t_ns);
     assert!(
-        (800.0 - 100.0..800.0 + PROMPT_MS).contains(&waited),
+        (800.0 - 100.0..800.0 + prompt_ms()).contains(&waited),
         "app stopped {waited:.0}ms after USR2:\n{}",
         s.timeline()
     );
@@ -443,7 +452,7 @@ fn without_a_proxy_the_grace_delay_precedes_the_app_stop() {
     assert_eq!(p.wait_exit(T).code(), Some(143));
     let waited = ms(sent, app_got(&s, "TERM").t_ns);
     assert!(
-        (300.0..300.0 + PROMPT_MS).contains(&waited),
+        (300.0..300.0 + prompt_ms()).contains(&waited),
         "app stopped after {waited:.0}ms"
     );
     let sum = summary(&p);
@@ -677,7 +686,7 @@ fn checks_timeline_is_what_a_real_run_takes_when_nobody_cooperates() {
     let real = summary(&p);
     assert_eq!(real.exit, 137, "the app was SIGKILLed");
     // Each phase as planned, give or take a busy machine's scheduling.
-    let close = |real: f64, planned: f64| (real - planned).abs() < 0.4;
+    let close = |real: f64, planned: f64| (real - planned).abs() < bound_ms(400.0) / 1000.0;
     assert!(close(real.drain, grace_at), "{real:?} vs the plan:\n{plan}");
     assert!(close(real.grace, stop_at - grace_at), "{real:?} vs\n{plan}");
     assert!(

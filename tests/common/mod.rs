@@ -651,6 +651,24 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
+/// How much slower than this project's 2-core reference machine the tests
+/// may find their machine: every upper bound on a latency in a functional
+/// test is multiplied by it (`MESHINIT_TEST_SLACK`, default 1; 3 on a busy
+/// or emulated machine). Functional tests assert order and outcome; the
+/// precise latencies are scripts/bench's to measure.
+pub fn slack() -> f64 {
+    std::env::var("MESHINIT_TEST_SLACK")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|f| *f >= 1.0)
+        .unwrap_or(1.0)
+}
+
+/// `ms` milliseconds, scaled by [`slack`]: an upper bound on a latency.
+pub fn bound_ms(ms: f64) -> f64 {
+    ms * slack()
+}
+
 /// The python that has the test tools (prometheus_client, python-hcl2), as
 /// `scripts/install-test-tools` set it up: `MESHINIT_TEST_PYTHON`, else the
 /// venv in the cache. `None`, said loudly (a failure under CI), when it
