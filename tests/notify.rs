@@ -116,23 +116,14 @@ impl NotifySocket {
 
     /// Waits until `n` datagrams with `key` arrived; returns them all.
     fn wait_count(&self, key: &str, n: usize, timeout: Duration) -> Vec<Msg> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got: Vec<Msg> = self
-                .all()
+        let with_key = || -> Vec<Msg> {
+            self.all()
                 .into_iter()
                 .filter(|m| m.get(key).is_some())
-                .collect();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {} {key} messages after {timeout:?}",
-                got.len()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+                .collect()
+        };
+        poll_for(timeout, || Some(with_key()).filter(|got| got.len() >= n))
+            .unwrap_or_else(|| panic!("only {} {key} messages after {timeout:?}", with_key().len()))
     }
 }
 

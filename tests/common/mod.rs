@@ -31,6 +31,28 @@ use nix::unistd::Pid;
 /// How often polling loops look again.
 const POLL: Duration = Duration::from_millis(10);
 
+/// The one poll loop of the tests: asks `f` every 10 ms until it gives
+/// `Some`; `None` once `timeout` has passed, for the caller to say why (the
+/// output so far, a record). Tests wait for events this way, never for a
+/// fixed time.
+pub fn poll_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// [`poll_for`], panicking with what was awaited after `timeout`.
+pub fn poll<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    poll_for(timeout, f).unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
 /// The supervisor under test.
 ///
 /// Every test builds its command through here, so this is where the test process gets the
@@ -228,19 +250,12 @@ impl Proc {
     /// `timeout`. Once it has exited, waits briefly (at most 1 s) for the output to end so
     /// [`Proc::output`] is complete; a descendant still holding the pipes only cuts that short.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.try_status() {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "pid {} still running after {timeout:?}; output:\n{}",
-                    self.pid(),
-                    self.output()
-                );
-            }
-            thread::sleep(POLL);
+        let Some(status) = poll_for(timeout, || self.try_status()) else {
+            panic!(
+                "pid {} still running after {timeout:?}; output:\n{}",
+                self.pid(),
+                self.output()
+            );
         };
         let (lock, cond) = &*self.output;
         let out = locked(lock);
@@ -475,24 +490,18 @@ impl Record {
         pred: impl Fn(&Event) -> bool,
         timeout: Duration,
     ) -> Event {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(e) = self
-                .events()
+        let found = poll_for(timeout, || {
+            self.events()
                 .into_iter()
                 .find(|e| e.name == name && pred(e))
-            {
-                return e;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "no matching {name:?} event in {} after {timeout:?}; record:\n{}",
-                    self.path.display(),
-                    self.dump()
-                );
-            }
-            thread::sleep(POLL);
-        }
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "no matching {name:?} event in {} after {timeout:?}; record:\n{}",
+                self.path.display(),
+                self.dump()
+            )
+        })
     }
 
     /// The raw file, for failure messages.
@@ -551,16 +560,11 @@ pub fn wait_port(addr: &str, timeout: Duration) {
         .ok()
         .and_then(|mut a| a.next())
         .unwrap_or_else(|| panic!("bad address {addr:?}"));
-    let deadline = Instant::now() + timeout;
-    loop {
-        if TcpStream::connect_timeout(&target, Duration::from_millis(100)).is_ok() {
-            return;
-        }
-        if Instant::now() >= deadline {
-            panic!("nothing listening on {addr} after {timeout:?}");
-        }
-        thread::sleep(POLL);
-    }
+    poll(&format!("something listening on {addr}"), timeout, || {
+        TcpStream::connect_timeout(&target, Duration::from_millis(100))
+            .ok()
+            .map(drop)
+    });
 }
 
 /// A minimal HTTP/1.1 GET of `url` (`http://host:port/path`), giving (status, body).

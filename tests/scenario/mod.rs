@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -234,40 +234,19 @@ pub fn ms(a: u64, b: u64) -> f64 {
     (b as f64 - a as f64) / 1e6
 }
 
-/// Waits for the process to exit, polling every 5 ms, and gives the status with the
-/// CLOCK_MONOTONIC time the exit was seen (at most ~5 ms late, plus scheduling).
+/// Waits for the process to exit and gives the status with the CLOCK_MONOTONIC time the
+/// exit was seen (at most one poll, 10 ms, late, plus scheduling).
 pub fn wait_exit_at(p: &mut Proc, timeout: Duration) -> (ExitStatus, u64) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = p.try_status() {
-            let t = now_ns();
-            // Let the output readers finish (the status is cached by then).
-            p.wait_exit(timeout);
-            return (status, t);
-        }
-        if Instant::now() >= deadline {
-            panic!(
-                "meshinit (pid {}) still running after {timeout:?}; output:\n{}",
-                p.pid(),
-                p.output()
-            );
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Polls until `f` gives `Some`, or panics with `what` after `timeout`.
-pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
+    let Some(seen) = poll_for(timeout, || p.try_status().map(|status| (status, now_ns()))) else {
+        panic!(
+            "meshinit (pid {}) still running after {timeout:?}; output:\n{}",
+            p.pid(),
+            p.output()
+        );
+    };
+    // Let the output readers finish (the status is cached by then).
+    p.wait_exit(timeout);
+    seen
 }
 
 /// GET `http://127.0.0.1:<port><path>` with a 2 s bound: (status, body).
