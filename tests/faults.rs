@@ -634,3 +634,54 @@ fn a_rotated_token_file_is_read_by_the_restarted_kuma_dp() {
         "a token leaked:\n{out}"
     );
 }
+
+/// Issue 22: a kuma-dp that cannot be spawned (its binary removed after the configuration
+/// was checked) is a failed start of its own: retried with backoff, then given up on (75),
+/// and no ready URL is polled for a process that does not exist. It used to reach the
+/// lifecycle as a made-up exit with 127 while the ready poll ran against nothing.
+#[test]
+fn a_kuma_dp_that_cannot_be_spawned_is_retried_and_its_ready_url_never_polled() {
+    // Stands where the kuma-dp that never started would answer /ready.
+    let ready = ScriptedHttp::start(|_| 200);
+    let base = Scenario::bare("fault-dp-cannot-spawn");
+    let dp = base.dir.join("vanishing-kuma-dp");
+    fs::copy(fake_kuma_dp_bin(), &dp).unwrap();
+    let mut opts = base.proxy_opts();
+    let at = opts.iter().position(|o| o == "--kuma-dp").unwrap() + 1;
+    opts[at] = path_str(&dp);
+    let s = base
+        .opt(&opts.iter().map(String::as_str).collect::<Vec<_>>())
+        .opt(&[
+            "--drain-until-idle=false",
+            "--proxy-max-restarts",
+            "1",
+            "--proxy-restart-backoff",
+            "200ms",
+        ])
+        .listening_app()
+        .app(&["--listen-after", "300"])
+        .env("KUMA_READINESS_PORT", &ready.port.to_string());
+    let mut p = s.start();
+    // Removed once the app runs, before it is healthy: kuma-dp's start then fails.
+    s.app.wait_for("start", T);
+    fs::remove_file(&dp).unwrap();
+    let code = p.wait_exit(T).code();
+    let out = p.output();
+    assert_eq!(code, Some(75), "kuma-dp failed:\n{out}");
+    assert_eq!(
+        out.matches("cannot start kuma-dp").count(),
+        2,
+        "the first start and its one restart both failed:\n{out}"
+    );
+    assert!(out.contains("kuma-dp will be restarted"), "{out}");
+    assert!(
+        !out.contains("kuma-dp exited"),
+        "nothing ran, nothing exited:\n{out}"
+    );
+    assert!(
+        ready.hits().is_empty(),
+        "the ready URL was polled {} times for a kuma-dp that never ran",
+        ready.hits().len()
+    );
+    assert!(s.dp.find("start").is_none(), "kuma-dp never ran");
+}

@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 use crate::config::parse::signal_name;
 use crate::config::{Config, ForwardTo};
 use crate::health::probe::{self, ExecWaiters, Tracker};
-use crate::init::exit::{self, ExitStatus};
+use crate::init::exit;
 use crate::init::signals::{self, Signals};
 use crate::init::spawn;
 use crate::lifecycle::{Action, ExitReason, Input, Lifecycle, Phase, ProbeMode, Target, Timeline};
@@ -345,11 +345,6 @@ impl Driver {
         match action {
             Action::SpawnApp => self.spawn_app(),
             Action::SpawnProxy => self.spawn_proxy(),
-            Action::WatchProxyReady => {
-                if let Some(p) = &mut self.proxy {
-                    p.watch_ready();
-                }
-            }
             Action::Signal(target, sig) => self.signal(target, sig),
             Action::Kill(target) => self.kill(target),
             Action::TermDescendants => {
@@ -432,10 +427,7 @@ impl Driver {
         let Some(proxy) = &mut self.proxy else { return };
         match proxy.spawn(&since_healthy) {
             Some(_) => self.reporter.proxy_started(),
-            // Counted as a failed start: retried with backoff, then given up.
-            None => self
-                .queue
-                .push_back(Input::ProxyExited(ExitStatus::Code(127))),
+            None => self.queue.push_back(Input::ProxySpawnFailed),
         }
     }
 

@@ -59,9 +59,9 @@ impl ProxyRunner {
         generation == self.generation
     }
 
-    /// Starts kuma-dp; `None` after logging why it could not be started
-    /// (the lifecycle counts that as a crash: retried with backoff, then
-    /// given up).
+    /// Starts kuma-dp and polls its ready URL; `None` after logging why it
+    /// could not be started (nothing is polled then: the lifecycle counts a
+    /// failed start as a crash, retried with backoff, then given up).
     pub fn spawn(&mut self, since_app_healthy: &str) -> Option<Pid> {
         if let Err(e) = self.prepare_work_dir() {
             error!(error = %e, "cannot start kuma-dp");
@@ -82,6 +82,7 @@ impl ProxyRunner {
             Ok(pid) => {
                 info!(pid = pid.as_raw(), since_app_healthy = %since_app_healthy, "kuma-dp started");
                 self.pid = Some(pid);
+                self.watch_ready();
                 Some(pid)
             }
             Err(e) => {
@@ -119,7 +120,7 @@ impl ProxyRunner {
 
     /// Polls the ready URL until it answers 200, then reports this start's
     /// generation once.
-    pub fn watch_ready(&mut self) {
+    fn watch_ready(&mut self) {
         self.stop_ready_watch();
         let url = self.cfg.ready_url.clone();
         let tx = self.ready_tx.clone();

@@ -218,8 +218,12 @@ pub enum Input {
     /// The app could not be started (`SpawnApp` failed: no such program,
     /// an `--app-user` that cannot be switched to, ...). It never ran.
     AppSpawnFailed,
-    /// kuma-dp was reaped (or could not be spawned).
+    /// kuma-dp was reaped.
     ProxyExited(ExitStatus),
+    /// kuma-dp could not be spawned (`SpawnProxy` failed: its work
+    /// directory, the binary, the user): a failed start, restarted with
+    /// backoff and given up on like a crash.
+    ProxySpawnFailed,
     /// One of the stop signals (`--stop-signals`) arrived: this one.
     Stop(Signal),
     /// A deadline from `next_deadline()` has passed.
@@ -459,9 +463,9 @@ pub enum Event {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     SpawnApp,
+    /// Spawn kuma-dp and poll its ready URL until it answers 200, then feed
+    /// `ProxyReady`; feed `ProxySpawnFailed` when it cannot be spawned.
     SpawnProxy,
-    /// Poll kuma-dp's ready URL until it answers 200, then feed `ProxyReady`.
-    WatchProxyReady,
     Signal(Target, Signal),
     /// SIGKILL the target's whole process group.
     Kill(Target),
@@ -665,6 +669,7 @@ impl Lifecycle {
             Input::AppExited(status) => self.on_app_exited(now, status, &mut out),
             Input::AppSpawnFailed => self.on_app_spawn_failed(now, &mut out),
             Input::ProxyExited(status) => self.on_proxy_exited(now, status, &mut out),
+            Input::ProxySpawnFailed => self.on_proxy_spawn_failed(now, &mut out),
             Input::Stop(signal) => self.on_stop(now, signal, &mut out),
             Input::Tick => self.on_tick(now, &mut out),
             Input::DescendantsGone => self.on_descendants_gone(now, &mut out),
@@ -738,7 +743,6 @@ impl Lifecycle {
             self.enter(Phase::ProxyStarting, out);
         }
         out.push(Action::SpawnProxy);
-        out.push(Action::WatchProxyReady);
         self.proxy = Proxy::Starting { terms: 0 };
         self.timers.clear(Timer::ProxyRestart);
         self.timers.set(
@@ -852,9 +856,15 @@ impl Lifecycle {
     }
 
     fn on_proxy_exited(&mut self, now: Duration, _status: ExitStatus, out: &mut Vec<Action>) {
-        if !self.proxy.alive() {
-            return;
+        if self.proxy.alive() {
+            self.proxy_gone(now, out);
         }
+    }
+
+    /// kuma-dp is gone (exited, killed, or never spawned): a crash while
+    /// starting or serving, the end of a drain, or one less thing to wait
+    /// for in the clean-up.
+    fn proxy_gone(&mut self, now: Duration, out: &mut Vec<Action>) {
         self.proxy = Proxy::Down;
         self.timers.clear(Timer::ProxyReady);
         self.timers.clear(Timer::ProxyTerm2);
@@ -869,6 +879,14 @@ impl Lifecycle {
             }
             Phase::Cleanup => self.maybe_term_descendants(now, out),
             _ => {}
+        }
+    }
+
+    /// Only the start just asked for can fail to spawn (a kuma-dp already
+    /// ready is not this report's); it is gone as if it had exited at once.
+    fn on_proxy_spawn_failed(&mut self, now: Duration, out: &mut Vec<Action>) {
+        if matches!(self.proxy, Proxy::Starting { .. }) {
+            self.proxy_gone(now, out);
         }
     }
 

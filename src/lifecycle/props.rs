@@ -128,6 +128,7 @@ fn input() -> impl Strategy<Value = Input> {
         1 => status().prop_map(Input::AppExited),
         1 => Just(Input::AppSpawnFailed),
         2 => status().prop_map(Input::ProxyExited),
+        1 => Just(Input::ProxySpawnFailed),
         2 => prop_oneof![Just(Signal::SIGTERM), Just(Signal::SIGINT)].prop_map(Input::Stop),
         2 => Just(Input::Tick),
         1 => Just(Input::DescendantsGone),
@@ -316,8 +317,12 @@ impl Run {
                 self.proxy_alive = false;
                 self.drain = None;
             }
+            // Only the start not yet ready can have failed to spawn.
+            Input::ProxySpawnFailed if self.proxy_alive && !self.proxy_ready => {
+                self.proxy_alive = false;
+                self.drain = None;
+            }
             Input::Healthy => self.healthy_seen = true,
-            Input::ProxyReady if self.proxy_alive => self.proxy_ready = true,
             Input::Stop(_) => self.stops += 1,
             _ => {}
         }
@@ -454,7 +459,12 @@ impl Run {
                     self.drain = None;
                     self.events.push(Event::Escalated { stops: 0 });
                 }
-                Action::Event(e) => self.events.push(e),
+                Action::Event(e) => {
+                    // Ready as the lifecycle took it (it ignores a report
+                    // it no longer waits for).
+                    self.proxy_ready |= e == Event::ProxyReady;
+                    self.events.push(e)
+                }
                 Action::WatchInbound(true) => {
                     self.check(self.drain.is_some(), "inbound watched outside a drain");
                     match self.world.map(|w| w.inbound) {
