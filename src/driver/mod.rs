@@ -31,7 +31,7 @@ use crate::health::probe::{self, ExecWaiters, Tracker};
 use crate::init::exit;
 use crate::init::signals::{self, Signals};
 use crate::init::spawn;
-use crate::lifecycle::{Action, ExitReason, Input, Lifecycle, Phase, ProbeMode, Target, Timeline};
+use crate::lifecycle::{Action, ExitReason, Input, Lifecycle, ProbeMode, Target, Timeline};
 use crate::report::status;
 use idle::IdleWatch;
 use proxy::ProxyRunner;
@@ -241,6 +241,18 @@ impl Driver {
         crate::init::descendants::of(std::process::id() as i32)
     }
 
+    /// meshinit's descendants still alive (zombies not yet reaped count).
+    /// As PID 1 or a child subreaper every live descendant has a living
+    /// ancestor among meshinit's children, so "no child at all" answers
+    /// without walking /proc.
+    fn descendants_left(&self) -> Vec<i32> {
+        if self.reaps_orphans && !crate::init::reaper::has_children() {
+            Vec::new()
+        } else {
+            self.descendants()
+        }
+    }
+
     /// `fg` resumed meshinit (SIGCONT) in the foreground of its terminal:
     /// the app's group gets the terminal again before it is resumed, as a
     /// shell does for a job. After `bg` meshinit is not in the foreground
@@ -296,9 +308,7 @@ impl Driver {
                 debug!(pid = pid.as_raw(), status = %status, "reaped orphan");
             }
         }
-        if self.lc.phase() == Phase::Cleanup
-            && ((reaped.no_children && self.reaps_orphans) || self.descendants().is_empty())
-        {
+        if self.lc.awaits_descendants() && self.descendants_left().is_empty() {
             self.queue.push_back(Input::DescendantsGone);
         }
         let app_stopped = reaped
@@ -348,11 +358,7 @@ impl Driver {
             Action::Signal(target, sig) => self.signal(target, sig),
             Action::Kill(target) => self.kill(target),
             Action::TermDescendants => {
-                let pids = if self.reaps_orphans && !crate::init::reaper::has_children() {
-                    Vec::new()
-                } else {
-                    self.descendants()
-                };
+                let pids = self.descendants_left();
                 if pids.is_empty() {
                     self.queue.push_back(Input::DescendantsGone);
                 } else {

@@ -643,6 +643,14 @@ impl Lifecycle {
         self.s.worst_case_shutdown().saturating_sub(spent)
     }
 
+    /// Whether `DescendantsGone` would move the machine on: the clean-up
+    /// has signalled the descendants and waits for them to go. The driver
+    /// looks for them only then (a walk of /proc per reaped orphan would
+    /// cost every busy app).
+    pub fn awaits_descendants(&self) -> bool {
+        self.phase == Phase::Cleanup && self.descendants_termed && !self.proxy.alive()
+    }
+
     /// Crashes of kuma-dp that still count towards the restart limit.
     pub fn proxy_restarts(&self) -> usize {
         self.proxy_crashes.len()
@@ -1152,7 +1160,7 @@ impl Lifecycle {
     }
 
     fn on_descendants_gone(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if self.phase == Phase::Cleanup && self.descendants_termed && !self.proxy.alive() {
+        if self.awaits_descendants() {
             self.finish(now, out);
         }
     }
