@@ -384,7 +384,6 @@ impl Driver {
                 let cx = reporter::Context {
                     settings: self.lc.settings(),
                     spawn_error: self.spawn_error.as_ref(),
-                    proxy_running: self.proxy_pid().is_some(),
                     idle: &self.idle,
                 };
                 self.reporter.event(event, &cx);

@@ -29,7 +29,6 @@ pub(super) struct Context<'a> {
     pub settings: &'a Settings,
     /// Why the app could not be started, when it could not.
     pub spawn_error: Option<&'a DriverError>,
-    pub proxy_running: bool,
     pub idle: &'a super::idle::IdleWatch,
 }
 
@@ -163,13 +162,16 @@ impl Reporter {
                 info!(elapsed = %fmt_secs(self.now()), "app healthy");
             }
             Event::AppUnhealthy => warn!("app unhealthy (liveness probes failing)"),
-            Event::AppSpawnFailed => match cx.spawn_error {
-                Some(e) if cx.proxy_running => {
-                    error!("{e}; draining and stopping kuma-dp")
+            Event::AppSpawnFailed { drains } => {
+                let why = cx
+                    .spawn_error
+                    .map_or_else(|| "the app could not be started".to_string(), |e| e.to_string());
+                if drains {
+                    error!("{why}; draining and stopping kuma-dp")
+                } else {
+                    error!("{why}")
                 }
-                Some(e) => error!("{e}"),
-                None => error!("the app could not be started"),
-            },
+            }
             Event::ProxyReady => {
                 info!(since_app_healthy = %self.since_healthy(), "kuma-dp ready");
             }

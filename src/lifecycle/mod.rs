@@ -418,8 +418,11 @@ impl ShutdownSpans {
 pub enum Event {
     AppHealthy,
     AppUnhealthy,
-    /// The app could not be started; whatever already runs is stopped in order.
-    AppSpawnFailed,
+    /// The app could not be started; whatever already runs is stopped in
+    /// order: `drains` when a kuma-dp that may be serving is drained first.
+    AppSpawnFailed {
+        drains: bool,
+    },
     ProxyReady,
     /// kuma-dp exited unexpectedly; restart number `attempt` follows after `delay`.
     ProxyRestarting {
@@ -848,9 +851,10 @@ impl Lifecycle {
         if !self.app.alive() {
             return;
         }
-        out.push(Action::Event(Event::AppSpawnFailed));
+        let drains = self.proxy.alive() && !self.phase.is_shutdown();
+        out.push(Action::Event(Event::AppSpawnFailed { drains }));
         self.reason.get_or_insert(ExitReason::AppSpawnFailed);
-        if self.proxy.alive() && !self.phase.is_shutdown() {
+        if drains {
             self.app = App::Gone(None);
             self.timers.clear(Timer::AppKill);
             self.mark_shutdown(now, out);

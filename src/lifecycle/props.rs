@@ -633,7 +633,7 @@ impl Run {
                 "ProxyFailed exit without the event",
             ),
             ExitReason::AppSpawnFailed => self.check(
-                self.app_spawn_failed && announced(|e| *e == Event::AppSpawnFailed),
+                self.app_spawn_failed && announced(|e| matches!(e, Event::AppSpawnFailed { .. })),
                 "AppSpawnFailed exit without a failed spawn",
             ),
             ExitReason::Unhealthy => self.check(

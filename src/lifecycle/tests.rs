@@ -228,13 +228,13 @@ fn table() -> Vec<Row> {
         // The app could not be started (issue 13): a live kuma-dp is drained
         // first, as for an app that exits while serving; nothing is skipped.
         Row { phase: Starting, input: AppSpawnFailed, after_ms: 0, next: Starting, must: &[], must_not: &[] },
-        Row { phase: Probing, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[Action::Event(Event::AppSpawnFailed), Action::TermDescendants, Action::Probes(ProbeMode::Off)], must_not: &[STOP_APP, Action::SpawnProxy] },
-        Row { phase: ProxyStarting, input: AppSpawnFailed, after_ms: 0, next: Draining, must: &[Action::Event(Event::AppSpawnFailed), TERM_PROXY], must_not: &[STOP_APP] },
-        Row { phase: Running, input: AppSpawnFailed, after_ms: 0, next: Draining, must: &[Action::Event(Event::AppSpawnFailed), TERM_PROXY, Action::Ready(false)], must_not: &[STOP_APP] },
-        Row { phase: Draining, input: AppSpawnFailed, after_ms: 0, next: Draining, must: &[Action::Event(Event::AppSpawnFailed)], must_not: &[STOP_APP] },
+        Row { phase: Probing, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[Action::Event(Event::AppSpawnFailed { drains: false }), Action::TermDescendants, Action::Probes(ProbeMode::Off)], must_not: &[STOP_APP, Action::SpawnProxy] },
+        Row { phase: ProxyStarting, input: AppSpawnFailed, after_ms: 0, next: Draining, must: &[Action::Event(Event::AppSpawnFailed { drains: true }), TERM_PROXY], must_not: &[STOP_APP] },
+        Row { phase: Running, input: AppSpawnFailed, after_ms: 0, next: Draining, must: &[Action::Event(Event::AppSpawnFailed { drains: true }), TERM_PROXY, Action::Ready(false)], must_not: &[STOP_APP] },
+        Row { phase: Draining, input: AppSpawnFailed, after_ms: 0, next: Draining, must: &[Action::Event(Event::AppSpawnFailed { drains: false })], must_not: &[STOP_APP] },
         Row { phase: Grace, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[Action::TermDescendants], must_not: &[STOP_APP] },
         Row { phase: Stopping, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[Action::TermDescendants], must_not: &[] },
-        Row { phase: Cleanup, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[], must_not: &[Action::Event(Event::AppSpawnFailed)] },
+        Row { phase: Cleanup, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[], must_not: &[Action::Event(Event::AppSpawnFailed { drains: false }), Action::Event(Event::AppSpawnFailed { drains: true })] },
         // Done: nothing moves any more.
         Row { phase: Done, input: Start, after_ms: 0, next: Done, must: &[], must_not: &[Action::SpawnApp] },
         Row { phase: Done, input: Healthy, after_ms: 0, next: Done, must: &[], must_not: &[] },
@@ -1040,7 +1040,7 @@ fn proxy_first_app_that_cannot_start_drains_and_stops_kuma_dp_first() {
     );
     assert_eq!(time_of(&log, Action::SpawnApp), Some(900));
     assert_eq!(
-        time_of(&log, Action::Event(Event::AppSpawnFailed)),
+        time_of(&log, Action::Event(Event::AppSpawnFailed { drains: true })),
         Some(901)
     );
     assert_eq!(time_of(&log, Action::Enter(Phase::Draining)), Some(901));
