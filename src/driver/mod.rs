@@ -150,10 +150,7 @@ pub async fn run(
         // timer (durations are capped at a day, so this is a safety net).
         let deadline = d.lc.next_deadline().and_then(|t| d.start.checked_add(t));
         tokio::select! {
-            got = signals.recv() => {
-                let got = got.map_err(DriverError::Signals)?;
-                d.on_signals(&got);
-            }
+            got = signals.recv() => d.on_signals(&got),
             Some(outcome) = probe_rx.recv() => d.on_probe(outcome),
             Some(generation) = ready_rx.recv() => {
                 if d.proxy.as_ref().is_some_and(|p| p.is_current(generation)) {

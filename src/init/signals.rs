@@ -145,24 +145,46 @@ impl Signals {
 
     /// Waits for at least one signal and returns every pending one, in
     /// arrival order (standard signals coalesce, as POSIX allows).
-    pub async fn recv(&self) -> io::Result<Vec<i32>> {
+    ///
+    /// It never fails: once the app runs meshinit must go on supervising
+    /// (catatonit's rule). A read error is logged and reported as a SIGCHLD
+    /// (one may have been lost with it, and reaping is always safe) after a
+    /// short pause, so a descriptor that keeps failing cannot spin the loop.
+    pub async fn recv(&self) -> Vec<i32> {
         loop {
-            let mut guard = self.fd.readable().await?;
-            let mut out = Vec::new();
-            loop {
-                match guard.get_inner().read_signal() {
-                    Ok(Some(info)) => out.push(info.ssi_signo as i32),
-                    Ok(None) => break,
-                    Err(e) => return Err(e.into()),
+            match self.read_ready().await {
+                Ok(got) if got.is_empty() => continue,
+                Ok(got) => return got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read signals; reaping, and trying again shortly");
+                    tokio::time::sleep(READ_ERROR_PAUSE).await;
+                    return vec![Signal::SIGCHLD as i32];
                 }
-            }
-            guard.clear_ready();
-            if !out.is_empty() {
-                return Ok(out);
             }
         }
     }
+
+    /// Every signal pending once the descriptor is readable.
+    async fn read_ready(&self) -> io::Result<Vec<i32>> {
+        let mut guard = self.fd.readable().await?;
+        let mut out = Vec::new();
+        loop {
+            match guard.get_inner().read_signal() {
+                Ok(Some(info)) => out.push(info.ssi_signo as i32),
+                Ok(None) => break,
+                // What was read so far is not lost with the error.
+                Err(e) if out.is_empty() => return Err(e.into()),
+                Err(_) => break,
+            }
+        }
+        guard.clear_ready();
+        Ok(out)
+    }
 }
+
+/// How long meshinit waits before reading signals again after a read error.
+const READ_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A printable name for any signal number, real-time ones included.
 pub fn name(signo: i32) -> String {
