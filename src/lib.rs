@@ -38,6 +38,8 @@ pub mod init;
 pub mod lifecycle;
 pub mod mesh;
 pub mod report;
+#[cfg(test)]
+mod testing;
 
 /// For main.rs, which must read the inherited signal state before Rust's
 /// runtime changes it.
