@@ -70,7 +70,7 @@ pub(super) fn section(
         });
     }
     App {
-        stop_signal: r.value("app-stop-signal", parse::signal),
+        stop_signal: r.value("app-stop-signal", app_stop_signal),
         stop_signal_given: r.raw("app-stop-signal").is_some(),
         stop_timeout: r.value("app-stop-timeout", parse::duration),
         grace_delay: r.value("app-grace-delay", parse::duration),
@@ -96,4 +96,26 @@ pub(super) fn identity(r: &mut Resolver, host: &dyn Host, id: &str) -> Option<Id
             None
         }
     }
+}
+
+/// A signal that can end the app. Those whose default action is to ignore
+/// (CHLD, CONT, URG, WINCH) or to stop the process (STOP, TSTP, TTIN, TTOU)
+/// would leave every stop to the SIGKILL after `--app-stop-timeout`; KILL
+/// itself is allowed, for an app that is meant to be killed at once.
+fn app_stop_signal(s: &str) -> Result<Signal, String> {
+    let sig = parse::signal(s)?;
+    let why = match sig {
+        Signal::SIGCHLD | Signal::SIGCONT | Signal::SIGURG | Signal::SIGWINCH => {
+            "is ignored by a process that does not handle it"
+        }
+        Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU => {
+            "suspends a process rather than ending it"
+        }
+        _ => return Ok(sig),
+    };
+    Err(format!(
+        "'{}' ({}) {why}, so it cannot stop the app; use TERM, INT, QUIT, HUP or the signal the app handles",
+        s.trim(),
+        sig.as_str()
+    ))
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
+use super::host::Host;
 use super::options::{self, OPTIONS};
 use super::yaml::{self, Item, Node};
 use super::{Origin, Problem};
@@ -32,17 +33,14 @@ pub(super) struct Layers {
 
 /// Reads every source and merges them with the precedence
 /// flag > env var > file > default.
-pub(super) fn read(
-    matches: &ArgMatches,
-    env: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<Problem>,
-) -> Layers {
+pub(super) fn read(matches: &ArgMatches, host: &dyn Host, problems: &mut Vec<Problem>) -> Layers {
+    let env = &|name: &str| host.env(name);
     let config_path = matches
         .get_one::<String>(options::CONFIG_FLAG)
         .cloned()
         .or_else(|| env(options::CONFIG_ENV));
     let file = match &config_path {
-        Some(p) => file_layer(p, problems),
+        Some(p) => file_layer(p, host, problems),
         None => FileLayer::default(),
     };
     let mut merged = file.values;
@@ -107,13 +105,13 @@ struct FileLayer {
     checks: Vec<(Item, Origin)>,
 }
 
-fn file_layer(path: &str, problems: &mut Vec<Problem>) -> FileLayer {
+fn file_layer(path: &str, host: &dyn Host, problems: &mut Vec<Problem>) -> FileLayer {
     let mut layer = FileLayer::default();
-    let text = match std::fs::read_to_string(path) {
+    let text = match host.read_file(path) {
         Ok(t) => t,
         Err(e) => {
             problems.push(Problem {
-                message: format!("cannot read config file '{path}': {e}; check the path given to --config / MESHINIT_CONFIG"),
+                message: format!("cannot read config file: {e}; check the path given to --config / MESHINIT_CONFIG"),
                 origin: None,
             });
             return layer;

@@ -40,7 +40,7 @@ use std::time::Duration;
 use clap::ArgMatches;
 use nix::sys::signal::Signal;
 
-pub(crate) use host::{Host, System};
+pub(crate) use host::{find_executable, read_regular, FileKind, Follow, Host, ReadError, System};
 pub use options::{OptDef, OPTIONS};
 
 use crate::init::exit::ExitCodeMap;
@@ -256,7 +256,7 @@ pub(crate) fn load_on(
     matches: &ArgMatches,
 ) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
-    let layers = layers::read(matches, &|name| host.env(name), &mut problems);
+    let layers = layers::read(matches, host, &mut problems);
     let mut r = Resolver::new(layers.merged, problems);
     let mut warnings = Vec::new();
 

@@ -2,7 +2,7 @@ use super::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::host::NotRunnable;
+use super::host::{FileKind, NotRunnable, ReadError};
 
 use crate::lifecycle::DrainMode;
 
@@ -624,6 +624,10 @@ struct MadeUpHost {
     executables: Vec<&'static str>,
     files: Vec<(&'static str, &'static str)>,
     dirs: Vec<&'static str>,
+    /// Whatever else is there: devices, FIFOs, links.
+    special: Vec<(&'static str, FileKind)>,
+    /// Where meshinit was started.
+    cwd: &'static str,
 }
 
 impl Host for MadeUpHost {
@@ -652,15 +656,38 @@ impl Host for MadeUpHost {
             groups: Vec::new(),
         })
     }
-    fn read_to_string(&self, path: &str) -> std::io::Result<String> {
-        self.files
-            .iter()
-            .find(|(p, _)| *p == path)
-            .map(|(_, text)| text.to_string())
-            .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+    fn read_file(&self, path: &str) -> Result<String, ReadError> {
+        match self.file_kind(Path::new(path)) {
+            Some(FileKind::Regular) => Ok(self
+                .files
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, text)| text.to_string())
+                .unwrap()),
+            Some(kind) => Err(ReadError::NotRegular {
+                path: path.into(),
+                kind,
+            }),
+            None => Err(ReadError::Missing(path.into())),
+        }
     }
     fn is_dir(&self, path: &Path) -> bool {
         self.dirs.iter().any(|d| Path::new(d) == path)
+    }
+    fn file_kind(&self, path: &Path) -> Option<FileKind> {
+        if self.files.iter().any(|(p, _)| Path::new(p) == path) {
+            Some(FileKind::Regular)
+        } else if self.is_dir(path) {
+            Some(FileKind::Dir)
+        } else {
+            self.special
+                .iter()
+                .find(|(p, _)| Path::new(p) == path)
+                .map(|(_, k)| *k)
+        }
+    }
+    fn cwd(&self) -> Option<PathBuf> {
+        Some(PathBuf::from(self.cwd))
     }
     fn token_file(&self, path: &str, reader: Option<&Identity>) -> Result<Option<String>, String> {
         match reader {
@@ -693,6 +720,8 @@ fn typing_reads_only_the_machine_it_is_given() {
             "type: Dataplane\nmesh: default\nname: one\nnetworking:\n  address: 10.0.0.9\n  inbound:\n  - port: 8000\n    servicePort: 8080\n    serviceProbe: {tcp: {}}\n    tags: {kuma.io/service: backend}\n",
         )],
         dirs: vec!["/scratch"],
+        special: Vec::new(),
+        cwd: "/",
     };
     let matches = cli::command()
         .try_get_matches_from(["meshinit", "--", "/srv/app"])
