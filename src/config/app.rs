@@ -62,12 +62,25 @@ pub(super) fn section(
                 origin: None,
             });
         }
-    } else if let Err(e) = host.executable(&command[0], workdir.as_deref()) {
-        not_runnable = Some(e.exit_code());
-        r.problems.push(Problem {
-            message: format!("app command {e}; give the full path of an executable"),
-            origin: Some(command_origin),
-        });
+    } else {
+        match host.executable(&command[0], workdir.as_deref()) {
+            Err(e) => {
+                not_runnable = Some(e.exit_code());
+                r.problems.push(Problem {
+                    message: format!("app command {e}; give the full path of an executable"),
+                    origin: Some(command_origin),
+                });
+            }
+            // Found by `check` rather than as E2BIG (71) at the spawn.
+            Ok(program) => {
+                if let Some(why) = host.exec_limits().problem(&program, &command) {
+                    r.problems.push(Problem {
+                        message: format!("app command: {why}"),
+                        origin: Some(command_origin),
+                    });
+                }
+            }
+        }
     }
     App {
         stop_signal: r.value("app-stop-signal", app_stop_signal),

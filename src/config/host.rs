@@ -41,6 +41,60 @@ pub trait Host {
     fn work_dir_problem(&self, dir: &Path, user: Option<&Identity>) -> Option<String>;
     /// Where temporary directories go (`TMPDIR`, else /tmp).
     fn temp_dir(&self) -> PathBuf;
+    /// What `execve(2)` will allow the app: the kernel's limit and the
+    /// environment the app inherits.
+    fn exec_limits(&self) -> ExecLimits;
+    /// The names of the `MESHINIT_*` variables in the environment given.
+    fn meshinit_vars(&self) -> Vec<String>;
+}
+
+/// The sizes `execve(2)` checks, as the kernel counts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecLimits {
+    /// The room for the program name, arguments, environment and their
+    /// pointers: `sysconf(_SC_ARG_MAX)` (a quarter of the stack limit),
+    /// which the kernel caps at 6 MiB (three quarters of `_STK_LIM`).
+    pub arg_max: usize,
+    /// Bytes of the inherited environment, `NAME=value` and its NUL each.
+    pub env_bytes: usize,
+    /// How many variables the inherited environment has.
+    pub env_count: usize,
+}
+
+/// The kernel's cap on one argument or variable (`MAX_ARG_STRLEN`, 32 pages).
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
+/// The kernel's cap on the whole (`_STK_LIM / 4 * 3`), whatever the stack limit.
+const KERNEL_ARG_CAP: usize = 6 << 20;
+
+impl ExecLimits {
+    /// Why `execve` would refuse `argv` for `program` with E2BIG, counted as
+    /// `fs/exec.c` does: every string with its NUL (the program's path is
+    /// copied too), plus one pointer per argument and variable.
+    pub fn problem(&self, program: &Path, argv: &[String]) -> Option<String> {
+        if let Some((i, a)) = argv
+            .iter()
+            .enumerate()
+            .find(|(_, a)| a.len() + 1 > MAX_ARG_STRLEN)
+        {
+            return Some(format!(
+                "argument {i} is {} bytes; the kernel takes at most {MAX_ARG_STRLEN} bytes (128 KiB) in one argument",
+                a.len()
+            ));
+        }
+        let strings: usize = argv.iter().map(|a| a.len() + 1).sum::<usize>()
+            + program.as_os_str().len()
+            + 1
+            + self.env_bytes;
+        let pointers = (argv.len().max(1) + self.env_count) * std::mem::size_of::<usize>();
+        let total = strings + pointers;
+        (total > self.arg_max).then(|| {
+            format!(
+                "the {} arguments and the environment take {total} bytes, over the kernel's limit of {} bytes for a program's arguments and environment (ARG_MAX, a quarter of the stack size limit); shorten the argument list",
+                argv.len(),
+                self.arg_max
+            )
+        })
+    }
 }
 
 /// The real machine, with the environment meshinit was given.
@@ -117,6 +171,34 @@ impl Host for System<'_> {
 
     fn work_dir_problem(&self, dir: &Path, user: Option<&Identity>) -> Option<String> {
         crate::mesh::workdir::check_given(dir, user)
+    }
+
+    fn exec_limits(&self) -> ExecLimits {
+        // SAFETY: sysconf only reads a system value.
+        let sys = unsafe { libc::sysconf(libc::_SC_ARG_MAX) };
+        let arg_max = usize::try_from(sys)
+            .ok()
+            .filter(|n| *n > 0)
+            .map_or(KERNEL_ARG_CAP, |n| n.min(KERNEL_ARG_CAP));
+        // The app inherits meshinit's own environment (less a few variables
+        // meshinit consumes, which only leaves more room).
+        let (env_count, env_bytes) = std::env::vars_os().fold((0, 0), |(n, b), (k, v)| {
+            (n + 1, b + k.len() + 1 + v.len() + 1)
+        });
+        ExecLimits {
+            arg_max,
+            env_bytes,
+            env_count,
+        }
+    }
+
+    fn meshinit_vars(&self) -> Vec<String> {
+        // Only those the given environment also has: a test or fuzz run
+        // with a made-up environment sees none of the real process's.
+        std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.starts_with("MESHINIT_") && self.env(k).is_some())
+            .collect()
     }
 
     fn temp_dir(&self) -> PathBuf {

@@ -146,7 +146,7 @@ impl fmt::Display for ProbeKind {
                 }
             }
             ProbeKind::Shell(cmd) => write!(f, "exec sh -c {cmd:?}"),
-            ProbeKind::Argv(argv) => write!(f, "exec {argv:?}"),
+            ProbeKind::Argv(argv) => write!(f, "exec {}", plan::shell_words(argv)),
         }
     }
 }
@@ -258,7 +258,7 @@ pub(crate) fn load_on(
     let mut problems = Vec::new();
     let layers = layers::read(matches, host, &mut problems);
     let mut r = Resolver::new(layers.merged, problems);
-    let mut warnings = Vec::new();
+    let mut warnings = layers.warnings;
 
     let command = matches
         .get_many::<String>("command")

@@ -2,7 +2,7 @@ use super::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::host::{FileKind, NotRunnable, ReadError};
+use super::host::{ExecLimits, FileKind, NotRunnable, ReadError};
 
 use crate::lifecycle::DrainMode;
 
@@ -700,6 +700,21 @@ impl Host for MadeUpHost {
     }
     fn temp_dir(&self) -> PathBuf {
         PathBuf::from(self.env("TMPDIR").unwrap_or_else(|| "/tmp".into()))
+    }
+    fn exec_limits(&self) -> ExecLimits {
+        // The smallest the kernel allows, with a small environment.
+        ExecLimits {
+            arg_max: 128 * 1024,
+            env_bytes: 100,
+            env_count: 4,
+        }
+    }
+    fn meshinit_vars(&self) -> Vec<String> {
+        self.env
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .filter(|k| k.starts_with("MESHINIT_"))
+            .collect()
     }
 }
 
