@@ -319,14 +319,10 @@ mod tests {
         );
         let deep = format!("a: {}{}\n", "[".repeat(2000), "]".repeat(2000));
         let err = parse(&deep).unwrap_err();
-        assert!(
-            err.message
-                .starts_with("lists and mappings are nested more than"),
+        assert_eq!(
+            err.message, "lists and mappings are nested more than 64 levels deep",
             "{err:?}"
         );
-        for e in [&err.message] {
-            assert!(!e.contains("Options") && !e.contains('{'), "{e}");
-        }
     }
 
     #[test]
