@@ -314,7 +314,12 @@ pub(crate) fn load_on(
             exit_code,
         });
     }
-    let effective = effective(&r, status.log_level, proxy.as_ref());
+    let effective = effective(
+        &r,
+        status.log_level,
+        proxy.as_ref(),
+        status.state_file.as_deref(),
+    );
     let mut config = Config {
         app: app.config,
         probes: probes.probes,
@@ -342,6 +347,7 @@ fn effective(
     r: &Resolver,
     log_level: tracing::Level,
     proxy: Option<&ProxyConfig>,
+    state_file: Option<&std::path::Path>,
 ) -> Vec<(String, String, Origin)> {
     OPTIONS
         .iter()
@@ -357,6 +363,9 @@ fn effective(
                 log_level.as_str().to_ascii_lowercase()
             } else if d.flag == "proxy-ready-url" && origin == Origin::Default {
                 proxy.map_or(value, |p| p.ready_url.to_string())
+            } else if d.flag == "state-file" {
+                // As resolved at load: a relative path shown absolute.
+                state_file.map_or(value, |p| p.display().to_string())
             } else if d.flag == "kuma-dp-arg" {
                 // A token given inline is shown redacted.
                 r.raw(d.flag)

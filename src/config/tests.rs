@@ -1117,6 +1117,14 @@ fn load_made_up(host: &MadeUpHost) -> Result<Config, ConfigError> {
 fn a_relative_state_file_is_resolved_against_the_start_directory() {
     let c = load_made_up(&made_up(vec![("MESHINIT_STATE_FILE", "last")])).unwrap();
     assert_eq!(c.state_file.as_deref(), Some(Path::new("/srv/run/last")));
+    // `check` shows where it will be.
+    assert!(
+        c.effective
+            .iter()
+            .any(|(k, v, _)| k == "status.state-file" && v == "/srv/run/last"),
+        "{:?}",
+        c.effective
+    );
     let errs = messages(load_made_up(&made_up(vec![("MESHINIT_STATE_FILE", "dev")])).unwrap_err());
     assert_eq!(
         errs,
