@@ -379,14 +379,22 @@ fn refuse_nul_bytes(
     problems: &mut Vec<Problem>,
 ) {
     match &item.node {
-        Node::Scalar(s) if s.contains('\0') => problems.push(Problem {
-            message: format!(
-                "{} \"{}\" contains a NUL byte (\\0), which no argument, path or environment variable can hold; remove it",
-                if name.is_empty() { "the value" } else { name },
-                s.escape_debug()
-            ),
-            origin: Some(at(item.line)),
-        }),
+        Node::Scalar(s) if s.contains('\0') => {
+            let name = if name.is_empty() { "the value" } else { name };
+            // A kuma-dp argument may carry an inline dataplane token, which
+            // is never shown: the key, index and line say where it is.
+            let shown = if name.contains("kuma-dp-arg") || name.contains("token") {
+                String::new()
+            } else {
+                format!(" \"{}\"", s.escape_debug())
+            };
+            problems.push(Problem {
+                message: format!(
+                    "{name}{shown} contains a NUL byte (\\0), which no argument, path or environment variable can hold; remove it"
+                ),
+                origin: Some(at(item.line)),
+            })
+        }
         Node::Seq(items) => {
             for (i, it) in items.iter().enumerate() {
                 refuse_nul_bytes(it, &format!("{name}[{i}]"), at, problems);

@@ -908,6 +908,19 @@ fn config_files_must_be_regular_files_of_at_most_one_mib() {
 fn a_nul_byte_in_a_yaml_string_is_refused_with_its_place() {
     let file = "app:\n  command: [/bin/echo, \"a\\0b\"]\nprobes:\n  checks:\n  - exec: [/bin/test, \"x\\0\"]\nstatus:\n  state-file: \"/tmp/s\\0\"\n";
     let errs = messages(load_with(&[], &[], Some(file)).unwrap_err());
+    // An inline token in a kuma-dp argument is never shown, even here.
+    let token = "proxy:\n  kuma-dp-arg: [\"--dataplane-token=s3cr3t\\0\"]\n";
+    let token_errs = messages(load_with(&["--", "/bin/true"], &[], Some(token)).unwrap_err());
+    assert!(
+        token_errs
+            .iter()
+            .any(|e| e.starts_with("proxy.kuma-dp-arg[0] contains a NUL byte")),
+        "{token_errs:#?}"
+    );
+    assert!(
+        !token_errs.iter().any(|e| e.contains("s3cr3t")),
+        "{token_errs:#?}"
+    );
     for (name, line) in [
         ("app.command[1] \"a\\0b\"", 2),
         ("probes.checks[0].exec[1] \"x\\0\"", 5),
