@@ -307,3 +307,28 @@ fn too_large_numbers_conflicting_maps_and_useless_stop_signals_are_refused() {
         assert!(out.contains(needle), "{args:?}: {out}");
     }
 }
+
+/// Log lines say values as a user writes them, not in Rust's Debug form: the status address
+/// that cannot be bound was logged as `addr=Some(127.0.0.1:PORT)`, the app's command as
+/// `command=["/bin/sh", "-c", ...]`.
+#[test]
+fn log_lines_do_not_show_rusts_debug_form() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--status-listen", &addr, "--", "/bin/true"]);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(71), "{}", p.output());
+    let line = p.wait_for_line("cannot listen for the status endpoint", T);
+    assert!(
+        line.contains(&format!("addr={addr}")) && !line.contains("Some("),
+        "{line}"
+    );
+
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--log-level", "info", "--", "/bin/sh", "-c", "exit 0"]);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(0), "{}", p.output());
+    let line = p.wait_for_line("app started", T);
+    assert!(line.contains("command=/bin/sh -c 'exit 0'"), "{line}");
+}
