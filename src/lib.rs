@@ -110,7 +110,8 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
     let listener = match cfg.status_listen.map(report::status::bind).transpose() {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(addr = ?cfg.status_listen, error = %e, "cannot listen for the status endpoint");
+            let addr = cfg.status_listen.map(|a| a.to_string()).unwrap_or_default();
+            tracing::error!(%addr, error = %e, "cannot listen for the status endpoint");
             return init::exit::EX_OSERR;
         }
     };

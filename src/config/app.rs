@@ -62,15 +62,28 @@ pub(super) fn section(
                 origin: None,
             });
         }
-    } else if let Err(e) = host.executable(&command[0], workdir.as_deref()) {
-        not_runnable = Some(e.exit_code());
-        r.problems.push(Problem {
-            message: format!("app command {e}; give the full path of an executable"),
-            origin: Some(command_origin),
-        });
+    } else {
+        match host.executable(&command[0], workdir.as_deref()) {
+            Err(e) => {
+                not_runnable = Some(e.exit_code());
+                r.problems.push(Problem {
+                    message: format!("app command {e}; give the full path of an executable"),
+                    origin: Some(command_origin),
+                });
+            }
+            // Found by `check` rather than as E2BIG (71) at the spawn.
+            Ok(program) => {
+                if let Some(why) = host.exec_limits().problem(&program, &command) {
+                    r.problems.push(Problem {
+                        message: format!("app command: {why}"),
+                        origin: Some(command_origin),
+                    });
+                }
+            }
+        }
     }
     App {
-        stop_signal: r.value("app-stop-signal", parse::signal),
+        stop_signal: r.value("app-stop-signal", app_stop_signal),
         stop_signal_given: r.raw("app-stop-signal").is_some(),
         stop_timeout: r.value("app-stop-timeout", parse::duration),
         grace_delay: r.value("app-grace-delay", parse::duration),
@@ -96,4 +109,26 @@ pub(super) fn identity(r: &mut Resolver, host: &dyn Host, id: &str) -> Option<Id
             None
         }
     }
+}
+
+/// A signal that can end the app. Those whose default action is to ignore
+/// (CHLD, CONT, URG, WINCH) or to stop the process (STOP, TSTP, TTIN, TTOU)
+/// would leave every stop to the SIGKILL after `--app-stop-timeout`; KILL
+/// itself is allowed, for an app that is meant to be killed at once.
+fn app_stop_signal(s: &str) -> Result<Signal, String> {
+    let sig = parse::signal(s)?;
+    let why = match sig {
+        Signal::SIGCHLD | Signal::SIGCONT | Signal::SIGURG | Signal::SIGWINCH => {
+            "is ignored by a process that does not handle it"
+        }
+        Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU => {
+            "suspends a process rather than ending it"
+        }
+        _ => return Ok(sig),
+    };
+    Err(format!(
+        "'{}' ({}) {why}, so it cannot stop the app; use TERM, INT, QUIT, HUP or the signal the app handles",
+        s.trim(),
+        sig.as_str()
+    ))
 }

@@ -4,8 +4,13 @@
 //! against a made-up machine, and the real one ([`System`]) sees only the
 //! environment it is given.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::ffi::{OsStr, OsString};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use nix::libc;
 
 use super::parse::UserSpec;
 use crate::init::user::{self, Identity};
@@ -19,8 +24,16 @@ pub trait Host {
     fn executable(&self, program: &str, cwd: Option<&Path>) -> Result<PathBuf, NotRunnable>;
     /// The user and group a `USER[:GROUP]` names.
     fn user(&self, spec: &UserSpec) -> Result<Identity, String>;
-    fn read_to_string(&self, path: &str) -> std::io::Result<String>;
+    /// A configuration file's text (the Dataplane file, the YAML file):
+    /// a regular file only, at most [`MAX_FILE_BYTES`].
+    fn read_file(&self, path: &str) -> Result<String, ReadError>;
     fn is_dir(&self, path: &Path) -> bool;
+    /// What is at `path` itself, a symbolic link not followed; `None` when
+    /// nothing is (or it cannot be looked at).
+    fn file_kind(&self, path: &Path) -> Option<FileKind>;
+    /// The directory meshinit was started in, against which relative paths
+    /// it keeps are resolved (it moves to `/` once the app has started).
+    fn cwd(&self) -> Option<PathBuf>;
     /// Checks the dataplane token file without reading it: a problem, or
     /// `Ok` with a warning worth giving.
     fn token_file(&self, path: &str, reader: Option<&Identity>) -> Result<Option<String>, String>;
@@ -28,6 +41,62 @@ pub trait Host {
     fn work_dir_problem(&self, dir: &Path, user: Option<&Identity>) -> Option<String>;
     /// Where temporary directories go (`TMPDIR`, else /tmp).
     fn temp_dir(&self) -> PathBuf;
+    /// What `execve(2)` will allow the app: the kernel's limit and the
+    /// environment the app inherits.
+    fn exec_limits(&self) -> ExecLimits;
+    /// The names of the `MESHINIT_*` variables in the environment given.
+    fn meshinit_vars(&self) -> Vec<String>;
+}
+
+/// The sizes `execve(2)` checks, as the kernel counts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecLimits {
+    /// The room for the program name, arguments, environment and their
+    /// pointers: `sysconf(_SC_ARG_MAX)` (a quarter of the stack limit),
+    /// which the kernel caps at 6 MiB (three quarters of `_STK_LIM`).
+    pub arg_max: usize,
+    /// Bytes of the inherited environment, `NAME=value` and its NUL each.
+    pub env_bytes: usize,
+    /// How many variables the inherited environment has.
+    pub env_count: usize,
+}
+
+/// The kernel's cap on one argument or variable (`MAX_ARG_STRLEN`, 32 pages).
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
+/// The kernel's cap on the whole (`_STK_LIM / 4 * 3`), whatever the stack limit.
+const KERNEL_ARG_CAP: usize = 6 << 20;
+
+impl ExecLimits {
+    /// Why `execve` would refuse `argv` for `program` with E2BIG, counted as
+    /// `fs/exec.c` does: every string with its NUL (the program's path is
+    /// copied too), plus one pointer per argument and variable. Measured on
+    /// Linux 6.x with ARG_MAX 2097152 and an empty environment: a total of
+    /// exactly ARG_MAX executes, one byte more is E2BIG.
+    pub fn problem(&self, program: &Path, argv: &[String]) -> Option<String> {
+        if let Some((i, a)) = argv
+            .iter()
+            .enumerate()
+            .find(|(_, a)| a.len() + 1 > MAX_ARG_STRLEN)
+        {
+            return Some(format!(
+                "argument {i} is {} bytes; the kernel takes at most {MAX_ARG_STRLEN} bytes (128 KiB) in one argument",
+                a.len()
+            ));
+        }
+        let strings: usize = argv.iter().map(|a| a.len() + 1).sum::<usize>()
+            + program.as_os_str().len()
+            + 1
+            + self.env_bytes;
+        let pointers = (argv.len().max(1) + self.env_count) * std::mem::size_of::<usize>();
+        let total = strings + pointers;
+        (total > self.arg_max).then(|| {
+            format!(
+                "the {} arguments and the environment take {total} bytes, over the kernel's limit of {} bytes for a program's arguments and environment (ARG_MAX, a quarter of the stack size limit); shorten the argument list",
+                argv.len(),
+                self.arg_max
+            )
+        })
+    }
 }
 
 /// The real machine, with the environment meshinit was given.
@@ -41,19 +110,33 @@ impl Host for System<'_> {
     }
 
     fn executable(&self, program: &str, cwd: Option<&Path>) -> Result<PathBuf, NotRunnable> {
-        find_executable(program, cwd, self.env("PATH"))
+        find_executable(
+            OsStr::new(program),
+            cwd,
+            self.env("PATH").map(OsString::from),
+        )
     }
 
     fn user(&self, spec: &UserSpec) -> Result<Identity, String> {
         user::resolve(spec)
     }
 
-    fn read_to_string(&self, path: &str) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
+    fn read_file(&self, path: &str) -> Result<String, ReadError> {
+        read_regular(Path::new(path), Follow::Yes)
     }
 
     fn is_dir(&self, path: &Path) -> bool {
         path.is_dir()
+    }
+
+    fn file_kind(&self, path: &Path) -> Option<FileKind> {
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| FileKind::of(m.file_type()))
+    }
+
+    fn cwd(&self) -> Option<PathBuf> {
+        std::env::current_dir().ok()
     }
 
     fn token_file(&self, path: &str, reader: Option<&Identity>) -> Result<Option<String>, String> {
@@ -62,8 +145,13 @@ impl Host for System<'_> {
             return Err(format!("'{path}' is not a file"));
         }
         // Open it to prove it is readable; the content is never read into
-        // meshinit's memory, let alone logged.
-        std::fs::File::open(path).map_err(|e| format!("cannot read '{path}': {e}"))?;
+        // meshinit's memory, let alone logged. Non-blocking, so a FIFO put in
+        // its place since the check above cannot hang the check.
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| format!("cannot read '{path}': {e}"))?;
         if m.len() == 0 {
             return Err(format!(
                 "'{path}' is empty; write the token issued by the control plane into it"
@@ -85,6 +173,34 @@ impl Host for System<'_> {
 
     fn work_dir_problem(&self, dir: &Path, user: Option<&Identity>) -> Option<String> {
         crate::mesh::workdir::check_given(dir, user)
+    }
+
+    fn exec_limits(&self) -> ExecLimits {
+        // SAFETY: sysconf only reads a system value.
+        let sys = unsafe { libc::sysconf(libc::_SC_ARG_MAX) };
+        let arg_max = usize::try_from(sys)
+            .ok()
+            .filter(|n| *n > 0)
+            .map_or(KERNEL_ARG_CAP, |n| n.min(KERNEL_ARG_CAP));
+        // The app inherits meshinit's own environment (less a few variables
+        // meshinit consumes, which only leaves more room).
+        let (env_count, env_bytes) = std::env::vars_os().fold((0, 0), |(n, b), (k, v)| {
+            (n + 1, b + k.len() + 1 + v.len() + 1)
+        });
+        ExecLimits {
+            arg_max,
+            env_bytes,
+            env_count,
+        }
+    }
+
+    fn meshinit_vars(&self) -> Vec<String> {
+        // Only those the given environment also has: a test or fuzz run
+        // with a made-up environment sees none of the real process's.
+        std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.starts_with("MESHINIT_") && self.env(k).is_some())
+            .collect()
     }
 
     fn temp_dir(&self) -> PathBuf {
@@ -117,29 +233,42 @@ impl NotRunnable {
     }
 }
 
-/// Finds an executable: a path with a slash as given (relative to `cwd`),
-/// otherwise the first match on `path` (PATH).
-fn find_executable(
-    program: &str,
+/// Finds an executable as a shell does: a path with a slash as given
+/// (relative to `cwd`), otherwise the first executable regular file of that
+/// name on `path` (PATH; the shells' default when unset). This is the one
+/// resolver: `check` uses it to report, and the spawn (`init::fds`) to find
+/// what it executes, so both agree on what runs.
+///
+/// As bash: a directory on PATH with the program's name is passed over (a
+/// name found only as directories is "not found", 127), a regular file
+/// without the execute bit is 126, and an empty name is not found.
+pub(crate) fn find_executable(
+    program: &OsStr,
     cwd: Option<&Path>,
-    path: Option<String>,
+    path: Option<OsString>,
 ) -> Result<PathBuf, NotRunnable> {
+    let shown = program.to_string_lossy();
+    if program.is_empty() {
+        return Err(NotRunnable::Missing(
+            "'' is empty: command not found".to_string(),
+        ));
+    }
     let is_exec = |p: &Path| {
         p.metadata().is_ok_and(|m| m.is_file())
             && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
     };
-    if program.contains('/') {
+    if program.as_bytes().contains(&b'/') {
         let p = match cwd {
             Some(dir) if Path::new(program).is_relative() => dir.join(program),
             _ => PathBuf::from(program),
         };
         return match p.metadata() {
-            Err(_) => Err(NotRunnable::Missing(format!("'{program}' does not exist"))),
+            Err(_) => Err(NotRunnable::Missing(format!("'{shown}' does not exist"))),
             Ok(m) if !m.is_file() => Err(NotRunnable::NotExecutable(format!(
-                "'{program}' is not a file"
+                "'{shown}' is not a file"
             ))),
             Ok(_) if !is_exec(&p) => Err(NotRunnable::NotExecutable(format!(
-                "'{program}' is not executable (chmod +x it)"
+                "'{shown}' is not executable (chmod +x it)"
             ))),
             Ok(_) => Ok(p),
         };
@@ -151,14 +280,15 @@ fn find_executable(
     if let Some(p) = candidates.iter().find(|p| is_exec(p)) {
         return Ok(p.clone());
     }
-    // As a shell: found, but not runnable, is 126; not found at all, 127.
-    match candidates.iter().find(|p| p.exists()) {
+    // As bash: a regular file found but not runnable is 126; nothing, or
+    // only directories, 127.
+    match candidates.iter().find(|p| p.is_file()) {
         Some(p) => Err(NotRunnable::NotExecutable(format!(
-            "'{program}' was found on PATH as {} but is not an executable file",
+            "'{shown}' was found on PATH as {} but is not an executable file",
             p.display()
         ))),
         None => Err(NotRunnable::Missing(format!(
-            "'{program}' was not found on PATH"
+            "'{shown}' was not found on PATH"
         ))),
     }
 }
@@ -176,4 +306,138 @@ fn readable_by(m: &std::fs::Metadata, id: &Identity) -> bool {
     } else {
         mode & 0o004 != 0
     }
+}
+
+/// The most meshinit reads of a file it is given (the YAML file, the
+/// Dataplane file, `--state-file`): each is a few KiB; the bound keeps
+/// `--config /dev/zero` or a runaway file from growing meshinit's memory
+/// without end.
+pub(crate) const MAX_FILE_BYTES: u64 = 1 << 20;
+/// [`MAX_FILE_BYTES`] as it is written in messages.
+pub(crate) const MAX_FILE_TEXT: &str = "1 MiB";
+
+/// What is at a path, as `lstat(2)` tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Regular,
+    Dir,
+    Symlink,
+    Fifo,
+    CharDevice,
+    BlockDevice,
+    Socket,
+}
+
+impl FileKind {
+    pub(crate) fn of(t: std::fs::FileType) -> FileKind {
+        if t.is_file() {
+            FileKind::Regular
+        } else if t.is_dir() {
+            FileKind::Dir
+        } else if t.is_symlink() {
+            FileKind::Symlink
+        } else if t.is_fifo() {
+            FileKind::Fifo
+        } else if t.is_char_device() {
+            FileKind::CharDevice
+        } else if t.is_block_device() {
+            FileKind::BlockDevice
+        } else {
+            FileKind::Socket
+        }
+    }
+
+    /// As a message says it: "a FIFO (named pipe)".
+    pub fn described(self) -> &'static str {
+        match self {
+            FileKind::Regular => "a regular file",
+            FileKind::Dir => "a directory",
+            FileKind::Symlink => "a symbolic link",
+            FileKind::Fifo => "a FIFO (named pipe)",
+            FileKind::CharDevice => "a character device",
+            FileKind::BlockDevice => "a block device",
+            FileKind::Socket => "a socket",
+        }
+    }
+}
+
+/// Why a file meshinit reads could not be read, in meshinit's words.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("'{0}' does not exist")]
+    Missing(String),
+    #[error("'{path}' is {}, not a regular file", kind.described())]
+    NotRegular { path: String, kind: FileKind },
+    #[error("'{0}' is larger than {MAX_FILE_TEXT}, the most meshinit reads of a file it is given")]
+    TooLarge(String),
+    #[error("'{0}' is not UTF-8 text")]
+    NotText(String),
+    #[error("cannot read '{path}': {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Whether a symbolic link at the path itself is followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Follow {
+    Yes,
+    No,
+}
+
+/// Reads a regular file, at most [`MAX_FILE_BYTES`] of it. The file is
+/// opened non-blocking (a FIFO would otherwise block the open until a
+/// writer comes) and checked with `fstat` on the opened descriptor, so what
+/// is read is what was checked, whatever is swapped in at the path.
+pub(crate) fn read_regular(path: &Path, follow: Follow) -> Result<String, ReadError> {
+    let shown = || path.display().to_string();
+    let mut flags = libc::O_NONBLOCK;
+    if follow == Follow::No {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                return ReadError::Missing(shown());
+            }
+            // A socket cannot be opened (ENXIO), a link refused by
+            // O_NOFOLLOW is ELOOP: say what is there instead of errno's words.
+            let meta = match follow {
+                Follow::Yes => std::fs::metadata(path),
+                Follow::No => std::fs::symlink_metadata(path),
+            };
+            match meta.map(|m| FileKind::of(m.file_type())) {
+                Ok(kind) if kind != FileKind::Regular => ReadError::NotRegular {
+                    path: shown(),
+                    kind,
+                },
+                _ => ReadError::Io {
+                    path: shown(),
+                    source: e,
+                },
+            }
+        })?;
+    let io = |source| ReadError::Io {
+        path: shown(),
+        source,
+    };
+    let kind = FileKind::of(file.metadata().map_err(io)?.file_type());
+    if kind != FileKind::Regular {
+        return Err(ReadError::NotRegular {
+            path: shown(),
+            kind,
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge(shown()));
+    }
+    String::from_utf8(bytes).map_err(|_| ReadError::NotText(shown()))
 }

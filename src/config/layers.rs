@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
+use super::host::Host;
 use super::options::{self, OPTIONS};
 use super::yaml::{self, Item, Node};
 use super::{Origin, Problem};
@@ -28,21 +29,20 @@ pub(super) struct Layers {
     pub command: Option<(Vec<String>, Origin)>,
     /// `probes.checks` from the file, each with its line.
     pub checks: Vec<(Item, Origin)>,
+    /// `MESHINIT_*` variables that look like a misspelt option's.
+    pub warnings: Vec<String>,
 }
 
 /// Reads every source and merges them with the precedence
 /// flag > env var > file > default.
-pub(super) fn read(
-    matches: &ArgMatches,
-    env: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<Problem>,
-) -> Layers {
+pub(super) fn read(matches: &ArgMatches, host: &dyn Host, problems: &mut Vec<Problem>) -> Layers {
+    let env = &|name: &str| host.env(name);
     let config_path = matches
         .get_one::<String>(options::CONFIG_FLAG)
         .cloned()
         .or_else(|| env(options::CONFIG_ENV));
     let file = match &config_path {
-        Some(p) => file_layer(p, problems),
+        Some(p) => file_layer(p, host, problems),
         None => FileLayer::default(),
     };
     let mut merged = file.values;
@@ -52,7 +52,84 @@ pub(super) fn read(
         merged,
         command: file.command,
         checks: file.checks,
+        warnings: misspelt_env(&host.meshinit_vars()),
     }
+}
+
+/// `MESHINIT_*` variables meshinit is given that are not options but are
+/// not mistakes either: the systemd unit's (`MESHINIT_ARGS`,
+/// `MESHINIT_APP_ARGS`, expanded into the command line by systemd) and the
+/// test suite's (`MESHINIT_BLESS`).
+pub(super) const NOT_OPTIONS: &[&str] = &["MESHINIT_ARGS", "MESHINIT_APP_ARGS", "MESHINIT_BLESS"];
+
+/// A warning for each variable that is no option's but close to one's name:
+/// a misspelt `MESHINIT_PROBE_HTPP` would otherwise be ignored without a
+/// word, and the probe silently not run. A `MESHINIT_*` name far from every
+/// option's belongs to something else (a script's own setting) and is left
+/// alone.
+fn misspelt_env(names: &[String]) -> Vec<String> {
+    let known: Vec<String> = OPTIONS
+        .iter()
+        .map(|d| d.env())
+        .chain(std::iter::once(options::CONFIG_ENV.to_string()))
+        .collect();
+    let mut names: Vec<&String> = names
+        .iter()
+        .filter(|n| !known.contains(n) && !NOT_OPTIONS.contains(&n.as_str()))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let best = closest(name, known.iter().map(String::as_str))?;
+            Some(format!(
+                "env {name} is not a meshinit option and is ignored; did you mean {best}?"
+            ))
+        })
+        .collect()
+}
+
+/// The candidate nearest to `word` when it is near enough to be a typo:
+/// at most one edit (insert, delete, change or swap of neighbours) for
+/// every four characters after any `MESHINIT_` prefix, at least one.
+pub(super) fn closest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let bare = |w: &'a str| w.strip_prefix("MESHINIT_").unwrap_or(w);
+    let w = word.strip_prefix("MESHINIT_").unwrap_or(word);
+    let limit = (w.chars().count() / 4).max(1);
+    candidates
+        .map(|c| (edit_distance(w, bare(c)), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Optimal string alignment distance: Levenshtein plus the swap of two
+/// neighbouring characters as one edit (`HTPP` for `HTTP`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// Reads the flag layer from clap's matches.
@@ -107,13 +184,13 @@ struct FileLayer {
     checks: Vec<(Item, Origin)>,
 }
 
-fn file_layer(path: &str, problems: &mut Vec<Problem>) -> FileLayer {
+fn file_layer(path: &str, host: &dyn Host, problems: &mut Vec<Problem>) -> FileLayer {
     let mut layer = FileLayer::default();
-    let text = match std::fs::read_to_string(path) {
+    let text = match host.read_file(path) {
         Ok(t) => t,
         Err(e) => {
             problems.push(Problem {
-                message: format!("cannot read config file '{path}': {e}; check the path given to --config / MESHINIT_CONFIG"),
+                message: format!("cannot read config file: {e}; check the path given to --config / MESHINIT_CONFIG"),
                 origin: None,
             });
             return layer;
@@ -136,6 +213,7 @@ fn file_layer(path: &str, problems: &mut Vec<Problem>) -> FileLayer {
         path: path.to_string(),
         line,
     };
+    refuse_nul_bytes(&doc, "", &|line| at(line), problems);
     let sections = match doc.node {
         Node::Map(s) => s,
         Node::Null => return layer,
@@ -153,9 +231,12 @@ fn file_layer(path: &str, problems: &mut Vec<Problem>) -> FileLayer {
     let known_sections = options::Section::ALL.map(options::Section::name);
     for section in sections {
         if !known_sections.contains(&section.key.as_str()) {
+            let hint = closest(&section.key, known_sections.iter().copied())
+                .map(|c| format!("did you mean '{c}'? "))
+                .unwrap_or_default();
             problems.push(Problem {
                 message: format!(
-                    "unknown section '{}' (known sections: {})",
+                    "unknown section '{}' ({hint}known sections: {})",
                     section.key,
                     known_sections.join(", ")
                 ),
@@ -240,9 +321,12 @@ fn file_layer(path: &str, problems: &mut Vec<Problem>) -> FileLayer {
                                 .filter(|(fs, _)| fs.name() == s)
                                 .map(|(_, k)| *k),
                         );
+                        let hint = closest(k, known.iter().copied())
+                            .map(|c| format!("did you mean '{c}'? "))
+                            .unwrap_or_default();
                         problems.push(Problem {
                             message: format!(
-                                "unknown key '{k}' in section '{s}' (known keys: {})",
+                                "unknown key '{k}' in section '{s}' ({hint}known keys: {})",
                                 known.join(", ")
                             ),
                             origin: Some(origin),
@@ -281,5 +365,51 @@ pub(super) fn scalars(item: &Item) -> Result<Vec<String>, &'static str> {
             .collect(),
         Node::Null => Ok(Vec::new()),
         other => Err(other.kind()),
+    }
+}
+
+/// Every string of the file with a NUL byte (`"\0"` in a double-quoted YAML
+/// string). None can be passed on: an argument, a path or an environment
+/// variable ends at the first NUL, so the app would not start (71) or an
+/// exec probe would fail forever. `check` refuses it instead, naming where.
+fn refuse_nul_bytes(
+    item: &Item,
+    name: &str,
+    at: &dyn Fn(u64) -> Origin,
+    problems: &mut Vec<Problem>,
+) {
+    match &item.node {
+        Node::Scalar(s) if s.contains('\0') => {
+            let name = if name.is_empty() { "the value" } else { name };
+            // A kuma-dp argument may carry an inline dataplane token, which
+            // is never shown: the key, index and line say where it is.
+            let shown = if name.contains("kuma-dp-arg") || name.contains("token") {
+                String::new()
+            } else {
+                format!(" \"{}\"", s.escape_debug())
+            };
+            problems.push(Problem {
+                message: format!(
+                    "{name}{shown} contains a NUL byte (\\0), which no argument, path or environment variable can hold; remove it"
+                ),
+                origin: Some(at(item.line)),
+            })
+        }
+        Node::Seq(items) => {
+            for (i, it) in items.iter().enumerate() {
+                refuse_nul_bytes(it, &format!("{name}[{i}]"), at, problems);
+            }
+        }
+        Node::Map(entries) => {
+            for e in entries {
+                let key = if name.is_empty() {
+                    e.key.clone()
+                } else {
+                    format!("{name}.{}", e.key)
+                };
+                refuse_nul_bytes(&e.value, &key, at, problems);
+            }
+        }
+        _ => {}
     }
 }

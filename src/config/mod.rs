@@ -40,7 +40,7 @@ use std::time::Duration;
 use clap::ArgMatches;
 use nix::sys::signal::Signal;
 
-pub(crate) use host::{Host, System};
+pub(crate) use host::{find_executable, read_regular, FileKind, Follow, Host, ReadError, System};
 pub use options::{OptDef, OPTIONS};
 
 use crate::init::exit::ExitCodeMap;
@@ -146,7 +146,7 @@ impl fmt::Display for ProbeKind {
                 }
             }
             ProbeKind::Shell(cmd) => write!(f, "exec sh -c {cmd:?}"),
-            ProbeKind::Argv(argv) => write!(f, "exec {argv:?}"),
+            ProbeKind::Argv(argv) => write!(f, "exec {}", plan::shell_words(argv)),
         }
     }
 }
@@ -305,9 +305,9 @@ pub(crate) fn load_on(
     matches: &ArgMatches,
 ) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
-    let layers = layers::read(matches, &|name| host.env(name), &mut problems);
+    let layers = layers::read(matches, host, &mut problems);
     let mut r = Resolver::new(layers.merged, problems);
-    let mut warnings = Vec::new();
+    let mut warnings = layers.warnings;
 
     let command = matches
         .get_many::<String>("command")
@@ -363,7 +363,12 @@ pub(crate) fn load_on(
             exit_code,
         });
     }
-    let effective = effective(&r, status.log_level, proxy.as_ref());
+    let effective = effective(
+        &r,
+        status.log_level,
+        proxy.as_ref(),
+        status.state_file.as_deref(),
+    );
     let mut config = Config {
         app: app.config,
         probes: probes.probes,
@@ -391,6 +396,7 @@ fn effective(
     r: &Resolver,
     log_level: tracing::Level,
     proxy: Option<&ProxyConfig>,
+    state_file: Option<&std::path::Path>,
 ) -> Vec<(String, String, Origin)> {
     OPTIONS
         .iter()
@@ -406,6 +412,9 @@ fn effective(
                 log_level.as_str().to_ascii_lowercase()
             } else if d.flag == "proxy-ready-url" && origin == Origin::Default {
                 proxy.map_or(value, |p| p.ready_url.to_string())
+            } else if d.flag == "state-file" {
+                // As resolved at load: a relative path shown absolute.
+                state_file.map_or(value, |p| p.display().to_string())
             } else if d.flag == "kuma-dp-arg" {
                 // A token given inline is shown redacted.
                 r.raw(d.flag)

@@ -253,7 +253,7 @@ pub const OPTIONS: &[OptDef] = &[
         doc: "Time a status client has to send its request; a slower one is closed, so idle clients cannot hold the endpoint's slots" },
     OptDef { flag: "state-file", section: Status, key: "state-file", kind: One("FILE"), default: Off,
         help: "Keep the last shutdown's timeline in FILE; the next meshinit reports it on /metrics",
-        doc: "Keep the shutdown's timeline in FILE at exit; the next meshinit on it reports that shutdown on `/metrics` (see [Metrics](metrics.md#the-last-shutdown))" },
+        doc: "Keep the shutdown's timeline in FILE at exit; the next meshinit on it reports that shutdown on `/metrics` (see [Metrics](metrics.md#the-last-shutdown)). FILE must be a regular file or not exist yet (a device, FIFO, directory or symbolic link is refused); a relative path is taken from the directory meshinit was started in" },
     OptDef { flag: "log-format", section: Log, key: "format", kind: One("text|json"), default: Is("text"),
         help: "Log format: text or json",
         doc: "Log format (logs go to stderr)" },

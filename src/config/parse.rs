@@ -123,6 +123,9 @@ pub struct UserSpec {
     pub group: Option<String>,
 }
 
+/// The largest user or group id: one below (uid_t)-1.
+pub const MAX_ID: u32 = u32::MAX - 1;
+
 pub fn user_spec(s: &str) -> Result<UserSpec, String> {
     let (user, group) = match s.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -130,6 +133,30 @@ pub fn user_spec(s: &str) -> Result<UserSpec, String> {
     };
     if user.trim().is_empty() || group.is_some_and(|g| g.trim().is_empty()) {
         return Err(format!("'{s}' is not USER[:GROUP]"));
+    }
+    // A numeric id must fit the kernel's: 4294967295 is (uid_t)-1, which
+    // setuid(2) and setgid(2) take as "no change" and refuse, so `check`
+    // refuses it rather than the run failing at the spawn (issue 20).
+    for (what, id) in [("user", Some(user)), ("group", group)] {
+        let Some(id) = id
+            .map(str::trim)
+            .filter(|i| i.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        match id.parse::<u32>() {
+            Ok(n) if n <= MAX_ID => {}
+            Ok(_) => {
+                return Err(format!(
+                    "'{id}' is not a valid {what} id: it is -1 to the kernel, which refuses it; the largest {what} id is {MAX_ID}"
+                ))
+            }
+            Err(_) => {
+                return Err(format!(
+                    "{what} id '{id}' is too large: the largest is {MAX_ID}"
+                ))
+            }
+        }
     }
     Ok(UserSpec {
         user: user.trim().to_string(),
@@ -309,9 +336,20 @@ pub fn boolean(s: &str) -> Result<bool, String> {
 }
 
 pub fn count(s: &str) -> Result<u32, String> {
-    s.trim()
-        .parse::<u32>()
-        .map_err(|_| format!("'{s}' is not a whole number"))
+    whole_number(s, u32::MAX)
+}
+
+/// A whole number 0..=`max`. A number that is only too large says so and
+/// names the largest, rather than "not a whole number" (issue 20).
+pub fn whole_number(s: &str, max: u32) -> Result<u32, String> {
+    let t = s.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{s}' is not a whole number"));
+    }
+    match t.parse::<u32>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!("'{t}' is too large: the largest is {max}")),
+    }
 }
 
 /// A duration above zero: a wait that must actually wait.

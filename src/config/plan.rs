@@ -41,11 +41,15 @@ pub fn render(cfg: &Config) -> String {
     if let Some(u) = &cfg.app.user {
         let _ = writeln!(
             s_,
-            "  user: {} (uid {}, gid {}, groups {:?})",
+            "  user: {} (uid {}, gid {}, groups {})",
             u.name,
             u.uid,
             u.gid,
-            u.groups.iter().map(|g| g.as_raw()).collect::<Vec<_>>()
+            u.groups
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         );
     }
 
@@ -292,7 +296,7 @@ fn stop_signal_text(cfg: &Config) -> String {
 }
 
 /// Joins argv for display, quoting what a shell would split.
-fn shell_words(argv: &[String]) -> String {
+pub fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             if !a.is_empty()
@@ -300,6 +304,24 @@ fn shell_words(argv: &[String]) -> String {
                     .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
             {
                 a.clone()
+            } else if a.chars().any(char::is_control) {
+                // $'...' as bash writes it, so a newline or an escape sequence
+                // in an argument cannot forge a line of the log or the plan.
+                let mut q = String::from("$'");
+                for c in a.chars() {
+                    match c {
+                        '\\' | '\'' => {
+                            q.push('\\');
+                            q.push(c);
+                        }
+                        '\n' => q.push_str("\\n"),
+                        '\t' => q.push_str("\\t"),
+                        c if c.is_control() => q.push_str(&format!("\\x{:02x}", u32::from(c))),
+                        c => q.push(c),
+                    }
+                }
+                q.push('\'');
+                q
             } else {
                 format!("'{}'", a.replace('\'', "'\\''"))
             }

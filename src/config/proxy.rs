@@ -160,10 +160,10 @@ fn dataplane(
     vars: &[(String, String)],
 ) -> Option<dataplane::Dataplane> {
     let origin = r.origin("dataplane-file");
-    let text = match host.read_to_string(path) {
+    let text = match host.read_file(path) {
         Ok(t) => t,
         Err(e) => {
-            let message = format!("cannot read '{path}': {e}");
+            let message = format!("{e}; give the path of the Dataplane YAML file");
             r.problem("dataplane-file", &origin, message);
             return None;
         }

@@ -67,6 +67,28 @@ pub(super) fn section(r: &mut Resolver, proxy_drain_time: Option<Duration>) -> S
         drain_timeout: r.value("drain-timeout", parse::duration),
         idle_drain,
         budget: r.typed("shutdown-budget", parse::duration),
-        exit_code_map: ExitCodeMap(r.list("exit-code-map", parse::exit_code_mapping)),
+        exit_code_map: exit_code_map(r),
     }
+}
+
+/// `--exit-code-map`, with one meaning per code: `143:0` and `143:1`
+/// together would leave the exit code to the order of the flags, so they
+/// are refused. The same mapping twice says one thing and is kept.
+fn exit_code_map(r: &mut Resolver) -> ExitCodeMap {
+    let map = r.list("exit-code-map", parse::exit_code_mapping);
+    let mut seen: Vec<(i32, i32)> = Vec::new();
+    for &(from, to) in &map {
+        match seen.iter().find(|(f, _)| *f == from) {
+            Some(&(_, first)) if first != to => {
+                let o = r.origin("exit-code-map");
+                let message = format!(
+                    "exit code {from} is mapped twice, to {first} ('{from}:{first}') and to {to} ('{from}:{to}'); keep one"
+                );
+                r.problem("exit-code-map", &o, message);
+            }
+            Some(_) => {}
+            None => seen.push((from, to)),
+        }
+    }
+    ExitCodeMap(seen)
 }

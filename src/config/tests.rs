@@ -2,7 +2,7 @@ use super::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::host::NotRunnable;
+use super::host::{ExecLimits, FileKind, NotRunnable, ReadError};
 
 use crate::lifecycle::DrainMode;
 
@@ -624,6 +624,10 @@ struct MadeUpHost {
     executables: Vec<&'static str>,
     files: Vec<(&'static str, &'static str)>,
     dirs: Vec<&'static str>,
+    /// Whatever else is there: devices, FIFOs, links.
+    special: Vec<(&'static str, FileKind)>,
+    /// Where meshinit was started.
+    cwd: &'static str,
 }
 
 impl Host for MadeUpHost {
@@ -652,15 +656,38 @@ impl Host for MadeUpHost {
             groups: Vec::new(),
         })
     }
-    fn read_to_string(&self, path: &str) -> std::io::Result<String> {
-        self.files
-            .iter()
-            .find(|(p, _)| *p == path)
-            .map(|(_, text)| text.to_string())
-            .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+    fn read_file(&self, path: &str) -> Result<String, ReadError> {
+        match self.file_kind(Path::new(path)) {
+            Some(FileKind::Regular) => Ok(self
+                .files
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, text)| text.to_string())
+                .unwrap()),
+            Some(kind) => Err(ReadError::NotRegular {
+                path: path.into(),
+                kind,
+            }),
+            None => Err(ReadError::Missing(path.into())),
+        }
     }
     fn is_dir(&self, path: &Path) -> bool {
         self.dirs.iter().any(|d| Path::new(d) == path)
+    }
+    fn file_kind(&self, path: &Path) -> Option<FileKind> {
+        if self.files.iter().any(|(p, _)| Path::new(p) == path) {
+            Some(FileKind::Regular)
+        } else if self.is_dir(path) {
+            Some(FileKind::Dir)
+        } else {
+            self.special
+                .iter()
+                .find(|(p, _)| Path::new(p) == path)
+                .map(|(_, k)| *k)
+        }
+    }
+    fn cwd(&self) -> Option<PathBuf> {
+        Some(PathBuf::from(self.cwd))
     }
     fn token_file(&self, path: &str, reader: Option<&Identity>) -> Result<Option<String>, String> {
         match reader {
@@ -673,6 +700,21 @@ impl Host for MadeUpHost {
     }
     fn temp_dir(&self) -> PathBuf {
         PathBuf::from(self.env("TMPDIR").unwrap_or_else(|| "/tmp".into()))
+    }
+    fn exec_limits(&self) -> ExecLimits {
+        // The smallest the kernel allows, with a small environment.
+        ExecLimits {
+            arg_max: 128 * 1024,
+            env_bytes: 100,
+            env_count: 4,
+        }
+    }
+    fn meshinit_vars(&self) -> Vec<String> {
+        self.env
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .filter(|k| k.starts_with("MESHINIT_"))
+            .collect()
     }
 }
 
@@ -693,6 +735,8 @@ fn typing_reads_only_the_machine_it_is_given() {
             "type: Dataplane\nmesh: default\nname: one\nnetworking:\n  address: 10.0.0.9\n  inbound:\n  - port: 8000\n    servicePort: 8080\n    serviceProbe: {tcp: {}}\n    tags: {kuma.io/service: backend}\n",
         )],
         dirs: vec!["/scratch"],
+        special: Vec::new(),
+        cwd: "/",
     };
     let matches = cli::command()
         .try_get_matches_from(["meshinit", "--", "/srv/app"])
@@ -752,4 +796,379 @@ fn a_zero_period_or_timeout_in_probes_checks_is_refused() {
         errs.iter().all(|e| e.contains("must be longer than 0s")),
         "{errs:?}"
     );
+}
+
+// ---- issue 20: hostile configuration (items 6-9, 13-16) ----
+
+/// A directory of the test's own, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "meshinit-config-scratch-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// meshinit reads the state file at start and replaces it at exit: only a regular file, or
+/// nothing yet, may be there (item 6).
+#[test]
+fn a_state_file_must_be_a_regular_file_or_nothing() {
+    let dir = Scratch::new();
+    let fifo = dir.0.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let link = dir.0.join("link");
+    std::os::unix::fs::symlink(dir.0.join("file"), &link).unwrap();
+    std::fs::write(dir.0.join("file"), "").unwrap();
+    for (path, needle) in [
+        (
+            "/dev/null".to_string(),
+            "is a character device, not a regular file",
+        ),
+        (
+            fifo.display().to_string(),
+            "is a FIFO (named pipe), not a regular file",
+        ),
+        (link.display().to_string(), "is a symbolic link"),
+        (
+            dir.0.display().to_string(),
+            "is a directory, not a regular file",
+        ),
+    ] {
+        let flag = format!("--state-file={path}");
+        let errs = messages(load_with(&[&flag, "--", "/bin/true"], &[], None).unwrap_err());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains(&format!("'{path}' {needle}"))
+                && errs[0].contains("(from flag --state-file)"),
+            "{errs:?}"
+        );
+    }
+    for ok in [dir.0.join("file"), dir.0.join("not-yet")] {
+        let flag = format!("--state-file={}", ok.display());
+        let c = load_with(&[&flag, "--", "/bin/true"], &[], None).unwrap();
+        assert_eq!(c.state_file.as_deref(), Some(ok.as_path()));
+    }
+}
+
+/// `--config` and `--dataplane-file` are read only when they are regular files, and at most
+/// 1 MiB of them (item 8). A FIFO used to block the load forever.
+#[test]
+fn config_files_must_be_regular_files_of_at_most_one_mib() {
+    let dir = Scratch::new();
+    let fifo = dir.0.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let big = dir.0.join("big.yaml");
+    std::fs::write(&big, format!("# {}\n", "x".repeat(1 << 20))).unwrap();
+    let fifo_flag = format!("--config={}", fifo.display());
+    let errs = messages(load_with(&[&fifo_flag, "--", "/bin/true"], &[], None).unwrap_err());
+    assert!(
+        errs[0].contains(&format!(
+            "'{}' is a FIFO (named pipe), not a regular file",
+            fifo.display()
+        )),
+        "{errs:?}"
+    );
+    let big_flag = format!("--config={}", big.display());
+    let errs = messages(load_with(&[&big_flag, "--", "/bin/true"], &[], None).unwrap_err());
+    assert!(
+        errs[0].contains(&format!("'{}' is larger than 1 MiB", big.display())),
+        "{errs:?}"
+    );
+    let dp_flag = format!("--dataplane-file={}", fifo.display());
+    let errs = messages(
+        load_with(
+            &["--kuma-dp=/bin/true", &dp_flag, "--", "/bin/true"],
+            &[],
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("is a FIFO (named pipe)")
+                && e.contains("(from flag --dataplane-file)")),
+        "{errs:?}"
+    );
+}
+
+/// `check` refuses a NUL byte in any YAML string, with the key and line (item 9).
+#[test]
+fn a_nul_byte_in_a_yaml_string_is_refused_with_its_place() {
+    let file = "app:\n  command: [/bin/echo, \"a\\0b\"]\nprobes:\n  checks:\n  - exec: [/bin/test, \"x\\0\"]\nstatus:\n  state-file: \"/tmp/s\\0\"\n";
+    let errs = messages(load_with(&[], &[], Some(file)).unwrap_err());
+    // An inline token in a kuma-dp argument is never shown, even here.
+    let token = "proxy:\n  kuma-dp-arg: [\"--dataplane-token=s3cr3t\\0\"]\n";
+    let token_errs = messages(load_with(&["--", "/bin/true"], &[], Some(token)).unwrap_err());
+    assert!(
+        token_errs
+            .iter()
+            .any(|e| e.starts_with("proxy.kuma-dp-arg[0] contains a NUL byte")),
+        "{token_errs:#?}"
+    );
+    assert!(
+        !token_errs.iter().any(|e| e.contains("s3cr3t")),
+        "{token_errs:#?}"
+    );
+    for (name, line) in [
+        ("app.command[1] \"a\\0b\"", 2),
+        ("probes.checks[0].exec[1] \"x\\0\"", 5),
+        ("status.state-file \"/tmp/s\\0\"", 7),
+    ] {
+        assert!(
+            errs.iter().any(|e| e.contains(name)
+                && e.contains("contains a NUL byte")
+                && e.contains(&format!("meshinit.yaml:{line})"))),
+            "{name}: {errs:#?}"
+        );
+    }
+}
+
+/// uid and gid 4294967295 are -1 to the kernel, which refuses them; 4294967296 is too large
+/// (items 9 and 14). Named in meshinit's words, not "not a whole number".
+#[test]
+fn user_ids_and_counts_out_of_range_say_so() {
+    for (args, needle) in [
+        (
+            ["--app-user=4294967295"],
+            "'4294967295' is not a valid user id: it is -1 to the kernel, which refuses it; the largest user id is 4294967294 (from flag --app-user)",
+        ),
+        (
+            ["--app-user=0:4294967295"],
+            "'4294967295' is not a valid group id",
+        ),
+        (
+            ["--app-user=4294967296"],
+            "user id '4294967296' is too large: the largest is 4294967294",
+        ),
+        (
+            ["--proxy-max-restarts=4294967296"],
+            "'4294967296' is too large: the largest is 4294967295 (from flag --proxy-max-restarts)",
+        ),
+    ] {
+        let mut argv = args.to_vec();
+        argv.extend(["--", "/bin/true"]);
+        let errs = messages(load_with(&argv, &[], None).unwrap_err());
+        assert!(errs.iter().any(|e| e.contains(needle)), "{args:?}: {errs:#?}");
+    }
+    assert!(parse::count("12x")
+        .unwrap_err()
+        .contains("is not a whole number"));
+    assert_eq!(parse::count(" 4294967295 "), Ok(u32::MAX));
+}
+
+/// An app argument list the kernel would refuse (E2BIG at the spawn, exit 71) is a
+/// configuration error (item 9): a YAML alias can make one from a small file.
+#[test]
+fn an_argument_list_over_the_kernels_limit_is_refused() {
+    let file = format!(
+        "app:\n  command: [/bin/true, &a {}, {}]\n",
+        "x".repeat(100_000),
+        vec!["*a"; 70].join(", ")
+    );
+    let errs = messages(load_with(&[], &[], Some(&file)).unwrap_err());
+    assert!(
+        errs.iter().any(
+            |e| e.contains("app command: the 72 arguments and the environment take")
+                && e.contains("over the kernel's limit of")
+                && e.contains("meshinit.yaml:2")
+        ),
+        "{errs:#?}"
+    );
+    let file = format!("app:\n  command: [/bin/true, {}]\n", "y".repeat(200_000));
+    let errs = messages(load_with(&[], &[], Some(&file)).unwrap_err());
+    assert!(
+        errs.iter().any(
+            |e| e.contains("argument 1 is 200000 bytes; the kernel takes at most 131072 bytes")
+        ),
+        "{errs:#?}"
+    );
+}
+
+/// The count is the kernel's: strings with their NULs (the program path too) and a pointer
+/// for each argument and variable, against ARG_MAX.
+#[test]
+fn exec_limits_count_as_the_kernel_does() {
+    let limits = ExecLimits {
+        arg_max: 1000,
+        env_bytes: 100,
+        env_count: 4,
+    };
+    let program = Path::new("/bin/x"); // 6 bytes + NUL
+                                       // 7 + 100 + (argc + 4) * 8, with each argument a + 1 bytes.
+    let argv = |a: usize, n: usize| vec!["a".repeat(a); n];
+    // 2 args of 300: 7 + 100 + 602 + 48 = 757.
+    assert_eq!(limits.problem(program, &argv(300, 2)), None);
+    // 3 args of 278: 7 + 100 + 837 + 56 = 1000, the limit; of 279: 1003.
+    assert_eq!(limits.problem(program, &argv(278, 3)), None);
+    let e = limits.problem(program, &argv(279, 3)).unwrap();
+    assert!(
+        e.contains("take 1003 bytes, over the kernel's limit of 1000"),
+        "{e}"
+    );
+    let huge = ExecLimits {
+        arg_max: 1 << 30,
+        ..limits
+    };
+    assert_eq!(huge.problem(program, &argv(131_071, 1)), None);
+    assert!(huge
+        .problem(program, &argv(131_072, 1))
+        .unwrap()
+        .contains("argument 0 is 131072 bytes"));
+}
+
+/// `meshinit -- ''` is "command not found", 127, as in a shell (item 13); a directory on
+/// PATH with the program's name is passed over, as bash does.
+#[test]
+fn an_empty_command_is_not_found() {
+    let e = load_with(&["--", ""], &[], None).unwrap_err();
+    assert_eq!(e.exit_code, 127);
+    let errs = messages(e);
+    assert_eq!(
+        errs,
+        vec!["app command '' is empty: command not found; give the full path of an executable (from the command after --)"]
+    );
+    let dir = Scratch::new();
+    std::fs::create_dir(dir.0.join("only-a-dir")).unwrap();
+    let e = find_executable(
+        std::ffi::OsStr::new("only-a-dir"),
+        None,
+        Some(dir.0.clone().into_os_string()),
+    )
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 127, "{e}");
+}
+
+/// `--exit-code-map` gives each code one meaning (item 16); the same pair twice is one.
+#[test]
+fn conflicting_exit_code_maps_are_refused() {
+    let errs = messages(
+        load_with(
+            &[
+                "--exit-code-map=143:0",
+                "--exit-code-map=143:1",
+                "--",
+                "/bin/true",
+            ],
+            &[],
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(
+        errs,
+        vec!["shutdown.exit-code-map: exit code 143 is mapped twice, to 0 ('143:0') and to 1 ('143:1'); keep one (from flag --exit-code-map)"]
+    );
+    let c = load_with(
+        &["--exit-code-map=143:0,143:0,1:2", "--", "/bin/true"],
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.exit_code_map.0, vec![(143, 0), (1, 2)]);
+}
+
+/// A stop signal must be able to end the app (item 16): those ignored by default and those
+/// that suspend are refused; KILL and the usual ones are taken.
+#[test]
+fn app_stop_signals_that_cannot_end_the_app_are_refused() {
+    for sig in [
+        "CHLD", "CONT", "URG", "WINCH", "STOP", "TSTP", "TTIN", "TTOU", "18",
+    ] {
+        let flag = format!("--app-stop-signal={sig}");
+        let errs = messages(load_with(&[&flag, "--", "/bin/true"], &[], None).unwrap_err());
+        assert!(
+            errs.len() == 1
+                && errs[0].starts_with(&format!("app.stop-signal: '{sig}' ("))
+                && errs[0].contains("so it cannot stop the app"),
+            "{sig}: {errs:?}"
+        );
+    }
+    for (sig, want) in [
+        ("KILL", Signal::SIGKILL),
+        ("QUIT", Signal::SIGQUIT),
+        ("USR1", Signal::SIGUSR1),
+    ] {
+        let flag = format!("--app-stop-signal={sig}");
+        let c = load_with(&[&flag, "--", "/bin/true"], &[], None).unwrap();
+        assert_eq!(c.settings.app_stop_signal, want);
+    }
+}
+
+fn made_up(env: Vec<(&'static str, &'static str)>) -> MadeUpHost {
+    MadeUpHost {
+        env,
+        executables: vec!["/srv/app"],
+        files: Vec::new(),
+        dirs: vec!["/srv", "/srv/run"],
+        special: vec![("/srv/run/dev", FileKind::CharDevice)],
+        cwd: "/srv/run",
+    }
+}
+
+fn load_made_up(host: &MadeUpHost) -> Result<Config, ConfigError> {
+    let matches = cli::command()
+        .try_get_matches_from(["meshinit", "--", "/srv/app"])
+        .unwrap();
+    load_on(host, Mode::Run, &matches)
+}
+
+/// A relative state file is resolved against the start directory, once, at load (item 7);
+/// what is at the resolved path is what is checked.
+#[test]
+fn a_relative_state_file_is_resolved_against_the_start_directory() {
+    let c = load_made_up(&made_up(vec![("MESHINIT_STATE_FILE", "last")])).unwrap();
+    assert_eq!(c.state_file.as_deref(), Some(Path::new("/srv/run/last")));
+    // `check` shows where it will be.
+    assert!(
+        c.effective
+            .iter()
+            .any(|(k, v, _)| k == "status.state-file" && v == "/srv/run/last"),
+        "{:?}",
+        c.effective
+    );
+    let errs = messages(load_made_up(&made_up(vec![("MESHINIT_STATE_FILE", "dev")])).unwrap_err());
+    assert_eq!(
+        errs,
+        vec!["status.state-file: '/srv/run/dev' is a character device, not a regular file; meshinit reads and replaces its state file, so give the path of a regular file (or of none yet) (from env MESHINIT_STATE_FILE)"]
+    );
+}
+
+/// A misspelt `MESHINIT_*` variable warns with the closest option's (item 15); one far from
+/// every option's, and the systemd unit's own, do not.
+#[test]
+fn a_misspelt_meshinit_variable_warns_with_the_closest() {
+    let c = load_made_up(&made_up(vec![
+        ("MESHINIT_PROBE_HTPP", "http://127.0.0.1:1/"),
+        ("MESHINIT_APP_STOP_TIMOUT", "3s"),
+        ("MESHINIT_ARGS", "--x"),
+        ("MESHINIT_APP_ARGS", "/srv/app"),
+        ("MESHINIT_BLESS", "1"),
+        ("MESHINIT_CACHE", "/var/cache"),
+        ("MESHINIT_APP_STOP_TIMEOUT", "4s"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        c.warnings,
+        vec![
+            "env MESHINIT_APP_STOP_TIMOUT is not a meshinit option and is ignored; did you mean MESHINIT_APP_STOP_TIMEOUT?",
+            "env MESHINIT_PROBE_HTPP is not a meshinit option and is ignored; did you mean MESHINIT_PROBE_HTTP?",
+        ]
+    );
+    // The same suggestion for a YAML key.
+    let errs = messages(
+        load_with(&["--", "/bin/true"], &[], Some("app:\n  stop-timout: 1s\n")).unwrap_err(),
+    );
+    assert!(errs[0].contains("did you mean 'stop-timeout'?"), "{errs:?}");
 }

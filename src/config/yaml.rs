@@ -68,10 +68,7 @@ pub fn parse(text: &str) -> Result<Item, SyntaxError> {
     }
     let spanned: Spanned<Node> = serde_saphyr::from_str(text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        // The first line of saphyr's message is the diagnosis; the rest is a
-        // rendered snippet we replace with our own "file:line" prefix.
-        let message = e.to_string();
-        let message = strip_position(message.lines().next().unwrap_or("invalid YAML")).to_string();
+        let message = diagnosis(&e);
         SyntaxError {
             message,
             line,
@@ -82,6 +79,52 @@ pub fn parse(text: &str) -> Result<Item, SyntaxError> {
         node: spanned.value,
         line: spanned.referenced.line(),
     })
+}
+
+/// What is wrong, in meshinit's words where saphyr's would address the
+/// programmer using it ("set DuplicateKeyPolicy in Options", "budget
+/// breached: Nodes { nodes: 250001 }"), else saphyr's own diagnosis: the
+/// first line of its message (the rest is a rendered snippet, replaced by
+/// our own "file:line").
+fn diagnosis(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    use serde_saphyr::Error as E;
+    let limits = serde_saphyr::Budget::default();
+    let too_complex = "the YAML document is too large or too complex for a configuration file";
+    match e.without_snippet() {
+        E::DuplicateMappingKey { key: Some(k), .. } => {
+            format!("duplicate key '{k}': a key may appear only once in a mapping; remove one")
+        }
+        E::DuplicateMappingKey { key: None, .. } => {
+            "duplicate key: a key may appear only once in a mapping; remove one".into()
+        }
+        E::Budget { breach, .. } => match breach {
+            B::Nodes { .. } => format!(
+                "the YAML document is too large: over {} values",
+                limits.max_nodes
+            ),
+            B::Depth { .. } => format!(
+                "lists and mappings are nested more than {} levels deep",
+                limits.max_depth
+            ),
+            B::Aliases { .. } | B::Anchors { .. } | B::AliasAnchorRatio { .. } => {
+                format!("{too_complex}: too many anchors (&name) or aliases (*name)")
+            }
+            _ => too_complex.into(),
+        },
+        _ => {
+            let message = e.to_string();
+            let first = strip_position(message.lines().next().unwrap_or("invalid YAML"));
+            if first.contains("recursion limit exceeded") {
+                format!(
+                    "lists and mappings are nested more than {} levels deep",
+                    limits.max_depth
+                )
+            } else {
+                first.to_string()
+            }
+        }
+    }
 }
 
 /// saphyr's first line reads `error: line 6 column 11: <diagnosis>`; the
@@ -252,6 +295,34 @@ mod tests {
         assert!(!err.message.contains("line "), "position given once: {err}");
         let err = parse("a: 1\na: 2\n").unwrap_err();
         assert!(err.message.contains("duplicate"), "{err:?}");
+    }
+
+    /// The parser's words for its own API and internals do not reach users
+    /// (issue 20): a duplicate key, a document over the node budget and one
+    /// nested too deeply are each said in meshinit's words, with the line.
+    #[test]
+    fn parser_limits_and_duplicates_are_said_in_meshinits_words() {
+        let err = parse("app:\n  stop-timeout: 1s\n  stop-timeout: 2s\n").unwrap_err();
+        assert_eq!(
+            (err.message.as_str(), err.line),
+            (
+                "duplicate key 'stop-timeout': a key may appear only once in a mapping; remove one",
+                3
+            ),
+            "{err:?}"
+        );
+        let many = format!("a: [{}]\n", vec!["x"; 260_000].join(","));
+        let err = parse(&many).unwrap_err();
+        assert_eq!(
+            err.message, "the YAML document is too large: over 250000 values",
+            "{err:?}"
+        );
+        let deep = format!("a: {}{}\n", "[".repeat(2000), "]".repeat(2000));
+        let err = parse(&deep).unwrap_err();
+        assert_eq!(
+            err.message, "lists and mappings are nested more than 64 levels deep",
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -411,7 +411,7 @@ impl Driver {
         });
         match pid {
             Ok(pid) => {
-                info!(pid = pid.as_raw(), command = ?app.command, "app started");
+                info!(pid = pid.as_raw(), command = %crate::config::plan::shell_words(&app.command), "app started");
                 if let Err(e) = spawn::leave_start_dir() {
                     debug!(error = %e, "cannot move to /; staying where meshinit was started");
                 }

@@ -12,7 +12,7 @@
 use std::ffi::{CString, OsStr};
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
@@ -170,23 +170,14 @@ impl ExecWithListenPid {
 /// The search path when PATH is unset, as the shells use.
 pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// The program's path as `execvp` finds it: as given with a slash,
-/// otherwise the first executable file of that name on PATH (or the bare
-/// name, which then fails as "not found").
+/// The program's path as `execvp` finds it, through the one resolver the
+/// configuration check uses (`config::host::find_executable`): as given
+/// with a slash, otherwise the first executable file of that name on PATH.
+/// When there is none (the file went away since the check), the bare name,
+/// which then fails as "not found" (127).
 fn resolve(program: &OsStr) -> PathBuf {
-    if program.as_bytes().contains(&b'/') {
-        return PathBuf::from(program);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| is_executable_file(p))
-        .unwrap_or_else(|| PathBuf::from(program))
-}
-
-fn is_executable_file(p: &Path) -> bool {
-    p.metadata().is_ok_and(|m| m.is_file())
-        && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+    crate::config::find_executable(program, None, std::env::var_os("PATH"))
+        .unwrap_or_else(|_| PathBuf::from(program))
 }
 
 #[cfg(test)]

@@ -132,22 +132,72 @@ impl LastShutdown {
         Ok(last)
     }
 
-    /// Reads the record; `Ok(None)` when there is none yet.
+    /// Reads the record; `Ok(None)` when there is none yet. Only a regular
+    /// file is read (a symbolic link is not followed), and at most
+    /// `MAX_FILE_BYTES` of it: a `/dev/zero` put there cannot grow meshinit.
     pub fn load(path: &Path) -> Result<Option<LastShutdown>, String> {
-        match std::fs::read_to_string(path) {
+        match crate::config::read_regular(path, crate::config::Follow::No) {
             Ok(text) => LastShutdown::from_text(&text).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(crate::config::ReadError::Missing(_)) => Ok(None),
             Err(e) => Err(e.to_string()),
         }
     }
 
     /// Writes the record through a temporary file and a rename, so a crash
     /// mid-write leaves the previous record rather than half of one.
+    ///
+    /// Only a regular file (or nothing) at `path` is replaced: what is
+    /// there is looked at with `lstat` just before the rename, and a device
+    /// node, FIFO, socket, directory or symbolic link put there since the
+    /// start is left alone and reported. The temporary file is created new
+    /// (`O_CREAT|O_EXCL`, which follows no link) under a name of this
+    /// process's own, so nothing already in the directory is written
+    /// through. What remains is the moment between that `lstat` and the
+    /// rename, which no system call closes; keep the state file in a
+    /// directory only meshinit's user can write.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        std::fs::write(&tmp, self.to_text())?;
-        std::fs::rename(&tmp, path)
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        refuse_non_regular(path)?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        // Left by an earlier meshinit with the same pid (a container's pid 1
+        // is always 1): it is ours to remove, and only a regular file is.
+        if std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_file()) {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        let renamed = file
+            .write_all(self.to_text().as_bytes())
+            .and_then(|()| refuse_non_regular(path))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if renamed.is_err() {
+            // Created above by this process: it is ours to remove.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        renamed
+    }
+}
+
+/// An error unless `path` is a regular file or nothing.
+fn refuse_non_regular(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_file() => Err(std::io::Error::other(format!(
+            "'{}' is {}, not a regular file; it is left as it is",
+            path.display(),
+            crate::config::FileKind::of(m.file_type()).described()
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
