@@ -19,8 +19,9 @@ use crate::config::Config;
 use crate::health::probe::{self, Tracker};
 use crate::lifecycle::{Event, Lifecycle, Phase, Settings, Timeline};
 use crate::mesh::envoy::Load;
-use crate::report::metrics::{LastShutdown, Metrics};
+use crate::report::metrics::Metrics;
 use crate::report::notify::{self, Notifier};
+use crate::report::state_file::LastShutdown;
 use crate::report::status;
 
 /// What the driver knows beyond the lifecycle that an event's log line

@@ -11,13 +11,13 @@
 //! text with Prometheus' own parser and drops samples of untyped families.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::lifecycle::{DrainEnd, Phase, ShutdownSpans, Span, Timeline};
+use crate::lifecycle::{DrainEnd, Phase, ShutdownSpans, Span};
 use crate::mesh::envoy::Load;
+use crate::report::state_file::LastShutdown;
 use crate::report::status::State;
 
 /// The content type of the Prometheus text exposition format.
@@ -31,174 +31,6 @@ fn shutdown_phases(spans: &ShutdownSpans) -> [(&'static str, Span); 3] {
         ("grace", spans.grace),
         ("app_stop", spans.app_stop),
     ]
-}
-
-fn parse_drain_end(s: &str) -> Option<DrainEnd> {
-    DrainEnd::ALL.into_iter().find(|r| r.as_str() == s)
-}
-
-/// The previous meshinit's shutdown, kept in `--state-file` across a
-/// restart: a dying instance's kuma-dp is gone before a scrape could read
-/// how long its drain took, so the next instance reports it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LastShutdown {
-    pub drain: f64,
-    pub grace: f64,
-    pub app_stop: f64,
-    pub total: f64,
-    pub drain_end: Option<DrainEnd>,
-    /// When it ended, in seconds since the Unix epoch.
-    pub ended_at: f64,
-}
-
-impl LastShutdown {
-    /// The record of a shutdown that ends now.
-    pub fn from_timeline(t: &Timeline) -> LastShutdown {
-        let ended_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        LastShutdown {
-            drain: t.drain.as_secs_f64(),
-            grace: t.grace.as_secs_f64(),
-            app_stop: t.app_stop.as_secs_f64(),
-            total: t.total.as_secs_f64(),
-            drain_end: t.drain_end,
-            ended_at,
-        }
-    }
-
-    fn to_text(&self) -> String {
-        let mut s =
-            String::from("# meshinit's last shutdown (--state-file); rewritten at each exit\n");
-        let _ = writeln!(s, "drain_seconds {}", self.drain);
-        let _ = writeln!(s, "grace_seconds {}", self.grace);
-        let _ = writeln!(s, "app_stop_seconds {}", self.app_stop);
-        let _ = writeln!(s, "total_seconds {}", self.total);
-        if let Some(r) = self.drain_end {
-            let _ = writeln!(s, "drain_end {}", r.as_str());
-        }
-        let _ = writeln!(s, "end_time_seconds {}", self.ended_at);
-        s
-    }
-
-    fn from_text(text: &str) -> Result<LastShutdown, String> {
-        let mut last = LastShutdown {
-            drain: f64::NAN,
-            grace: f64::NAN,
-            app_stop: f64::NAN,
-            total: f64::NAN,
-            drain_end: None,
-            ended_at: f64::NAN,
-        };
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (key, value) = line
-                .split_once(' ')
-                .ok_or_else(|| format!("line {}: expected 'key value'", n + 1))?;
-            if key == "drain_end" {
-                last.drain_end = Some(
-                    parse_drain_end(value)
-                        .ok_or_else(|| format!("line {}: unknown drain end '{value}'", n + 1))?,
-                );
-                continue;
-            }
-            let v: f64 = value
-                .parse()
-                .ok()
-                .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-                .ok_or_else(|| format!("line {}: '{value}' is not a duration", n + 1))?;
-            match key {
-                "drain_seconds" => last.drain = v,
-                "grace_seconds" => last.grace = v,
-                "app_stop_seconds" => last.app_stop = v,
-                "total_seconds" => last.total = v,
-                "end_time_seconds" => last.ended_at = v,
-                _ => return Err(format!("line {}: unknown key '{key}'", n + 1)),
-            }
-        }
-        let all = [
-            last.drain,
-            last.grace,
-            last.app_stop,
-            last.total,
-            last.ended_at,
-        ];
-        if all.iter().any(|v| v.is_nan()) {
-            return Err("incomplete record".into());
-        }
-        Ok(last)
-    }
-
-    /// Reads the record; `Ok(None)` when there is none yet. Only a regular
-    /// file is read (a symbolic link is not followed), and at most
-    /// `MAX_FILE_BYTES` of it: a `/dev/zero` put there cannot grow meshinit.
-    pub fn load(path: &Path) -> Result<Option<LastShutdown>, String> {
-        match crate::config::read_regular(path, crate::config::Follow::No) {
-            Ok(text) => LastShutdown::from_text(&text).map(Some),
-            Err(crate::config::ReadError::Missing(_)) => Ok(None),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// Writes the record through a temporary file and a rename, so a crash
-    /// mid-write leaves the previous record rather than half of one.
-    ///
-    /// Only a regular file (or nothing) at `path` is replaced: what is
-    /// there is looked at with `lstat` just before the rename, and a device
-    /// node, FIFO, socket, directory or symbolic link put there since the
-    /// start is left alone and reported. The temporary file is created new
-    /// (`O_CREAT|O_EXCL`, which follows no link) under a name of this
-    /// process's own, so nothing already in the directory is written
-    /// through. What remains is the moment between that `lstat` and the
-    /// rename, which no system call closes; keep the state file in a
-    /// directory only meshinit's user can write.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        refuse_non_regular(path)?;
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        // Left by an earlier meshinit with the same pid (a container's pid 1
-        // is always 1): it is ours to remove, and only a regular file is.
-        if std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_file()) {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        let renamed = file
-            .write_all(self.to_text().as_bytes())
-            .and_then(|()| refuse_non_regular(path))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if renamed.is_err() {
-            // Created above by this process: it is ours to remove.
-            let _ = std::fs::remove_file(&tmp);
-        }
-        renamed
-    }
-}
-
-/// An error unless `path` is a regular file or nothing.
-fn refuse_non_regular(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if !m.file_type().is_file() => Err(std::io::Error::other(format!(
-            "'{}' is {}, not a regular file; it is left as it is",
-            path.display(),
-            crate::config::FileKind::of(m.file_type()).described()
-        ))),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 /// The values behind `/metrics`, kept current by the driver.
@@ -550,21 +382,5 @@ mod tests {
         let mut out = Out::default();
         out.family("x", "gauge", "h", &[]);
         assert_eq!(out.0, "");
-    }
-
-    #[test]
-    fn last_shutdown_record_survives_a_round_trip_and_bad_ones_are_refused() {
-        let last = LastShutdown {
-            drain: 4.0125,
-            grace: 1.0,
-            app_stop: 0.003,
-            total: 5.0155,
-            drain_end: Some(DrainEnd::Idle),
-            ended_at: 1_764_500_000.5,
-        };
-        assert_eq!(LastShutdown::from_text(&last.to_text()), Ok(last));
-        assert!(LastShutdown::from_text("drain_seconds 1\n").is_err());
-        assert!(LastShutdown::from_text("drain_seconds -1\n").is_err());
-        assert!(LastShutdown::from_text("bogus 1\n").is_err());
     }
 }

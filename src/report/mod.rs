@@ -5,4 +5,5 @@
 pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod notify;
+pub(crate) mod state_file;
 pub mod status;
