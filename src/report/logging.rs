@@ -1,16 +1,212 @@
 //! Logs go to stderr, as text for people or JSON for collectors, with
 //! structured fields (`phase`, `elapsed`, `pid`, ...).
+//!
+//! No output failure may end meshinit: once the app runs, an init that
+//! aborts because its log reader went away (journald restarting, a log
+//! collector dying, `2>/dev/full`) orphans the app and kuma-dp undrained.
+//! Rust ignores SIGPIPE, so a write to a closed pipe fails with EPIPE, and
+//! `eprintln!` panics on that; so does tracing-subscriber's own report of a
+//! failed write. Every line meshinit writes therefore goes through [`Stderr`]
+//! (the logs) or [`say`] (the messages before logging starts), which never
+//! fail: a line that cannot be written is dropped and counted
+//! ([`dropped_lines`], `meshinit_log_lines_dropped_total` in `/metrics`).
+//!
+//! A stderr that is a non-blocking pipe (`O_NONBLOCK` set on the shared
+//! description by another program) that is full answers EAGAIN: the line is
+//! dropped and counted too, rather than waited for, since the event loop
+//! must not stall on a log reader. A line cut by a partial write is ended
+//! with a newline before the next one, so that line starts on its own.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tracing::Level;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Log lines (and messages) that could not be written to stderr.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// The last line was written only in part: the next one starts with a
+/// newline so it is not glued to the remains of the cut one.
+static CUT: AtomicBool = AtomicBool::new(false);
+/// Logs are text (not JSON): child-controlled values are escaped by
+/// [`Escaped`] (JSON escapes them itself).
+static TEXT: AtomicBool = AtomicBool::new(true);
 
 pub fn init(json: bool, level: Level) {
+    TEXT.store(!json, Ordering::Relaxed);
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(Stderr)
+        // The writer never fails; should it ever, the report of the
+        // failure would be an `eprintln!`, which panics on a closed stderr.
+        .log_internal_errors(false)
         .with_max_level(level)
         .with_target(false);
     if json {
         builder.json().flatten_event(true).init();
     } else {
         builder.init();
+    }
+}
+
+/// How many log lines could not be written since meshinit started.
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Writes a message of meshinit's own to stderr (followed by a newline);
+/// counted as dropped when it cannot be.
+pub fn say(message: &str) {
+    let mut line = String::with_capacity(message.len() + 1);
+    line.push_str(message);
+    line.push('\n');
+    write_line(&mut io::stderr(), line.as_bytes());
+}
+
+/// Writes one whole line with as few write(2) calls as the file takes;
+/// any failure drops the rest of it, counted.
+fn write_line(out: &mut impl Write, line: &[u8]) {
+    if CUT.load(Ordering::Relaxed) {
+        match out.write(b"\n") {
+            Ok(1) => CUT.store(false, Ordering::Relaxed),
+            _ => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+    let mut rest = line;
+    while !rest.is_empty() {
+        match out.write(rest) {
+            Ok(0) => break,
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if !rest.is_empty() {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        if rest.len() < line.len() {
+            CUT.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// tracing-subscriber's writer: stderr, where a failed write is a dropped,
+/// counted line and never an error (the formatter hands over each event as
+/// one buffer, so one call is one line).
+#[derive(Clone, Copy, Debug)]
+pub struct Stderr;
+
+impl<'a> MakeWriter<'a> for Stderr {
+    type Writer = Stderr;
+
+    fn make_writer(&'a self) -> Stderr {
+        Stderr
+    }
+}
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        write_line(&mut io::stderr(), buf);
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        write_line(&mut io::stderr(), buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A value a child controls (an exec probe's output, a peer's answer) as a
+/// log field: in text logs its control characters are escaped (`\n`, `\r`,
+/// `\t`, `\\`, and `\u{1b}` for ESC and the like), so that it cannot end
+/// the line and forge the next one, nor move the cursor or recolour a
+/// terminal. JSON logs get the value as it is; their encoder escapes it.
+pub struct Escaped<'a>(pub &'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !TEXT.load(Ordering::Relaxed) {
+            return f.write_str(self.0);
+        }
+        f.write_str(&escape_control(self.0))
+    }
+}
+
+/// Control characters (and the backslash, so that escapes read back
+/// unambiguously) escaped as Rust writes them in a string literal.
+pub fn escape_control(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '\\' || c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes `room` bytes, then fails like a full pipe.
+    struct Full {
+        taken: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            self.taken.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_that_cannot_be_written_is_counted_and_a_cut_one_ended() {
+        // One test, since the counters are the process's.
+        let before = dropped_lines();
+        let mut out = Full {
+            taken: Vec::new(),
+            room: 6,
+        };
+        write_line(&mut out, b"first line\n");
+        assert_eq!(dropped_lines(), before + 1);
+        assert_eq!(out.taken, b"first ");
+        out.room = 100;
+        write_line(&mut out, b"second\n");
+        assert_eq!(out.taken, b"first \nsecond\n", "the cut line is ended first");
+        out.room = 0;
+        write_line(&mut out, b"third\n");
+        assert_eq!(dropped_lines(), before + 2);
+        out.room = 100;
+        write_line(&mut out, b"fourth\n");
+        assert_eq!(
+            out.taken, b"first \nsecond\nfourth\n",
+            "nothing was cut when nothing was written"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_nothing_else() {
+        assert_eq!(
+            escape_control("ok\n2026 INFO forged\r\x1b[31mred\x1b[0m\ttab \\ é ✓"),
+            "ok\\n2026 INFO forged\\r\\u{1b}[31mred\\u{1b}[0m\\ttab \\\\ é ✓"
+        );
+        assert_eq!(escape_control("plain text"), "plain text");
     }
 }
