@@ -11,14 +11,23 @@
 //! fail: a line that cannot be written is dropped and counted
 //! ([`dropped_lines`], `meshinit_log_lines_dropped_total` in `/metrics`).
 //!
-//! A stderr that is a non-blocking pipe (`O_NONBLOCK` set on the shared
-//! description by another program) that is full answers EAGAIN: the line is
-//! dropped and counted too, rather than waited for, since the event loop
-//! must not stall on a log reader. A line cut by a partial write is ended
-//! with a newline before the next one, so that line starts on its own.
+//! Nor may a log reader stall the event loop (the status endpoint, signals,
+//! the drain all wait behind a blocked write). When stderr is a pipe, a FIFO
+//! or a socket (journald's stream, a container runtime's pipe) each line is
+//! written with `pwritev2(RWF_NOWAIT)`, which fails with EAGAIN instead of
+//! waiting when the reader has stopped reading and the pipe is full, without
+//! touching the `O_NONBLOCK` flag the app shares; such a line is dropped and
+//! counted too. So is one to a stderr made non-blocking by another program.
+//! Kernels before 5.8 or so refuse RWF_NOWAIT on pipes (EOPNOTSUPP): there,
+//! and for terminals and files, a plain write(2) is used, which a stuck
+//! reader can block as it would any program's. A line cut by a partial
+//! write is ended with a newline before the next one, so that line starts
+//! on its own.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
+use nix::libc;
 
 use tracing::Level;
 use tracing_subscriber::fmt::MakeWriter;
@@ -31,6 +40,12 @@ static CUT: AtomicBool = AtomicBool::new(false);
 /// Logs are text (not JSON): child-controlled values are escaped by
 /// [`Escaped`] (JSON escapes them itself).
 static TEXT: AtomicBool = AtomicBool::new(true);
+/// How stderr is written: [`UNKNOWN`] until first used, then [`NOWAIT`]
+/// (a pipe or socket, RWF_NOWAIT accepted so far) or [`PLAIN`].
+static MODE: AtomicU8 = AtomicU8::new(UNKNOWN);
+const UNKNOWN: u8 = 0;
+const NOWAIT: u8 = 1;
+const PLAIN: u8 = 2;
 
 pub fn init(json: bool, level: Level) {
     TEXT.store(!json, Ordering::Relaxed);
@@ -59,7 +74,70 @@ pub fn say(message: &str) {
     let mut line = String::with_capacity(message.len() + 1);
     line.push_str(message);
     line.push('\n');
-    write_line(&mut io::stderr(), line.as_bytes());
+    write_line(&mut RawStderr, line.as_bytes());
+}
+
+/// File descriptor 2, written one write(2) at a time (see the module
+/// documentation for when that never waits).
+struct RawStderr;
+
+impl Write for RawStderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if mode() == NOWAIT {
+            let iov = libc::iovec {
+                iov_base: buf.as_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
+            };
+            // SAFETY: pwritev2 only reads `buf` through one iovec that
+            // points into it and outlives the call. The offset -1 (both
+            // halves, for 32-bit kernels) means the current position, as
+            // for write(2); pipes and sockets have no other.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_pwritev2,
+                    libc::c_long::from(libc::STDERR_FILENO),
+                    &iov as *const libc::iovec,
+                    1 as libc::c_long,
+                    -1 as libc::c_long,
+                    -1 as libc::c_long,
+                    libc::c_long::from(libc::RWF_NOWAIT),
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                // A kernel (or a file) without RWF_NOWAIT: write plainly
+                // from now on.
+                Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {
+                    MODE.store(PLAIN, Ordering::Relaxed);
+                }
+                _ => return Err(e),
+            }
+        }
+        io::stderr().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether stderr is a pipe, a FIFO or a socket, where RWF_NOWAIT keeps a
+/// write from waiting (on a file it could refuse writes that merely need
+/// the disk; a terminal does not support it).
+fn mode() -> u8 {
+    let m = MODE.load(Ordering::Relaxed);
+    if m != UNKNOWN {
+        return m;
+    }
+    let m = match nix::sys::stat::fstat(io::stderr()) {
+        Ok(st) if matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK) => NOWAIT,
+        _ => PLAIN,
+    };
+    MODE.store(m, Ordering::Relaxed);
+    m
 }
 
 /// Writes one whole line with as few write(2) calls as the file takes;
@@ -107,12 +185,12 @@ impl<'a> MakeWriter<'a> for Stderr {
 
 impl Write for Stderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        write_line(&mut io::stderr(), buf);
+        write_line(&mut RawStderr, buf);
         Ok(buf.len())
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        write_line(&mut io::stderr(), buf);
+        write_line(&mut RawStderr, buf);
         Ok(())
     }
 
