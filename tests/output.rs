@@ -169,40 +169,11 @@ fn fill(write: &OwnedFd) -> usize {
     filled
 }
 
-/// Whether this kernel refuses to wait in `pwritev2(RWF_NOWAIT)` on a full pipe (Linux
-/// 5.8 or so), which is what keeps meshinit from blocking on a stuck log reader.
-fn nowait_pipes() -> bool {
-    let (_read, write) = nix::unistd::pipe().expect("pipe");
-    fill(&write);
-    let byte = [b'y'];
-    let iov = nix::libc::iovec {
-        iov_base: byte.as_ptr() as *mut nix::libc::c_void,
-        iov_len: 1,
-    };
-    // SAFETY: one iovec pointing at `byte`, which outlives the call; offset -1 is the
-    // current position.
-    let n = unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_pwritev2,
-            std::os::fd::AsRawFd::as_raw_fd(&write) as nix::libc::c_long,
-            &iov as *const nix::libc::iovec,
-            1 as nix::libc::c_long,
-            -1 as nix::libc::c_long,
-            -1 as nix::libc::c_long,
-            nix::libc::RWF_NOWAIT as nix::libc::c_long,
-        )
-    };
-    n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(nix::libc::EAGAIN)
-}
-
 #[test]
 fn a_log_reader_that_stops_reading_never_blocks_meshinit() {
-    // A blocking pipe whose reader is alive but reads nothing (a stuck log collector, a
-    // paused pager), already full: a plain write(2) would wait for ever.
-    if !nowait_pipes() {
-        skip_or_fail("this kernel waits in pwritev2(RWF_NOWAIT) on a full pipe");
-        return;
-    }
+    // A blocking pipe, a FIFO (what a container runtime hands over) and a socket whose reader is
+    // alive but reads nothing (a stuck log collector, a paused pager), already full: a
+    // plain write(2) to it would wait for ever.
     let (_reader, write) = pipe();
     fill(&write);
     let mut p = Spawned::start(
@@ -210,7 +181,40 @@ fn a_log_reader_that_stops_reading_never_blocks_meshinit() {
         Stdio::null(),
         write,
     );
-    assert_eq!(how(p.wait(T)), "exit 9");
+    assert_eq!(how(p.wait(T)), "exit 9", "a pipe");
+
+    let dir = temp_dir("stuck-fifo");
+    let fifo = dir.join("log.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let _reader = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("open the FIFO for reading");
+    let write = OwnedFd::from(
+        OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .expect("open the FIFO for writing"),
+    );
+    fill(&write);
+    let mut p = Spawned::start(
+        meshinit(&["--log-level", "trace", "--", "sh", "-c", "exit 9"]),
+        Stdio::null(),
+        write,
+    );
+    assert_eq!(how(p.wait(T)), "exit 9", "a FIFO");
+
+    // A stream socket, as journald's stdout/stderr stream is.
+    let (_peer, ours) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let ours = OwnedFd::from(ours);
+    fill(&ours);
+    let mut p = Spawned::start(
+        meshinit(&["--log-level", "trace", "--", "sh", "-c", "exit 9"]),
+        Stdio::null(),
+        ours,
+    );
+    assert_eq!(how(p.wait(T)), "exit 9", "a socket");
 }
 
 #[test]

@@ -12,20 +12,25 @@
 //! ([`dropped_lines`], `meshinit_log_lines_dropped_total` in `/metrics`).
 //!
 //! Nor may a log reader stall the event loop (the status endpoint, signals,
-//! the drain all wait behind a blocked write). When stderr is a pipe, a FIFO
-//! or a socket (journald's stream, a container runtime's pipe) each line is
-//! written with `pwritev2(RWF_NOWAIT)`, which fails with EAGAIN instead of
-//! waiting when the reader has stopped reading and the pipe is full, without
-//! touching the `O_NONBLOCK` flag the app shares; such a line is dropped and
-//! counted too. So is one to a stderr made non-blocking by another program.
-//! Kernels before 5.8 or so refuse RWF_NOWAIT on pipes (EOPNOTSUPP): there,
-//! and for terminals and files, a plain write(2) is used, which a stuck
-//! reader can block as it would any program's. A line cut by a partial
-//! write is ended with a newline before the next one, so that line starts
-//! on its own.
+//! the drain all wait behind a blocked write): a reader alive but no longer
+//! reading fills its pipe, and a blocking write then waits for ever. Making
+//! stderr non-blocking is not meshinit's to do, since the flag belongs to
+//! the open file description the app and kuma-dp share. So when stderr is a
+//! pipe or a FIFO (a container runtime's, `| logger`), meshinit opens it
+//! again through `/proc/self/fd/2`, which gives a description of its own,
+//! and makes that one non-blocking; when it is a socket (journald's stream),
+//! each line is sent with `MSG_DONTWAIT`. A full pipe or socket answers
+//! EAGAIN at once and the line is dropped and counted; so is one to a
+//! stderr another program made non-blocking. A terminal or a file is
+//! written plainly (a terminal stopped with Ctrl-S still blocks, as it does
+//! every program). A line cut by a partial write is ended with a newline
+//! before the next one, so that line starts on its own.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use nix::libc;
 
@@ -40,12 +45,18 @@ static CUT: AtomicBool = AtomicBool::new(false);
 /// Logs are text (not JSON): child-controlled values are escaped by
 /// [`Escaped`] (JSON escapes them itself).
 static TEXT: AtomicBool = AtomicBool::new(true);
-/// How stderr is written: [`UNKNOWN`] until first used, then [`NOWAIT`]
-/// (a pipe or socket, RWF_NOWAIT accepted so far) or [`PLAIN`].
-static MODE: AtomicU8 = AtomicU8::new(UNKNOWN);
-const UNKNOWN: u8 = 0;
-const NOWAIT: u8 = 1;
-const PLAIN: u8 = 2;
+/// Where log lines go, decided at the first one (see the module
+/// documentation).
+static TARGET: OnceLock<Target> = OnceLock::new();
+
+enum Target {
+    /// A pipe or FIFO, opened again, non-blocking, for meshinit alone.
+    Pipe(OwnedFd),
+    /// A stream socket: `send(MSG_DONTWAIT)` on descriptor 2.
+    Socket,
+    /// A terminal, a file, or a pipe that could not be opened again.
+    Plain,
+}
 
 pub fn init(json: bool, level: Level) {
     TEXT.store(!json, Ordering::Relaxed);
@@ -77,46 +88,28 @@ pub fn say(message: &str) {
     write_line(&mut RawStderr, line.as_bytes());
 }
 
-/// File descriptor 2, written one write(2) at a time (see the module
-/// documentation for when that never waits).
+/// Descriptor 2, one write(2) (or send(2)) at a time, never waiting where
+/// the file allows it (see the module documentation).
 struct RawStderr;
 
 impl Write for RawStderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if mode() == NOWAIT {
-            let iov = libc::iovec {
-                iov_base: buf.as_ptr() as *mut libc::c_void,
-                iov_len: buf.len(),
-            };
-            // SAFETY: pwritev2 only reads `buf` through one iovec that
-            // points into it and outlives the call. The offset -1 (both
-            // halves, for 32-bit kernels) means the current position, as
-            // for write(2); pipes and sockets have no other.
-            let n = unsafe {
-                libc::syscall(
-                    libc::SYS_pwritev2,
-                    libc::c_long::from(libc::STDERR_FILENO),
-                    &iov as *const libc::iovec,
-                    1 as libc::c_long,
-                    -1 as libc::c_long,
-                    -1 as libc::c_long,
-                    libc::c_long::from(libc::RWF_NOWAIT),
-                )
-            };
-            if n >= 0 {
-                return Ok(n as usize);
+        match target() {
+            Target::Pipe(fd) => nix::unistd::write(fd, buf).map_err(io::Error::from),
+            Target::Socket => {
+                // SAFETY: send(2) only reads `buf`, which outlives the call.
+                let n = unsafe {
+                    libc::send(
+                        libc::STDERR_FILENO,
+                        buf.as_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                };
+                usize::try_from(n).map_err(|_| io::Error::last_os_error())
             }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                // A kernel (or a file) without RWF_NOWAIT: write plainly
-                // from now on.
-                Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {
-                    MODE.store(PLAIN, Ordering::Relaxed);
-                }
-                _ => return Err(e),
-            }
+            Target::Plain => io::stderr().write(buf),
         }
-        io::stderr().write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -124,20 +117,27 @@ impl Write for RawStderr {
     }
 }
 
-/// Whether stderr is a pipe, a FIFO or a socket, where RWF_NOWAIT keeps a
-/// write from waiting (on a file it could refuse writes that merely need
-/// the disk; a terminal does not support it).
-fn mode() -> u8 {
-    let m = MODE.load(Ordering::Relaxed);
-    if m != UNKNOWN {
-        return m;
-    }
-    let m = match nix::sys::stat::fstat(io::stderr()) {
-        Ok(st) if matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK) => NOWAIT,
-        _ => PLAIN,
-    };
-    MODE.store(m, Ordering::Relaxed);
-    m
+fn target() -> &'static Target {
+    TARGET.get_or_init(|| {
+        let kind = nix::sys::stat::fstat(io::stderr()).map(|st| st.st_mode & libc::S_IFMT);
+        match kind {
+            Ok(libc::S_IFIFO) => reopen_nonblocking().map_or(Target::Plain, Target::Pipe),
+            Ok(libc::S_IFSOCK) => Target::Socket,
+            _ => Target::Plain,
+        }
+    })
+}
+
+/// A description of stderr's pipe of meshinit's own, non-blocking and
+/// close-on-exec. `None` without /proc, or when the pipe has no reader
+/// left (ENXIO): descriptor 2 then fails with EPIPE, which drops lines too.
+fn reopen_nonblocking() -> Option<OwnedFd> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/proc/self/fd/2")
+        .ok()?;
+    Some(OwnedFd::from(file))
 }
 
 /// Writes one whole line with as few write(2) calls as the file takes;
