@@ -59,7 +59,9 @@ pub fn main_with(args: Vec<std::ffi::OsString>, env: &dyn Fn(&str) -> Option<Str
                     match printed {
                         Ok(()) => 0,
                         Err(err) => {
-                            report::logging::say(&format!("meshinit: cannot write to stdout: {err}"));
+                            report::logging::say(&format!(
+                                "meshinit: cannot write to stdout: {err}"
+                            ));
                             init::exit::EX_IOERR
                         }
                     }

@@ -595,7 +595,9 @@ fn a_request_whose_lines_end_in_a_bare_lf_is_answered() {
     let (s, port) = Scenario::bare("bare-lf").with_status();
     let s = s.opt(&["--status-request-timeout", "20s"]);
     let mut p = s.start();
-    poll("/ready 200", T, || get(port, "/ready").filter(|r| r.0 == 200));
+    poll("/ready 200", T, || {
+        get(port, "/ready").filter(|r| r.0 == 200)
+    });
     for request in [
         &b"GET /ready HTTP/1.0\n\n"[..],
         b"GET /ready HTTP/1.1\nHost: x\n\n",
@@ -606,7 +608,8 @@ fn a_request_whose_lines_end_in_a_bare_lf_is_answered() {
         c.write_all(request).unwrap();
         let asked = Instant::now();
         let mut answer = String::new();
-        c.read_to_string(&mut answer).expect("an answer before the read timeout");
+        c.read_to_string(&mut answer)
+            .expect("an answer before the read timeout");
         assert!(
             answer.starts_with("HTTP/1.1 200 OK\r\n"),
             "{:?} got {answer:?}",

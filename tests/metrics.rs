@@ -445,7 +445,9 @@ fn with_no_probe_a_running_app_is_healthy_as_ready_says() {
     // counts a container without a readiness probe as ready); once it exits, it is not.
     let (s, port) = Scenario::bare("healthy-no-probe").with_status();
     let mut p = s.start();
-    poll("/ready 200", T, || get(port, "/ready").filter(|r| r.0 == 200));
+    poll("/ready 200", T, || {
+        get(port, "/ready").filter(|r| r.0 == 200)
+    });
     let status = status_json(port);
     assert_eq!(status["ready"], true, "{status}");
     assert_eq!(status["healthy"], true, "{status}");

@@ -263,7 +263,11 @@ fn a_configuration_error_into_a_closed_pipe_is_still_exit_64() {
         closed_pipe(),
         closed_pipe(),
     );
-    assert_eq!(how(p.wait(T)), "exit 64", "check with a configuration error");
+    assert_eq!(
+        how(p.wait(T)),
+        "exit 64",
+        "check with a configuration error"
+    );
 }
 
 /// The value of an unlabelled series in `/metrics`, once it is served.
@@ -325,7 +329,11 @@ fn a_log_reader_killed_mid_run_costs_log_lines_not_the_drain_or_the_cleanup() {
     let app_pid: i32 = s.app.wait_for("start", T).field("pid").parse().unwrap();
     let dp_pid: i32 = s.dp.wait_for("start", T).field("pid").parse().unwrap();
     kill(Pid::from_raw(p.pid()), Signal::SIGTERM).expect("SIGTERM");
-    assert_eq!(how(p.wait(T)), "exit 143", "the app's TERM, as without logs");
+    assert_eq!(
+        how(p.wait(T)),
+        "exit 143",
+        "the app's TERM, as without logs"
+    );
     let dp_exit = s.dp.wait_for("exit", T);
     assert_eq!(dp_exit.field("reason"), "drained", "{}", s.timeline());
     let app_term = s
@@ -336,10 +344,9 @@ fn a_log_reader_killed_mid_run_costs_log_lines_not_the_drain_or_the_cleanup() {
         "kuma-dp drained before the app got TERM:\n{}",
         s.timeline()
     );
+    assert!(!work_dir.exists(), "{} was left behind", work_dir.display());
     assert!(
-        !work_dir.exists(),
-        "{} was left behind",
-        work_dir.display()
+        is_dead(app_pid) && is_dead(dp_pid),
+        "nothing is left running"
     );
-    assert!(is_dead(app_pid) && is_dead(dp_pid), "nothing is left running");
 }

@@ -276,7 +276,8 @@ fn exec_probe_output_cannot_forge_log_lines() {
     );
     let out = p.output();
     assert!(
-        !out.lines().any(|l| l.starts_with("2026-01-01T00:00:00.000000Z")),
+        !out.lines()
+            .any(|l| l.starts_with("2026-01-01T00:00:00.000000Z")),
         "a forged line: {out}"
     );
     assert!(!out.contains('\x1b'), "a raw escape sequence: {out:?}");

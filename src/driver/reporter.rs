@@ -222,7 +222,7 @@ impl Reporter {
             }
             Event::IdleWatchUnavailable => {
                 let error = cx.idle.last_error();
-                warn!(error = %Escaped(&error), "Envoy's inbound stats are unreadable");
+                warn!(error = %Escaped(error), "Envoy's inbound stats are unreadable");
                 warn!("cannot read Envoy's inbound stats; the drain lasts kuma-dp's drain time")
             }
             Event::Escalated { stops } => {

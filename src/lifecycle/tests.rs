@@ -1165,7 +1165,10 @@ fn healthy_means_running_with_probes_passing_or_with_no_probe_at_all() {
     lc.step(now + T(100), Input::Unhealthy);
     assert!(!lc.is_healthy(), "liveness failing");
     let (lc, _) = at_phase(Phase::Grace);
-    assert!(lc.is_healthy(), "the app still runs; probes stopped at the shutdown");
+    assert!(
+        lc.is_healthy(),
+        "the app still runs; probes stopped at the shutdown"
+    );
     let (lc, _) = at_phase(Phase::Cleanup);
     assert!(!lc.is_healthy(), "the app has exited");
 

@@ -267,7 +267,10 @@ mod tests {
         assert_eq!(out.taken, b"first ");
         out.room = 100;
         write_line(&mut out, b"second\n");
-        assert_eq!(out.taken, b"first \nsecond\n", "the cut line is ended first");
+        assert_eq!(
+            out.taken, b"first \nsecond\n",
+            "the cut line is ended first"
+        );
         out.room = 0;
         write_line(&mut out, b"third\n");
         assert_eq!(dropped_lines(), before + 2);
