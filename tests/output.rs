@@ -12,7 +12,7 @@ mod scenario;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -215,6 +215,65 @@ fn a_log_reader_that_stops_reading_never_blocks_meshinit() {
         ours,
     );
     assert_eq!(how(p.wait(T)), "exit 9", "a socket");
+}
+
+/// Whether this kernel answers `pwritev2(RWF_NOWAIT)` on a full pipe with EAGAIN rather
+/// than waiting or refusing the flag (Linux 6.4 and later).
+fn nowait_pipes() -> bool {
+    let (_read, write) = nix::unistd::pipe().expect("pipe");
+    fill(&write);
+    let byte = [b'y'];
+    let iov = nix::libc::iovec {
+        iov_base: byte.as_ptr() as *mut nix::libc::c_void,
+        iov_len: 1,
+    };
+    // SAFETY: one iovec pointing at `byte`, which outlives the call; offset -1 is the
+    // current position.
+    let n = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_pwritev2,
+            std::os::fd::AsRawFd::as_raw_fd(&write) as nix::libc::c_long,
+            &iov as *const nix::libc::iovec,
+            1 as nix::libc::c_long,
+            -1 as nix::libc::c_long,
+            -1 as nix::libc::c_long,
+            nix::libc::RWF_NOWAIT as nix::libc::c_long,
+        )
+    };
+    n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(nix::libc::EAGAIN)
+}
+
+#[test]
+fn a_stuck_log_pipe_of_another_user_never_blocks_meshinit() {
+    // A container runtime's pipe (root's) handed to a container that runs as an
+    // unprivileged user: meshinit may not open it again, and writes with RWF_NOWAIT.
+    if !nix::unistd::Uid::effective().is_root() {
+        skip_or_fail("needs root to create a pipe of another user");
+        return;
+    }
+    let Some(nobody) = nix::unistd::User::from_name("nobody").ok().flatten() else {
+        skip_or_fail("no user 'nobody' in /etc/passwd");
+        return;
+    };
+    if !nowait_pipes() {
+        skip_or_fail("this kernel does not honour RWF_NOWAIT on pipes (before Linux 6.4)");
+        return;
+    }
+    // The build directory may be closed to other users: run a copy.
+    let dir = temp_dir("stuck-pipe-other-user");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.join("meshinit");
+    std::fs::copy(meshinit_bin(), &bin).expect("copy meshinit");
+    let (_reader, write) = pipe();
+    fill(&write);
+    let mut cmd = Command::new(&bin);
+    cmd.args(["--log-level", "trace", "--", "sh", "-c", "exit 9"])
+        .env_remove("RUST_LOG")
+        .current_dir(dir.path())
+        .uid(nobody.uid.as_raw())
+        .gid(nobody.gid.as_raw());
+    let mut p = Spawned::start(cmd, Stdio::null(), write);
+    assert_eq!(how(p.wait(T)), "exit 9");
 }
 
 #[test]

@@ -18,8 +18,10 @@
 //! the open file description the app and kuma-dp share. So when stderr is a
 //! pipe or a FIFO (a container runtime's, `| logger`), meshinit opens it
 //! again through `/proc/self/fd/2`, which gives a description of its own,
-//! and makes that one non-blocking; when it is a socket (journald's stream),
-//! each line is sent with `MSG_DONTWAIT`. A full pipe or socket answers
+//! and makes that one non-blocking (another user's pipe, which it may not
+//! open, is written with `pwritev2(RWF_NOWAIT)`, which Linux 6.4 and later
+//! honour for pipes); when it is a socket (journald's stream), each line is
+//! sent with `MSG_DONTWAIT`. A full pipe or socket answers
 //! EAGAIN at once and the line is dropped and counted; so is one to a
 //! stderr another program made non-blocking. A terminal or a file is
 //! written plainly (a terminal stopped with Ctrl-S still blocks, as it does
@@ -52,11 +54,19 @@ static TARGET: OnceLock<Target> = OnceLock::new();
 enum Target {
     /// A pipe or FIFO, opened again, non-blocking, for meshinit alone.
     Pipe(OwnedFd),
+    /// A pipe meshinit may not open again (another user's: a container
+    /// runtime's, when the container runs as an unprivileged user):
+    /// `pwritev2(RWF_NOWAIT)` on descriptor 2, until the kernel refuses it.
+    NoWait,
     /// A stream socket: `send(MSG_DONTWAIT)` on descriptor 2.
     Socket,
-    /// A terminal, a file, or a pipe that could not be opened again.
+    /// A terminal, a file, or a pipe neither way works for.
     Plain,
 }
+
+/// The kernel refused RWF_NOWAIT on stderr (before Linux 6.4 for pipes;
+/// FIFOs opened by path never take it): plain writes from then on.
+static NOWAIT_REFUSED: AtomicBool = AtomicBool::new(false);
 
 pub fn init(json: bool, level: Level) {
     TEXT.store(!json, Ordering::Relaxed);
@@ -108,7 +118,8 @@ impl Write for RawStderr {
                 };
                 usize::try_from(n).map_err(|_| io::Error::last_os_error())
             }
-            Target::Plain => io::stderr().write(buf),
+            Target::NoWait if !NOWAIT_REFUSED.load(Ordering::Relaxed) => write_nowait(buf),
+            Target::NoWait | Target::Plain => io::stderr().write(buf),
         }
     }
 
@@ -117,11 +128,68 @@ impl Write for RawStderr {
     }
 }
 
+/// One `pwritev2(RWF_NOWAIT)` to descriptor 2; plain when refused.
+fn write_nowait(buf: &[u8]) -> io::Result<usize> {
+    let iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let write = || {
+        // SAFETY: pwritev2 only reads `buf` through one iovec that points
+        // into it and outlives the call. The offset -1 (both halves, for
+        // 32-bit kernels) means the current position, as for write(2); a
+        // pipe has no other.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pwritev2,
+                libc::c_long::from(libc::STDERR_FILENO),
+                &iov as *const libc::iovec,
+                1 as libc::c_long,
+                -1 as libc::c_long,
+                -1 as libc::c_long,
+                libc::c_long::from(libc::RWF_NOWAIT),
+            )
+        }
+    };
+    // With RWF_NOWAIT a pipe also answers EAGAIN when another writer (the
+    // app, kuma-dp) holds its lock for a moment: try again, a few times,
+    // while poll says there is room, rather than drop the line.
+    let mut tries = 0;
+    loop {
+        let n = write();
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) if tries < 3 && has_room() => tries += 1,
+            Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {
+                NOWAIT_REFUSED.store(true, Ordering::Relaxed);
+                return io::stderr().write(buf);
+            }
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Whether stderr can take more now (poll(2) with no wait).
+fn has_room() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDERR_FILENO,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes the one pollfd it is given, which we
+    // own, and with a zero timeout does not wait.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n == 1 && fd.revents & libc::POLLOUT != 0
+}
+
 fn target() -> &'static Target {
     TARGET.get_or_init(|| {
         let kind = nix::sys::stat::fstat(io::stderr()).map(|st| st.st_mode & libc::S_IFMT);
         match kind {
-            Ok(libc::S_IFIFO) => reopen_nonblocking().map_or(Target::Plain, Target::Pipe),
+            Ok(libc::S_IFIFO) => reopen_nonblocking().map_or(Target::NoWait, Target::Pipe),
             Ok(libc::S_IFSOCK) => Target::Socket,
             _ => Target::Plain,
         }
@@ -129,8 +197,9 @@ fn target() -> &'static Target {
 }
 
 /// A description of stderr's pipe of meshinit's own, non-blocking and
-/// close-on-exec. `None` without /proc, or when the pipe has no reader
-/// left (ENXIO): descriptor 2 then fails with EPIPE, which drops lines too.
+/// close-on-exec. `None` without /proc, for another user's pipe (EACCES),
+/// or when the pipe has no reader left (ENXIO; writes then fail with
+/// EPIPE, which drops lines too).
 fn reopen_nonblocking() -> Option<OwnedFd> {
     let file = std::fs::OpenOptions::new()
         .write(true)
