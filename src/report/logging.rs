@@ -7,7 +7,7 @@
 //! Rust ignores SIGPIPE, so a write to a closed pipe fails with EPIPE, and
 //! `eprintln!` panics on that; so does tracing-subscriber's own report of a
 //! failed write. Every line meshinit writes therefore goes through [`Stderr`]
-//! (the logs) or [`say`] (the messages before logging starts), which never
+//! (the logs) or [`say`] (the messages before anything runs), which never
 //! fail: a line that cannot be written is dropped and counted
 //! ([`dropped_lines`], `meshinit_log_lines_dropped_total` in `/metrics`).
 //!
@@ -89,13 +89,16 @@ pub fn dropped_lines() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
-/// Writes a message of meshinit's own to stderr (followed by a newline);
-/// counted as dropped when it cannot be.
+/// Writes a message of meshinit's own to stderr (followed by a newline)
+/// before anything runs (a configuration error, `check`'s verdict); counted
+/// as dropped when it cannot be. It may wait for a slow reader, as any
+/// command-line tool's message does: nothing is supervised yet, and a
+/// reader that is gone fails the write at once (EPIPE) rather than block.
 pub fn say(message: &str) {
     let mut line = String::with_capacity(message.len() + 1);
     line.push_str(message);
     line.push('\n');
-    write_line(&mut RawStderr, line.as_bytes());
+    write_line(&mut io::stderr(), line.as_bytes());
 }
 
 /// Descriptor 2, one write(2) (or send(2)) at a time, never waiting where
