@@ -53,9 +53,21 @@ pub fn main_with(args: Vec<std::ffi::OsString>, env: &dyn Fn(&str) -> Option<Str
     let matches = match config::cli::parse(args) {
         Ok(m) => m,
         Err(e) => {
-            let _ = e.print();
+            // clap writes the help to stdout and errors to stderr, and
+            // reports a failed write rather than panicking on it.
+            let printed = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    match printed {
+                        Ok(()) => 0,
+                        Err(err) => {
+                            report::logging::say(&format!(
+                                "meshinit: cannot write to stdout: {err}"
+                            ));
+                            init::exit::EX_IOERR
+                        }
+                    }
+                }
                 _ => init::exit::EX_USAGE,
             };
         }
@@ -63,19 +75,33 @@ pub fn main_with(args: Vec<std::ffi::OsString>, env: &dyn Fn(&str) -> Option<Str
     let cfg = match config::load(mode, &matches, env) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("meshinit: {e}");
+            report::logging::say(&format!("meshinit: {e}"));
             return e.exit_code;
         }
     };
     if mode == config::cli::Mode::Check {
-        print!("{}", config::plan::render(&cfg));
+        // `check` exists to print the plan: one it could not write is a
+        // failure, reported as such (EX_IOERR), not a panic.
+        if let Err(e) = print_stdout(&config::plan::render(&cfg)) {
+            report::logging::say(&format!("meshinit: cannot write the plan to stdout: {e}"));
+            return init::exit::EX_IOERR;
+        }
         if let Some(verdict) = cfg.budget_verdict().filter(|v| !v.fits()) {
-            eprintln!("meshinit: {verdict}");
+            report::logging::say(&format!("meshinit: {verdict}"));
             return init::exit::EX_USAGE;
         }
         return 0;
     }
     run(cfg, env)
+}
+
+/// Writes all of `text` to stdout and flushes it; `print!` would panic on
+/// a full disk or a closed pipe.
+fn print_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
 }
 
 fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
@@ -84,7 +110,7 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
     init::fds::adopt_inherited();
     // Before any thread or child exists, so that no signal is lost.
     if let Err(e) = init::signals::block() {
-        eprintln!("meshinit: cannot block signals: {e}");
+        report::logging::say(&format!("meshinit: cannot block signals: {e}"));
         return init::exit::EX_OSERR;
     }
     report::logging::init(cfg.log_json, cfg.log_level);

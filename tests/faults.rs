@@ -587,6 +587,45 @@ fn a_request_sent_slowly_is_dropped_after_its_timeout_and_the_slot_freed() {
 }
 
 #[test]
+fn a_request_whose_lines_end_in_a_bare_lf_is_answered() {
+    // Issue 20, item 17: `printf 'GET /ready HTTP/1.0\n\n' | nc`, as many health checkers
+    // send. The client keeps its side open (as nc does until the answer), so only the
+    // empty line can tell meshinit the request is complete: it used to wait for CRLF CRLF
+    // until --status-request-timeout and close without an answer.
+    let (s, port) = Scenario::bare("bare-lf").with_status();
+    let s = s.opt(&["--status-request-timeout", "20s"]);
+    let mut p = s.start();
+    poll("/ready 200", T, || {
+        get(port, "/ready").filter(|r| r.0 == 200)
+    });
+    for request in [
+        &b"GET /ready HTTP/1.0\n\n"[..],
+        b"GET /ready HTTP/1.1\nHost: x\n\n",
+        b"HEAD /live HTTP/1.1\r\nHost: x\n\n",
+    ] {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        c.set_read_timeout(Some(T)).unwrap();
+        c.write_all(request).unwrap();
+        let asked = Instant::now();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer)
+            .expect("an answer before the read timeout");
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{:?} got {answer:?}",
+            String::from_utf8_lossy(request)
+        );
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "answered only after {:?}",
+            asked.elapsed()
+        );
+    }
+    p.signal(Signal::SIGTERM);
+    p.wait_exit(T);
+}
+
+#[test]
 fn a_rotated_token_file_is_read_by_the_restarted_kuma_dp() {
     let s = proxied("fault-token-rotation").opt(&["--proxy-restart-backoff", "100ms"]);
     let old = s.token.clone();

@@ -366,6 +366,26 @@ fn metrics_without_probes_or_proxy_leave_their_families_out() {
 }
 
 #[test]
+fn with_no_probe_a_running_app_is_healthy_as_ready_says() {
+    // Issue 20, item 12: /ready was 200 while /status said "healthy": false and
+    // meshinit_healthy 0. With no probe the running app counts as healthy (as Kubernetes
+    // counts a container without a readiness probe as ready); once it exits, it is not.
+    let (s, port) = Scenario::bare("healthy-no-probe").with_status();
+    let mut p = s.start();
+    poll("/ready 200", T, || {
+        get(port, "/ready").filter(|r| r.0 == 200)
+    });
+    let status = status_json(port);
+    assert_eq!(status["ready"], true, "{status}");
+    assert_eq!(status["healthy"], true, "{status}");
+    let (_, _, body) = scrape(port).expect("/metrics");
+    assert!(body.contains("\nmeshinit_healthy 1\n"), "{body}");
+    assert!(body.contains("\nmeshinit_ready 1\n"), "{body}");
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143));
+}
+
+#[test]
 fn serving_metrics_adds_no_work_while_nobody_scrapes() {
     let (s, port) = Scenario::bare("metrics-idle").with_status();
     let mut p = s.start();

@@ -480,3 +480,70 @@ fn abstract_notify_socket() {
     // The app ended on its own: still a stop, announced as such.
     sock.wait_for("STOPPING", Some("1"), T);
 }
+
+/// The value of `name` in meshinit's `/metrics`, when it answers within 2 s.
+fn metric(status_port: u16, name: &str) -> Option<f64> {
+    let url = format!("http://127.0.0.1:{status_port}/metrics");
+    let (_, body) = http_get(&url, Duration::from_secs(2))?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Issue 20, item 3: a service manager that stops reading its notify socket (its queue
+/// full) must never block meshinit. With the watchdog asking for a ping every 10 ms the
+/// queue fills within a fraction of a second; from then on each message is dropped and
+/// counted, while `/ready` keeps answering and SIGTERM still stops meshinit at once. (A
+/// blocking send stalled the event loop there: `/metrics` and `/ready` went unanswered
+/// and SIGTERM did nothing.)
+#[test]
+fn a_notify_socket_nobody_reads_never_blocks_meshinit() {
+    let dir = temp_dir("notify-stuck");
+    let path = dir.join("notify.sock");
+    // Bound and never read.
+    let _stuck = UnixDatagram::bind(&path).expect("bind notify socket");
+    let status_port = free_port();
+    let rec = Record::new(&dir);
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "20000")
+        .env_remove("WATCHDOG_PID")
+        .args(["--status-listen", &format!("127.0.0.1:{status_port}")])
+        .arg("--")
+        .arg(test_app_bin())
+        .args(["--record", rec.path_str()]);
+    let mut mi = Proc::start(cmd);
+    rec.wait_for("start", T);
+
+    // Drops happen only once the queue (net.unix.max_dgram_qlen: 10 by default, 512 on
+    // some hosts) is full, so 100 of them mean meshinit kept sending into a full queue.
+    let deadline = Instant::now() + T;
+    let dropped = loop {
+        let dropped = metric(status_port, "meshinit_notify_dropped_total");
+        if dropped.is_some_and(|n| n >= 100.0) {
+            break dropped.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 100 dropped sd_notify messages after {T:?} (last /metrics read: {dropped:?}); output:\n{}",
+            mi.output()
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(dropped >= 100.0);
+    mi.wait_for_line("does not take sd_notify messages", T);
+    for _ in 0..10 {
+        let url = format!("http://127.0.0.1:{status_port}/ready");
+        let answer = http_get(&url, Duration::from_secs(2));
+        assert_eq!(answer.map(|a| a.0), Some(200), "/ready answers");
+    }
+    let sent = Instant::now();
+    mi.signal(Signal::SIGTERM);
+    let status = mi.wait_exit(T);
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(143), "the app's TERM");
+    assert!(
+        took < Duration::from_secs(3),
+        "SIGTERM took {took:?} to stop meshinit"
+    );
+}

@@ -215,6 +215,86 @@ fn exec_probe_gates_too_and_all_probes_must_pass() {
     assert_eq!(stop(&mut p), 143);
 }
 
+/// meshinit in plain mode with `--probe-exec CMD` and a status endpoint, running the test
+/// app: (meshinit, status port).
+fn exec_probed(cmd: &str, extra: &[&str]) -> (Proc, u16, TempDir) {
+    let dir = temp_dir("exec-probe");
+    let rec = Record::new(&dir);
+    let port = free_port();
+    let mut c = Command::new(meshinit_bin());
+    c.env_remove("RUST_LOG")
+        .args(["--status-listen", &format!("127.0.0.1:{port}")])
+        .args(["--probe-exec", cmd])
+        .args(extra)
+        .arg("--")
+        .arg(test_app_bin())
+        .args(["--record", rec.path_str()]);
+    (Proc::start(c), port, dir)
+}
+
+#[test]
+fn an_exec_probe_that_leaves_a_background_child_passes_at_its_exit() {
+    // Issue 20, item 10: the background sleep holds the output pipe for 30 s; the probe
+    // is over when the command exits (status from the reaper), with its output read.
+    let (mut p, port, _dir) = exec_probed(
+        "echo bg-probe-says-hi; sleep 30.0123 & exit 0",
+        &["--log-level", "debug"],
+    );
+    let passing = p.wait_for_line("probe passing", T);
+    assert!(passing.contains("result=exit 0"), "{passing}");
+    let out = p.wait_for_line("bg-probe-says-hi", T);
+    assert!(out.contains("probe output"), "{out}");
+    assert!(!p.output().contains("killed after"), "{}", p.output());
+    let ready = http_get(
+        &format!("http://127.0.0.1:{port}/ready"),
+        Duration::from_secs(2),
+    );
+    assert_eq!(ready.map(|r| r.0), Some(200));
+    assert!(
+        processes_with_arg("30.0123") >= 1,
+        "the background child runs on"
+    );
+    assert_eq!(stop(&mut p), 143);
+    // The background children were cleaned up with the rest.
+    poll("the probe's background sleeps to be gone", T, || {
+        (processes_with_arg("30.0123") == 0).then_some(())
+    });
+}
+
+/// What a probe prints to forge a log line and recolour the terminal.
+const FORGERY: &str = "printf 'real\\n2026-01-01T00:00:00.000000Z  INFO forged line\\033[2J'";
+
+#[test]
+fn exec_probe_output_cannot_forge_log_lines() {
+    // Issue 20, item 11: in text logs the command's newlines and escape sequences are
+    // escaped, so its words stay inside one line of meshinit's.
+    let (mut p, _, _dir) = exec_probed(FORGERY, &["--log-level", "debug"]);
+    let line = p.wait_for_line("probe output", T);
+    assert!(
+        line.contains("output=real\\n2026-01-01T00:00:00.000000Z  INFO forged line\\u{1b}[2J"),
+        "{line}"
+    );
+    let out = p.output();
+    assert!(
+        !out.lines()
+            .any(|l| l.starts_with("2026-01-01T00:00:00.000000Z")),
+        "a forged line: {out}"
+    );
+    assert!(!out.contains('\x1b'), "a raw escape sequence: {out:?}");
+    assert_eq!(stop(&mut p), 143);
+
+    // JSON logs carry the output as it is: their encoder escapes it, once.
+    let (mut p, _, _dir) = exec_probed(FORGERY, &["--log-level", "debug", "--log-format", "json"]);
+    let line = p.wait_for_line("probe output", T);
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(
+        v["output"],
+        "real\n2026-01-01T00:00:00.000000Z  INFO forged line\x1b[2J"
+    );
+    assert_eq!(stop(&mut p), 143);
+}
+
 #[test]
 fn probe_timeouts_count_as_failures_and_kill_the_command() {
     // A listener that never answers (the kernel accepts, nobody reads) and a command that

@@ -6,9 +6,18 @@
 
 use libfuzzer_sys::fuzz_target;
 use meshinit::lifecycle::Phase;
-use meshinit::report::status::{parse_request, respond, State};
+use meshinit::report::status::{head_complete, parse_request, respond, State};
 
 fuzz_target!(|data: &[u8]| {
+    // A CRLF head end always ends the head (bare-LF ones may too); without a
+    // line feed there is no end yet.
+    let complete = head_complete(data);
+    if data.windows(4).any(|w| w == b"\r\n\r\n") {
+        assert!(complete);
+    }
+    if !data.contains(&b'\n') {
+        assert!(!complete);
+    }
     let req = parse_request(data);
     assert!(!req.path.contains('?'));
     let mut state = State::new();

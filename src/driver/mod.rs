@@ -32,6 +32,7 @@ use crate::init::exit;
 use crate::init::signals::{self, Signals};
 use crate::init::spawn;
 use crate::lifecycle::{Action, ExitReason, Input, Lifecycle, ProbeMode, Target, Timeline};
+use crate::report::logging::Escaped;
 use crate::report::status;
 use idle::IdleWatch;
 use proxy::ProxyRunner;
@@ -328,16 +329,16 @@ impl Driver {
         let changed = tracker.record(o.ok);
         if changed {
             if tracker.passing() {
-                info!(probe = %name, result = %o.detail, "probe passing");
+                info!(probe = %name, result = %Escaped(&o.detail), "probe passing");
             } else {
-                warn!(probe = %name, result = %o.detail, "probe failing");
+                warn!(probe = %name, result = %Escaped(&o.detail), "probe failing");
             }
         } else {
-            debug!(probe = %name, ok = o.ok, result = %o.detail, "probe result");
+            debug!(probe = %name, ok = o.ok, result = %Escaped(&o.detail), "probe result");
         }
         let healthy = self.trackers.iter().all(Tracker::passing);
         self.reporter
-            .probe_result(&o, &name, &self.trackers[o.index], healthy);
+            .probe_result(&o, &name, &self.trackers[o.index]);
         if healthy != self.healthy_reported {
             self.healthy_reported = healthy;
             self.queue.push_back(if healthy {

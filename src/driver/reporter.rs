@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::health::probe::{self, Tracker};
 use crate::lifecycle::{Event, Lifecycle, Phase, Settings, Timeline};
 use crate::mesh::envoy::Load;
+use crate::report::logging::Escaped;
 use crate::report::metrics::Metrics;
 use crate::report::notify::{self, Notifier};
 use crate::report::state_file::LastShutdown;
@@ -77,7 +78,23 @@ impl Reporter {
     }
 
     pub fn watchdog(&self) {
-        self.notifier.send("WATCHDOG=1");
+        self.notify("WATCHDOG=1");
+    }
+
+    /// Sends to the service manager; a message it cannot take is dropped
+    /// and counted, with a warning the first time.
+    fn notify(&self, message: &str) {
+        if self.notifier.send(message) {
+            return;
+        }
+        let dropped = {
+            let m = &mut self.status.borrow_mut().metrics;
+            m.notify_dropped += 1;
+            m.notify_dropped
+        };
+        if dropped == 1 {
+            warn!("the service manager does not take sd_notify messages (NOTIFY_SOCKET full or gone); dropping them (meshinit_notify_dropped_total)");
+        }
     }
 
     fn now(&self) -> std::time::Duration {
@@ -89,6 +106,7 @@ impl Reporter {
         let mut st = self.status.borrow_mut();
         st.phase = lc.phase();
         st.ready = lc.is_ready();
+        st.healthy = lc.is_healthy();
         st.ready_text = lc.ready_text();
         st.proxy_restarts = lc.proxy_restarts();
         st.app_pid = app.map(Pid::as_raw);
@@ -103,12 +121,11 @@ impl Reporter {
             .unwrap_or_default()
     }
 
-    pub fn probe_result(&self, o: &probe::Outcome, name: &str, tracker: &Tracker, healthy: bool) {
+    pub fn probe_result(&self, o: &probe::Outcome, name: &str, tracker: &Tracker) {
         let mut st = self.status.borrow_mut();
         st.probes[o.index] = (name.to_string(), Some(tracker.passing()), o.detail.clone());
         st.metrics
             .probe_result(o.index, o.ok, tracker.consecutive_failures());
-        st.healthy = healthy;
     }
 
     pub fn proxy_started(&self) {
@@ -130,7 +147,7 @@ impl Reporter {
         info!(phase = phase.as_str(), elapsed = %fmt_secs(self.now()), previous_took = %fmt_secs(in_previous), "phase {}", phase.as_str());
         if phase.is_shutdown() && !self.stopping_sent {
             self.stopping_sent = true;
-            self.notifier.send("STOPPING=1");
+            self.notify("STOPPING=1");
         }
         let mut msg = format!("STATUS={}", phase.as_str());
         if phase.is_shutdown() {
@@ -139,7 +156,7 @@ impl Reporter {
             msg.push('\n');
             msg.push_str(&notify::extend_timeout(lc.shutdown_time_left(self.now())));
         }
-        self.notifier.send(&msg);
+        self.notify(&msg);
     }
 
     /// The service became ready, or stopped being ready.
@@ -151,7 +168,7 @@ impl Reporter {
         info!(elapsed = %fmt_secs(self.now()), "service running and ready");
         if !self.ready_notified {
             self.ready_notified = true;
-            self.notifier.send("READY=1\nSTATUS=running");
+            self.notify("READY=1\nSTATUS=running");
         }
     }
 
@@ -209,7 +226,7 @@ impl Reporter {
             }
             Event::IdleWatchUnavailable => {
                 let error = cx.idle.last_error();
-                warn!(error = %error, "Envoy's inbound stats are unreadable");
+                warn!(error = %Escaped(error), "Envoy's inbound stats are unreadable");
                 warn!("cannot read Envoy's inbound stats; the drain lasts kuma-dp's drain time")
             }
             Event::Escalated { stops } => {
@@ -271,7 +288,7 @@ fn init_metrics(m: &mut Metrics, cfg: &Config) {
     if let Some(path) = &cfg.state_file {
         match LastShutdown::load(path) {
             Ok(last) => m.last = last,
-            Err(e) => warn!(file = %path.display(), error = %e, "ignoring --state-file"),
+            Err(e) => warn!(file = %path.display(), error = %Escaped(&e), "ignoring --state-file"),
         }
     }
 }

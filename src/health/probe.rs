@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{ProbeKind, ProbeSpec};
 use crate::init::exit::ExitStatus;
 use crate::lifecycle::ProbeMode;
+use crate::report::logging::Escaped;
 
 /// Exec probes waiting for their exit status, keyed by pid. The reaper
 /// fills them in, since it is the only one allowed to wait.
@@ -176,25 +177,38 @@ async fn exec(
     let mut output = Vec::new();
     let mut reader = tokio::net::unix::pipe::Receiver::from_owned_fd(read_end)
         .map_err(|e| format!("pipe: {e}"))?;
-    let read_output = async {
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = reader.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            if output.len() < OUTPUT_LIMIT {
-                output.extend_from_slice(&buf[..n.min(OUTPUT_LIMIT - output.len())]);
+    let mut buf = [0u8; 1024];
+    // The probe is over when the command exits (its status comes from the
+    // reaper), not when its output ends: a child it left in the background
+    // (`sleep 5 & exit 0`) keeps the pipe open long after. The output is
+    // read meanwhile so that a talkative command never blocks on a full
+    // pipe; once it ends (EOF), only the status is awaited.
+    let mut rx = rx;
+    let status = tokio::time::timeout(timeout, async {
+        let mut eof = false;
+        loop {
+            tokio::select! {
+                status = &mut rx => break status,
+                n = reader.read(&mut buf), if !eof => match n {
+                    Ok(0) | Err(_) => eof = true,
+                    Ok(n) => keep_output(&mut output, &buf[..n]),
+                },
             }
         }
-    };
-    let status = tokio::time::timeout(timeout, async {
-        let (status, ()) = tokio::join!(rx, read_output);
-        status
     })
     .await;
+    // What the command wrote before it exited is in the pipe already.
+    while let Ok(n) = reader.try_read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        keep_output(&mut output, &buf[..n]);
+    }
     let text = String::from_utf8_lossy(&output).trim().to_string();
     if !text.is_empty() {
-        tracing::debug!(probe = %program.to_string_lossy(), output = %text, "probe output");
+        // The command's own words: escaped in text logs, so that its
+        // newlines and escape sequences cannot forge log lines.
+        tracing::debug!(probe = %Escaped(&program.to_string_lossy()), output = %Escaped(&text), "probe output");
     }
     match status {
         Ok(Ok(ExitStatus::Code(0))) => Ok("exit 0".into()),
@@ -211,6 +225,12 @@ async fn exec(
             ))
         }
     }
+}
+
+/// Keeps at most [`OUTPUT_LIMIT`] bytes of a probe's output.
+fn keep_output(output: &mut Vec<u8>, read: &[u8]) {
+    let room = OUTPUT_LIMIT.saturating_sub(output.len());
+    output.extend_from_slice(&read[..read.len().min(room)]);
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@ pub const EX_USAGE: i32 = 64;
 pub const EX_UNAVAILABLE: i32 = 69;
 /// The operating system refused something meshinit needs (fork, signalfd, ...).
 pub const EX_OSERR: i32 = 71;
+/// An output meshinit must write could not be: `meshinit check` (or
+/// `--help`) could not write to stdout (a full disk, a closed pipe).
+pub const EX_IOERR: i32 = 74;
 /// kuma-dp failed: it crashed more than `--proxy-max-restarts` times within
 /// the restart window, or did not become ready within `--proxy-ready-timeout`.
 pub const EX_TEMPFAIL: i32 = 75;

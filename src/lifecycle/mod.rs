@@ -615,6 +615,15 @@ impl Lifecycle {
         self.ready
     }
 
+    /// The app counts as healthy (`/status`' `healthy`, `meshinit_healthy`):
+    /// it runs and its probes pass; with no probe at all, it runs. That is
+    /// how Kubernetes treats a container without a readiness probe (ready
+    /// once started), and what `/ready` already said of such an app. An app
+    /// that has exited is not healthy, whatever its probes said last.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy && matches!(self.app, App::Running | App::Stopping)
+    }
+
     /// What `/ready` says: `ready`, or why not (the phase; a running app
     /// failing its liveness probes is named as such, since the phase alone
     /// would read as ready).

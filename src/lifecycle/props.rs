@@ -21,7 +21,9 @@
 //! - (e) a stop signal that starts the shutdown (optionally followed by a
 //!   second one at any time) leads to the exit within
 //!   [`Settings::worst_case_shutdown`], whatever the app, kuma-dp and the
-//!   descendants do.
+//!   descendants do;
+//! - (f) whenever the service is ready its app is healthy, and only a live
+//!   app is healthy (`/ready`, `/status` and `meshinit_healthy` agree).
 //!
 //! Case counts are modest so that `cargo test` stays fast.
 
@@ -493,6 +495,14 @@ impl Run {
             if self.punctual || input == Input::Tick {
                 self.check(d >= t, "next_deadline() lies in the past after a step");
             }
+        }
+        // (f) `/ready` and `/status` never contradict each other: ready
+        // means healthy, and only a live app is healthy.
+        if self.lc.is_ready() {
+            self.check(self.lc.is_healthy(), "ready but not healthy");
+        }
+        if self.lc.is_healthy() {
+            self.check(self.app_alive, "healthy with no app running");
         }
     }
 

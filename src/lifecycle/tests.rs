@@ -1187,6 +1187,36 @@ fn ready_text_says_why_not() {
     assert_eq!(lc.ready_text(), "draining");
 }
 
+/// Issue 20, item 12: `/status`' `healthy` and `meshinit_healthy` agree with `/ready`.
+#[test]
+fn healthy_means_running_with_probes_passing_or_with_no_probe_at_all() {
+    let (lc, _) = at_phase(Phase::Probing);
+    assert!(!lc.is_healthy(), "probes not passing yet");
+    let (mut lc, now) = at_phase(Phase::Running);
+    assert!(lc.is_healthy());
+    lc.step(now + T(100), Input::Unhealthy);
+    assert!(!lc.is_healthy(), "liveness failing");
+    let (lc, _) = at_phase(Phase::Grace);
+    assert!(
+        lc.is_healthy(),
+        "the app still runs; probes stopped at the shutdown"
+    );
+    let (lc, _) = at_phase(Phase::Cleanup);
+    assert!(!lc.is_healthy(), "the app has exited");
+
+    // No probe: the app counts as healthy once it runs, as /ready already says.
+    let mut lc = Lifecycle::new(Settings {
+        has_probes: false,
+        has_proxy: false,
+        ..settings()
+    });
+    assert!(!lc.is_healthy(), "not started");
+    lc.step(T(0), Input::Start);
+    assert!(lc.is_healthy() && lc.is_ready());
+    lc.step(T(500), Input::AppExited(ExitStatus::Code(3)));
+    assert!(!lc.is_healthy(), "the app has exited");
+}
+
 #[test]
 fn shutdown_time_left_counts_down_from_the_worst_case() {
     let (lc, _) = at_phase(Phase::Running);

@@ -53,6 +53,9 @@ pub struct Metrics {
     pub inbound: Option<Load>,
     /// The previous instance's shutdown, from `--state-file`.
     pub last: Option<LastShutdown>,
+    /// sd_notify messages that could not be sent (the service manager's
+    /// socket full or gone): dropped, never waited for.
+    pub notify_dropped: u64,
 }
 
 impl Metrics {
@@ -115,7 +118,7 @@ pub fn render(st: &State) -> String {
     );
     out.gauge(
         "meshinit_healthy",
-        "1 while every probe passes.",
+        "1 while the app runs and every probe passes (with no probe: while the app runs).",
         bool01(st.healthy),
     );
     out.gauge(
@@ -181,6 +184,16 @@ pub fn render(st: &State) -> String {
         "meshinit_proxy_restarts_total",
         "Restarts of kuma-dp after it exited unexpectedly.",
         m.proxy_restarts as f64,
+    );
+    out.counter(
+        "meshinit_log_lines_dropped_total",
+        "Log lines meshinit could not write to stderr (a log reader gone, a full disk or pipe): dropped, never waited for.",
+        crate::report::logging::dropped_lines() as f64,
+    );
+    out.counter(
+        "meshinit_notify_dropped_total",
+        "sd_notify messages that could not be sent (the service manager's socket full or gone): dropped, never waited for.",
+        m.notify_dropped as f64,
     );
     if let Some(d) = m.healthy_after {
         out.gauge(

@@ -1,6 +1,14 @@
 //! systemd's notify protocol (`Type=notify`), spoken directly over
 //! NOTIFY_SOCKET: READY=1 once the service is running, STATUS= on each
 //! phase, STOPPING=1 and EXTEND_TIMEOUT_USEC= during a shutdown, WATCHDOG=1.
+//!
+//! A send never blocks: the socket is non-blocking, so a service manager
+//! that stops reading (its queue full) or is gone costs a dropped message,
+//! counted by the caller, never a stalled event loop. systemd's own
+//! sd_notify(3) sends with MSG_DONTWAIT for the same reason. A dropped
+//! WATCHDOG=1 is followed by the next one half an interval later; a
+//! dropped READY=1 or STATUS= is not sent again (a manager that cannot
+//! take it would not take it later either, and retrying would need a queue).
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -22,7 +30,9 @@ impl Notifier {
                 Some(name) => SocketAddr::from_abstract_name(name.as_bytes()).ok()?,
                 None => SocketAddr::from_pathname(&path).ok()?,
             };
-            Some((UnixDatagram::unbound().ok()?, addr))
+            let sock = UnixDatagram::unbound().ok()?;
+            sock.set_nonblocking(true).ok()?;
+            Some((sock, addr))
         });
         let pid_matches = env("WATCHDOG_PID")
             .map(|p| p.trim().parse::<u32>().ok() == Some(std::process::id()))
@@ -40,11 +50,17 @@ impl Notifier {
         self.watchdog
     }
 
-    /// Sends one datagram of newline-separated assignments.
-    pub fn send(&self, message: &str) {
-        if let Some((sock, addr)) = &self.socket {
-            if let Err(e) = sock.send_to_addr(message.as_bytes(), addr) {
-                tracing::debug!(error = %e, "sd_notify failed");
+    /// Sends one datagram of newline-separated assignments without ever
+    /// waiting; `false` when it could not be sent (and so was dropped).
+    pub fn send(&self, message: &str) -> bool {
+        let Some((sock, addr)) = &self.socket else {
+            return true;
+        };
+        match sock.send_to_addr(message.as_bytes(), addr) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "sd_notify message dropped");
+                false
             }
         }
     }

@@ -252,7 +252,7 @@ async fn handle(mut stream: TcpStream, state: Shared, mut slot: Slot, request_ti
 /// full buffer; returns the length read.
 async fn read_head(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut len = 0;
-    while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+    while len < buf.len() && !head_complete(&buf[..len]) {
         let n = stream.read(&mut buf[len..]).await?;
         if n == 0 {
             break;
@@ -260,6 +260,14 @@ async fn read_head(stream: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<us
         len += n;
     }
     Ok(len)
+}
+
+/// Whether `bytes` hold a whole request head: its empty line has arrived.
+/// Lines may end in CRLF or in a bare LF, which RFC 9112 (2.2) lets a
+/// server accept and which `printf 'GET /ready HTTP/1.0\n\n' | nc` and
+/// many health checkers send; waiting for CRLF CRLF left those unanswered.
+pub fn head_complete(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
 }
 
 /// What a request asks for.
@@ -342,6 +350,18 @@ mod tests {
         assert_eq!(s.answer("/nope").0, 404);
         let v: serde_json::Value = serde_json::from_str(&s.answer("/status").2).unwrap();
         assert_eq!(v["phase"], "draining");
+    }
+
+    #[test]
+    fn a_head_ends_at_its_empty_line_with_crlf_or_bare_lf() {
+        assert!(head_complete(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(head_complete(b"GET /ready HTTP/1.0\n\n"));
+        assert!(head_complete(b"GET /ready HTTP/1.0\nHost: x\n\n"));
+        assert!(head_complete(b"GET /ready HTTP/1.0\r\nHost: x\n\r\n"));
+        assert!(!head_complete(b"GET /ready HTTP/1.0\n"));
+        assert!(!head_complete(b"GET /ready HTTP/1.1\r\nHost: x\r\n"));
+        let r = parse_request(b"GET /ready HTTP/1.0\n\n");
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/ready"));
     }
 
     #[test]

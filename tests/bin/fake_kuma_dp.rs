@@ -45,6 +45,15 @@ use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd;
 
+/// kuma-dp's logger (zap, behind logr) ignores a failed write: with SIGPIPE ignored, as
+/// systemd and Rust's test harness leave it, kuma-dp carries on when its log reader is
+/// gone. `eprintln!` would panic instead, so the fake writes its log lines this way.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// `/ready` states.
 const NOT_READY: u8 = 0;
 const LIVE: u8 = 1;
