@@ -634,3 +634,46 @@ fn a_rotated_token_file_is_read_by_the_restarted_kuma_dp() {
         "a token leaked:\n{out}"
     );
 }
+
+/// Issue 20, item 1: kuma-dp killed by a real-time signal was never noticed (nix's waitpid
+/// fails with EINVAL for signals 34-64 after the kernel has reaped the child): `/ready`
+/// stayed 200, nothing restarted it, and at stop meshinit waited out the drain timeout.
+/// Now its death is reported as such (128+40 = "killed by signal 40"), it is restarted,
+/// and a SIGTERM ends the run at once.
+#[test]
+fn kuma_dp_killed_by_a_real_time_signal_is_noticed_and_restarted() {
+    let s = proxied("fault-dp-rt")
+        .opt(&["--proxy-restart-backoff", "100ms", "--drain-timeout", "60s"])
+        .env("FAKE_KUMA_DP_DIE_ON", "40");
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let dp = dp_pid(&s);
+    kill_raw(dp, 40);
+    s.dp.wait_for("die", T);
+    p.wait_for_line("killed by signal 40 (SIGRTMIN+6)", T);
+    poll("a second kuma-dp", T, || {
+        (s.dp.find_all("start").len() >= 2).then_some(())
+    });
+    poll("ready again", T, || {
+        p.lines()
+            .iter()
+            .filter(|l| l.contains("service running and ready"))
+            .nth(1)
+            .cloned()
+    });
+    let sent = now_ns();
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
+    assert!(
+        (now_ns() - sent) / 1_000_000 < 10_000,
+        "the stop waited for a kuma-dp that was long dead:\n{}",
+        s.timeline()
+    );
+}
+
+/// kill(2) with a raw signal number (real-time signals have no nix::Signal).
+fn kill_raw(pid: i32, signo: i32) {
+    // SAFETY: kill(2) with a plain pid and signal number.
+    let rc = unsafe { nix::libc::kill(pid, signo) };
+    assert_eq!(rc, 0, "kill({pid}, {signo})");
+}

@@ -97,6 +97,112 @@ fn signal_death_becomes_128_plus_n() {
     assert!(p.output().contains("killed by signal 9"), "{}", p.output());
 }
 
+/// Signals whose default action is not to end the process: ignored (CHLD, CONT, URG,
+/// WINCH) or stopping it (STOP, TSTP, TTIN, TTOU).
+const DO_NOT_KILL: [i32; 8] = [17, 18, 19, 20, 21, 22, 23, 28];
+
+/// Gives meshinit default dispositions for 32 and 33, which the test harness hands down
+/// ignored (and which meshinit, as tini, keeps ignored for the app): the C library
+/// refuses `signal()` on them, so the kernel's rt_sigaction is called directly.
+fn default_libc_signals(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    /// The kernel's struct sigaction (x86_64 and aarch64 layout).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    // SAFETY: runs in the forked child before exec and only makes two raw
+    // rt_sigaction system calls on a struct it owns; SIG_DFL installs no handler.
+    unsafe {
+        cmd.pre_exec(|| {
+            let dfl = KernelSigaction {
+                handler: nix::libc::SIG_DFL,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            };
+            for signo in [32, 33] {
+                nix::libc::syscall(
+                    nix::libc::SYS_rt_sigaction,
+                    signo,
+                    &dfl as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                );
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Every signal number that can kill, 1-64 (issue 20, item 1).
+fn killing_signals() -> Vec<i32> {
+    (1..=64).filter(|n| !DO_NOT_KILL.contains(n)).collect()
+}
+
+/// Issue 20, item 1: a child killed by a real-time signal (34-64) was never noticed (nix's
+/// waitpid cannot map the signal and fails after the kernel has reaped the child), so
+/// meshinit ran forever. A shell reports 128+N for every N, and so must meshinit: here the
+/// app kills itself with each signal that can kill, all at once.
+#[test]
+fn an_app_killed_by_any_signal_1_to_64_exits_128_plus_n() {
+    let runs: Vec<(i32, Proc)> = killing_signals()
+        .into_iter()
+        .map(|n| {
+            let mut cmd = Command::new(meshinit_bin());
+            cmd.args(["--", "/bin/sh", "-c", &format!("kill -s {n} $$")]);
+            default_libc_signals(&mut cmd);
+            (n, Proc::start(cmd))
+        })
+        .collect();
+    for (n, mut p) in runs {
+        let status = p.wait_exit(T);
+        assert_eq!(status.code(), Some(128 + n), "signal {n}: {}", p.output());
+    }
+}
+
+/// The same for `kill -s RTMIN 0` from inside the app: its whole process group (the app
+/// alone, in the group meshinit made for it) dies of SIGRTMIN.
+#[test]
+fn an_app_that_signals_its_own_group_with_rtmin_exits_162() {
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--", "/bin/sh", "-c", "kill -s RTMIN 0"]);
+    let mut p = Proc::start(cmd);
+    assert_eq!(p.wait_exit(T).code(), Some(162), "{}", p.output());
+}
+
+/// A real-time signal forwarded to the app kills it (default action), and meshinit exits
+/// with 128+N, for every real-time signal the C library leaves to programs.
+#[test]
+fn a_forwarded_real_time_signal_that_kills_the_app_ends_meshinit_with_128_plus_n() {
+    let rtmin = nix::libc::SIGRTMIN();
+    let runs: Vec<(i32, Proc)> = (rtmin..=64)
+        .map(|n| {
+            let mut cmd = Command::new(meshinit_bin());
+            cmd.args(["--log-level", "info", "--", "sleep", "60"]);
+            (n, Proc::start(cmd))
+        })
+        .collect();
+    for (n, p) in &runs {
+        p.wait_for_line("app started", T);
+        // SAFETY: kill(2) with a plain pid and signal number.
+        assert_eq!(unsafe { nix::libc::kill(p.pid(), *n) }, 0);
+    }
+    for (n, mut p) in runs {
+        let status = p.wait_exit(T);
+        assert_eq!(status.code(), Some(128 + n), "signal {n}: {}", p.output());
+        assert!(
+            p.output()
+                .contains(&format!("killed by signal {n} (SIGRTMIN")),
+            "{}",
+            p.output()
+        );
+    }
+}
+
 #[test]
 fn every_forwardable_signal_reaches_the_app() {
     let dir = temp_dir("init-forward");

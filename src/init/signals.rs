@@ -164,10 +164,17 @@ impl Signals {
     }
 }
 
-/// A printable name for any signal number, real-time ones included.
+/// A printable name for any signal number, real-time ones included
+/// (`SIGRTMIN+6` for 40, as `kill -l` names them; the C library's own 32
+/// and 33 by number).
 pub fn name(signo: i32) -> String {
+    let rtmin = nix::libc::SIGRTMIN();
     match Signal::try_from(signo) {
         Ok(s) => s.as_str().to_string(),
+        Err(_) if signo == rtmin => "SIGRTMIN".to_string(),
+        Err(_) if (rtmin..=nix::libc::SIGRTMAX()).contains(&signo) => {
+            format!("SIGRTMIN+{}", signo - rtmin)
+        }
         Err(_) => format!("SIG{signo}"),
     }
 }
@@ -196,7 +203,9 @@ mod tests {
         }
         assert!(is_forwarded(libc_rtmin() + 1));
         assert_eq!(name(15), "SIGTERM");
-        assert_eq!(name(40), "SIG40");
+        assert_eq!(name(40), "SIGRTMIN+6");
+        assert_eq!(name(34), "SIGRTMIN");
+        assert_eq!(name(32), "SIG32");
     }
 
     fn libc_rtmin() -> i32 {
