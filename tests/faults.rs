@@ -677,3 +677,36 @@ fn kill_raw(pid: i32, signo: i32) {
     let rc = unsafe { nix::libc::kill(pid, signo) };
     assert_eq!(rc, 0, "kill({pid}, {signo})");
 }
+
+/// Issue 20, item 5: an app and a kuma-dp stopped by job control (here SIGSTOP, as an
+/// operator or a debugger would) used to be sent their stop signal only: kuma-dp never
+/// drained (SIGKILL after the drain timeout) and the app was SIGKILLed after its stop
+/// timeout (137). Each stop signal is now followed by SIGCONT, as systemd does: kuma-dp
+/// drains and exits on its own, the app dies of its TERM (143), well before either timeout.
+#[test]
+fn a_stopped_app_and_kuma_dp_are_continued_after_their_stop_signal() {
+    let s = proxied("fault-stopped").opt(&["--drain-timeout", "8s", "--app-stop-timeout", "8s"]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let dp = dp_pid(&s);
+    let app: i32 = s.app.wait_for("start", T).field("pid").parse().unwrap();
+    for pid in [dp, app] {
+        kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    }
+    poll("both stopped", T, || {
+        [dp, app]
+            .iter()
+            .all(|pid| stat(*pid).is_some_and(|s| s.state == 'T'))
+            .then_some(())
+    });
+    let sent = send(&p, Signal::SIGTERM);
+    let (status, _) = wait_exit_at(&mut p, T);
+    assert_eq!(status.code(), Some(143), "{}", p.output());
+    assert!(
+        (now_ns() - sent) / 1_000_000 < 7_000,
+        "waited for a timeout:\n{}",
+        s.timeline()
+    );
+    let exit = s.dp.wait_for("exit", T);
+    assert_eq!(exit.field("reason"), "drained", "{}", s.timeline());
+}

@@ -366,6 +366,9 @@ impl Driver {
                         "stopping leftover descendants with SIGTERM"
                     );
                     crate::init::descendants::signal_all(&pids, Signal::SIGTERM);
+                    // As for the app: a descendant stopped by job control
+                    // acts on SIGTERM only once continued.
+                    crate::init::descendants::signal_all(&pids, Signal::SIGCONT);
                 }
             }
             Action::KillDescendants => {
@@ -453,7 +456,11 @@ impl Driver {
             Target::Proxy => "kuma-dp",
         };
         if let Some(pid) = pid {
-            info!(target = who, signal = signal_name(sig), "sending signal");
+            if sig == Signal::SIGCONT {
+                debug!(target = who, "sending SIGCONT after the stop signal");
+            } else {
+                info!(target = who, signal = signal_name(sig), "sending signal");
+            }
             if let Err(e) = kill(pid, sig) {
                 debug!(target = who, error = %e, "signal not delivered");
             }

@@ -967,7 +967,7 @@ impl Lifecycle {
                 *terms += 1;
             }
         }
-        out.push(Action::Signal(Target::Proxy, signal));
+        signal_and_continue(Target::Proxy, signal, out);
     }
 
     /// SIGTERM now, a second SIGTERM ("stop now") and SIGKILL after short bounds.
@@ -1023,7 +1023,7 @@ impl Lifecycle {
         self.stop_span.open(now);
         if self.app == App::Running {
             self.app = App::Stopping;
-            out.push(Action::Signal(Target::App, self.app_stop_signal()));
+            signal_and_continue(Target::App, self.app_stop_signal(), out);
             let timeout = if self.escalated {
                 self.escalated_bound(self.s.app_stop_timeout)
             } else {
@@ -1122,7 +1122,7 @@ impl Lifecycle {
             self.stop_span.open(now);
             if self.app == App::Running {
                 self.app = App::Stopping;
-                out.push(Action::Signal(Target::App, self.app_stop_signal()));
+                signal_and_continue(Target::App, self.app_stop_signal(), out);
             }
             let app_bound = now.saturating_add(self.escalated_bound(self.s.app_stop_timeout));
             self.timers.cap(Timer::AppKill, app_bound);
@@ -1228,6 +1228,16 @@ impl Lifecycle {
             }
         }
     }
+}
+
+/// A stop signal, then SIGCONT, as systemd sends them: a process that job
+/// control stopped (a forwarded SIGTSTP or SIGTTIN, a Ctrl-Z) does not act
+/// on SIGTERM until it is continued, and would otherwise sit out the whole
+/// stop timeout to die of SIGKILL (137) instead of its own clean exit. A
+/// running process ignores SIGCONT (its default action is to continue).
+fn signal_and_continue(target: Target, signal: Signal, out: &mut Vec<Action>) {
+    out.push(Action::Signal(target, signal));
+    out.push(Action::Signal(target, Signal::SIGCONT));
 }
 
 /// Every wait the lifecycle can schedule; each has one slot in [`Timers`].

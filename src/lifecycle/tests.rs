@@ -277,6 +277,19 @@ fn every_phase_and_input_pair() {
         for a in row.must_not {
             assert!(!actions.contains(a), "unexpected {a:?} in {ctx}");
         }
+        // Issue 20, item 5: every stop signal is followed at once by SIGCONT
+        // for the same target, so that a process job control stopped acts on it.
+        for (j, a) in actions.iter().enumerate() {
+            if let Action::Signal(target, sig) = a {
+                if *sig != Signal::SIGCONT {
+                    assert_eq!(
+                        actions.get(j + 1),
+                        Some(&Action::Signal(*target, Signal::SIGCONT)),
+                        "{sig} not followed by SIGCONT in {ctx}"
+                    );
+                }
+            }
+        }
         if row.next != row.phase && row.next != Phase::Done {
             assert!(
                 actions.contains(&Action::Enter(row.next)),
