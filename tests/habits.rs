@@ -426,9 +426,59 @@ fn job_control_signals_sent_to_meshinit_reach_the_app() {
     ] {
         p.signal(sig);
         rec.wait_for_match("signal", |e| e.rest.starts_with(name), T);
+        // Having passed it on, meshinit stops itself, as dumb-init does (issue 20,
+        // item 19); SIGCONT resumes it and reaches the app too.
+        poll(&format!("meshinit stopped after {name}"), T, || {
+            (state_of(p.pid()) == 'T').then_some(())
+        });
+        let conts = rec
+            .find_all("signal")
+            .iter()
+            .filter(|e| e.rest == "CONT")
+            .count();
+        p.signal(Signal::SIGCONT);
+        poll("meshinit resumed, the app given CONT", T, || {
+            let now = rec
+                .find_all("signal")
+                .iter()
+                .filter(|e| e.rest == "CONT")
+                .count();
+            (state_of(p.pid()) != 'T' && now > conts).then_some(())
+        });
     }
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
+}
+
+/// Issue 20, item 19: without a terminal meshinit stopped itself after a job-control
+/// signal only when it ran in the foreground of one, so a script that suspends a
+/// background job (`kill -TSTP %1`) never saw the job stopped. As under dumb-init (its
+/// shell_background_test.py), the job is now reported stopped, its app with it, and
+/// `kill -CONT %1` resumes both.
+#[test]
+fn a_script_suspending_meshinit_as_a_background_job_sees_it_stopped_and_resumes_it() {
+    let script = r#"
+set -m
+"$MESHINIT" -- sleep 1000 &
+job=$!
+until app=$(pgrep -P "$job" -x sleep); do sleep 0.01; done
+kill -TSTP %1
+until jobs -l %1 | grep -q Stopped; do sleep 0.01; done
+echo "job stopped; app state $(cut -d' ' -f3 /proc/$app/stat)"
+kill -CONT %1
+until jobs -l %1 | grep -q Running && [ "$(cut -d' ' -f3 /proc/$app/stat)" != T ]; do sleep 0.01; done
+echo "job running; app state $(cut -d' ' -f3 /proc/$app/stat)"
+kill -TERM %1
+wait "$job"
+echo "job exit $?"
+"#;
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", script]).env("MESHINIT", meshinit_bin());
+    let mut p = Proc::start(cmd);
+    p.wait_for_line("job stopped; app state T", T);
+    p.wait_for_line("job running; app state S", T);
+    p.wait_for_line("job exit 143", T);
+    assert_eq!(p.wait_exit(T).code(), Some(0), "{}", p.output());
 }
 
 // ---- 15. inherited descriptors and socket activation reach the app only ----

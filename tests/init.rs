@@ -224,6 +224,44 @@ fn every_forwardable_signal_reaches_the_app() {
         p.signal(sig);
         rec.wait_for_match("signal", |e| e.rest.starts_with(name), T);
     }
+    // Every real-time signal (issue 22, item 17): the app records each by number.
+    for n in nix::libc::SIGRTMIN()..=nix::libc::SIGRTMAX() {
+        // SAFETY: kill(2) with a plain pid and signal number.
+        assert_eq!(unsafe { nix::libc::kill(p.pid(), n) }, 0);
+        rec.wait_for_match("signal", |e| e.rest == n.to_string(), T);
+    }
+    // The job-control signals: passed on, then meshinit stops itself until SIGCONT
+    // (issue 20, item 19), which is passed on too.
+    for (sig, name) in [
+        (Signal::SIGTSTP, "TSTP"),
+        (Signal::SIGTTIN, "TTIN"),
+        (Signal::SIGTTOU, "TTOU"),
+    ] {
+        let conts = rec
+            .find_all("signal")
+            .iter()
+            .filter(|e| e.rest == "CONT")
+            .count();
+        p.signal(sig);
+        rec.wait_for_match("signal", |e| e.rest == name, T);
+        wait_state(p.pid(), |s| s == 'T', name);
+        p.signal(Signal::SIGCONT);
+        wait_state(p.pid(), |s| s != 'T', "CONT");
+        let deadline = std::time::Instant::now() + T;
+        while rec
+            .find_all("signal")
+            .iter()
+            .filter(|e| e.rest == "CONT")
+            .count()
+            <= conts
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "CONT after {name} not passed on"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     // SIGURG is runtime-internal elsewhere and must not be relayed.
     p.signal(Signal::SIGURG);
     p.signal(Signal::SIGTERM);
@@ -235,6 +273,19 @@ fn every_forwardable_signal_reaches_the_app() {
         "{}",
         rec.dump()
     );
+}
+
+/// Waits until the state letter of `pid` (`T`: stopped) satisfies `ok`.
+fn wait_state(pid: i32, ok: impl Fn(char) -> bool, after: &str) {
+    let deadline = std::time::Instant::now() + T;
+    while !stat(pid).is_some_and(|s| ok(s.state)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "meshinit's state after {after}: {:?}",
+            stat(pid).map(|s| s.state)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]

@@ -109,8 +109,9 @@ pub fn block() -> nix::Result<()> {
 /// meshinit's own writes to a closed pipe), and SIGURG (runtime-internal in
 /// Go programs; forwarding it killed apps under other supervisors). Stop
 /// signals are handled separately. The job-control signals SIGTSTP, SIGTTIN
-/// and SIGTTOU are forwarded, as dumb-init does: the app stops, and meshinit
-/// stops itself when it sees that (see the driver). The kernel never sends
+/// and SIGTTOU are forwarded, as dumb-init does, and meshinit then stops
+/// itself (see the driver; on a terminal it also stops when it sees a
+/// Ctrl-Z stop the app). The kernel never sends
 /// meshinit TTIN/TTOU for its own terminal use: it blocks them, which makes
 /// the kernel let the operation through instead.
 pub fn is_forwarded(signo: i32) -> bool {
@@ -120,6 +121,17 @@ pub fn is_forwarded(signo: i32) -> bool {
         Signal::SIGURG as i32,
         Signal::SIGKILL as i32,
         Signal::SIGSTOP as i32,
+    ]
+    .contains(&signo)
+}
+
+/// SIGTSTP, SIGTTIN and SIGTTOU: the signals after which meshinit, having
+/// passed them on, stops itself as dumb-init does.
+pub fn is_job_control_stop(signo: i32) -> bool {
+    [
+        Signal::SIGTSTP as i32,
+        Signal::SIGTTIN as i32,
+        Signal::SIGTTOU as i32,
     ]
     .contains(&signo)
 }
