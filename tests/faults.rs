@@ -710,3 +710,55 @@ fn a_stopped_app_and_kuma_dp_are_continued_after_their_stop_signal() {
     let exit = s.dp.wait_for("exit", T);
     assert_eq!(exit.field("reason"), "drained", "{}", s.timeline());
 }
+
+/// Issue 20, item 4: meshinit SIGKILLed (not PID 1) left the app and kuma-dp running,
+/// kuma-dp undrained and still registered, its work directory behind. Now the kernel
+/// tells both (PR_SET_PDEATHSIG): the app gets its stop signal and exits, kuma-dp gets
+/// SIGTERM and runs its own drain to the end; and the next meshinit removes the work
+/// directory the dead one made (and only that one).
+#[test]
+fn sigkill_of_meshinit_stops_the_app_and_drains_kuma_dp_and_the_next_start_cleans_up() {
+    let s = proxied("fault-sigkill");
+    let tmp = s.dir.join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let s = s.env("TMPDIR", &path_str(&tmp));
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let dp = dp_pid(&s);
+    let app: i32 = s.app.wait_for("start", T).field("pid").parse().unwrap();
+    let work_dir = s
+        .dp_argv()
+        .iter()
+        .find_map(|a| a.strip_prefix("--work-dir=").map(PathBuf::from))
+        .expect("meshinit gave kuma-dp a work dir");
+    assert!(work_dir.starts_with(&tmp), "{}", work_dir.display());
+    // A directory of the same name pattern that meshinit did not make stays.
+    let planted = tmp.join("meshinit-kuma-dp-1-planted");
+    fs::create_dir(&planted).unwrap();
+
+    p.signal(Signal::SIGKILL);
+    p.wait_exit(T);
+    app_got(&s, "TERM");
+    let exit = s.dp.wait_for("exit", T);
+    assert_eq!(exit.field("reason"), "drained", "{}", s.timeline());
+    assert!(s.dp.find("draining").is_some(), "{}", s.timeline());
+    poll("the app and kuma-dp gone", T, || {
+        (is_dead(app) && is_dead(dp)).then_some(())
+    });
+    assert!(
+        work_dir.is_dir(),
+        "a SIGKILLed meshinit cannot clean up itself"
+    );
+
+    let mut next = s.start();
+    let line = next.wait_for_line("removed kuma-dp's work directory", T);
+    assert!(line.contains(&path_str(&work_dir)), "{line}");
+    assert!(!work_dir.exists(), "{}", work_dir.display());
+    assert!(
+        planted.is_dir(),
+        "a directory meshinit did not make was removed"
+    );
+    next.wait_for_line("service running and ready", T);
+    next.signal(Signal::SIGTERM);
+    assert_eq!(next.wait_exit(T).code(), Some(143), "{}", next.output());
+}

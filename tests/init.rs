@@ -511,6 +511,48 @@ fn app_runs_as_the_given_user_with_its_own_groups() {
     assert_eq!(ids.field("nnp"), "1");
 }
 
+/// Issue 20, item 4: the parent-death signal is set after the switch to `--app-user`
+/// (the kernel clears it when the credentials change): a SIGKILLed meshinit still gets
+/// its unprivileged app its stop signal.
+#[test]
+fn an_app_of_another_user_gets_its_stop_signal_when_meshinit_is_killed() {
+    if !nix::unistd::Uid::effective().is_root() {
+        skip_or_fail("needs root to change users");
+        return;
+    }
+    let dir = temp_dir("init-pdeath-user");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let app = dir.join("test-app");
+    std::fs::copy(test_app_bin(), &app).unwrap();
+    let rec = Record::new(&dir);
+    let mut cmd = Command::new(meshinit_bin());
+    cmd.args(["--app-user", "nobody", "--app-stop-signal", "QUIT", "--"])
+        .arg(&app)
+        .args(["--record", rec.path_str(), "--ids"]);
+    let mut p = Proc::start(cmd);
+    let pid: i32 = rec.wait_for("start", T).field("pid").parse().unwrap();
+    assert_eq!(rec.wait_for("ids", T).field("euid"), "65534");
+    p.signal(Signal::SIGKILL);
+    p.wait_exit(T);
+    let got = rec.wait_for("signal", T);
+    assert_eq!(
+        got.rest,
+        "QUIT",
+        "the configured stop signal: {}",
+        rec.dump()
+    );
+    rec.wait_for("die", T);
+    let deadline = std::time::Instant::now() + T;
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!alive(pid), "the app outlived meshinit");
+}
+
 #[test]
 fn the_app_gets_the_terminal_as_foreground_group() {
     // `script` gives meshinit a pseudo-terminal on stdin, as an interactive shell would.

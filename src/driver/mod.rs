@@ -427,6 +427,7 @@ impl Driver {
     /// what already runs (kuma-dp with `--start-order proxy-first`) in order.
     fn spawn_app(&mut self) {
         self.job_control = spawn::owns_terminal();
+        let stop_signal = self.lc.settings().app_stop_signal;
         let app = &self.cfg.app;
         let pid = spawn::spawn(spawn::Spec {
             program: app.command[0].as_ref(),
@@ -437,6 +438,10 @@ impl Driver {
             foreground: self.job_control,
             output: None,
             is_app: true,
+            // meshinit killed outright (SIGKILL, the OOM killer): the app
+            // gets its stop signal from the kernel, as it would have from
+            // meshinit, and shuts down on its own.
+            parent_death_signal: spawn::parent_death_signal(stop_signal),
         })
         .map_err(|source| DriverError::SpawnApp {
             program: app.command[0].clone(),
