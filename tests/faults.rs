@@ -281,11 +281,11 @@ fn a_burst_of_signals_keeps_meshinit_responsive_and_the_shutdown_ordered() {
     send(&p, Signal::SIGTERM);
     let (code, _) = wait_exit_at(&mut p, T);
     assert_eq!(code.code(), Some(143));
-    let dp_term =
-        s.dp.find_all("signal")
-            .into_iter()
-            .find(|e| e.rest == "TERM n=1")
-            .expect("kuma-dp drained");
+    let dp_term = s
+        .dp_signal_events()
+        .into_iter()
+        .find(|e| e.rest == "TERM n=1")
+        .expect("kuma-dp drained");
     let dp_exit = s.dp.find("exit").expect("kuma-dp exited");
     let app_term = app_got(&s, "TERM");
     assert!(
