@@ -68,6 +68,7 @@ fn settings() -> impl Strategy<Value = Settings> {
             any::<bool>(),
             proptest::option::of((dur(), dur())),
             any::<bool>(),
+            any::<bool>(),
         ),
     )
         .prop_map(
@@ -75,7 +76,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                 (has_proxy, has_probes, max_restarts, usr2, unhealthy_shutdown),
                 (startup, ready, stop, grace, drain, wait),
                 (stop_signal, kill_bound, cleanup, backoff, window),
-                (proxy_first, idle, pass_stop_signal),
+                (proxy_first, idle, pass_stop_signal, app_stop_timeout_given),
             )| Settings {
                 has_proxy,
                 has_probes,
@@ -88,6 +89,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                 app_stop_signal: stop_signal,
                 pass_stop_signal,
                 app_stop_timeout: stop,
+                app_stop_timeout_given,
                 app_grace_delay: grace,
                 drain_mode: if usr2 {
                     DrainMode::InboundUsr2 { wait }
@@ -231,8 +233,13 @@ struct Run {
     pending: Vec<(Duration, Input, u32)>,
     world: Option<World>,
     log: Vec<String>,
-    /// When the stop that started the shutdown came (for (e)).
+    /// When the stop that started the shutdown came (for (e)), if that
+    /// shutdown is bounded by meshinit (plain init mode without an explicit
+    /// `--app-stop-timeout` waits for the app, as tini does).
     budget_from: Option<Duration>,
+    /// The app outlived a plain init's stop signal and the platform's stop
+    /// timeout SIGKILLed it (meshinit had nothing left to wait on).
+    platform_killed: bool,
 }
 
 impl Run {
@@ -263,6 +270,7 @@ impl Run {
             world: None,
             log: Vec::new(),
             budget_from: None,
+            platform_killed: false,
         }
     }
 
@@ -421,7 +429,11 @@ impl Run {
                         "the app got its stop signal while kuma-dp was still draining",
                     );
                     self.app_stops_sent += 1;
-                    self.check(self.app_stops_sent == 1, "the app got two stop signals");
+                    // Plain init mode passes every stop signal on, as tini does.
+                    self.check(
+                        self.app_stops_sent == 1 || !self.lc.settings().has_proxy,
+                        "the app got two stop signals",
+                    );
                     self.answer_app_stop();
                 }
                 Action::Kill(Target::App) => {
@@ -562,7 +574,7 @@ impl Run {
             if let Some(again) = world.again_ms {
                 self.answer(ms(again), Input::Stop(Signal::SIGTERM));
             }
-            if starts_shutdown {
+            if starts_shutdown && self.lc.shutdown_is_bounded() {
                 self.budget_from = Some(now);
             }
         }
@@ -589,6 +601,17 @@ impl Run {
                     if !stale {
                         self.step_at(t.max(self.now), input);
                     }
+                }
+                // A plain init waits for an app that ignores its stop
+                // signal, as tini does: the platform's stop timeout ends it.
+                (None, None)
+                    if !self.lc.shutdown_is_bounded()
+                        && self.app_alive
+                        && !self.platform_killed =>
+                {
+                    self.platform_killed = true;
+                    self.app_killed = true;
+                    self.answer(ms(1), Input::AppExited(ExitStatus::Signaled(KILL)));
                 }
                 (None, None) => self.fail("stuck: no deadline and nothing left to happen"),
             }
@@ -646,7 +669,7 @@ impl Run {
         }
         // Nothing is left running, except after the third stop signal,
         // which SIGKILLs everything and exits at once.
-        if self.stops < 3 {
+        if self.stops < 3 || !self.lc.settings().has_proxy {
             self.check(!self.app_alive, "exited with the app still running");
             self.check(!self.proxy_alive, "exited with kuma-dp still running");
         }

@@ -351,7 +351,10 @@ mod tests {
         std::fs::remove_dir_all(&first).unwrap();
         reuse(&first, None).unwrap();
         assert!(first.is_dir());
-        assert!(first.join(MARKER).is_file(), "a re-created one is marked too");
+        assert!(
+            first.join(MARKER).is_file(),
+            "a re-created one is marked too"
+        );
         std::fs::remove_dir_all(&first).unwrap();
         std::os::unix::fs::symlink("/", &first).unwrap();
         let err = reuse(&first, None).unwrap_err().to_string();
