@@ -203,3 +203,19 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
     // Dropping the handle neither kills nor waits: the reaper owns the status.
     Ok(Pid::from_raw(child.id() as i32))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parent-death signal fires when the spawning *thread* ends: off the
+    /// main thread (every unit test runs on one) none is set. The main
+    /// thread's case is shown on the real binary (tests/faults.rs, init.rs).
+    #[test]
+    fn no_parent_death_signal_is_set_from_another_thread() {
+        let got = std::thread::spawn(|| parent_death_signal(Signal::SIGTERM))
+            .join()
+            .unwrap();
+        assert_eq!(got, None);
+    }
+}

@@ -21,7 +21,9 @@
 //! - (e) a stop signal that starts the shutdown (optionally followed by a
 //!   second one at any time) leads to the exit within
 //!   [`Settings::worst_case_shutdown`], whatever the app, kuma-dp and the
-//!   descendants do.
+//!   descendants do, when meshinit bounds that stop (in plain init mode only
+//!   with `--app-stop-timeout` given: otherwise it waits for the app, as tini
+//!   does, and never escalates or SIGKILLs it; the model's platform does).
 //!
 //! Case counts are modest so that `cargo test` stays fast.
 
@@ -438,6 +440,11 @@ impl Run {
                 }
                 Action::Kill(Target::App) => {
                     self.check(self.app_alive, "SIGKILL for an app that is gone");
+                    // Plain init mode kills only a stop it bounds (issue 20, item 18).
+                    self.check(
+                        self.lc.shutdown_is_bounded(),
+                        "a plain init SIGKILLed an app it should wait for",
+                    );
                     self.app_killed = true;
                     self.answer(ms(1), Input::AppExited(ExitStatus::Signaled(KILL)));
                 }
@@ -463,6 +470,10 @@ impl Run {
                     }
                 }
                 Action::Event(Event::Escalated { .. }) => {
+                    self.check(
+                        self.lc.settings().has_proxy,
+                        "a plain init escalated a repeated stop signal",
+                    );
                     self.drain = None;
                     self.events.push(Event::Escalated { stops: 0 });
                 }

@@ -1326,3 +1326,80 @@ fn plain_init_mode_second_stop_during_the_grace_delay_stops_the_app_now() {
         None
     );
 }
+
+/// Issue 20, item 18, by phase: a stop signal in plain init mode, wherever
+/// the run is, never escalates or SIGKILLs; it reaches the app or, with the
+/// app gone, leaves the clean-up as it is.
+#[test]
+fn plain_init_mode_stop_in_every_phase() {
+    let s = Settings {
+        app_grace_delay: T(5_000),
+        ..plain(false)
+    };
+    let paths: &[(&[(u64, Input)], Phase, Phase, &[Action])] = &[
+        (
+            &[],
+            Phase::Starting,
+            Phase::Cleanup,
+            &[Action::TermDescendants],
+        ),
+        (
+            &[(0, Input::Start)],
+            Phase::Running,
+            Phase::Grace,
+            &[Action::Ready(false)],
+        ),
+        (
+            &[(0, Input::Start), (100, Input::Stop(TERM))],
+            Phase::Grace,
+            Phase::Stopping,
+            &[STOP_APP],
+        ),
+        (
+            &[
+                (0, Input::Start),
+                (100, Input::Stop(TERM)),
+                (5_100, Input::Tick),
+            ],
+            Phase::Stopping,
+            Phase::Stopping,
+            &[STOP_APP, Action::Event(Event::StopForwarded)],
+        ),
+        (
+            &[
+                (0, Input::Start),
+                (100, Input::Stop(TERM)),
+                (5_100, Input::Tick),
+                (5_200, Input::AppExited(ExitStatus::Code(0))),
+            ],
+            Phase::Cleanup,
+            Phase::Cleanup,
+            &[],
+        ),
+    ];
+    for (path, at, next, must) in paths {
+        let mut lc = Lifecycle::new(s.clone());
+        let mut now = T(0);
+        for (t, input) in *path {
+            now = T(*t);
+            lc.step(now, *input);
+        }
+        assert_eq!(lc.phase(), *at, "setup {path:?}");
+        let actions = lc.step(now + T(10), Input::Stop(TERM));
+        assert_eq!(lc.phase(), *next, "{at:?}: {actions:?}");
+        for a in *must {
+            assert!(actions.contains(a), "{at:?}: missing {a:?} in {actions:?}");
+        }
+        for a in [
+            Action::Kill(Target::App),
+            Action::KillDescendants,
+            Action::Event(Event::Escalated { stops: 2 }),
+            Action::Event(Event::StopDuringShutdown),
+        ] {
+            assert!(!actions.contains(&a), "{at:?}: {a:?} in {actions:?}");
+        }
+        if lc.phase() == Phase::Stopping {
+            assert_eq!(lc.next_deadline(), None, "{at:?}: a SIGKILL is timed");
+        }
+    }
+}
