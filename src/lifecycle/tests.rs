@@ -1336,7 +1336,10 @@ fn plain_init_mode_stop_in_every_phase() {
         app_grace_delay: T(5_000),
         ..plain(false)
     };
-    let paths: &[(&[(u64, Input)], Phase, Phase, &[Action])] = &[
+    /// The path to a phase, the phase it reaches, the phase after the stop
+    /// signal, and actions that must come with it.
+    type Case<'a> = (&'a [(u64, Input)], Phase, Phase, &'a [Action]);
+    let paths: &[Case] = &[
         (
             &[],
             Phase::Starting,
