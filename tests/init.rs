@@ -481,6 +481,36 @@ fn descendants_that_ignore_sigterm_are_killed() {
     assert!(p.output().contains("sending SIGKILL"), "{}", p.output());
 }
 
+/// Issue 20, item 5, for what the app leaves behind: a leftover daemon stopped by job
+/// control gets SIGCONT after its SIGTERM, so it ends on the SIGTERM instead of waiting,
+/// stopped, for the SIGKILL two seconds later.
+#[test]
+fn a_stopped_leftover_descendant_is_continued_after_its_sigterm() {
+    let dir = temp_dir("init-stopped-daemon");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(
+        &[],
+        &[
+            "--record",
+            rec.path_str(),
+            "--daemon",
+            "--exit-after",
+            "500",
+        ],
+    ));
+    let daemon: i32 = rec.wait_for("daemon", T).field("pid").parse().unwrap();
+    kill(Pid::from_raw(daemon), Signal::SIGSTOP).unwrap();
+    wait_state(daemon, |s| s == 'T', "SIGSTOP");
+    assert_eq!(p.wait_exit(T).code(), Some(0), "{}", p.output());
+    let out = p.output();
+    assert!(out.contains("stopping leftover descendants"), "{out}");
+    assert!(
+        !out.contains("sending SIGKILL"),
+        "the stopped daemon sat out its SIGTERM:\n{out}"
+    );
+    assert!(!alive(daemon));
+}
+
 #[test]
 fn app_runs_as_the_given_user_with_its_own_groups() {
     if !nix::unistd::Uid::effective().is_root() {
