@@ -184,15 +184,32 @@ fn meshinit(sock: &NotifySocket) -> Command {
     cmd
 }
 
+/// Plain mode: READY=1 once the app is healthy, then STOPPING=1 and the phases. With
+/// `--app-stop-timeout` given, each shutdown STATUS= carries EXTEND_TIMEOUT_USEC (meshinit
+/// bounds the stop); without it a plain init waits for its app after a stop signal, as
+/// tini does, and leaves the killing to systemd's TimeoutStopSec: no extension (issue 20,
+/// item 18).
 #[test]
 fn plain_mode_ready_after_healthy_then_stopping_with_extend_timeout() {
+    plain_mode_run(true);
+}
+
+#[test]
+fn plain_mode_without_a_stop_timeout_leaves_the_stop_timeout_to_systemd() {
+    plain_mode_run(false);
+}
+
+fn plain_mode_run(stop_timeout_given: bool) {
     let dir = temp_dir("notify-plain");
     let sock = NotifySocket::at_path(&dir);
     let rec = Record::new(&dir);
     let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = meshinit(&sock);
-    cmd.args(["--probe-http", &format!("http://{addr}/")])
-        .arg("--")
+    cmd.args(["--probe-http", &format!("http://{addr}/")]);
+    if stop_timeout_given {
+        cmd.args(["--app-stop-timeout", "10s"]);
+    }
+    cmd.arg("--")
         .arg(test_app_bin())
         .args(["--record", rec.path_str(), "--listen", &addr])
         .args(["--listen-after", "400"]);
@@ -246,8 +263,15 @@ fn plain_mode_ready_after_healthy_then_stopping_with_extend_timeout() {
     );
     // Plain mode: no proxy to drain, straight to stopping the app.
     assert_eq!(statuses(&after), ["stopping", "cleanup", "done"]);
-    // Without a proxy: app-stop-timeout 10s + 2s clean-up + 1s give-up.
-    check_extend_timeouts(&after, Duration::from_secs(13));
+    if stop_timeout_given {
+        // Without a proxy: app-stop-timeout 10s + 2s clean-up + 1s give-up.
+        check_extend_timeouts(&after, Duration::from_secs(13));
+    } else {
+        assert!(
+            after.iter().all(|m| m.get("EXTEND_TIMEOUT_USEC").is_none()),
+            "{after:#?}"
+        );
+    }
 }
 
 /// Every shutdown STATUS= carries EXTEND_TIMEOUT_USEC, at most the worst case plus meshinit's

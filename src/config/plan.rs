@@ -177,11 +177,27 @@ pub fn render(cfg: &Config) -> String {
     } else {
         format!("SIG{}", signal_name(st.app_stop_signal))
     };
-    let _ = writeln!(
-        s_,
-        "  {n}. stop: the app gets {stop_signal}, SIGKILL after {} (app-stop-timeout)",
-        fmt_duration(st.app_stop_timeout)
-    );
+    // Plain init mode keeps tini's and dumb-init's stop semantics (see
+    // `Lifecycle::shutdown_is_bounded`).
+    let plain = !st.has_proxy;
+    let kill = if plain && !st.app_stop_timeout_given {
+        format!(
+            "meshinit waits for it, as tini and dumb-init do (the platform's stop timeout does the killing); SIGKILL after {} (app-stop-timeout) only when meshinit stops the app itself (startup timeout, failed liveness) or --app-stop-timeout is given",
+            fmt_duration(st.app_stop_timeout)
+        )
+    } else {
+        format!(
+            "SIGKILL after {} (app-stop-timeout)",
+            fmt_duration(st.app_stop_timeout)
+        )
+    };
+    let _ = writeln!(s_, "  {n}. stop: the app gets {stop_signal}, {kill}");
+    if plain {
+        let _ = writeln!(
+            s_,
+            "     every further stop signal is passed to the app as it came; none cuts the stop short or escalates (plain init mode)"
+        );
+    }
     n += 1;
     if matches!(st.drain_mode, DrainMode::InboundUsr2 { .. }) && cfg.proxy.is_some() {
         let _ = writeln!(
@@ -199,7 +215,15 @@ pub fn render(cfg: &Config) -> String {
         fmt_duration(st.kill_bound)
     );
     let worst = st.worst_case_shutdown();
-    let _ = writeln!(s_, "  worst case: {}", fmt_duration(worst));
+    if plain && !st.app_stop_timeout_given {
+        let _ = writeln!(
+            s_,
+            "  worst case: {} when meshinit stops the app itself; after a stop signal, as long as the app takes",
+            fmt_duration(worst)
+        );
+    } else {
+        let _ = writeln!(s_, "  worst case: {}", fmt_duration(worst));
+    }
     if let Some(budget) = cfg.shutdown_budget {
         let verdict = if worst > budget { "EXCEEDED" } else { "fits" };
         let _ = writeln!(
