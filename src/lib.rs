@@ -125,8 +125,18 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
     for w in &cfg.warnings {
         warn!("{w}");
     }
-    if cfg.proxy.is_none() {
-        info!("no Dataplane given: plain init mode, kuma-dp will not be started");
+    match &cfg.proxy {
+        None => info!("no Dataplane given: plain init mode, kuma-dp will not be started"),
+        // A meshinit killed outright (SIGKILL, the OOM killer) could not
+        // remove the work directory it made for kuma-dp: the next one does.
+        Some(p) if p.owns_work_dir => {
+            if let Some(parent) = p.work_dir.parent() {
+                for (dir, pid) in mesh::workdir::remove_stale(parent) {
+                    info!(dir = %dir.display(), pid, "removed kuma-dp's work directory left by a meshinit that is gone");
+                }
+            }
+        }
+        Some(_) => {}
     }
     if cfg.default_probe {
         if let Some(p) = cfg.probes.first() {

@@ -23,7 +23,7 @@ fn inbound(s: &Scenario) -> String {
 
 /// kuma-dp's `signal TERM` records: (time, n).
 fn terms(s: &Scenario) -> Vec<u64> {
-    s.dp.find_all("signal")
+    s.dp_signal_events()
         .into_iter()
         .filter(|e| e.rest.starts_with("TERM"))
         .map(|e| e.t_ns)
@@ -206,11 +206,11 @@ fn proxy_first_starts_the_app_after_kuma_dp_is_ready() {
     let (status, _) = wait_exit_at(&mut p, T);
     assert_eq!(status.code(), Some(143));
     // Shutdown order is unchanged: kuma-dp drains before the app is stopped.
-    let term =
-        s.dp.find_all("signal")
-            .into_iter()
-            .find(|e| e.rest.starts_with("TERM"))
-            .unwrap();
+    let term = s
+        .dp_signal_events()
+        .into_iter()
+        .find(|e| e.rest.starts_with("TERM"))
+        .unwrap();
     let app_term = s
         .app
         .find_all("signal")

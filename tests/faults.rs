@@ -281,11 +281,11 @@ fn a_burst_of_signals_keeps_meshinit_responsive_and_the_shutdown_ordered() {
     send(&p, Signal::SIGTERM);
     let (code, _) = wait_exit_at(&mut p, T);
     assert_eq!(code.code(), Some(143));
-    let dp_term =
-        s.dp.find_all("signal")
-            .into_iter()
-            .find(|e| e.rest == "TERM n=1")
-            .expect("kuma-dp drained");
+    let dp_term = s
+        .dp_signal_events()
+        .into_iter()
+        .find(|e| e.rest == "TERM n=1")
+        .expect("kuma-dp drained");
     let dp_exit = s.dp.find("exit").expect("kuma-dp exited");
     let app_term = app_got(&s, "TERM");
     assert!(
@@ -723,4 +723,132 @@ fn a_kuma_dp_that_cannot_be_spawned_is_retried_and_its_ready_url_never_polled() 
         ready.hits().len()
     );
     assert!(s.dp.find("start").is_none(), "kuma-dp never ran");
+}
+
+/// Issue 20, item 1: kuma-dp killed by a real-time signal was never noticed (nix's waitpid
+/// fails with EINVAL for signals 34-64 after the kernel has reaped the child): `/ready`
+/// stayed 200, nothing restarted it, and at stop meshinit waited out the drain timeout.
+/// Now its death is reported as such (128+40 = "killed by signal 40"), it is restarted,
+/// and a SIGTERM ends the run at once.
+#[test]
+fn kuma_dp_killed_by_a_real_time_signal_is_noticed_and_restarted() {
+    let s = proxied("fault-dp-rt")
+        .opt(&["--proxy-restart-backoff", "100ms", "--drain-timeout", "60s"])
+        .env("FAKE_KUMA_DP_DIE_ON", "40");
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let dp = dp_pid(&s);
+    kill_raw(dp, 40);
+    s.dp.wait_for("die", T);
+    p.wait_for_line("killed by signal 40 (SIGRTMIN+6)", T);
+    poll("a second kuma-dp", T, || {
+        (s.dp.find_all("start").len() >= 2).then_some(())
+    });
+    poll("ready again", T, || {
+        p.lines()
+            .iter()
+            .filter(|l| l.contains("service running and ready"))
+            .nth(1)
+            .cloned()
+    });
+    let sent = now_ns();
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
+    assert!(
+        (now_ns() - sent) / 1_000_000 < 10_000,
+        "the stop waited for a kuma-dp that was long dead:\n{}",
+        s.timeline()
+    );
+}
+
+/// kill(2) with a raw signal number (real-time signals have no nix::Signal).
+fn kill_raw(pid: i32, signo: i32) {
+    // SAFETY: kill(2) with a plain pid and signal number.
+    let rc = unsafe { nix::libc::kill(pid, signo) };
+    assert_eq!(rc, 0, "kill({pid}, {signo})");
+}
+
+/// Issue 20, item 5: an app and a kuma-dp stopped by job control (here SIGSTOP, as an
+/// operator or a debugger would) used to be sent their stop signal only: kuma-dp never
+/// drained (SIGKILL after the drain timeout) and the app was SIGKILLed after its stop
+/// timeout (137). Each stop signal is now followed by SIGCONT, as systemd does: kuma-dp
+/// drains and exits on its own, the app dies of its TERM (143), well before either timeout.
+#[test]
+fn a_stopped_app_and_kuma_dp_are_continued_after_their_stop_signal() {
+    let s = proxied("fault-stopped").opt(&["--drain-timeout", "8s", "--app-stop-timeout", "8s"]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let dp = dp_pid(&s);
+    let app: i32 = s.app.wait_for("start", T).field("pid").parse().unwrap();
+    for pid in [dp, app] {
+        kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    }
+    poll("both stopped", T, || {
+        [dp, app]
+            .iter()
+            .all(|pid| stat(*pid).is_some_and(|s| s.state == 'T'))
+            .then_some(())
+    });
+    let sent = send(&p, Signal::SIGTERM);
+    let (status, _) = wait_exit_at(&mut p, T);
+    assert_eq!(status.code(), Some(143), "{}", p.output());
+    assert!(
+        (now_ns() - sent) / 1_000_000 < 7_000,
+        "waited for a timeout:\n{}",
+        s.timeline()
+    );
+    let exit = s.dp.wait_for("exit", T);
+    assert_eq!(exit.field("reason"), "drained", "{}", s.timeline());
+}
+
+/// Issue 20, item 4: meshinit SIGKILLed (not PID 1) left the app and kuma-dp running,
+/// kuma-dp undrained and still registered, its work directory behind. Now the kernel
+/// tells both (PR_SET_PDEATHSIG): the app gets its stop signal and exits, kuma-dp gets
+/// SIGTERM and runs its own drain to the end; and the next meshinit removes the work
+/// directory the dead one made (and only that one).
+#[test]
+fn sigkill_of_meshinit_stops_the_app_and_drains_kuma_dp_and_the_next_start_cleans_up() {
+    let s = proxied("fault-sigkill");
+    let tmp = s.dir.join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let s = s.env("TMPDIR", &path_str(&tmp));
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let dp = dp_pid(&s);
+    let app: i32 = s.app.wait_for("start", T).field("pid").parse().unwrap();
+    let work_dir = s
+        .dp_argv()
+        .iter()
+        .find_map(|a| a.strip_prefix("--work-dir=").map(PathBuf::from))
+        .expect("meshinit gave kuma-dp a work dir");
+    assert!(work_dir.starts_with(&tmp), "{}", work_dir.display());
+    // A directory of the same name pattern that meshinit did not make stays.
+    let planted = tmp.join("meshinit-kuma-dp-1-planted");
+    fs::create_dir(&planted).unwrap();
+
+    p.signal(Signal::SIGKILL);
+    p.wait_exit(T);
+    app_got(&s, "TERM");
+    let exit = s.dp.wait_for("exit", T);
+    assert_eq!(exit.field("reason"), "drained", "{}", s.timeline());
+    assert!(s.dp.find("draining").is_some(), "{}", s.timeline());
+    poll("the app and kuma-dp gone", T, || {
+        (is_dead(app) && is_dead(dp)).then_some(())
+    });
+    assert!(
+        work_dir.is_dir(),
+        "a SIGKILLed meshinit cannot clean up itself"
+    );
+
+    let mut next = s.start();
+    let line = next.wait_for_line("removed kuma-dp's work directory", T);
+    assert!(line.contains(&path_str(&work_dir)), "{line}");
+    assert!(!work_dir.exists(), "{}", work_dir.display());
+    assert!(
+        planted.is_dir(),
+        "a directory meshinit did not make was removed"
+    );
+    next.wait_for_line("service running and ready", T);
+    next.signal(Signal::SIGTERM);
+    assert_eq!(next.wait_exit(T).code(), Some(143), "{}", next.output());
 }

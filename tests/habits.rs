@@ -98,18 +98,19 @@ fn ctrl_c_reaches_the_app_as_int_after_the_ordered_stop() {
 
 // ---- 7. the log says when a second stop signal cut the stop short ----
 
+/// With a proxy (the ordered stop) a second stop signal cuts the stop short, and the log
+/// says why the app was SIGKILLed. In plain init mode there is no such escalation (below).
 #[test]
 fn a_kill_after_a_second_stop_signal_says_so() {
-    let dir = temp_dir("habits-cut-short");
-    let rec = Record::new(&dir);
-    let mut p = Proc::start(meshinit(
-        &["--app-stop-timeout", "60s"],
-        &rec,
-        &["--on", "TERM=ignore"],
-    ));
-    rec.wait_for("start", T);
+    let s = Scenario::new("habits-cut-short")
+        .listening_app()
+        .opt(&["--app-stop-timeout", "60s", "--drain-until-idle=false"])
+        .app(&["--on", "TERM=ignore"]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
     p.signal(Signal::SIGTERM);
-    rec.wait_for_match("signal", |e| e.rest.contains("TERM"), T);
+    s.app
+        .wait_for_match("signal", |e| e.rest.contains("TERM"), T);
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_exit(T).code(), Some(137), "{}", p.output());
     let out = p.output();
@@ -120,6 +121,62 @@ fn a_kill_after_a_second_stop_signal_says_so() {
     assert!(
         !out.contains("did not stop within --app-stop-timeout"),
         "{out}"
+    );
+}
+
+// ---- 7b. plain init mode keeps tini's and dumb-init's stop semantics ----
+
+/// Issue 20, item 18, after dumb-init's proxies_signals_test.py: in plain init mode every
+/// INT and TERM reaches the app and the app decides. An app that handles Ctrl-C and carries
+/// on (a REPL) used to be SIGKILLed one second after a second Ctrl-C (137); here it gets
+/// INT twice, then TERM, on which it finishes its work for 2.5 s and exits 0 on its own.
+#[test]
+fn plain_init_passes_every_ctrl_c_on_and_a_second_one_does_not_kill_the_app() {
+    let dir = temp_dir("habits-plain-int");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(
+        &[],
+        &rec,
+        &["--on", "INT=ignore", "--on", "TERM=exit-after:2500:0"],
+    ));
+    rec.wait_for("start", T);
+    let count = |name: &str| {
+        rec.find_all("signal")
+            .iter()
+            .filter(|e| e.rest == name)
+            .count()
+    };
+    for (sig, name, n) in [
+        (Signal::SIGINT, "INT", 1),
+        (Signal::SIGINT, "INT", 2),
+        (Signal::SIGTERM, "TERM", 1),
+        (Signal::SIGINT, "INT", 3),
+    ] {
+        p.signal(sig);
+        poll(&format!("{name} #{n} at the app"), T, || {
+            (count(name) >= n).then_some(())
+        });
+    }
+    assert_eq!(p.wait_exit(T).code(), Some(0), "{}", p.output());
+    assert_eq!(rec.find("exit").map(|e| e.rest), Some("code=0".into()));
+}
+
+/// Issue 20, item 18: without `--app-stop-timeout` a plain init waits for its app after a
+/// stop signal, however long it takes, as tini and dumb-init do (the platform's stop
+/// timeout, `docker stop -t`, TimeoutStopSec, kill_timeout, does the killing). It used to
+/// SIGKILL the app after the default 10 s (137); this app takes 12 s and exits 3.
+#[test]
+fn plain_init_waits_for_its_app_past_the_default_stop_timeout() {
+    let dir = temp_dir("habits-plain-wait");
+    let rec = Record::new(&dir);
+    let mut p = Proc::start(meshinit(&[], &rec, &["--on", "TERM=exit-after:12000:3"]));
+    rec.wait_for("start", T);
+    p.signal(Signal::SIGTERM);
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(40)).code(),
+        Some(3),
+        "{}",
+        p.output()
     );
 }
 
@@ -426,9 +483,59 @@ fn job_control_signals_sent_to_meshinit_reach_the_app() {
     ] {
         p.signal(sig);
         rec.wait_for_match("signal", |e| e.rest.starts_with(name), T);
+        // Having passed it on, meshinit stops itself, as dumb-init does (issue 20,
+        // item 19); SIGCONT resumes it and reaches the app too.
+        poll(&format!("meshinit stopped after {name}"), T, || {
+            (state_of(p.pid()) == 'T').then_some(())
+        });
+        let conts = rec
+            .find_all("signal")
+            .iter()
+            .filter(|e| e.rest == "CONT")
+            .count();
+        p.signal(Signal::SIGCONT);
+        poll("meshinit resumed, the app given CONT", T, || {
+            let now = rec
+                .find_all("signal")
+                .iter()
+                .filter(|e| e.rest == "CONT")
+                .count();
+            (state_of(p.pid()) != 'T' && now > conts).then_some(())
+        });
     }
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
+}
+
+/// Issue 20, item 19: without a terminal meshinit stopped itself after a job-control
+/// signal only when it ran in the foreground of one, so a script that suspends a
+/// background job (`kill -TSTP %1`) never saw the job stopped. As under dumb-init (its
+/// shell_background_test.py), the job is now reported stopped, its app with it, and
+/// `kill -CONT %1` resumes both.
+#[test]
+fn a_script_suspending_meshinit_as_a_background_job_sees_it_stopped_and_resumes_it() {
+    let script = r#"
+set -m
+"$MESHINIT" -- sleep 1000 &
+job=$!
+until app=$(pgrep -P "$job" -x sleep); do sleep 0.01; done
+kill -TSTP %1
+until jobs -l %1 | grep -q Stopped; do sleep 0.01; done
+echo "job stopped; app state $(cut -d' ' -f3 /proc/$app/stat)"
+kill -CONT %1
+until jobs -l %1 | grep -q Running && [ "$(cut -d' ' -f3 /proc/$app/stat)" != T ]; do sleep 0.01; done
+echo "job running; app state $(cut -d' ' -f3 /proc/$app/stat)"
+kill -TERM %1
+wait "$job"
+echo "job exit $?"
+"#;
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", script]).env("MESHINIT", meshinit_bin());
+    let mut p = Proc::start(cmd);
+    p.wait_for_line("job stopped; app state T", T);
+    p.wait_for_line("job running; app state S", T);
+    p.wait_for_line("job exit 143", T);
+    assert_eq!(p.wait_exit(T).code(), Some(0), "{}", p.output());
 }
 
 // ---- 15. inherited descriptors and socket activation reach the app only ----

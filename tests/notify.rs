@@ -175,15 +175,32 @@ fn meshinit(sock: &NotifySocket) -> Command {
     cmd
 }
 
+/// Plain mode: READY=1 once the app is healthy, then STOPPING=1 and the phases. With
+/// `--app-stop-timeout` given, each shutdown STATUS= carries EXTEND_TIMEOUT_USEC (meshinit
+/// bounds the stop); without it a plain init waits for its app after a stop signal, as
+/// tini does, and leaves the killing to systemd's TimeoutStopSec: no extension (issue 20,
+/// item 18).
 #[test]
 fn plain_mode_ready_after_healthy_then_stopping_with_extend_timeout() {
+    plain_mode_run(true);
+}
+
+#[test]
+fn plain_mode_without_a_stop_timeout_leaves_the_stop_timeout_to_systemd() {
+    plain_mode_run(false);
+}
+
+fn plain_mode_run(stop_timeout_given: bool) {
     let dir = temp_dir("notify-plain");
     let sock = NotifySocket::at_path(&dir);
     let rec = Record::new(&dir);
     let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = meshinit(&sock);
-    cmd.args(["--probe-http", &format!("http://{addr}/")])
-        .arg("--")
+    cmd.args(["--probe-http", &format!("http://{addr}/")]);
+    if stop_timeout_given {
+        cmd.args(["--app-stop-timeout", "10s"]);
+    }
+    cmd.arg("--")
         .arg(test_app_bin())
         .args(["--record", rec.path_str(), "--listen", &addr])
         .args(["--listen-after", "400"]);
@@ -237,8 +254,15 @@ fn plain_mode_ready_after_healthy_then_stopping_with_extend_timeout() {
     );
     // Plain mode: no proxy to drain, straight to stopping the app.
     assert_eq!(statuses(&after), ["stopping", "cleanup", "done"]);
-    // Without a proxy: app-stop-timeout 10s + 2s clean-up + 1s give-up.
-    check_extend_timeouts(&after, Duration::from_secs(13));
+    if stop_timeout_given {
+        // Without a proxy: app-stop-timeout 10s + 2s clean-up + 1s give-up.
+        check_extend_timeouts(&after, Duration::from_secs(13));
+    } else {
+        assert!(
+            after.iter().all(|m| m.get("EXTEND_TIMEOUT_USEC").is_none()),
+            "{after:#?}"
+        );
+    }
 }
 
 /// Every shutdown STATUS= carries EXTEND_TIMEOUT_USEC, at most the worst case plus meshinit's
@@ -517,18 +541,13 @@ fn a_notify_socket_nobody_reads_never_blocks_meshinit() {
 
     // Drops happen only once the queue (net.unix.max_dgram_qlen: 10 by default, 512 on
     // some hosts) is full, so 100 of them mean meshinit kept sending into a full queue.
-    let deadline = Instant::now() + T;
-    let dropped = loop {
-        let dropped = metric(status_port, "meshinit_notify_dropped_total");
-        if dropped.is_some_and(|n| n >= 100.0) {
-            break dropped.unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no 100 dropped sd_notify messages after {T:?} (last /metrics read: {dropped:?}); output:\n{}",
+    let read = || metric(status_port, "meshinit_notify_dropped_total");
+    let Some(dropped) = poll_for(T, || read().filter(|n| *n >= 100.0)) else {
+        panic!(
+            "no 100 dropped sd_notify messages after {T:?} (last /metrics read: {:?}); output:\n{}",
+            read(),
             mi.output()
         );
-        thread::sleep(Duration::from_millis(50));
     };
     assert!(dropped >= 100.0);
     mi.wait_for_line("does not take sd_notify messages", T);

@@ -15,8 +15,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -48,18 +47,9 @@ impl Spawned {
 
     /// Waits (polling) for the exit; panics after `timeout`.
     fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "meshinit (pid {}) still running after {timeout:?}",
-                self.pid()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        let pid = self.pid();
+        poll_for(timeout, || self.0.try_wait().expect("try_wait"))
+            .unwrap_or_else(|| panic!("meshinit (pid {pid}) still running after {timeout:?}"))
     }
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::{kill, Signal};
@@ -129,4 +129,55 @@ fn leftover_daemons_die_with_the_app_as_pid_1() {
         "{}",
         p.output()
     );
+}
+
+/// Issue 20, item 5: a forwarded SIGTSTP stops the app (here a shell that exits 0 on
+/// TERM, and its `sleep`); SIGTERM to meshinit then used to reach a stopped app that could
+/// not act on it, and SIGKILL followed after the stop timeout (137). The stop signal is now
+/// followed by SIGCONT, as systemd sends it: the app exits with its own status, 0. As PID 1
+/// meshinit does not stop itself after forwarding SIGTSTP (the kernel would not let it),
+/// which is what lets this run see the app stopped and meshinit still listening.
+#[test]
+fn an_app_stopped_by_a_forwarded_tstp_still_exits_cleanly_on_sigterm_as_pid_1() {
+    if !unshare_works() {
+        skip_or_fail("unshare --pid --fork --mount-proc is not permitted here");
+        return;
+    }
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(meshinit_bin())
+        .args(["--log-level=info", "--app-stop-timeout", "5s", "--"])
+        .args(["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]);
+    let mut p = Proc::start(cmd);
+    p.wait_for_line("app started", T);
+    let init = init_below(&p);
+    let sleeper = poll("the app's sleep", T, || {
+        descendants(init)
+            .into_iter()
+            .find(|pid| comm(*pid) == "sleep")
+    });
+    let shell = ppid_of(sleeper).expect("the app's shell");
+    kill(Pid::from_raw(init), Signal::SIGTSTP).unwrap();
+    poll("the app stopped", T, || {
+        (stat(shell)?.state == 'T' && stat(sleeper)?.state == 'T').then_some(())
+    });
+    assert_ne!(
+        stat(init).map(|s| s.state),
+        Some('T'),
+        "meshinit as PID 1 stopped itself"
+    );
+    let sent = Instant::now();
+    kill(Pid::from_raw(init), Signal::SIGTERM).unwrap();
+    assert_eq!(p.wait_exit(T).code(), Some(0), "{}", p.output());
+    assert!(
+        sent.elapsed() < Duration::from_secs(4),
+        "the app was not continued: it ended after the stop timeout"
+    );
+}
+
+/// The process name of `pid` (empty once it is gone).
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }

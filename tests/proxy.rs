@@ -723,11 +723,7 @@ fn app_signals_reach_the_app_and_never_kuma_dp() {
     s.app.wait_for_match("signal", |e| e.rest == "HUP", T);
     // The app survives them (recorded only) and kuma-dp never hears of them.
     assert_eq!(stop(&mut p), 143);
-    let dp_signals: Vec<String> =
-        s.dp.find_all("signal")
-            .into_iter()
-            .map(|e| e.rest)
-            .collect();
+    let dp_signals: Vec<String> = s.dp_signal_events().into_iter().map(|e| e.rest).collect();
     assert_eq!(
         dp_signals,
         ["TERM n=1"],

@@ -37,12 +37,10 @@ fn app_got(s: &Scenario, sig: &str) -> Event {
         .unwrap_or_else(|| panic!("the app never got SIG{sig}:\n{}", s.timeline()))
 }
 
-/// kuma-dp's `signal` records, as their text (`TERM n=1`, `USR2`, ...).
+/// kuma-dp's `signal` records, as their text (`TERM n=1`, `USR2`, ...), without the
+/// SIGCONT that follows each stop signal.
 fn dp_signals(s: &Scenario) -> Vec<String> {
-    s.dp.find_all("signal")
-        .into_iter()
-        .map(|e| e.rest)
-        .collect()
+    s.dp_signal_events().into_iter().map(|e| e.rest).collect()
 }
 
 /// Sends meshinit `sig` and gives the CLOCK_MONOTONIC time just before.
@@ -176,7 +174,7 @@ fn drain_timeout_sends_a_second_term_then_sigkill_and_still_stops_the_app_last()
     // can no longer happen.
     assert!(ms(sent, exited) < 5000.0, "{}", s.timeline());
 
-    let terms = s.dp.find_all("signal");
+    let terms = s.dp_signal_events();
     assert_eq!(dp_signals(&s), ["TERM n=1", "TERM n=2"], "{}", s.timeline());
     assert!(ms(sent, terms[0].t_ns) < prompt_ms());
     let second = ms(terms[0].t_ns, terms[1].t_ns);
@@ -252,7 +250,7 @@ fn a_second_stop_signal_cuts_the_shutdown_short() {
     let (exit, exited) = wait_exit_at(&mut p, T);
     assert_eq!(exit.code(), Some(143));
 
-    let terms = s.dp.find_all("signal");
+    let terms = s.dp_signal_events();
     assert_eq!(dp_signals(&s), ["TERM n=1", "TERM n=2"]);
     assert!(ms(second, terms[1].t_ns) < prompt_ms(), "{}", s.timeline());
     assert_eq!(s.dp.find("exit").unwrap().field("reason"), "stop-now");
@@ -344,7 +342,7 @@ fn stop_while_kuma_dp_is_not_ready_drains_it_before_the_app_is_stopped() {
     let (exit, exited) = wait_exit_at(&mut p, T);
     assert_eq!(exit.code(), Some(143));
 
-    let terms = s.dp.find_all("signal");
+    let terms = s.dp_signal_events();
     assert_eq!(terms[0].rest, "TERM n=1");
     assert!(ms(sent, terms[0].t_ns) < prompt_ms());
     let dp_exit = s.dp.find("exit").expect("kuma-dp exited");
@@ -430,7 +428,7 @@ fn drain_signal_usr2_drains_inbound_then_stops_the_app_then_terms_kuma_dp() {
     // kuma-dp gets SIGTERM last, after the app is gone, and exits at once.
     let die = s.app.find("die").unwrap();
     assert_eq!(dp_signals(&s), ["USR2", "TERM n=1"]);
-    let term = s.dp.find_all("signal")[1].clone();
+    let term = s.dp_signal_events()[1].clone();
     assert!(die.t_ns < term.t_ns, "{}", s.timeline());
     assert_eq!(
         s.dp.find("exit").unwrap().field("reason"),

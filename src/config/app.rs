@@ -21,6 +21,10 @@ pub(super) struct App {
     /// wants; otherwise the received stop signal is passed through.
     pub stop_signal_given: bool,
     pub stop_timeout: Duration,
+    /// `--app-stop-timeout` was given (flag, env or file): in plain init
+    /// mode meshinit then SIGKILLs an app that outlives it after a stop
+    /// signal; otherwise it waits for the app, as tini and dumb-init do.
+    pub stop_timeout_given: bool,
     pub grace_delay: Duration,
     /// The exit code a shell gives when the command alone cannot run
     /// (127 not found, 126 not executable).
@@ -86,6 +90,7 @@ pub(super) fn section(
         stop_signal: r.value("app-stop-signal", app_stop_signal),
         stop_signal_given: r.raw("app-stop-signal").is_some(),
         stop_timeout: r.value("app-stop-timeout", parse::duration),
+        stop_timeout_given: r.raw("app-stop-timeout").is_some(),
         grace_delay: r.value("app-grace-delay", parse::duration),
         config: AppConfig {
             command,

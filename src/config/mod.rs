@@ -341,6 +341,7 @@ pub(crate) fn load_on(
         app_stop_signal: app.stop_signal,
         pass_stop_signal: !app.stop_signal_given,
         app_stop_timeout: app.stop_timeout,
+        app_stop_timeout_given: app.stop_timeout_given,
         app_grace_delay: app.grace_delay,
         drain_mode: shutdown.drain_mode,
         drain_timeout: shutdown.drain_timeout,

@@ -133,7 +133,7 @@ pub const OPTIONS: &[OptDef] = &[
         doc: "Signal that stops the app. Not given: the stop signal meshinit received (Ctrl-C's INT stays INT), `TERM` when the shutdown has another cause" },
     OptDef { flag: "app-stop-timeout", section: App, key: "stop-timeout", kind: One("DURATION"), default: Is("10s"),
         help: "Time between the stop signal and SIGKILL",
-        doc: "Time from the stop signal to SIGKILL" },
+        doc: "Time from the stop signal to SIGKILL. In plain init mode (no Dataplane) only when given: by default meshinit then waits for the app after a stop signal, as tini and dumb-init do, and the platform's stop timeout does the killing" },
     OptDef { flag: "app-grace-delay", section: App, key: "grace-delay", kind: One("DURATION"), default: Is("0s"),
         help: "Time the app keeps running after a stop signal (after the proxy drained)",
         doc: "Time the app keeps running after a stop signal, once the proxy has drained (the wait the Kong Mesh docs ask apps to implement)" },

@@ -177,7 +177,21 @@ fn render_shutdown(cfg: &Config, s_: &mut String) {
         Duration::MAX => "unbounded".to_string(),
         worst => fmt_duration(worst),
     };
-    let _ = writeln!(s_, "  worst case: {worst}");
+    if st.stop_waits_for_app() {
+        // Plain init mode keeps tini's and dumb-init's stop semantics (see
+        // `Lifecycle::shutdown_is_bounded`): the bound is meshinit's own
+        // stop's (startup timeout, failed liveness).
+        let _ = writeln!(
+            s_,
+            "  every further stop signal is passed to the app as it came; none cuts the stop short or escalates (plain init mode)"
+        );
+        let _ = writeln!(
+            s_,
+            "  worst case: {worst} when meshinit stops the app itself; after a stop signal, as long as the app takes"
+        );
+    } else {
+        let _ = writeln!(s_, "  worst case: {worst}");
+    }
     if let Some(verdict) = cfg.budget_verdict() {
         let fits = if verdict.fits() { "fits" } else { "EXCEEDED" };
         let _ = writeln!(
@@ -225,12 +239,22 @@ fn render_run(cfg: &Config, run: &ShutdownRun, s_: &mut String) {
             }
             Action::Signal(Target::App, _) if !app_stopped => {
                 app_stopped = true;
-                format!(
-                    "stop: the app gets {}, SIGKILL after {} (app-stop-timeout)",
-                    stop_signal_text(cfg),
-                    fmt_duration(st.app_stop_timeout)
-                )
+                let kill = if run.length.is_none() {
+                    format!(
+                        "meshinit waits for it, as tini and dumb-init do (the platform's stop timeout does the killing); SIGKILL after {} (app-stop-timeout) only when meshinit stops the app itself (startup timeout, failed liveness)",
+                        fmt_duration(st.app_stop_timeout)
+                    )
+                } else {
+                    format!(
+                        "SIGKILL after {} (app-stop-timeout)",
+                        fmt_duration(st.app_stop_timeout)
+                    )
+                };
+                format!("stop: the app gets {}, {kill}", stop_signal_text(cfg))
             }
+            // Each stop signal is followed by SIGCONT (a stopped process
+            // cannot act on it): part of the line above.
+            Action::Signal(_, Signal::SIGCONT) => continue,
             Action::Signal(target, sig) => format!("{} gets SIG{}", who(target), signal_name(sig)),
             Action::WatchInbound(true) => idle_drain_line(cfg),
             Action::Kill(target) => format!("{} gets SIGKILL", who(target)),

@@ -86,6 +86,9 @@ struct Driver {
     /// The app was handed the terminal meshinit runs in the foreground of:
     /// job control (Ctrl-Z, `fg`) applies to the pair as to one shell job.
     job_control: bool,
+    /// meshinit stopped itself after passing a job-control signal on (see
+    /// `stop_with_the_app`): the app's stop that follows is not a new one.
+    stopped_with_app: bool,
     /// Why the app could not be started; decides the exit code once the
     /// lifecycle has stopped whatever already ran.
     spawn_error: Option<DriverError>,
@@ -136,6 +139,7 @@ pub async fn run(
         queue: VecDeque::new(),
         reaps_orphans,
         job_control: false,
+        stopped_with_app: false,
         spawn_error: None,
     };
     d.queue.push_back(Input::Start);
@@ -226,6 +230,9 @@ impl Driver {
                     self.give_terminal_back();
                 }
                 self.forward(signo);
+                if signals::is_job_control_stop(signo) {
+                    self.stop_with_the_app(signo);
+                }
             } else {
                 debug!(signal = %signals::name(signo), "signal ignored");
             }
@@ -266,6 +273,25 @@ impl Driver {
             let r = nix::unistd::tcsetpgrp(&stdin, app);
             debug!(ok = r.is_ok(), "terminal handed back to the app");
         }
+    }
+
+    /// After passing SIGTSTP, SIGTTIN or SIGTTOU on to the app, meshinit
+    /// stops itself, as dumb-init does whether or not there is a terminal:
+    /// a shell (or a script with `set -m`) that suspends meshinit's job sees
+    /// it stopped, and its SIGCONT resumes both (SIGCONT is forwarded). As
+    /// PID 1 the kernel ignores a stop meshinit sends itself, so it does not
+    /// try. Execution resumes right here on SIGCONT; the app's stop report
+    /// is collected then, so that the terminal path (`reap`) does not take
+    /// it for a new Ctrl-Z and stop meshinit a second time.
+    fn stop_with_the_app(&mut self, signo: i32) {
+        if self.app_pid.is_none() || std::process::id() == 1 {
+            return;
+        }
+        info!(signal = %signals::name(signo), "job control: signal passed to the app; stopping meshinit too until SIGCONT");
+        self.stopped_with_app = true;
+        let _ = kill(nix::unistd::getpid(), Signal::SIGSTOP);
+        self.reap();
+        self.stopped_with_app = false;
     }
 
     /// Passes a signal on to the app; never to kuma-dp.
@@ -313,7 +339,8 @@ impl Driver {
             .stopped
             .iter()
             .find(|(pid, _)| Some(*pid) == self.app_pid);
-        if let Some((pid, sig)) = app_stopped.filter(|_| self.job_control) {
+        let already_stopped = self.stopped_with_app && app_stopped.is_some();
+        if let Some((pid, sig)) = app_stopped.filter(|_| self.job_control && !already_stopped) {
             // Ctrl-Z (or a background read or write) stopped the app: stop
             // meshinit too, as dumb-init does, so the shell sees its job
             // stopped and gives the prompt back. `fg` sends SIGCONT, which
@@ -365,6 +392,9 @@ impl Driver {
                         "stopping leftover descendants with SIGTERM"
                     );
                     crate::init::descendants::signal_all(&pids, Signal::SIGTERM);
+                    // As for the app: a descendant stopped by job control
+                    // acts on SIGTERM only once continued.
+                    crate::init::descendants::signal_all(&pids, Signal::SIGCONT);
                 }
             }
             Action::KillDescendants => {
@@ -395,6 +425,7 @@ impl Driver {
     /// what already runs (kuma-dp with `--start-order proxy-first`) in order.
     fn spawn_app(&mut self) {
         self.job_control = spawn::owns_terminal();
+        let stop_signal = self.lc.settings().app_stop_signal;
         let app = &self.cfg.app;
         let pid = spawn::spawn(spawn::Spec {
             program: app.command[0].as_ref(),
@@ -405,6 +436,10 @@ impl Driver {
             foreground: self.job_control,
             output: None,
             is_app: true,
+            // meshinit killed outright (SIGKILL, the OOM killer): the app
+            // gets its stop signal from the kernel, as it would have from
+            // meshinit, and shuts down on its own.
+            parent_death_signal: spawn::parent_death_signal(stop_signal),
         })
         .map_err(|source| DriverError::SpawnApp {
             program: app.command[0].clone(),
@@ -448,7 +483,11 @@ impl Driver {
             Target::Proxy => "kuma-dp",
         };
         if let Some(pid) = pid {
-            info!(target = who, signal = signal_name(sig), "sending signal");
+            if sig == Signal::SIGCONT {
+                debug!(target = who, "sending SIGCONT after the stop signal");
+            } else {
+                info!(target = who, signal = signal_name(sig), "sending signal");
+            }
             if let Err(e) = kill(pid, sig) {
                 debug!(target = who, error = %e, "signal not delivered");
             }

@@ -77,6 +77,11 @@ impl ProxyRunner {
             foreground: false,
             output: None,
             is_app: false,
+            // meshinit killed outright: kuma-dp gets SIGTERM from the kernel
+            // and begins its own drain (Envoy fails its health checks,
+            // drains, kuma-dp exits), the nearest thing to meshinit's
+            // ordered stop that is left without meshinit.
+            parent_death_signal: spawn::parent_death_signal(nix::sys::signal::Signal::SIGTERM),
         });
         match spawned {
             Ok(pid) => {

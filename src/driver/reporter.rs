@@ -150,9 +150,11 @@ impl Reporter {
             self.notify("STOPPING=1");
         }
         let mut msg = format!("STATUS={}", phase.as_str());
-        if phase.is_shutdown() {
+        if phase.is_shutdown() && lc.shutdown_is_bounded() {
             // Keep systemd from cutting a long drain short: announce the
-            // worst case that is still ahead.
+            // worst case that is still ahead. A plain init waiting for its
+            // app after a stop signal announces nothing: systemd's own
+            // TimeoutStopSec does the killing, as for tini.
             msg.push('\n');
             msg.push_str(&notify::extend_timeout(lc.shutdown_time_left(self.now())));
         }
@@ -208,6 +210,9 @@ impl Reporter {
             ),
             Event::DrainTimeout => warn!(
                 "kuma-dp did not finish draining within --drain-timeout; telling it to stop now"
+            ),
+            Event::StopForwarded => info!(
+                "plain init mode: stop signal passed to the app as it came (no escalation, as under tini and dumb-init)"
             ),
             Event::StopDuringShutdown => {
                 info!("a shutdown is already under way; send the stop signal again to cut it short")

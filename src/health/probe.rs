@@ -167,6 +167,10 @@ async fn exec(
         foreground: false,
         output: Some(write_end),
         is_app: false,
+        // A probe is meshinit's own short-lived helper: it dies with it.
+        parent_death_signal: crate::init::spawn::parent_death_signal(
+            nix::sys::signal::Signal::SIGKILL,
+        ),
     })
     .map_err(|e| format!("cannot run {}: {e}", program.to_string_lossy()))?;
     // Registered before the next await, so the reaper (same thread) cannot

@@ -61,9 +61,7 @@ impl fmt::Display for ExitStatus {
         match self {
             ExitStatus::Code(c) => write!(f, "exit code {c}"),
             ExitStatus::Signaled(s) => {
-                let name = nix::sys::signal::Signal::try_from(*s)
-                    .map(|s| s.as_str())
-                    .unwrap_or("unknown signal");
+                let name = crate::init::signals::name(*s);
                 write!(f, "killed by signal {s} ({name})")
             }
         }

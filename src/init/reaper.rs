@@ -5,7 +5,7 @@
 //! subreaper). Nothing else may wait: a second waiter would steal statuses.
 
 use nix::errno::Errno;
-use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 
 use crate::init::exit::ExitStatus;
@@ -22,26 +22,61 @@ pub struct Reaped {
     pub no_children: bool,
 }
 
+/// How one `waitpid` status word reads: decoded here, by the kernel's own
+/// layout, rather than by nix's `waitpid`, which maps the signal to its
+/// `Signal` enum and fails with EINVAL for the real-time signals (34-64)
+/// after the kernel has already reaped the child, so that a child killed by
+/// SIGRTMIN was never noticed and meshinit waited forever (issue 20).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// Exited, or killed by a signal: any signal number 1-64.
+    Exited(ExitStatus),
+    /// Stopped by this signal (job control).
+    Stopped(i32),
+    /// Anything else (a continue report, which is not asked for).
+    Other,
+}
+
+/// Reads a raw status word as `waitpid(2)` fills it in.
+pub fn decode(status: i32) -> Decoded {
+    use nix::libc;
+    if libc::WIFEXITED(status) {
+        Decoded::Exited(ExitStatus::Code(libc::WEXITSTATUS(status)))
+    } else if libc::WIFSIGNALED(status) {
+        Decoded::Exited(ExitStatus::Signaled(libc::WTERMSIG(status)))
+    } else if libc::WIFSTOPPED(status) {
+        Decoded::Stopped(libc::WSTOPSIG(status))
+    } else {
+        Decoded::Other
+    }
+}
+
 /// Reaps every child that has exited, without blocking, and reports the
 /// ones that were stopped (each stop is reported once).
 pub fn reap() -> Reaped {
+    use nix::libc;
     let mut out = Reaped::default();
     loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
-            Ok(WaitStatus::Exited(pid, code)) => out.exited.push((pid, ExitStatus::Code(code))),
-            Ok(WaitStatus::Signaled(pid, sig, _core)) => {
-                out.exited.push((pid, ExitStatus::Signaled(sig as i32)))
+        let mut status: libc::c_int = 0;
+        // SAFETY: waitpid writes the status word into a c_int we own.
+        let rc = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+        if rc == 0 {
+            return out;
+        }
+        if rc < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                Errno::ECHILD => out.no_children = true,
+                _ => {}
             }
-            Ok(WaitStatus::Stopped(pid, sig)) => out.stopped.push((pid, sig as i32)),
-            Ok(WaitStatus::StillAlive) => return out,
-            Err(Errno::ECHILD) => {
-                out.no_children = true;
-                return out;
-            }
-            // Continue reports need WCONTINUED, which is not asked for;
-            // skip anything else and keep reaping.
-            Ok(_) | Err(Errno::EINTR) => continue,
-            Err(_) => return out,
+            return out;
+        }
+        let pid = Pid::from_raw(rc);
+        match decode(status) {
+            Decoded::Exited(st) => out.exited.push((pid, st)),
+            Decoded::Stopped(sig) => out.stopped.push((pid, sig)),
+            // Continue reports need WCONTINUED, which is not asked for.
+            Decoded::Other => {}
         }
     }
 }
@@ -63,4 +98,34 @@ pub fn has_children() -> bool {
 /// at cleanup.
 pub fn become_subreaper() -> nix::Result<()> {
     nix::sys::prctl::set_child_subreaper(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The status words the kernel builds (`exit << 8`, `signal`,
+    /// `signal << 8 | 0x7f`), for every signal number there is: a
+    /// real-time signal death is 128+N like any other.
+    #[test]
+    fn every_signal_number_decodes_to_128_plus_n() {
+        for sig in 1..=64 {
+            assert_eq!(
+                decode(sig),
+                Decoded::Exited(ExitStatus::Signaled(sig)),
+                "killed by {sig}"
+            );
+            assert_eq!(ExitStatus::Signaled(sig).code(), 128 + sig);
+            // With a core dump (0x80) it is the same death.
+            assert_eq!(
+                decode(sig | 0x80),
+                Decoded::Exited(ExitStatus::Signaled(sig))
+            );
+        }
+        for code in [0, 1, 42, 255] {
+            assert_eq!(decode(code << 8), Decoded::Exited(ExitStatus::Code(code)));
+        }
+        assert_eq!(decode((20 << 8) | 0x7f), Decoded::Stopped(20));
+        assert_eq!(decode(0xffff), Decoded::Other, "a continue report");
+    }
 }

@@ -109,8 +109,9 @@ pub fn block() -> nix::Result<()> {
 /// meshinit's own writes to a closed pipe), and SIGURG (runtime-internal in
 /// Go programs; forwarding it killed apps under other supervisors). Stop
 /// signals are handled separately. The job-control signals SIGTSTP, SIGTTIN
-/// and SIGTTOU are forwarded, as dumb-init does: the app stops, and meshinit
-/// stops itself when it sees that (see the driver). The kernel never sends
+/// and SIGTTOU are forwarded, as dumb-init does, and meshinit then stops
+/// itself (see the driver; on a terminal it also stops when it sees a
+/// Ctrl-Z stop the app). The kernel never sends
 /// meshinit TTIN/TTOU for its own terminal use: it blocks them, which makes
 /// the kernel let the operation through instead.
 pub fn is_forwarded(signo: i32) -> bool {
@@ -120,6 +121,17 @@ pub fn is_forwarded(signo: i32) -> bool {
         Signal::SIGURG as i32,
         Signal::SIGKILL as i32,
         Signal::SIGSTOP as i32,
+    ]
+    .contains(&signo)
+}
+
+/// SIGTSTP, SIGTTIN and SIGTTOU: the signals after which meshinit, having
+/// passed them on, stops itself as dumb-init does.
+pub fn is_job_control_stop(signo: i32) -> bool {
+    [
+        Signal::SIGTSTP as i32,
+        Signal::SIGTTIN as i32,
+        Signal::SIGTTOU as i32,
     ]
     .contains(&signo)
 }
@@ -186,10 +198,17 @@ impl Signals {
 /// How long meshinit waits before reading signals again after a read error.
 const READ_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// A printable name for any signal number, real-time ones included.
+/// A printable name for any signal number, real-time ones included
+/// (`SIGRTMIN+6` for 40, as `kill -l` names them; the C library's own 32
+/// and 33 by number).
 pub fn name(signo: i32) -> String {
+    let rtmin = nix::libc::SIGRTMIN();
     match Signal::try_from(signo) {
         Ok(s) => s.as_str().to_string(),
+        Err(_) if signo == rtmin => "SIGRTMIN".to_string(),
+        Err(_) if (rtmin..=nix::libc::SIGRTMAX()).contains(&signo) => {
+            format!("SIGRTMIN+{}", signo - rtmin)
+        }
         Err(_) => format!("SIG{signo}"),
     }
 }
@@ -218,7 +237,9 @@ mod tests {
         }
         assert!(is_forwarded(libc_rtmin() + 1));
         assert_eq!(name(15), "SIGTERM");
-        assert_eq!(name(40), "SIG40");
+        assert_eq!(name(40), "SIGRTMIN+6");
+        assert_eq!(name(34), "SIGRTMIN");
+        assert_eq!(name(32), "SIG32");
     }
 
     fn libc_rtmin() -> i32 {

@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use nix::sys::signal::SigmaskHow;
+use nix::sys::signal::{SigmaskHow, Signal};
 use nix::unistd::{Pid, Uid};
 
 use crate::init::user::Identity;
@@ -31,6 +31,23 @@ pub struct Spec<'a> {
     /// The app: it alone gets the descriptors meshinit inherited and the
     /// socket-activation variables (see `fds`).
     pub is_app: bool,
+    /// The signal the child gets from the kernel when meshinit dies (even
+    /// by SIGKILL, which meshinit cannot act on): see [`parent_death_signal`].
+    pub parent_death_signal: Option<Signal>,
+}
+
+/// Whether a parent-death signal set now would fire when meshinit dies.
+///
+/// The kernel sends PR_SET_PDEATHSIG's signal when the *thread* that forked
+/// the child exits, not the process. meshinit's event loop is tokio's
+/// current-thread runtime driven by `block_on` on the main thread, and every
+/// child is spawned from there (the driver, its probes and kuma-dp's runner
+/// are local tasks of that loop), so the forking thread lives exactly as
+/// long as meshinit. Should a spawn ever come from another thread (a unit
+/// test's, say), the signal is not set rather than fire at that thread's
+/// end and kill a child of a meshinit that is still running.
+pub fn parent_death_signal(signal: Signal) -> Option<Signal> {
+    (nix::unistd::gettid() == nix::unistd::getpid()).then_some(signal)
 }
 
 /// Whether meshinit's stdin is a terminal whose foreground group is ours:
@@ -111,9 +128,14 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
     let identity = spec.user.cloned();
     let no_new_privs = spec.no_new_privs;
     let foreground = spec.foreground;
+    let death_signal = spec.parent_death_signal;
+    // Read before the fork: in the child, a different parent means meshinit
+    // died before the parent-death signal was armed.
+    let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec. It only
     // makes async-signal-safe system calls (tcsetpgrp, setgroups,
-    // setresgid, setresuid, prctl, fcntl, signal, sigprocmask, execve) on
+    // setresgid, setresuid, prctl, getppid, fcntl, signal, sigprocmask,
+    // execve) on
     // data prepared before the fork, and allocates nothing. std has already put the child
     // in its own process group at this point.
     unsafe {
@@ -136,6 +158,20 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
             }
             if no_new_privs {
                 nix::sys::prctl::set_no_new_privs()?;
+            }
+            // After the user switch: the kernel clears the parent-death
+            // signal whenever the credentials change (setresuid, setresgid),
+            // so set before it, it would be gone for `--app-user`. (It is also
+            // cleared when the program executed is set-user-ID, set-group-ID
+            // or has file capabilities; meshinit cannot help that.)
+            if let Some(sig) = death_signal {
+                nix::sys::prctl::set_pdeathsig(sig)?;
+                // meshinit may have died between the fork and the prctl: the
+                // signal then never comes, so do not start the program at
+                // all (the usual check: the parent pid is no longer ours).
+                if nix::unistd::getppid() != parent {
+                    return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
+                }
             }
             // The app gets back what meshinit inherited (marked
             // close-on-exec at start so that nothing else does).
@@ -166,4 +202,20 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Pid> {
     let child = cmd.spawn()?;
     // Dropping the handle neither kills nor waits: the reaper owns the status.
     Ok(Pid::from_raw(child.id() as i32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parent-death signal fires when the spawning *thread* ends: off the
+    /// main thread (every unit test runs on one) none is set. The main
+    /// thread's case is shown on the real binary (tests/faults.rs, init.rs).
+    #[test]
+    fn no_parent_death_signal_is_set_from_another_thread() {
+        let got = std::thread::spawn(|| parent_death_signal(Signal::SIGTERM))
+            .join()
+            .unwrap();
+        assert_eq!(got, None);
+    }
 }

@@ -163,6 +163,11 @@ pub struct Settings {
     /// `--app-stop-signal` was given explicitly.
     pub pass_stop_signal: bool,
     pub app_stop_timeout: Duration,
+    /// `--app-stop-timeout` was given explicitly. Without a proxy (plain
+    /// init mode) meshinit then SIGKILLs an app that outlives it after a
+    /// stop signal; by default it waits for the app, as tini and dumb-init
+    /// do, and the platform's own stop timeout does the killing.
+    pub app_stop_timeout_given: bool,
     pub app_grace_delay: Duration,
     pub drain_mode: DrainMode,
     pub drain_timeout: Duration,
@@ -199,6 +204,13 @@ impl Settings {
     /// A shutdown that nothing bounds reads as `Duration::MAX`.
     pub fn worst_case_shutdown(&self) -> Duration {
         simulate::worst_case(self).unwrap_or(Duration::MAX)
+    }
+
+    /// Plain init mode without `--app-stop-timeout`: after a stop signal
+    /// meshinit waits for the app as long as it takes, as tini and
+    /// dumb-init do (see [`Lifecycle::shutdown_is_bounded`]).
+    pub fn stop_waits_for_app(&self) -> bool {
+        !self.has_proxy && !self.app_stop_timeout_given
     }
 }
 
@@ -440,6 +452,9 @@ pub enum Event {
     /// A stop signal arrived while a shutdown was already under way without
     /// the operator having asked for one; it starts nothing new.
     StopDuringShutdown,
+    /// Plain init mode: a further stop signal went to the app as it came,
+    /// as tini and dumb-init pass it; nothing is cut short or escalated.
+    StopForwarded,
     /// The operator's second (or third) stop signal: everything is cut short.
     Escalated {
         stops: u32,
@@ -940,14 +955,57 @@ impl Lifecycle {
         }
     }
 
+    /// Whether stop signals keep tini's and dumb-init's meaning: plain init
+    /// mode (no proxy). Each one reaches the app and the app decides; a
+    /// second Ctrl-C is not an escalation (an interactive REPL, or any app
+    /// that handles INT and carries on, must not be SIGKILLed for it), and
+    /// the app is SIGKILLed after `--app-stop-timeout` only when that was
+    /// given explicitly. With a proxy the ordered, budgeted stop stays: a
+    /// second stop signal cuts it short, a third kills everything.
+    fn forwards_stop_signals(&self) -> bool {
+        !self.s.has_proxy
+    }
+
+    /// Whether the stop under way is bounded by meshinit's own SIGKILL:
+    /// always with a proxy or for a shutdown meshinit began itself (failed
+    /// probes, an app that could not start: no platform is counting then);
+    /// in plain init mode after a stop signal only with an explicit
+    /// `--app-stop-timeout`. Unbounded, the platform's stop timeout (docker
+    /// stop -t, TimeoutStopSec, kill_timeout) ends it, and systemd is not
+    /// asked to extend that (no EXTEND_TIMEOUT_USEC).
+    pub fn shutdown_is_bounded(&self) -> bool {
+        !self.forwards_stop_signals() || self.s.app_stop_timeout_given || self.reason.is_some()
+    }
+
     fn on_stop(&mut self, now: Duration, signal: Signal, out: &mut Vec<Action>) {
         self.stops += 1;
         self.stop_received.get_or_insert(signal);
+        if self.forwards_stop_signals() {
+            return self.forward_stop(now, signal, out);
+        }
         match self.stops {
             1 if !self.phase.is_shutdown() => self.begin_shutdown(now, out),
             1 => out.push(Action::Event(Event::StopDuringShutdown)),
             2 => self.escalate(now, out),
             _ => self.kill_everything(now, out),
+        }
+    }
+
+    /// A stop signal in plain init mode: the first (or the first while the
+    /// app still runs unsignalled, e.g. during `--app-grace-delay`) stops
+    /// the app as usual; every later one reaches the app as it came.
+    fn forward_stop(&mut self, now: Duration, signal: Signal, out: &mut Vec<Action>) {
+        match self.app {
+            App::NotStarted | App::Running if !self.phase.is_shutdown() => {
+                self.begin_shutdown(now, out)
+            }
+            App::Running => self.stop_app(now, out),
+            App::Stopping => {
+                out.push(Action::Event(Event::StopForwarded));
+                signal_and_continue(Target::App, signal, out);
+            }
+            // The app is gone: the clean-up under way goes on as it is.
+            App::NotStarted | App::Gone(_) => {}
         }
     }
 
@@ -1066,7 +1124,7 @@ impl Lifecycle {
                 *terms += 1;
             }
         }
-        out.push(Action::Signal(Target::Proxy, signal));
+        signal_and_continue(Target::Proxy, signal, out);
     }
 
     /// SIGTERM now, a second SIGTERM ("stop now") and SIGKILL after short bounds.
@@ -1130,13 +1188,15 @@ impl Lifecycle {
         self.spans.app_stop.open(now);
         if self.app == App::Running {
             self.app = App::Stopping;
-            out.push(Action::Signal(Target::App, self.app_stop_signal()));
+            signal_and_continue(Target::App, self.app_stop_signal(), out);
             let timeout = if self.escalated {
                 self.escalated_bound(self.s.app_stop_timeout)
             } else {
                 self.s.app_stop_timeout
             };
-            self.timers.set(Timer::AppKill, now.saturating_add(timeout));
+            if self.shutdown_is_bounded() {
+                self.timers.set(Timer::AppKill, now.saturating_add(timeout));
+            }
         }
     }
 
@@ -1233,13 +1293,16 @@ impl Lifecycle {
             self.spans.app_stop.open(now);
             if self.app == App::Running {
                 self.app = App::Stopping;
-                out.push(Action::Signal(Target::App, self.app_stop_signal()));
+                signal_and_continue(Target::App, self.app_stop_signal(), out);
             }
             let app_bound = now.saturating_add(self.escalated_bound(self.s.app_stop_timeout));
             self.timers.cap(Timer::AppKill, app_bound);
         } else if self.phase != Phase::Cleanup {
             self.cleanup(now, out);
-        } else if self.descendants_termed {
+        } else if self.timers.get(Timer::DescendantsKill).is_some() {
+            // Only a SIGKILL still to come is brought forward: one already
+            // sent has its give-up bound running, which a second timer
+            // would push later (found by the property tests).
             let bound = now.saturating_add(self.escalated_bound(self.s.cleanup_timeout));
             self.timers.cap(Timer::DescendantsKill, bound);
         }
@@ -1345,6 +1408,16 @@ impl Lifecycle {
             }
         }
     }
+}
+
+/// A stop signal, then SIGCONT, as systemd sends them: a process that job
+/// control stopped (a forwarded SIGTSTP or SIGTTIN, a Ctrl-Z) does not act
+/// on SIGTERM until it is continued, and would otherwise sit out the whole
+/// stop timeout to die of SIGKILL (137) instead of its own clean exit. A
+/// running process ignores SIGCONT (its default action is to continue).
+fn signal_and_continue(target: Target, signal: Signal, out: &mut Vec<Action>) {
+    out.push(Action::Signal(target, signal));
+    out.push(Action::Signal(target, Signal::SIGCONT));
 }
 
 /// Every wait the lifecycle can schedule; each has one slot in [`Timers`].

@@ -21,7 +21,9 @@
 //! - (e) a stop signal that starts the shutdown (optionally followed by a
 //!   second one at any time) leads to the exit within
 //!   [`Settings::worst_case_shutdown`], whatever the app, kuma-dp and the
-//!   descendants do;
+//!   descendants do, when meshinit bounds that stop (in plain init mode only
+//!   with `--app-stop-timeout` given: otherwise it waits for the app, as tini
+//!   does, and never escalates or SIGKILLs it; the model's platform does);
 //! - (f) whenever the service is ready its app is healthy, and only a live
 //!   app is healthy (`/ready`, `/status` and `meshinit_healthy` agree).
 //!
@@ -70,6 +72,7 @@ fn settings() -> impl Strategy<Value = Settings> {
             any::<bool>(),
             proptest::option::of((dur(), dur())),
             any::<bool>(),
+            any::<bool>(),
         ),
     )
         .prop_map(
@@ -77,7 +80,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                 (has_proxy, has_probes, max_restarts, usr2, unhealthy_shutdown),
                 (startup, ready, stop, grace, drain, wait),
                 (stop_signal, kill_bound, cleanup, backoff, window),
-                (proxy_first, idle, pass_stop_signal),
+                (proxy_first, idle, pass_stop_signal, app_stop_timeout_given),
             )| Settings {
                 has_proxy,
                 has_probes,
@@ -90,6 +93,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                 app_stop_signal: stop_signal,
                 pass_stop_signal,
                 app_stop_timeout: stop,
+                app_stop_timeout_given,
                 app_grace_delay: grace,
                 drain_mode: if usr2 {
                     DrainMode::InboundUsr2 { wait }
@@ -234,8 +238,13 @@ struct Run {
     pending: Vec<(Duration, Input, u32)>,
     world: Option<World>,
     log: Vec<String>,
-    /// When the stop that started the shutdown came (for (e)).
+    /// When the stop that started the shutdown came (for (e)), if that
+    /// shutdown is bounded by meshinit (plain init mode without an explicit
+    /// `--app-stop-timeout` waits for the app, as tini does).
     budget_from: Option<Duration>,
+    /// The app outlived a plain init's stop signal and the platform's stop
+    /// timeout SIGKILLed it (meshinit had nothing left to wait on).
+    platform_killed: bool,
 }
 
 impl Run {
@@ -266,6 +275,7 @@ impl Run {
             world: None,
             log: Vec::new(),
             budget_from: None,
+            platform_killed: false,
         }
     }
 
@@ -428,11 +438,20 @@ impl Run {
                         "the app got its stop signal while kuma-dp was still draining",
                     );
                     self.app_stops_sent += 1;
-                    self.check(self.app_stops_sent == 1, "the app got two stop signals");
+                    // Plain init mode passes every stop signal on, as tini does.
+                    self.check(
+                        self.app_stops_sent == 1 || !self.lc.settings().has_proxy,
+                        "the app got two stop signals",
+                    );
                     self.answer_app_stop();
                 }
                 Action::Kill(Target::App) => {
                     self.check(self.app_alive, "SIGKILL for an app that is gone");
+                    // Plain init mode kills only a stop it bounds (issue 20, item 18).
+                    self.check(
+                        self.lc.shutdown_is_bounded(),
+                        "a plain init SIGKILLed an app it should wait for",
+                    );
                     self.app_killed = true;
                     self.answer(ms(1), Input::AppExited(ExitStatus::Signaled(KILL)));
                 }
@@ -458,6 +477,10 @@ impl Run {
                     }
                 }
                 Action::Event(Event::Escalated { .. }) => {
+                    self.check(
+                        self.lc.settings().has_proxy,
+                        "a plain init escalated a repeated stop signal",
+                    );
                     self.drain = None;
                     self.events.push(Event::Escalated { stops: 0 });
                 }
@@ -582,7 +605,7 @@ impl Run {
             if let Some(again) = world.again_ms {
                 self.answer(ms(again), Input::Stop(Signal::SIGTERM));
             }
-            if starts_shutdown {
+            if starts_shutdown && self.lc.shutdown_is_bounded() {
                 self.budget_from = Some(now);
             }
         }
@@ -609,6 +632,17 @@ impl Run {
                     if !stale {
                         self.step_at(t.max(self.now), input);
                     }
+                }
+                // A plain init waits for an app that ignores its stop
+                // signal, as tini does: the platform's stop timeout ends it.
+                (None, None)
+                    if !self.lc.shutdown_is_bounded()
+                        && self.app_alive
+                        && !self.platform_killed =>
+                {
+                    self.platform_killed = true;
+                    self.app_killed = true;
+                    self.answer(ms(1), Input::AppExited(ExitStatus::Signaled(KILL)));
                 }
                 (None, None) => self.fail("stuck: no deadline and nothing left to happen"),
             }
@@ -666,7 +700,7 @@ impl Run {
         }
         // Nothing is left running, except after the third stop signal,
         // which SIGKILLs everything and exits at once.
-        if self.stops < 3 {
+        if self.stops < 3 || !self.lc.settings().has_proxy {
             self.check(!self.app_alive, "exited with the app still running");
             self.check(!self.proxy_alive, "exited with kuma-dp still running");
         }

@@ -122,7 +122,23 @@ pub fn shutdowns(settings: &Settings, stop: Signal) -> Vec<ShutdownRun> {
 
 /// The longest shutdown the lifecycle can take, from the stop signal to
 /// meshinit's exit; `None` when one of them is unbounded.
+///
+/// In plain init mode without `--app-stop-timeout` a stop signal waits for
+/// the app for as long as it takes (as tini does); what meshinit bounds
+/// there is a stop it begins itself (startup timeout, failed liveness),
+/// which takes the waits of an explicitly bounded stop: that is the worst
+/// case then.
 pub fn worst_case(settings: &Settings) -> Option<Duration> {
+    let bounded;
+    let settings = if settings.stop_waits_for_app() {
+        bounded = Settings {
+            app_stop_timeout_given: true,
+            ..settings.clone()
+        };
+        &bounded
+    } else {
+        settings
+    };
     shutdowns(settings, Signal::SIGTERM)
         .iter()
         .try_fold(Duration::ZERO, |worst, run| {
@@ -258,11 +274,38 @@ mod tests {
         assert_eq!(worst_case(&quick), Some(T(5_000)));
     }
 
+    /// Plain init mode waits for its app after a stop signal, as tini does:
+    /// the run has no end of meshinit's own; the worst case is the bounded
+    /// stop meshinit begins itself.
+    #[test]
+    fn a_plain_init_stop_waits_for_the_app_and_the_worst_case_is_meshinits_own_stop() {
+        let plain = Settings {
+            has_proxy: false,
+            has_probes: false,
+            app_stop_timeout_given: false,
+            ..Settings::defaults()
+        };
+        let run = serving(&plain);
+        assert_eq!(run.length, None, "{run:?}");
+        assert_eq!(at(&run, Action::Kill(Target::App)), []);
+        assert_eq!(
+            worst_case(&plain),
+            Some(plain.app_stop_timeout + T(3_000)),
+            "the stop timeout, the clean-up and the give-up bound"
+        );
+        let given = Settings {
+            app_stop_timeout_given: true,
+            ..plain
+        };
+        assert_eq!(serving(&given).length, worst_case(&given));
+    }
+
     #[test]
     fn long_waits_are_counted_in_full() {
         // A 24 h stop timeout is waited out in full, then the clean-up.
         let long = Settings {
             app_stop_timeout: Duration::from_secs(86_400),
+            app_stop_timeout_given: true,
             has_proxy: false,
             ..Settings::defaults()
         };

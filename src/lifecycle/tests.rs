@@ -297,6 +297,19 @@ fn every_phase_and_input_pair() {
         for a in row.must_not {
             assert!(!actions.contains(a), "unexpected {a:?} in {ctx}");
         }
+        // Issue 20, item 5: every stop signal is followed at once by SIGCONT
+        // for the same target, so that a process job control stopped acts on it.
+        for (j, a) in actions.iter().enumerate() {
+            if let Action::Signal(target, sig) = a {
+                if *sig != Signal::SIGCONT {
+                    assert_eq!(
+                        actions.get(j + 1),
+                        Some(&Action::Signal(*target, Signal::SIGCONT)),
+                        "{sig} not followed by SIGCONT in {ctx}"
+                    );
+                }
+            }
+        }
         if row.next != row.phase && row.next != Phase::Done {
             assert!(
                 actions.contains(&Action::Enter(row.next)),
@@ -1333,4 +1346,264 @@ fn the_drain_end_is_the_first_decision_that_ends_the_drain() {
     plain.step(T(300), Input::Healthy);
     plain.step(T(1000), Input::Stop(TERM));
     assert_eq!(plain.shutdown_spans().drain_end(), None);
+}
+
+/// Plain init mode (no proxy, no probes, no grace delay), with
+/// `--app-stop-timeout` given or not.
+fn plain(stop_timeout_given: bool) -> Settings {
+    Settings {
+        has_proxy: false,
+        has_probes: false,
+        app_grace_delay: T(0),
+        app_stop_timeout_given: stop_timeout_given,
+        ..settings()
+    }
+}
+
+fn signals_to_app(log: &[(u64, Action)]) -> Vec<(u64, Signal)> {
+    log.iter()
+        .filter_map(|(t, a)| match a {
+            Action::Signal(Target::App, s) if *s != Signal::SIGCONT => Some((*t, *s)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 20, item 18: in plain init mode INT and TERM keep tini's and
+/// dumb-init's meaning: every one reaches the app, the app decides; no
+/// escalation on a second Ctrl-C, no SIGKILL of meshinit's own after
+/// `--app-stop-timeout` unless it was given.
+#[test]
+fn plain_init_mode_passes_every_stop_signal_on_and_never_escalates() {
+    const INT: Signal = Signal::SIGINT;
+    let (lc, log) = run(
+        plain(false),
+        &[
+            (0, Input::Start),
+            (1_000, Input::Stop(INT)),
+            (1_500, Input::Stop(INT)),
+            (2_000, Input::Stop(TERM)),
+            (3_600_000, Input::Tick),
+        ],
+    );
+    assert_eq!(
+        signals_to_app(&log),
+        [(1_000, INT), (1_500, INT), (2_000, TERM)],
+        "each stop signal reaches the app as it came: {log:?}"
+    );
+    assert_eq!(lc.phase(), Phase::Stopping, "waiting for the app");
+    assert_eq!(lc.next_deadline(), None, "no SIGKILL is timed");
+    assert!(!lc.shutdown_is_bounded());
+    for forbidden in [
+        Action::Kill(Target::App),
+        Action::KillDescendants,
+        Action::Event(Event::Escalated { stops: 2 }),
+        Action::Event(Event::Escalated { stops: 3 }),
+    ] {
+        assert_eq!(time_of(&log, forbidden), None, "{forbidden:?} in {log:?}");
+    }
+    assert_eq!(
+        time_of(&log, Action::Event(Event::StopForwarded)),
+        Some(1_500)
+    );
+    // The app decides: a REPL that handled both Ctrl-C exits later, its own way.
+    let (_, log) = run(
+        plain(false),
+        &[
+            (0, Input::Start),
+            (1_000, Input::Stop(INT)),
+            (1_500, Input::Stop(INT)),
+            (90_000, Input::AppExited(ExitStatus::Code(0))),
+            (90_010, Input::DescendantsGone),
+        ],
+    );
+    assert!(matches!(
+        exit_of(&log.iter().map(|(_, a)| *a).collect::<Vec<_>>()),
+        Some((ExitReason::App(ExitStatus::Code(0)), _))
+    ));
+}
+
+/// With `--app-stop-timeout` given explicitly, the SIGKILL comes after it,
+/// and a second stop signal still does not cut it short.
+#[test]
+fn plain_init_mode_kills_after_an_explicit_stop_timeout_only() {
+    let (lc, log) = run(
+        plain(true),
+        &[
+            (0, Input::Start),
+            (1_000, Input::Stop(TERM)),
+            (1_500, Input::Stop(TERM)),
+            (10_999, Input::Tick),
+        ],
+    );
+    assert!(lc.shutdown_is_bounded());
+    assert_eq!(lc.next_deadline(), Some(T(11_000)), "not cut short to 1s");
+    assert_eq!(signals_to_app(&log), [(1_000, TERM), (1_500, TERM)]);
+    assert_eq!(time_of(&log, Action::Kill(Target::App)), None);
+    let (_, log) = run(
+        plain(true),
+        &[
+            (0, Input::Start),
+            (1_000, Input::Stop(TERM)),
+            (11_000, Input::Tick),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::Kill(Target::App)), Some(11_000));
+    // The worst case a platform must allow is as before: it is a bound now.
+    assert_eq!(plain(true).worst_case_shutdown(), T(13_000));
+}
+
+/// A shutdown meshinit begins itself (here the startup timeout) is bounded
+/// in plain mode too: no platform asked for it, none is counting.
+#[test]
+fn plain_init_mode_bounds_a_shutdown_meshinit_began_itself() {
+    let s = Settings {
+        has_probes: true,
+        ..plain(false)
+    };
+    let (lc, log) = run(s, &[(0, Input::Start), (60_000, Input::Tick)]);
+    assert_eq!(time_of(&log, STOP_APP), Some(60_000));
+    assert!(lc.shutdown_is_bounded());
+    assert_eq!(lc.next_deadline(), Some(T(70_000)), "SIGKILL after 10s");
+}
+
+/// With a grace delay in plain mode, a second stop signal ends the grace
+/// (the app gets its stop signal now) without escalating.
+#[test]
+fn plain_init_mode_second_stop_during_the_grace_delay_stops_the_app_now() {
+    let s = Settings {
+        app_grace_delay: T(30_000),
+        ..plain(false)
+    };
+    let (lc, log) = run(
+        s,
+        &[
+            (0, Input::Start),
+            (1_000, Input::Stop(TERM)),
+            (2_000, Input::Stop(TERM)),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::Enter(Phase::Grace)), Some(1_000));
+    assert_eq!(signals_to_app(&log), [(2_000, TERM)]);
+    assert_eq!(lc.phase(), Phase::Stopping);
+    assert_eq!(lc.next_deadline(), None);
+    assert_eq!(
+        time_of(&log, Action::Event(Event::Escalated { stops: 2 })),
+        None
+    );
+}
+
+/// Issue 20, item 18, by phase: a stop signal in plain init mode, wherever
+/// the run is, never escalates or SIGKILLs; it reaches the app or, with the
+/// app gone, leaves the clean-up as it is.
+#[test]
+fn plain_init_mode_stop_in_every_phase() {
+    let s = Settings {
+        app_grace_delay: T(5_000),
+        ..plain(false)
+    };
+    /// The path to a phase, the phase it reaches, the phase after the stop
+    /// signal, and actions that must come with it.
+    type Case<'a> = (&'a [(u64, Input)], Phase, Phase, &'a [Action]);
+    let paths: &[Case] = &[
+        (
+            &[],
+            Phase::Starting,
+            Phase::Cleanup,
+            &[Action::TermDescendants],
+        ),
+        (
+            &[(0, Input::Start)],
+            Phase::Running,
+            Phase::Grace,
+            &[Action::Ready(false)],
+        ),
+        (
+            &[(0, Input::Start), (100, Input::Stop(TERM))],
+            Phase::Grace,
+            Phase::Stopping,
+            &[STOP_APP],
+        ),
+        (
+            &[
+                (0, Input::Start),
+                (100, Input::Stop(TERM)),
+                (5_100, Input::Tick),
+            ],
+            Phase::Stopping,
+            Phase::Stopping,
+            &[STOP_APP, Action::Event(Event::StopForwarded)],
+        ),
+        (
+            &[
+                (0, Input::Start),
+                (100, Input::Stop(TERM)),
+                (5_100, Input::Tick),
+                (5_200, Input::AppExited(ExitStatus::Code(0))),
+            ],
+            Phase::Cleanup,
+            Phase::Cleanup,
+            &[],
+        ),
+    ];
+    for (path, at, next, must) in paths {
+        let mut lc = Lifecycle::new(s.clone());
+        let mut now = T(0);
+        for (t, input) in *path {
+            now = T(*t);
+            lc.step(now, *input);
+        }
+        assert_eq!(lc.phase(), *at, "setup {path:?}");
+        let actions = lc.step(now + T(10), Input::Stop(TERM));
+        assert_eq!(lc.phase(), *next, "{at:?}: {actions:?}");
+        for a in *must {
+            assert!(actions.contains(a), "{at:?}: missing {a:?} in {actions:?}");
+        }
+        for a in [
+            Action::Kill(Target::App),
+            Action::KillDescendants,
+            Action::Event(Event::Escalated { stops: 2 }),
+            Action::Event(Event::StopDuringShutdown),
+        ] {
+            assert!(!actions.contains(&a), "{at:?}: {a:?} in {actions:?}");
+        }
+        if lc.phase() == Phase::Stopping {
+            assert_eq!(lc.next_deadline(), None, "{at:?}: a SIGKILL is timed");
+        }
+    }
+}
+
+/// A second stop signal after the descendants were already SIGKILLed re-armed
+/// their SIGKILL, which pushed the give-up bound later: the shutdown took longer
+/// than the worst case (found by the property tests). It only ever shortens now.
+#[test]
+fn a_second_stop_after_the_descendants_sigkill_does_not_push_the_give_up_later() {
+    let s = Settings {
+        app_grace_delay: T(0),
+        ..settings()
+    };
+    let (lc, log) = run(
+        s,
+        &[
+            (0, Input::Start),
+            (300, Input::Healthy),
+            (800, Input::ProxyReady),
+            (10_000, Input::Stop(TERM)),
+            (10_100, Input::ProxyExited(OK)),
+            (10_200, Input::AppExited(OK)),
+            // The clean-up's SIGKILL after 2 s, the give-up bound 1 s later.
+            (12_200, Input::Tick),
+            (12_500, Input::Stop(TERM)),
+            (13_200, Input::Tick),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::KillDescendants), Some(12_200));
+    assert_eq!(
+        log.iter()
+            .filter(|(_, a)| *a == Action::KillDescendants)
+            .count(),
+        1,
+        "{log:?}"
+    );
+    assert_eq!(lc.phase(), Phase::Done, "given up at 13.2 s: {log:?}");
 }

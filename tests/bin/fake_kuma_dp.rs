@@ -28,6 +28,9 @@
 //!   `http.localhost_<service port>.downstream_rq_active`): one connection and one request in
 //!   flight until the first stop signal, then still busy for `FAKE_KUMA_DP_DRAIN_BUSY_MS`
 //!   (default 0), then idle. Each stats read is recorded as `stats-read`.
+//! - `FAKE_KUMA_DP_DIE_ON=N`: signal N (a number, e.g. 40 for a real-time signal) kills it,
+//!   as it would kill a Go program that does not handle it; it is recorded as `die sig=N`
+//!   first.
 //!
 //! Signals are blocked before any thread exists and read from a signalfd in the main loop.
 
@@ -213,6 +216,9 @@ fn main() {
 
     let ignore_term = std::env::var("FAKE_KUMA_DP_IGNORE_TERM").as_deref() == Ok("1");
     let stop_ms = env_ms("FAKE_KUMA_DP_STOP_MS").unwrap_or(0);
+    let die_on = std::env::var("FAKE_KUMA_DP_DIE_ON")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok());
     let mut stops = 0u32;
     let mut inbound_drained = false;
     loop {
@@ -225,6 +231,9 @@ fn main() {
             }
         };
         let name = sig_name(signo);
+        if die_on == Some(signo) {
+            die(signo);
+        }
         match signo {
             libc::SIGTERM | libc::SIGINT => {
                 stops += 1;
@@ -262,6 +271,24 @@ fn main() {
             _ => record(&format!("signal {name}")),
         }
     }
+}
+
+/// Records `die sig=N`, then dies by that signal (default action, unblocked), so the parent
+/// sees a signal death.
+fn die(signo: i32) -> ! {
+    let _ending = ENDING.lock();
+    record(&format!("die sig={}", sig_name(signo)));
+    // SAFETY: plain libc calls on a sigset we own; with SIG_DFL restored, raising the signal
+    // and unblocking it in this thread ends the process with that signal.
+    unsafe {
+        libc::signal(signo, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signo);
+        libc::raise(signo);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+    finish(1, "survived-its-death-signal")
 }
 
 /// Stopping Envoy takes `stop_ms` (0: at once); then exit 0 with `reason`.

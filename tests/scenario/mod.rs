@@ -184,6 +184,17 @@ impl Scenario {
         Proc::start(self.command())
     }
 
+    /// kuma-dp's `signal` records, without the SIGCONT meshinit sends right after each stop
+    /// signal (issue 20, item 5: a kuma-dp stopped by job control must be continued to act
+    /// on it).
+    pub fn dp_signal_events(&self) -> Vec<Event> {
+        self.dp
+            .find_all("signal")
+            .into_iter()
+            .filter(|e| e.rest != "CONT")
+            .collect()
+    }
+
     /// The arguments kuma-dp was started with (from the fake's `arg` lines; the first start
     /// only).
     pub fn dp_argv(&self) -> Vec<String> {
