@@ -1578,8 +1578,12 @@ fn plain_init_mode_stop_in_every_phase() {
 /// than the worst case (found by the property tests). It only ever shortens now.
 #[test]
 fn a_second_stop_after_the_descendants_sigkill_does_not_push_the_give_up_later() {
+    // A kill bound longer than the clean-up timeout: a re-armed SIGKILL then
+    // fires before the give-up bound and sets it again, later.
     let s = Settings {
         app_grace_delay: T(0),
+        kill_bound: T(3000),
+        cleanup_timeout: T(1000),
         ..settings()
     };
     let (lc, log) = run(
@@ -1591,13 +1595,14 @@ fn a_second_stop_after_the_descendants_sigkill_does_not_push_the_give_up_later()
             (10_000, Input::Stop(TERM)),
             (10_100, Input::ProxyExited(OK)),
             (10_200, Input::AppExited(OK)),
-            // The clean-up's SIGKILL after 2 s, the give-up bound 1 s later.
-            (12_200, Input::Tick),
-            (12_500, Input::Stop(TERM)),
-            (13_200, Input::Tick),
+            // The clean-up's SIGKILL after 1 s, the give-up bound 3 s later.
+            (11_200, Input::Tick),
+            (11_500, Input::Stop(TERM)),
+            (12_500, Input::Tick),
+            (14_200, Input::Tick),
         ],
     );
-    assert_eq!(time_of(&log, Action::KillDescendants), Some(12_200));
+    assert_eq!(time_of(&log, Action::KillDescendants), Some(11_200));
     assert_eq!(
         log.iter()
             .filter(|(_, a)| *a == Action::KillDescendants)
@@ -1605,5 +1610,5 @@ fn a_second_stop_after_the_descendants_sigkill_does_not_push_the_give_up_later()
         1,
         "{log:?}"
     );
-    assert_eq!(lc.phase(), Phase::Done, "given up at 13.2 s: {log:?}");
+    assert_eq!(lc.phase(), Phase::Done, "given up at 14.2 s: {log:?}");
 }
