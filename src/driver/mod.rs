@@ -364,8 +364,7 @@ impl Driver {
             debug!(probe = %name, ok = o.ok, result = %Escaped(&o.detail), "probe result");
         }
         let healthy = self.trackers.iter().all(Tracker::passing);
-        self.reporter
-            .probe_result(&o, &name, &self.trackers[o.index]);
+        self.reporter.probe_result(&o, &self.trackers[o.index]);
         if healthy != self.healthy_reported {
             self.healthy_reported = healthy;
             self.queue.push_back(if healthy {

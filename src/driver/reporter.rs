@@ -20,10 +20,9 @@ use crate::health::probe::{self, Tracker};
 use crate::lifecycle::{Event, Lifecycle, Phase, Settings, Timeline};
 use crate::mesh::envoy::Load;
 use crate::report::logging::Escaped;
-use crate::report::metrics::Metrics;
 use crate::report::notify::{self, Notifier};
+use crate::report::snapshot::{self, Counters, PhaseEntered, ProbeStatus, Snapshot};
 use crate::report::state_file::LastShutdown;
-use crate::report::status;
 
 /// What the driver knows beyond the lifecycle that an event's log line
 /// mentions.
@@ -35,7 +34,7 @@ pub(super) struct Context<'a> {
 }
 
 pub(super) struct Reporter {
-    status: status::Shared,
+    status: snapshot::Shared,
     notifier: Notifier,
     start: Instant,
     phase_since: Instant,
@@ -49,14 +48,17 @@ impl Reporter {
     /// The status snapshot before anything runs: the probes still unknown,
     /// the previous instance's shutdown from `--state-file`.
     pub fn new(cfg: &Config, env: &dyn Fn(&str) -> Option<String>, start: Instant) -> Reporter {
-        let mut st = status::State::new();
+        let mut st = Snapshot::new();
         st.probes = cfg
             .probes
             .iter()
-            .map(|p| (p.kind.to_string(), None, String::new()))
+            .map(|p| ProbeStatus {
+                name: p.kind.to_string(),
+                ..ProbeStatus::default()
+            })
             .collect();
-        init_metrics(&mut st.metrics, cfg);
-        st.metrics.started = Some(start);
+        init_counters(&mut st.counters, cfg);
+        st.counters.started = Some(start);
         Reporter {
             status: Rc::new(RefCell::new(st)),
             notifier: Notifier::from_env(env),
@@ -69,7 +71,7 @@ impl Reporter {
     }
 
     /// The snapshot the status endpoint serves.
-    pub fn shared(&self) -> status::Shared {
+    pub fn shared(&self) -> snapshot::Shared {
         self.status.clone()
     }
 
@@ -88,7 +90,7 @@ impl Reporter {
             return;
         }
         let dropped = {
-            let m = &mut self.status.borrow_mut().metrics;
+            let m = &mut self.status.borrow_mut().counters;
             m.notify_dropped += 1;
             m.notify_dropped
         };
@@ -111,7 +113,7 @@ impl Reporter {
         st.proxy_restarts = lc.proxy_restarts();
         st.app_pid = app.map(Pid::as_raw);
         st.proxy_pid = proxy.map(Pid::as_raw);
-        st.metrics.shutdown = lc.shutdown_spans();
+        st.counters.shutdown = lc.shutdown_spans();
     }
 
     /// Time since the app first became healthy, for the proxy's log lines.
@@ -121,19 +123,22 @@ impl Reporter {
             .unwrap_or_default()
     }
 
-    pub fn probe_result(&self, o: &probe::Outcome, name: &str, tracker: &Tracker) {
+    pub fn probe_result(&self, o: &probe::Outcome, tracker: &Tracker) {
         let mut st = self.status.borrow_mut();
-        st.probes[o.index] = (name.to_string(), Some(tracker.passing()), o.detail.clone());
-        st.metrics
-            .probe_result(o.index, o.ok, tracker.consecutive_failures());
+        st.probes[o.index].record(
+            tracker.passing(),
+            o.ok,
+            &o.detail,
+            tracker.consecutive_failures(),
+        );
     }
 
     pub fn proxy_started(&self) {
-        self.status.borrow_mut().metrics.proxy_starts += 1;
+        self.status.borrow_mut().counters.proxy_starts += 1;
     }
 
     pub fn inbound_load(&self, load: Load) {
-        self.status.borrow_mut().metrics.inbound = Some(load);
+        self.status.borrow_mut().counters.inbound = Some(load);
     }
 
     pub fn enter(&mut self, phase: Phase, lc: &Lifecycle) {
@@ -142,7 +147,10 @@ impl Reporter {
         self.phase_since = now;
         {
             let mut st = self.status.borrow_mut();
-            st.phases.push((phase, self.now().as_secs_f64()));
+            st.phases.push(PhaseEntered {
+                phase,
+                at_seconds: self.now().as_secs_f64(),
+            });
         }
         info!(phase = phase.as_str(), elapsed = %fmt_secs(self.now()), previous_took = %fmt_secs(in_previous), "phase {}", phase.as_str());
         if phase.is_shutdown() && !self.stopping_sent {
@@ -166,7 +174,7 @@ impl Reporter {
         if !ready {
             return;
         }
-        self.status.borrow_mut().metrics.ready(self.now());
+        self.status.borrow_mut().counters.ready(self.now());
         info!(elapsed = %fmt_secs(self.now()), "service running and ready");
         if !self.ready_notified {
             self.ready_notified = true;
@@ -252,7 +260,7 @@ impl Reporter {
 
     /// What an event changes in `/metrics`.
     fn record_event(&mut self, event: Event) {
-        let m = &mut self.status.borrow_mut().metrics;
+        let m = &mut self.status.borrow_mut().counters;
         match event {
             Event::AppHealthy => m.healthy(self.start.elapsed()),
             Event::ProxyRestarting { .. } => m.proxy_restarts += 1,
@@ -289,7 +297,7 @@ impl Reporter {
 
 /// `/metrics`' starting point: the drain's kind and the previous
 /// instance's shutdown from `--state-file`.
-fn init_metrics(m: &mut Metrics, cfg: &Config) {
+fn init_counters(m: &mut Counters, cfg: &Config) {
     if let Some(path) = &cfg.state_file {
         match LastShutdown::load(path) {
             Ok(last) => m.last = last,

@@ -16,9 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::lifecycle::{DrainEnd, Phase, ShutdownSpans, Span};
-use crate::mesh::envoy::Load;
-use crate::report::state_file::LastShutdown;
-use crate::report::status::State;
+use crate::report::snapshot::Snapshot;
 
 /// The content type of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -33,60 +31,9 @@ fn shutdown_phases(spans: &ShutdownSpans) -> [(&'static str, Span); 3] {
     ]
 }
 
-/// The values behind `/metrics`, kept current by the driver.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// kuma-dp processes spawned.
-    pub proxy_starts: u64,
-    /// Restarts of kuma-dp after it exited unexpectedly.
-    pub proxy_restarts: u64,
-    /// Per probe: (successes, failures, failures in a row).
-    probes: Vec<(u64, u64, u32)>,
-    /// Time from meshinit's start until the app was first healthy / ready.
-    healthy_after: Option<Duration>,
-    ready_after: Option<Duration>,
-    /// This shutdown as the lifecycle times it, in its time (since start).
-    pub shutdown: ShutdownSpans,
-    /// meshinit's start, to take the lifecycle's time at a scrape.
-    pub started: Option<Instant>,
-    /// Envoy's inbound load as last read during the drain.
-    pub inbound: Option<Load>,
-    /// The previous instance's shutdown, from `--state-file`.
-    pub last: Option<LastShutdown>,
-    /// sd_notify messages that could not be sent (the service manager's
-    /// socket full or gone): dropped, never waited for.
-    pub notify_dropped: u64,
-}
-
-impl Metrics {
-    /// A probe's result; `in_row` is its current run of failures.
-    pub fn probe_result(&mut self, index: usize, ok: bool, in_row: u32) {
-        if self.probes.len() <= index {
-            self.probes.resize(index + 1, (0, 0, 0));
-        }
-        let p = &mut self.probes[index];
-        if ok {
-            p.0 += 1;
-        } else {
-            p.1 += 1;
-        }
-        p.2 = in_row;
-    }
-
-    /// The app became healthy (only the first time counts).
-    pub fn healthy(&mut self, since_start: Duration) {
-        self.healthy_after.get_or_insert(since_start);
-    }
-
-    /// The service became ready (only the first time counts).
-    pub fn ready(&mut self, since_start: Duration) {
-        self.ready_after.get_or_insert(since_start);
-    }
-}
-
 /// The exposition text for the endpoint's current state.
-pub fn render(st: &State) -> String {
-    let m = &st.metrics;
+pub fn render(st: &Snapshot) -> String {
+    let m = &st.counters;
     let now = Instant::now();
     let mut out = Out::default();
 
@@ -133,15 +80,14 @@ pub fn render(st: &State) -> String {
     let probe_labels = |i: usize| {
         vec![
             ("index", indexes[i].as_str()),
-            ("probe", st.probes[i].0.as_str()),
+            ("probe", st.probes[i].name.as_str()),
         ]
     };
-    let counts = |i: usize| m.probes.get(i).copied().unwrap_or_default();
     let passing: Vec<_> = st
         .probes
         .iter()
         .enumerate()
-        .filter_map(|(i, (_, ok, _))| ok.map(|ok| (probe_labels(i), bool01(ok))))
+        .filter_map(|(i, p)| p.passing.map(|ok| (probe_labels(i), bool01(ok))))
         .collect();
     out.family(
         "meshinit_probe_passing",
@@ -150,7 +96,7 @@ pub fn render(st: &State) -> String {
         &passing,
     );
     let in_row: Vec<_> = (0..st.probes.len())
-        .map(|i| (probe_labels(i), f64::from(counts(i).2)))
+        .map(|i| (probe_labels(i), f64::from(st.probes[i].failures_in_row)))
         .collect();
     out.family(
         "meshinit_probe_consecutive_failures",
@@ -159,14 +105,13 @@ pub fn render(st: &State) -> String {
         &in_row,
     );
     let mut checks = Vec::new();
-    for i in 0..st.probes.len() {
-        let (ok, failed, _) = counts(i);
+    for (i, p) in st.probes.iter().enumerate() {
         let mut l = probe_labels(i);
         l.push(("result", "success"));
-        checks.push((l, ok as f64));
+        checks.push((l, p.successes as f64));
         let mut l = probe_labels(i);
         l.push(("result", "failure"));
-        checks.push((l, failed as f64));
+        checks.push((l, p.failures as f64));
     }
     out.family(
         "meshinit_probe_checks_total",

@@ -5,5 +5,6 @@
 pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod notify;
+pub mod snapshot;
 pub(crate) mod state_file;
 pub mod status;

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
-use crate::lifecycle::Phase;
+use crate::report::snapshot::{Shared, Snapshot};
 
 /// Connections held at once. Well below the usual 1024 open-file soft
 /// limit, so meshinit needs no higher one; at the cap the oldest idle
@@ -32,87 +32,44 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest request head read; the rest of a longer one is ignored.
 const REQUEST_LIMIT: usize = 1024;
 
-/// What the endpoint reports; the driver keeps it current.
-#[derive(Debug)]
-pub struct State {
-    pub phase: Phase,
-    pub ready: bool,
-    /// `/ready`'s body, as the lifecycle words it (`Lifecycle::ready_text`).
-    pub ready_text: &'static str,
-    pub healthy: bool,
-    pub app_pid: Option<i32>,
-    pub proxy_pid: Option<i32>,
-    pub proxy_restarts: usize,
-    /// (probe description, last result, detail)
-    pub probes: Vec<(String, Option<bool>, String)>,
-    /// (phase, seconds since meshinit started) for every phase entered.
-    pub phases: Vec<(Phase, f64)>,
-    /// What `/metrics` reports beyond the fields above.
-    pub metrics: crate::report::metrics::Metrics,
+/// `/status`: the snapshot as JSON.
+fn status_json(st: &Snapshot) -> String {
+    json!({
+        "phase": st.phase.as_str(),
+        "ready": st.ready,
+        "healthy": st.healthy,
+        "pids": { "app": st.app_pid, "proxy": st.proxy_pid },
+        "proxy_restarts": st.proxy_restarts,
+        "probes": st.probes.iter().map(|p| json!({
+            "probe": p.name, "passing": p.passing, "detail": p.detail,
+        })).collect::<Vec<_>>(),
+        "phases": st.phases.iter().map(|p| json!({
+            "phase": p.phase.as_str(), "at_seconds": (p.at_seconds * 1000.0).round() / 1000.0,
+        })).collect::<Vec<_>>(),
+    })
+    .to_string()
 }
 
-pub type Shared = Rc<RefCell<State>>;
-
-impl State {
-    pub fn new() -> State {
-        State {
-            phase: Phase::Starting,
-            ready: false,
-            ready_text: Phase::Starting.as_str(),
-            healthy: false,
-            app_pid: None,
-            proxy_pid: None,
-            proxy_restarts: 0,
-            probes: Vec::new(),
-            phases: vec![(Phase::Starting, 0.0)],
-            metrics: crate::report::metrics::Metrics::default(),
-        }
-    }
-
-    fn status_json(&self) -> String {
-        json!({
-            "phase": self.phase.as_str(),
-            "ready": self.ready,
-            "healthy": self.healthy,
-            "pids": { "app": self.app_pid, "proxy": self.proxy_pid },
-            "proxy_restarts": self.proxy_restarts,
-            "probes": self.probes.iter().map(|(name, ok, detail)| json!({
-                "probe": name, "passing": ok, "detail": detail,
-            })).collect::<Vec<_>>(),
-            "phases": self.phases.iter().map(|(p, t)| json!({
-                "phase": p.as_str(), "at_seconds": (t * 1000.0).round() / 1000.0,
-            })).collect::<Vec<_>>(),
-        })
-        .to_string()
-    }
-
-    /// The answer for a request path: (status, content type, body).
-    pub fn answer(&self, path: &str) -> (u16, &'static str, String) {
-        match path {
-            "/ready" => (
-                if self.ready { 200 } else { 503 },
-                "text/plain",
-                format!("{}\n", self.ready_text),
-            ),
-            "/live" => (200, "text/plain", "live\n".into()),
-            "/status" => (200, "application/json", self.status_json()),
-            "/metrics" => (
-                200,
-                crate::report::metrics::CONTENT_TYPE,
-                crate::report::metrics::render(self),
-            ),
-            _ => (
-                404,
-                "text/plain",
-                "not found; try /ready, /live, /status or /metrics\n".into(),
-            ),
-        }
-    }
-}
-
-impl Default for State {
-    fn default() -> Self {
-        Self::new()
+/// The answer for a request path: (status, content type, body).
+pub fn answer(st: &Snapshot, path: &str) -> (u16, &'static str, String) {
+    match path {
+        "/ready" => (
+            if st.ready { 200 } else { 503 },
+            "text/plain",
+            format!("{}\n", st.ready_text),
+        ),
+        "/live" => (200, "text/plain", "live\n".into()),
+        "/status" => (200, "application/json", status_json(st)),
+        "/metrics" => (
+            200,
+            crate::report::metrics::CONTENT_TYPE,
+            crate::report::metrics::render(st),
+        ),
+        _ => (
+            404,
+            "text/plain",
+            "not found; try /ready, /live, /status or /metrics\n".into(),
+        ),
     }
 }
 
@@ -291,10 +248,10 @@ pub fn parse_request(head: &[u8]) -> Request {
 }
 
 /// The whole HTTP answer to a request head.
-pub fn respond(state: &State, head: &[u8]) -> Vec<u8> {
+pub fn respond(state: &Snapshot, head: &[u8]) -> Vec<u8> {
     let req = parse_request(head);
     let (code, ctype, body) = if req.method == "GET" || req.method == "HEAD" {
-        state.answer(&req.path)
+        answer(state, &req.path)
     } else {
         (405, "text/plain", "only GET\n".to_string())
     };
@@ -325,30 +282,34 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::Phase;
 
     /// What `/ready` says is the lifecycle's (`ready_text_says_why_not`);
     /// the endpoint answers 200 only when ready.
     #[test]
     fn ready_only_while_running_and_ready() {
-        let mut s = State::new();
-        assert_eq!(s.answer("/ready").0, 503);
-        assert_eq!(s.answer("/ready").2, "starting\n");
+        let mut s = Snapshot::new();
+        assert_eq!(answer(&s, "/ready").0, 503);
+        assert_eq!(answer(&s, "/ready").2, "starting\n");
         s.phase = Phase::Running;
         s.ready = true;
         s.ready_text = "ready";
         s.healthy = true;
-        assert_eq!(s.answer("/ready"), (200, "text/plain", "ready\n".into()));
+        assert_eq!(answer(&s, "/ready"), (200, "text/plain", "ready\n".into()));
         s.ready = false;
         s.ready_text = "running (app unhealthy)";
         s.healthy = false;
-        assert_eq!(s.answer("/ready").2, "running (app unhealthy)\n");
-        assert_eq!(s.answer("/ready").0, 503);
+        assert_eq!(answer(&s, "/ready").2, "running (app unhealthy)\n");
+        assert_eq!(answer(&s, "/ready").0, 503);
         s.phase = Phase::Draining;
         s.ready_text = "draining";
-        assert_eq!(s.answer("/ready"), (503, "text/plain", "draining\n".into()));
-        assert_eq!(s.answer("/live").0, 200);
-        assert_eq!(s.answer("/nope").0, 404);
-        let v: serde_json::Value = serde_json::from_str(&s.answer("/status").2).unwrap();
+        assert_eq!(
+            answer(&s, "/ready"),
+            (503, "text/plain", "draining\n".into())
+        );
+        assert_eq!(answer(&s, "/live").0, 200);
+        assert_eq!(answer(&s, "/nope").0, 404);
+        let v: serde_json::Value = serde_json::from_str(&answer(&s, "/status").2).unwrap();
         assert_eq!(v["phase"], "draining");
     }
 
@@ -371,7 +332,7 @@ mod tests {
         let r = parse_request(b"G\xffT /\xc3 HTTP/1.1");
         assert_eq!(r.path, "/\u{fffd}");
         assert_eq!(parse_request(b"").method, "");
-        let s = State::new();
+        let s = Snapshot::new();
         let answer = respond(&s, b"HEAD /live HTTP/1.1\r\n\r\n");
         assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"));
         assert!(answer.ends_with(b"\r\n\r\n"), "HEAD has no body");
