@@ -728,8 +728,8 @@ fn typing_reads_only_the_machine_it_is_given() {
 /// would leave an app running as --app-user without a temp dir.
 #[test]
 fn kuma_dp_work_dir_goes_in_the_units_runtime_directory() {
-    let host = |runtime: &'static str| {
-        MadeUpHost {
+    const DATAPLANE: &str = "type: Dataplane\nmesh: default\nname: one\nnetworking:\n  address: 10.0.0.9\n  inbound:\n  - port: 8000\n    servicePort: 8080\n    tags: {kuma.io/service: backend}\n";
+    let host = |runtime: &'static str| MadeUpHost {
         env: vec![
             ("MESHINIT_DATAPLANE_FILE", "/etc/dp.yaml"),
             ("MESHINIT_DATAPLANE_TOKEN_FILE", "/secrets/token"),
@@ -738,12 +738,8 @@ fn kuma_dp_work_dir_goes_in_the_units_runtime_directory() {
             ("RUNTIME_DIRECTORY", runtime),
         ],
         executables: vec!["/opt/kuma/bin/kuma-dp", "/srv/app"],
-        files: vec![(
-            "/etc/dp.yaml",
-            "type: Dataplane\nmesh: default\nname: one\nnetworking:\n  address: 10.0.0.9\n  inbound:\n  - port: 8000\n    servicePort: 8080\n    tags: {kuma.io/service: backend}\n",
-        )],
+        files: vec![("/etc/dp.yaml", DATAPLANE)],
         dirs: vec!["/scratch", "/run/meshinit/backend"],
-    }
     };
     let matches = cli::command()
         .try_get_matches_from(["meshinit", "--", "/srv/app"])
