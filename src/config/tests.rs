@@ -784,6 +784,8 @@ fn kuma_dp_work_dir_goes_in_the_units_runtime_directory() {
         executables: vec!["/opt/kuma/bin/kuma-dp", "/srv/app"],
         files: vec![("/etc/dp.yaml", DATAPLANE)],
         dirs: vec!["/scratch", "/run/meshinit/backend"],
+        special: Vec::new(),
+        cwd: "/",
     };
     let matches = cli::command()
         .try_get_matches_from(["meshinit", "--", "/srv/app"])
