@@ -197,16 +197,30 @@ fn given_work_dir(
     std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir))
 }
 
-/// The work dir meshinit makes for kuma-dp in the temp dir.
+/// The work dir meshinit makes for kuma-dp: in the service's runtime
+/// directory when systemd gave it one, else in the temp dir.
 fn fresh_work_dir(r: &mut Resolver, host: &dyn Host) -> PathBuf {
+    // `RuntimeDirectory=` sets RUNTIME_DIRECTORY (colon-separated when the
+    // unit names several: the first is used). That directory is the
+    // instance's own and root's, writable under ProtectSystem=strict and
+    // removed when the service stops. TMPDIR could point there too, but the
+    // app inherits TMPDIR, and an app running as --app-user could not write
+    // its temporary files in a directory of root's.
+    let runtime = host
+        .env("RUNTIME_DIRECTORY")
+        .and_then(|v| v.split(':').next().map(str::to_string))
+        .filter(|d| !d.is_empty());
+    let (tmp, named_by) = match runtime {
+        Some(dir) => (PathBuf::from(dir), "RUNTIME_DIRECTORY"),
+        None => (host.temp_dir(), "the temp dir"),
+    };
     // A scratch image has no /tmp: without this check kuma-dp's every
     // start would fail on the missing directory until meshinit gives up on
     // it (exit 75), long after the app was started.
-    let tmp = host.temp_dir();
     if !host.is_dir(&tmp) {
         r.problems.push(Problem {
             message: format!(
-                "kuma-dp's work directory is made in the temp dir '{}', which does not exist (a scratch image has none): create it (e.g. `mkdir -m 1777 /tmp` in the image), point TMPDIR at a directory, or give kuma-dp one with --kuma-dp-arg=--work-dir=DIR",
+                "kuma-dp's work directory is made in {named_by} '{}', which does not exist (a scratch image has no /tmp): create it (e.g. `mkdir -m 1777 /tmp` in the image), point TMPDIR at a directory, or give kuma-dp one with --kuma-dp-arg=--work-dir=DIR",
                 tmp.display()
             ),
             origin: None,

@@ -766,6 +766,61 @@ fn typing_reads_only_the_machine_it_is_given() {
     );
 }
 
+/// Under systemd with `RuntimeDirectory=` (the shipped unit's
+/// /run/meshinit/<instance>), kuma-dp's work dir goes there, not in TMPDIR:
+/// the app inherits TMPDIR, and pointing that at a root-owned directory
+/// would leave an app running as --app-user without a temp dir.
+#[test]
+fn kuma_dp_work_dir_goes_in_the_units_runtime_directory() {
+    const DATAPLANE: &str = "type: Dataplane\nmesh: default\nname: one\nnetworking:\n  address: 10.0.0.9\n  inbound:\n  - port: 8000\n    servicePort: 8080\n    tags: {kuma.io/service: backend}\n";
+    let host = |runtime: &'static str| MadeUpHost {
+        env: vec![
+            ("MESHINIT_DATAPLANE_FILE", "/etc/dp.yaml"),
+            ("MESHINIT_DATAPLANE_TOKEN_FILE", "/secrets/token"),
+            ("MESHINIT_KUMA_DP_USER", "kuma"),
+            ("TMPDIR", "/scratch"),
+            ("RUNTIME_DIRECTORY", runtime),
+        ],
+        executables: vec!["/opt/kuma/bin/kuma-dp", "/srv/app"],
+        files: vec![("/etc/dp.yaml", DATAPLANE)],
+        dirs: vec!["/scratch", "/run/meshinit/backend"],
+        special: Vec::new(),
+        cwd: "/",
+    };
+    let matches = cli::command()
+        .try_get_matches_from(["meshinit", "--", "/srv/app"])
+        .unwrap();
+    // One directory, or several (colon-separated, as systemd sets it): the first.
+    for runtime in ["/run/meshinit/backend", "/run/meshinit/backend:/run/other"] {
+        let c = load_on(&host(runtime), Mode::Run, &matches).unwrap_or_else(|e| panic!("{e}"));
+        let proxy = c.proxy.as_ref().expect("direct mode from the made-up env");
+        assert_eq!(
+            proxy.work_dir.parent(),
+            Some(Path::new("/run/meshinit/backend")),
+            "RUNTIME_DIRECTORY={runtime}: {:?}",
+            proxy.work_dir
+        );
+        assert!(
+            proxy
+                .args
+                .iter()
+                .any(|a| a.starts_with("--work-dir=/run/meshinit/backend/meshinit-kuma-dp-")),
+            "{:?}",
+            proxy.args
+        );
+    }
+    // Named by systemd but missing (not under systemd's control any more):
+    // refused by name before anything starts, as a missing TMPDIR is.
+    let mut missing = host("/run/meshinit/gone");
+    missing.dirs = vec!["/scratch"];
+    let errs = messages(load_on(&missing, Mode::Run, &matches).unwrap_err());
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("RUNTIME_DIRECTORY") && e.contains("/run/meshinit/gone")),
+        "{errs:?}"
+    );
+}
+
 #[test]
 fn lints_are_passes_over_the_built_configuration() {
     let mut c = load_with(&["--", "/bin/true"], &[], None).unwrap();
