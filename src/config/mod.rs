@@ -235,7 +235,18 @@ pub struct Config {
     /// Things worth a warning at start (and in `check`).
     pub warnings: Vec<String>,
     /// Every option's effective value and origin, for `meshinit check`.
-    pub effective: Vec<(String, String, Origin)>,
+    pub effective: Vec<Effective>,
+}
+
+/// One option as `meshinit check` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Effective {
+    /// Its YAML key (`shutdown.drain-timeout`).
+    pub key: String,
+    /// Its value as written (lists joined with commas; empty when unset).
+    pub value: String,
+    /// Where the value came from.
+    pub origin: Origin,
 }
 
 /// The worst-case shutdown against `--shutdown-budget`: worked out here
@@ -398,7 +409,7 @@ fn effective(
     log_level: tracing::Level,
     proxy: Option<&ProxyConfig>,
     state_file: Option<&std::path::Path>,
-) -> Vec<(String, String, Origin)> {
+) -> Vec<Effective> {
     OPTIONS
         .iter()
         .map(|d| {
@@ -423,7 +434,11 @@ fn effective(
             } else {
                 value
             };
-            (d.yaml(), value, origin)
+            Effective {
+                key: d.yaml(),
+                value,
+                origin,
+            }
         })
         .collect()
 }

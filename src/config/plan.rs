@@ -7,7 +7,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::config::parse::{fmt_duration, signal_name};
-use crate::config::{Config, ProbeKind};
+use crate::config::{Config, Effective, ProbeKind};
 use crate::lifecycle::simulate::{self, ShutdownRun};
 use crate::lifecycle::{Action, DrainMode, Phase, Target};
 
@@ -17,13 +17,8 @@ pub fn render(cfg: &Config) -> String {
     let s_ = &mut s;
     let _ = writeln!(s_, "meshinit check: the configuration is valid\n");
     let _ = writeln!(s_, "Effective configuration:");
-    let width = cfg
-        .effective
-        .iter()
-        .map(|(k, _, _)| k.len())
-        .max()
-        .unwrap_or(0);
-    for (key, value, origin) in &cfg.effective {
+    let width = cfg.effective.iter().map(|e| e.key.len()).max().unwrap_or(0);
+    for Effective { key, value, origin } in &cfg.effective {
         let shown = if value.is_empty() {
             "-"
         } else {

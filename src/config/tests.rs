@@ -70,7 +70,7 @@ fn every_default_value_is_valid() {
             assert!(
                 c.effective
                     .iter()
-                    .any(|(k, v, o)| *k == def.yaml() && v == d && *o == Origin::Default),
+                    .any(|e| e.key == def.yaml() && e.value == d && e.origin == Origin::Default),
                 "{} = {d} (default) in {:?}",
                 def.yaml(),
                 c.effective
@@ -90,7 +90,7 @@ fn defaults_apply_without_any_source() {
     assert!(c
         .effective
         .iter()
-        .any(|(k, v, o)| k == "app.stop-timeout" && v == "10s" && *o == Origin::Default));
+        .any(|e| e.key == "app.stop-timeout" && e.value == "10s" && e.origin == Origin::Default));
 }
 
 #[test]
@@ -112,9 +112,9 @@ fn flag_beats_env_beats_file_beats_default() {
     let origin = |key: &str| {
         c.effective
             .iter()
-            .find(|(k, _, _)| k == key)
+            .find(|e| e.key == key)
             .unwrap()
-            .2
+            .origin
             .clone()
     };
     assert_eq!(
@@ -1189,7 +1189,7 @@ fn a_relative_state_file_is_resolved_against_the_start_directory() {
     assert!(
         c.effective
             .iter()
-            .any(|(k, v, _)| k == "status.state-file" && v == "/srv/run/last"),
+            .any(|e| e.key == "status.state-file" && e.value == "/srv/run/last"),
         "{:?}",
         c.effective
     );
