@@ -342,7 +342,14 @@ pub(crate) fn load_on(
     };
     let settings = Settings {
         has_proxy: proxy.is_some(),
-        has_probes: !probes.probes.is_empty(),
+        probes: probes
+            .probes
+            .iter()
+            .map(|p| lifecycle::Thresholds {
+                success: p.success_threshold,
+                failure: p.failure_threshold,
+            })
+            .collect(),
         startup_timeout: probes.startup_timeout,
         proxy_ready_timeout: r.value("proxy-ready-timeout", parse::duration),
         proxy_max_restarts: r.value("proxy-max-restarts", parse::count),
@@ -451,7 +458,12 @@ pub(crate) fn default_settings() -> Settings {
     let cfg = load(Mode::Check, &matches, &|_: &str| None).expect("the defaults are valid");
     Settings {
         has_proxy: true,
-        has_probes: true,
+        // One probe that flips with each result: `Input::Probe { probe: 0,
+        // ok }` is then "healthy" or "unhealthy" at once in the tests.
+        probes: vec![lifecycle::Thresholds {
+            success: 1,
+            failure: 1,
+        }],
         ..cfg.settings
     }
 }

@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::parse::signal_name;
 use crate::config::{Config, ForwardTo};
-use crate::health::probe::{self, ExecWaiters, Tracker};
+use crate::health::probe::{self, ExecWaiters};
 use crate::init::exit;
 use crate::init::signals::{self, Signals};
 use crate::init::spawn;
@@ -75,8 +75,6 @@ struct Driver {
     idle: IdleWatch,
     reporter: Reporter,
     execs: ExecWaiters,
-    trackers: Vec<Tracker>,
-    healthy_reported: bool,
     probe_tx: mpsc::UnboundedSender<probe::Outcome>,
     probe_tasks: Vec<JoinHandle<()>>,
     queue: VecDeque<Input>,
@@ -119,7 +117,6 @@ pub async fn run(
     let watchdog = reporter.watchdog_interval();
     let mut d = Driver {
         lc: Lifecycle::new(cfg.settings.clone()),
-        trackers: cfg.probes.iter().map(Tracker::new).collect(),
         // The runner owns kuma-dp's configuration from here on: its work
         // dir may still move to a fresh name. `ready_tx` itself stays open
         // without a proxy, so the loop never sees the channel close.
@@ -133,7 +130,6 @@ pub async fn run(
         start: now,
         app_pid: None,
         execs: Rc::new(RefCell::new(HashMap::new())),
-        healthy_reported: false,
         probe_tx,
         probe_tasks: Vec::new(),
         queue: VecDeque::new(),
@@ -350,29 +346,16 @@ impl Driver {
         }
     }
 
+    /// A probe's result goes to the lifecycle, which keeps each probe's
+    /// thresholds and decides the app's health; the reporter keeps what it
+    /// said for `/status` and the log line of a change.
     fn on_probe(&mut self, o: probe::Outcome) {
-        let name = self.cfg.probes[o.index].kind.to_string();
-        let tracker = &mut self.trackers[o.index];
-        let changed = tracker.record(o.ok);
-        if changed {
-            if tracker.passing() {
-                info!(probe = %name, result = %Escaped(&o.detail), "probe passing");
-            } else {
-                warn!(probe = %name, result = %Escaped(&o.detail), "probe failing");
-            }
-        } else {
-            debug!(probe = %name, ok = o.ok, result = %Escaped(&o.detail), "probe result");
-        }
-        let healthy = self.trackers.iter().all(Tracker::passing);
-        self.reporter.probe_result(&o, &self.trackers[o.index]);
-        if healthy != self.healthy_reported {
-            self.healthy_reported = healthy;
-            self.queue.push_back(if healthy {
-                Input::Healthy
-            } else {
-                Input::Unhealthy
-            });
-        }
+        debug!(probe = %self.cfg.probes[o.index].kind, ok = o.ok, result = %Escaped(&o.detail), "probe result");
+        self.reporter.probe_result(&o);
+        self.queue.push_back(Input::Probe {
+            probe: o.index,
+            ok: o.ok,
+        });
     }
 
     fn execute(&mut self, action: Action) -> Result<Option<i32>, DriverError> {

@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 use super::DriverError;
 use crate::config::parse::fmt_secs;
 use crate::config::Config;
-use crate::health::probe::{self, Tracker};
+use crate::health::probe;
 use crate::lifecycle::{Event, Lifecycle, Phase, Settings, Timeline};
 use crate::mesh::envoy::Load;
 use crate::report::logging::Escaped;
@@ -114,6 +114,15 @@ impl Reporter {
         st.app_pid = app.map(Pid::as_raw);
         st.proxy_pid = proxy.map(Pid::as_raw);
         st.counters.shutdown = lc.shutdown_spans();
+        for (i, p) in st.probes.iter_mut().enumerate() {
+            // Absent before a probe's first result, as `/status` says.
+            if p.successes + p.failures > 0 {
+                if let Some((passing, in_row)) = lc.probe_standing(i) {
+                    p.passing = Some(passing);
+                    p.failures_in_row = in_row;
+                }
+            }
+        }
     }
 
     /// Time since the app first became healthy, for the proxy's log lines.
@@ -123,14 +132,13 @@ impl Reporter {
             .unwrap_or_default()
     }
 
-    pub fn probe_result(&self, o: &probe::Outcome, tracker: &Tracker) {
+    /// A probe's run: what it said and the counts, for `/status` and
+    /// `/metrics` (its standing comes from the lifecycle at `publish`).
+    pub fn probe_result(&self, o: &probe::Outcome) {
         let mut st = self.status.borrow_mut();
-        st.probes[o.index].record(
-            tracker.passing(),
-            o.ok,
-            &o.detail,
-            tracker.consecutive_failures(),
-        );
+        if let Some(p) = st.probes.get_mut(o.index) {
+            p.record(o.ok, &o.detail);
+        }
     }
 
     pub fn proxy_started(&self) {
@@ -185,6 +193,17 @@ impl Reporter {
     pub fn event(&mut self, event: Event, cx: &Context) {
         self.record_event(event);
         match event {
+            Event::ProbeChanged { probe, passing } => {
+                let st = self.status.borrow();
+                if let Some(p) = st.probes.get(probe) {
+                    let result = Escaped(&p.detail);
+                    if passing {
+                        info!(probe = %p.name, result = %result, "probe passing");
+                    } else {
+                        warn!(probe = %p.name, result = %result, "probe failing");
+                    }
+                }
+            }
             Event::AppHealthy => {
                 self.healthy_at = Some(Instant::now());
                 info!(elapsed = %fmt_secs(self.now()), "app healthy");

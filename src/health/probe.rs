@@ -2,8 +2,8 @@
 //! period, timeout and thresholds.
 //!
 //! A probe task only measures and reports; whether the app counts as healthy
-//! is decided by the [`Tracker`]s in the driver, and what follows from it by
-//! the lifecycle.
+//! (each probe's thresholds, all must pass) and what follows from it is the
+//! lifecycle's decision (`lifecycle::health`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -31,60 +31,6 @@ pub struct Outcome {
     pub index: usize,
     pub ok: bool,
     pub detail: String,
-}
-
-/// Consecutive-result thresholds for one probe.
-#[derive(Clone, Debug)]
-pub struct Tracker {
-    success_threshold: u32,
-    failure_threshold: u32,
-    successes: u32,
-    failures: u32,
-    passing: bool,
-}
-
-impl Tracker {
-    pub fn new(spec: &ProbeSpec) -> Tracker {
-        Tracker {
-            success_threshold: spec.success_threshold,
-            failure_threshold: spec.failure_threshold,
-            successes: 0,
-            failures: 0,
-            passing: false,
-        }
-    }
-
-    pub fn passing(&self) -> bool {
-        self.passing
-    }
-
-    /// Failures in a row, 0 after a success.
-    pub fn consecutive_failures(&self) -> u32 {
-        self.failures
-    }
-
-    /// Records a result; returns true when the probe changed between
-    /// passing and failing. A probe starts failing and passes after
-    /// `success_threshold` successes in a row; once passing it fails after
-    /// `failure_threshold` failures in a row.
-    pub fn record(&mut self, ok: bool) -> bool {
-        if ok {
-            self.successes += 1;
-            self.failures = 0;
-            if !self.passing && self.successes >= self.success_threshold {
-                self.passing = true;
-                return true;
-            }
-        } else {
-            self.failures += 1;
-            self.successes = 0;
-            if self.passing && self.failures >= self.failure_threshold {
-                self.passing = false;
-                return true;
-            }
-        }
-        false
-    }
 }
 
 /// Runs one probe forever at the period of `mode`, sending every result.
@@ -235,44 +181,4 @@ async fn exec(
 fn keep_output(output: &mut Vec<u8>, read: &[u8]) {
     let room = OUTPUT_LIMIT.saturating_sub(output.len());
     output.extend_from_slice(&read[..read.len().min(room)]);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(s: u32, f: u32) -> ProbeSpec {
-        ProbeSpec {
-            kind: ProbeKind::Shell("true".into()),
-            startup_period: Duration::from_millis(100),
-            period: Duration::from_secs(5),
-            timeout: Duration::from_secs(1),
-            success_threshold: s,
-            failure_threshold: f,
-        }
-    }
-
-    #[test]
-    fn thresholds_count_consecutive_results() {
-        let mut t = Tracker::new(&spec(2, 3));
-        let seq = [
-            (false, false, false),
-            (true, false, false),
-            (false, false, false),
-            (true, false, false),
-            (true, true, true),
-            (false, false, true),
-            (false, false, true),
-            (true, false, true),
-            (false, false, true),
-            (false, false, true),
-            (false, true, false),
-            (true, false, false),
-            (true, true, true),
-        ];
-        for (i, (ok, changed, passing)) in seq.into_iter().enumerate() {
-            assert_eq!(t.record(ok), changed, "step {i}");
-            assert_eq!(t.passing(), passing, "step {i}");
-        }
-    }
 }

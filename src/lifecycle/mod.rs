@@ -18,6 +18,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::init::exit::{self, ExitCodeMap, ExitStatus};
+pub use health::Thresholds;
 
 /// Where the supervised pair is in its life. The names are part of the
 /// interface: logs, `/status`, `/ready` bodies and sd_notify STATUS= use them.
@@ -145,9 +146,10 @@ pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Settings {
     /// kuma-dp is supervised.
     pub has_proxy: bool,
-    /// At least one probe gates startup; without, the app counts as healthy
-    /// as soon as it is spawned.
-    pub has_probes: bool,
+    /// Every probe's thresholds (`--probe-*-threshold`, `probes.checks`);
+    /// all must pass. None: the app counts as healthy as soon as it is
+    /// spawned.
+    pub probes: Vec<Thresholds>,
     pub startup_timeout: Duration,
     pub proxy_ready_timeout: Duration,
     pub proxy_max_restarts: u32,
@@ -183,6 +185,11 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// At least one probe gates the start.
+    pub fn has_probes(&self) -> bool {
+        !self.probes.is_empty()
+    }
+
     /// The options' defaults (see `config::options`) with a proxy and
     /// probes, and without the idle drain (which a proxied run with the
     /// default options has): where the tests start from.
@@ -219,10 +226,10 @@ impl Settings {
 pub enum Input {
     /// Begin: spawn the app.
     Start,
-    /// The probes passed (after their success threshold).
-    Healthy,
-    /// The probes failed (after their failure threshold).
-    Unhealthy,
+    /// One run of probe number `probe` (in the order of the configuration)
+    /// passed or failed. Its thresholds and "every probe passes" make the
+    /// app healthy or unhealthy (`lifecycle::health`).
+    Probe { probe: usize, ok: bool },
     /// kuma-dp's ready URL answered 200.
     ProxyReady,
     /// The app's main process was reaped.
@@ -428,6 +435,12 @@ impl ShutdownSpans {
 /// A decision worth a log line, with the numbers behind it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// A probe passed its success threshold (`passing`) or its failure
+    /// threshold.
+    ProbeChanged {
+        probe: usize,
+        passing: bool,
+    },
     AppHealthy,
     AppUnhealthy,
     /// The app could not be started; whatever already runs is stopped in
@@ -514,6 +527,8 @@ pub struct Lifecycle {
     phase: Phase,
     app: App,
     proxy: Proxy,
+    /// Each probe's standing; `healthy` is "all pass" as last acted on.
+    probes: Vec<health::Probe>,
     healthy: bool,
     ready: bool,
     stops: u32,
@@ -589,6 +604,11 @@ impl Lifecycle {
     /// A state machine in [`Phase::Starting`]; feed it `Input::Start`.
     pub fn new(settings: Settings) -> Lifecycle {
         Lifecycle {
+            probes: settings
+                .probes
+                .iter()
+                .map(|t| health::Probe::new(*t))
+                .collect(),
             s: settings,
             phase: Phase::Starting,
             app: App::NotStarted,
@@ -698,8 +718,7 @@ impl Lifecycle {
         }
         match input {
             Input::Start => self.on_start(now, &mut out),
-            Input::Healthy => self.on_healthy(now, &mut out),
-            Input::Unhealthy => self.on_unhealthy(now, &mut out),
+            Input::Probe { probe, ok } => self.on_probe(now, probe, ok, &mut out),
             Input::ProxyReady => self.on_proxy_ready(now, &mut out),
             Input::AppExited(status) => self.on_app_exited(now, status, &mut out),
             Input::AppSpawnFailed => self.on_app_spawn_failed(now, &mut out),
@@ -747,7 +766,7 @@ impl Lifecycle {
     fn start_app(&mut self, now: Duration, out: &mut Vec<Action>) {
         out.push(Action::SpawnApp);
         self.app = App::Running;
-        if self.s.has_probes {
+        if self.s.has_probes() {
             self.enter(Phase::Probing, out);
             out.push(Action::Probes(ProbeMode::Startup));
             self.timers
@@ -784,6 +803,32 @@ impl Lifecycle {
             Timer::ProxyReady,
             now.saturating_add(self.s.proxy_ready_timeout),
         );
+    }
+
+    /// A probe's result: the probe's standing, then the app's health when
+    /// "every probe passes" changed.
+    fn on_probe(&mut self, now: Duration, probe: usize, ok: bool, out: &mut Vec<Action>) {
+        let Some(p) = self.probes.get_mut(probe) else {
+            return;
+        };
+        if p.record(ok) {
+            let passing = p.passing();
+            out.push(Action::Event(Event::ProbeChanged { probe, passing }));
+        }
+        let all_pass = self.probes.iter().all(health::Probe::passing);
+        if all_pass && !self.healthy {
+            self.on_healthy(now, out);
+        } else if !all_pass && self.healthy {
+            self.on_unhealthy(now, out);
+        }
+    }
+
+    /// Probe number `probe` passes (after its thresholds), and its
+    /// failures in a row; `None` for a probe that is not configured.
+    pub fn probe_standing(&self, probe: usize) -> Option<(bool, u32)> {
+        self.probes
+            .get(probe)
+            .map(|p| (p.passing(), p.failures_in_row()))
     }
 
     fn on_healthy(&mut self, now: Duration, out: &mut Vec<Action>) {
@@ -1013,7 +1058,7 @@ impl Lifecycle {
     fn mark_shutdown(&mut self, now: Duration, out: &mut Vec<Action>) {
         if self.spans.began.is_none() {
             self.spans.began = Some(now);
-            if self.s.has_probes {
+            if self.s.has_probes() {
                 out.push(Action::Probes(ProbeMode::Off));
             }
         }
@@ -1504,6 +1549,7 @@ impl Timers {
     }
 }
 
+pub mod health;
 pub mod simulate;
 
 #[cfg(test)]

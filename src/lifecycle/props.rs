@@ -50,7 +50,8 @@ fn settings() -> impl Strategy<Value = Settings> {
     (
         (
             any::<bool>(),
-            any::<bool>(),
+            // No probe, or one or two, each with thresholds of 1 to 3.
+            proptest::collection::vec((1u32..4, 1u32..4), 0..3),
             0u32..6,
             any::<bool>(),
             any::<bool>(),
@@ -83,7 +84,10 @@ fn settings() -> impl Strategy<Value = Settings> {
                 (proxy_first, idle, pass_stop_signal, app_stop_timeout_given),
             )| Settings {
                 has_proxy,
-                has_probes,
+                probes: has_probes
+                    .into_iter()
+                    .map(|(success, failure)| Thresholds { success, failure })
+                    .collect(),
                 startup_timeout: startup,
                 proxy_ready_timeout: ready,
                 proxy_max_restarts: max_restarts,
@@ -128,8 +132,8 @@ fn status() -> impl Strategy<Value = ExitStatus> {
 /// Any input but `Start` (which every run begins with, as the driver does).
 fn input() -> impl Strategy<Value = Input> {
     prop_oneof![
-        3 => Just(Input::Healthy),
-        2 => Just(Input::Unhealthy),
+        5 => (0usize..3, prop::bool::weighted(0.6))
+            .prop_map(|(probe, ok)| Input::Probe { probe, ok }),
         3 => Just(Input::ProxyReady),
         1 => status().prop_map(Input::AppExited),
         1 => Just(Input::AppSpawnFailed),
@@ -334,7 +338,6 @@ impl Run {
                 self.proxy_alive = false;
                 self.drain = None;
             }
-            Input::Healthy => self.healthy_seen = true,
             Input::Stop(_) => self.stops += 1,
             _ => {}
         }
@@ -402,7 +405,7 @@ impl Run {
                     } else {
                         self.check(self.app_alive, "kuma-dp started without a running app");
                         self.check(
-                            self.healthy_seen || !self.lc.settings().has_probes,
+                            self.healthy_seen || !self.lc.settings().has_probes(),
                             "kuma-dp started before the app was ever healthy",
                         );
                     }
@@ -485,9 +488,10 @@ impl Run {
                     self.events.push(Event::Escalated { stops: 0 });
                 }
                 Action::Event(e) => {
-                    // Ready as the lifecycle took it (it ignores a report
-                    // it no longer waits for).
+                    // Ready and healthy as the lifecycle took them (it
+                    // ignores a report it no longer waits for).
                     self.proxy_ready |= e == Event::ProxyReady;
+                    self.healthy_seen |= e == Event::AppHealthy;
                     self.events.push(e)
                 }
                 Action::WatchInbound(true) => {

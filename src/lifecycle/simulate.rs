@@ -57,13 +57,21 @@ fn start_states(settings: &Settings) -> Vec<Lifecycle> {
     // Each step brings the start one state further: the app's health in
     // `probing`, kuma-dp's readiness in `proxy-starting`. Two of each at most.
     for _ in 0..4 {
-        let input = match lc.phase() {
-            Phase::Running => break,
-            Phase::ProxyStarting => Input::ProxyReady,
-            _ => Input::Healthy,
-        };
         let before = lc.phase();
-        lc.step(zero, input);
+        match before {
+            Phase::Running => break,
+            Phase::ProxyStarting => {
+                lc.step(zero, Input::ProxyReady);
+            }
+            // Every probe passes its success threshold.
+            _ => {
+                for (probe, th) in settings.probes.iter().enumerate() {
+                    for _ in 0..th.success {
+                        lc.step(zero, Input::Probe { probe, ok: true });
+                    }
+                }
+            }
+        }
         if lc.phase() != before {
             states.push(lc.clone());
         }
@@ -191,7 +199,7 @@ mod tests {
         );
         let plain = Settings {
             has_proxy: false,
-            has_probes: false,
+            probes: Vec::new(),
             ..Settings::defaults()
         };
         let phases: Vec<Phase> = start_states(&plain).iter().map(Lifecycle::phase).collect();
@@ -281,7 +289,7 @@ mod tests {
     fn a_plain_init_stop_waits_for_the_app_and_the_worst_case_is_meshinits_own_stop() {
         let plain = Settings {
             has_proxy: false,
-            has_probes: false,
+            probes: Vec::new(),
             app_stop_timeout_given: false,
             ..Settings::defaults()
         };

@@ -7,6 +7,13 @@ const T: fn(u64) -> Duration = Duration::from_millis;
 const TERM: Signal = Signal::SIGTERM;
 const OK: ExitStatus = ExitStatus::Code(0);
 const ONE_SECOND: Duration = Duration::from_secs(1);
+/// The one probe of the test settings (thresholds 1 and 1) passes or fails:
+/// the app is healthy or unhealthy at once.
+const HEALTHY: Input = Input::Probe { probe: 0, ok: true };
+const UNHEALTHY: Input = Input::Probe {
+    probe: 0,
+    ok: false,
+};
 
 fn settings() -> Settings {
     Settings {
@@ -22,28 +29,24 @@ fn at_phase(phase: Phase) -> (Lifecycle, Duration) {
     let path: &[(u64, Input)] = match phase {
         Phase::Starting => &[],
         Phase::Probing => &[(0, Input::Start)],
-        Phase::ProxyStarting => &[(0, Input::Start), (300, Input::Healthy)],
-        Phase::Running => &[
-            (0, Input::Start),
-            (300, Input::Healthy),
-            (800, Input::ProxyReady),
-        ],
+        Phase::ProxyStarting => &[(0, Input::Start), (300, HEALTHY)],
+        Phase::Running => &[(0, Input::Start), (300, HEALTHY), (800, Input::ProxyReady)],
         Phase::Draining => &[
             (0, Input::Start),
-            (300, Input::Healthy),
+            (300, HEALTHY),
             (800, Input::ProxyReady),
             (10_000, Input::Stop(TERM)),
         ],
         Phase::Grace => &[
             (0, Input::Start),
-            (300, Input::Healthy),
+            (300, HEALTHY),
             (800, Input::ProxyReady),
             (10_000, Input::Stop(TERM)),
             (12_000, Input::ProxyExited(OK)),
         ],
         Phase::Stopping => &[
             (0, Input::Start),
-            (300, Input::Healthy),
+            (300, HEALTHY),
             (800, Input::ProxyReady),
             (10_000, Input::Stop(TERM)),
             (12_000, Input::ProxyExited(OK)),
@@ -51,7 +54,7 @@ fn at_phase(phase: Phase) -> (Lifecycle, Duration) {
         ],
         Phase::Cleanup => &[
             (0, Input::Start),
-            (300, Input::Healthy),
+            (300, HEALTHY),
             (800, Input::ProxyReady),
             (10_000, Input::Stop(TERM)),
             (12_000, Input::ProxyExited(OK)),
@@ -60,7 +63,7 @@ fn at_phase(phase: Phase) -> (Lifecycle, Duration) {
         ],
         Phase::Done => &[
             (0, Input::Start),
-            (300, Input::Healthy),
+            (300, HEALTHY),
             (800, Input::ProxyReady),
             (10_000, Input::Stop(TERM)),
             (12_000, Input::ProxyExited(OK)),
@@ -109,8 +112,8 @@ fn table() -> Vec<Row> {
     vec![
         // Starting
         Row { phase: Starting, input: Start, after_ms: 0, next: Probing, must: &[Action::SpawnApp, Action::Probes(ProbeMode::Startup)], must_not: &[Action::SpawnProxy] },
-        Row { phase: Starting, input: Healthy, after_ms: 0, next: Starting, must: &[], must_not: &[Action::SpawnProxy] },
-        Row { phase: Starting, input: Unhealthy, after_ms: 0, next: Starting, must: &[], must_not: &[] },
+        Row { phase: Starting, input: HEALTHY, after_ms: 0, next: Starting, must: &[], must_not: &[Action::SpawnProxy] },
+        Row { phase: Starting, input: UNHEALTHY, after_ms: 0, next: Starting, must: &[], must_not: &[] },
         Row { phase: Starting, input: ProxyReady, after_ms: 0, next: Starting, must: &[], must_not: &[] },
         Row { phase: Starting, input: app_exit, after_ms: 0, next: Starting, must: &[], must_not: &[] },
         Row { phase: Starting, input: proxy_exit, after_ms: 0, next: Starting, must: &[], must_not: &[] },
@@ -120,8 +123,8 @@ fn table() -> Vec<Row> {
         Row { phase: Starting, input: DescendantsGone, after_ms: 0, next: Starting, must: &[], must_not: &[] },
         // Probing
         Row { phase: Probing, input: Start, after_ms: 0, next: Probing, must: &[], must_not: &[Action::SpawnApp] },
-        Row { phase: Probing, input: Healthy, after_ms: 0, next: ProxyStarting, must: &[Action::SpawnProxy, Action::Probes(ProbeMode::Liveness), Action::Event(Event::AppHealthy)], must_not: &[] },
-        Row { phase: Probing, input: Unhealthy, after_ms: 0, next: Probing, must: &[], must_not: &[Action::SpawnProxy] },
+        Row { phase: Probing, input: HEALTHY, after_ms: 0, next: ProxyStarting, must: &[Action::SpawnProxy, Action::Probes(ProbeMode::Liveness), Action::Event(Event::AppHealthy)], must_not: &[] },
+        Row { phase: Probing, input: UNHEALTHY, after_ms: 0, next: Probing, must: &[], must_not: &[Action::SpawnProxy] },
         Row { phase: Probing, input: ProxyReady, after_ms: 0, next: Probing, must: &[], must_not: &[] },
         Row { phase: Probing, input: app_exit, after_ms: 0, next: Cleanup, must: &[Action::TermDescendants], must_not: &[Action::SpawnProxy] },
         Row { phase: Probing, input: proxy_exit, after_ms: 0, next: Probing, must: &[], must_not: &[] },
@@ -132,8 +135,8 @@ fn table() -> Vec<Row> {
         Row { phase: Probing, input: DescendantsGone, after_ms: 0, next: Probing, must: &[], must_not: &[] },
         // ProxyStarting
         Row { phase: ProxyStarting, input: Start, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[] },
-        Row { phase: ProxyStarting, input: Healthy, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[Action::SpawnProxy] },
-        Row { phase: ProxyStarting, input: Unhealthy, after_ms: 0, next: ProxyStarting, must: &[Action::Event(Event::AppUnhealthy)], must_not: &[] },
+        Row { phase: ProxyStarting, input: HEALTHY, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[Action::SpawnProxy] },
+        Row { phase: ProxyStarting, input: UNHEALTHY, after_ms: 0, next: ProxyStarting, must: &[Action::Event(Event::AppUnhealthy)], must_not: &[] },
         Row { phase: ProxyStarting, input: ProxyReady, after_ms: 0, next: Running, must: &[Action::Ready(true), Action::Event(Event::ProxyReady)], must_not: &[] },
         Row { phase: ProxyStarting, input: app_exit, after_ms: 0, next: Cleanup, must: &[TERM_PROXY], must_not: &[Action::TermDescendants] },
         Row { phase: ProxyStarting, input: proxy_exit, after_ms: 0, next: ProxyStarting, must: &[Action::Event(Event::ProxyRestarting { attempt: 1, delay: ONE_SECOND })], must_not: &[Action::SpawnProxy] },
@@ -144,8 +147,8 @@ fn table() -> Vec<Row> {
         Row { phase: ProxyStarting, input: DescendantsGone, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[] },
         // Running
         Row { phase: Running, input: Start, after_ms: 0, next: Running, must: &[], must_not: &[] },
-        Row { phase: Running, input: Healthy, after_ms: 0, next: Running, must: &[], must_not: &[] },
-        Row { phase: Running, input: Unhealthy, after_ms: 0, next: Running, must: &[Action::Ready(false), Action::Event(Event::AppUnhealthy)], must_not: &[TERM_PROXY] },
+        Row { phase: Running, input: HEALTHY, after_ms: 0, next: Running, must: &[], must_not: &[] },
+        Row { phase: Running, input: UNHEALTHY, after_ms: 0, next: Running, must: &[Action::Ready(false), Action::Event(Event::AppUnhealthy)], must_not: &[TERM_PROXY] },
         Row { phase: Running, input: ProxyReady, after_ms: 0, next: Running, must: &[], must_not: &[] },
         Row { phase: Running, input: app_exit, after_ms: 0, next: Draining, must: &[TERM_PROXY, Action::Ready(false)], must_not: &[STOP_APP] },
         Row { phase: Running, input: proxy_exit, after_ms: 0, next: ProxyStarting, must: &[Action::Ready(false)], must_not: &[STOP_APP] },
@@ -155,8 +158,8 @@ fn table() -> Vec<Row> {
         Row { phase: Running, input: DescendantsGone, after_ms: 0, next: Running, must: &[], must_not: &[] },
         // Draining
         Row { phase: Draining, input: Start, after_ms: 0, next: Draining, must: &[], must_not: &[] },
-        Row { phase: Draining, input: Healthy, after_ms: 0, next: Draining, must: &[], must_not: &[Action::Ready(true)] },
-        Row { phase: Draining, input: Unhealthy, after_ms: 0, next: Draining, must: &[], must_not: &[] },
+        Row { phase: Draining, input: HEALTHY, after_ms: 0, next: Draining, must: &[], must_not: &[Action::Ready(true)] },
+        Row { phase: Draining, input: UNHEALTHY, after_ms: 0, next: Draining, must: &[], must_not: &[] },
         Row { phase: Draining, input: ProxyReady, after_ms: 0, next: Draining, must: &[], must_not: &[Action::Ready(true)] },
         Row { phase: Draining, input: app_exit, after_ms: 0, next: Draining, must: &[], must_not: &[STOP_APP] },
         Row { phase: Draining, input: proxy_exit, after_ms: 0, next: Grace, must: &[], must_not: &[STOP_APP] },
@@ -167,8 +170,8 @@ fn table() -> Vec<Row> {
         Row { phase: Draining, input: DescendantsGone, after_ms: 0, next: Draining, must: &[], must_not: &[] },
         // Grace
         Row { phase: Grace, input: Start, after_ms: 0, next: Grace, must: &[], must_not: &[] },
-        Row { phase: Grace, input: Healthy, after_ms: 0, next: Grace, must: &[], must_not: &[] },
-        Row { phase: Grace, input: Unhealthy, after_ms: 0, next: Grace, must: &[], must_not: &[] },
+        Row { phase: Grace, input: HEALTHY, after_ms: 0, next: Grace, must: &[], must_not: &[] },
+        Row { phase: Grace, input: UNHEALTHY, after_ms: 0, next: Grace, must: &[], must_not: &[] },
         Row { phase: Grace, input: ProxyReady, after_ms: 0, next: Grace, must: &[], must_not: &[] },
         Row { phase: Grace, input: app_exit, after_ms: 1000, next: Cleanup, must: &[Action::TermDescendants], must_not: &[STOP_APP] },
         Row { phase: Grace, input: proxy_exit, after_ms: 0, next: Grace, must: &[], must_not: &[] },
@@ -179,8 +182,8 @@ fn table() -> Vec<Row> {
         Row { phase: Grace, input: DescendantsGone, after_ms: 0, next: Grace, must: &[], must_not: &[] },
         // Stopping
         Row { phase: Stopping, input: Start, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
-        Row { phase: Stopping, input: Healthy, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
-        Row { phase: Stopping, input: Unhealthy, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
+        Row { phase: Stopping, input: HEALTHY, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
+        Row { phase: Stopping, input: UNHEALTHY, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
         Row { phase: Stopping, input: ProxyReady, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
         Row { phase: Stopping, input: app_exit, after_ms: 100, next: Cleanup, must: &[Action::TermDescendants], must_not: &[] },
         Row { phase: Stopping, input: proxy_exit, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
@@ -191,8 +194,8 @@ fn table() -> Vec<Row> {
         Row { phase: Stopping, input: DescendantsGone, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
         // Cleanup
         Row { phase: Cleanup, input: Start, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
-        Row { phase: Cleanup, input: Healthy, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
-        Row { phase: Cleanup, input: Unhealthy, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: HEALTHY, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: UNHEALTHY, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
         Row { phase: Cleanup, input: ProxyReady, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
         Row { phase: Cleanup, input: app_exit, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
         Row { phase: Cleanup, input: proxy_exit, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
@@ -237,8 +240,8 @@ fn table() -> Vec<Row> {
         Row { phase: Cleanup, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[], must_not: &[Action::Event(Event::AppSpawnFailed { drains: false }), Action::Event(Event::AppSpawnFailed { drains: true })] },
         // Done: nothing moves any more.
         Row { phase: Done, input: Start, after_ms: 0, next: Done, must: &[], must_not: &[Action::SpawnApp] },
-        Row { phase: Done, input: Healthy, after_ms: 0, next: Done, must: &[], must_not: &[] },
-        Row { phase: Done, input: Unhealthy, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: HEALTHY, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: UNHEALTHY, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: ProxyReady, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: app_exit, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: proxy_exit, after_ms: 0, next: Done, must: &[], must_not: &[] },
@@ -260,8 +263,8 @@ fn every_phase_and_input_pair() {
     for phase in Phase::ALL {
         for input in [
             Input::Start,
-            Input::Healthy,
-            Input::Unhealthy,
+            HEALTHY,
+            UNHEALTHY,
             Input::ProxyReady,
             Input::AppExited(OK),
             Input::AppSpawnFailed,
@@ -341,7 +344,7 @@ fn full_graceful_shutdown_orders_drain_grace_stop() {
         settings(),
         &[
             (0, Input::Start),
-            (400, Input::Healthy),
+            (400, HEALTHY),
             (900, Input::ProxyReady),
             (10_000, Input::Stop(TERM)),
             (12_000, Input::ProxyExited(OK)),
@@ -388,10 +391,10 @@ fn proxy_never_starts_before_the_app_is_healthy() {
         settings(),
         &[
             (0, Input::Start),
-            (100, Input::Unhealthy),
+            (100, UNHEALTHY),
             (200, Input::Tick),
             (300, Input::ProxyReady),
-            (400, Input::Healthy),
+            (400, HEALTHY),
         ],
     );
     assert_eq!(time_of(&log, Action::SpawnProxy), Some(400));
@@ -401,7 +404,7 @@ fn proxy_never_starts_before_the_app_is_healthy() {
 fn without_proxy_grace_then_stop() {
     let s = Settings {
         has_proxy: false,
-        has_probes: false,
+        probes: Vec::new(),
         ..settings()
     };
     let (_, log) = run(
@@ -429,7 +432,7 @@ fn app_exiting_while_running_drains_then_exits_with_its_status() {
         settings(),
         &[
             (0, Input::Start),
-            (100, Input::Healthy),
+            (100, HEALTHY),
             (200, Input::ProxyReady),
             (5000, Input::AppExited(ExitStatus::Code(7))),
             (8000, Input::ProxyExited(OK)),
@@ -454,7 +457,7 @@ fn drain_timeout_then_second_term_then_kill() {
         settings(),
         &[
             (0, Input::Start),
-            (100, Input::Healthy),
+            (100, HEALTHY),
             (200, Input::ProxyReady),
             (1000, Input::Stop(TERM)),
             (41_000, Input::Tick),
@@ -483,7 +486,7 @@ fn usr2_drains_inbound_stops_app_then_terms_proxy() {
         s,
         &[
             (0, Input::Start),
-            (100, Input::Healthy),
+            (100, HEALTHY),
             (200, Input::ProxyReady),
             (1000, Input::Stop(TERM)),
             (4000, Input::Tick),
@@ -508,7 +511,7 @@ fn second_stop_cuts_short_and_third_kills_everything() {
         settings(),
         &[
             (0, Input::Start),
-            (100, Input::Healthy),
+            (100, HEALTHY),
             (200, Input::ProxyReady),
             (1000, Input::Stop(TERM)),
             (1500, Input::Stop(TERM)),
@@ -531,7 +534,7 @@ fn second_stop_cuts_short_and_third_kills_everything() {
         settings(),
         &[
             (0, Input::Start),
-            (100, Input::Healthy),
+            (100, HEALTHY),
             (200, Input::ProxyReady),
             (1000, Input::Stop(TERM)),
             (1100, Input::Stop(TERM)),
@@ -558,7 +561,7 @@ fn proxy_crash_backoff_and_give_up() {
         proxy_max_restarts: 3,
         ..settings()
     };
-    let mut inputs = vec![(0, Input::Start), (100, Input::Healthy)];
+    let mut inputs = vec![(0, Input::Start), (100, HEALTHY)];
     let mut t = 100;
     for _ in 0..4 {
         t += 50;
@@ -593,7 +596,7 @@ fn backoff_is_capped() {
     };
     let mut lc = Lifecycle::new(s);
     lc.step(T(0), Input::Start);
-    lc.step(T(1), Input::Healthy);
+    lc.step(T(1), HEALTHY);
     let mut last = Duration::ZERO;
     for i in 0..10u64 {
         let now = T(2 + i * 100_000);
@@ -617,9 +620,9 @@ fn on_unhealthy_shutdown_exits_unavailable() {
         s,
         &[
             (0, Input::Start),
-            (100, Input::Healthy),
+            (100, HEALTHY),
             (200, Input::ProxyReady),
-            (9000, Input::Unhealthy),
+            (9000, UNHEALTHY),
             (9500, Input::ProxyExited(OK)),
             (14_500, Input::Tick),
             (14_600, Input::AppExited(ExitStatus::Signaled(15))),
@@ -656,7 +659,7 @@ fn descendants_wait_for_the_proxy_to_be_gone() {
         settings(),
         &[
             (0, Input::Start),
-            (100, Input::Healthy),
+            (100, HEALTHY),
             (200, Input::AppExited(OK)),
         ],
     );
@@ -740,7 +743,7 @@ fn huge_durations_never_overflow_a_deadline() {
         s,
         &[
             (0, Input::Start),
-            (300, Input::Healthy),
+            (300, HEALTHY),
             (800, Input::ProxyReady),
             (1000, Input::Stop(TERM)),
             (1100, Input::InboundIdle),
@@ -762,7 +765,7 @@ fn app_exit_ends_an_inbound_only_drain_at_once() {
         s,
         &[
             (0, Input::Start),
-            (100, Input::Healthy),
+            (100, HEALTHY),
             (200, Input::ProxyReady),
             (1000, Input::Stop(TERM)),
             (2000, Input::AppExited(ExitStatus::Code(0))),
@@ -791,7 +794,7 @@ fn idle_drain_ends_after_min_and_idle_with_a_second_term() {
         idle_settings(),
         &[
             (0, Input::Start),
-            (100, Input::Healthy),
+            (100, HEALTHY),
             (200, Input::ProxyReady),
             (10_000, Input::Stop(TERM)),
             (10_100, Input::InboundBusy),
@@ -827,7 +830,7 @@ fn idle_drain_waits_for_requests_in_flight() {
         idle_settings(),
         &[
             (0, Input::Start),
-            (100, Input::Healthy),
+            (100, HEALTHY),
             (200, Input::ProxyReady),
             (10_000, Input::Stop(TERM)),
             (10_050, Input::InboundIdle),
@@ -856,7 +859,7 @@ fn unreadable_stats_fall_back_to_the_fixed_drain() {
         idle_settings(),
         &[
             (0, Input::Start),
-            (100, Input::Healthy),
+            (100, HEALTHY),
             (200, Input::ProxyReady),
             (10_000, Input::Stop(TERM)),
             (10_100, Input::InboundUnreadable),
@@ -893,11 +896,7 @@ fn proxy_first() -> Settings {
 fn proxy_first_starts_the_app_once_kuma_dp_is_ready() {
     let (lc, log) = run(
         proxy_first(),
-        &[
-            (0, Input::Start),
-            (900, Input::ProxyReady),
-            (1500, Input::Healthy),
-        ],
+        &[(0, Input::Start), (900, Input::ProxyReady), (1500, HEALTHY)],
     );
     assert_eq!(time_of(&log, Action::SpawnProxy), Some(0));
     assert_eq!(time_of(&log, Action::SpawnApp), Some(900));
@@ -915,7 +914,7 @@ fn proxy_first_crash_while_probing_restarts_the_proxy_only() {
             (900, Input::ProxyReady),
             (1000, Input::ProxyExited(ExitStatus::Code(1))),
             (2000, Input::Tick),
-            (2500, Input::Healthy),
+            (2500, HEALTHY),
             (3000, Input::ProxyReady),
         ],
     );
@@ -990,7 +989,7 @@ fn the_app_gets_the_stop_signal_that_was_received() {
     // INT at its stop step, as under tini and dumb-init.
     let ctrl_c = [
         (0, Input::Start),
-        (100, Input::Healthy),
+        (100, HEALTHY),
         (200, Input::ProxyReady),
         (1000, Input::Stop(INT)),
         (1500, Input::ProxyExited(OK)),
@@ -1010,7 +1009,7 @@ fn the_app_gets_the_stop_signal_that_was_received() {
         settings(),
         &[
             (0, Input::Start),
-            (100, Input::Healthy),
+            (100, HEALTHY),
             (200, Input::ProxyReady),
             (1000, Input::Stop(INT)),
             (1200, Input::Stop(TERM)),
@@ -1085,7 +1084,7 @@ fn stop_while_kuma_dp_starts_drains_it_first_and_the_idle_drain_ends_it() {
         s,
         &[
             (0, Input::Start),
-            (300, Input::Healthy),
+            (300, HEALTHY),
             (500, Input::Stop(TERM)),
             (550, Input::InboundIdle),
             (750, Input::Tick),
@@ -1119,7 +1118,7 @@ fn second_stop_cuts_short_the_drain_of_a_starting_kuma_dp() {
         settings(),
         &[
             (0, Input::Start),
-            (300, Input::Healthy),
+            (300, HEALTHY),
             (500, Input::Stop(TERM)),
             (600, Input::Stop(TERM)),
         ],
@@ -1149,7 +1148,7 @@ fn each_timer_has_its_own_slot() {
 fn a_reading_between_misses_keeps_the_idle_watch() {
     let mut inputs = vec![
         (0, Input::Start),
-        (100, Input::Healthy),
+        (100, HEALTHY),
         (200, Input::ProxyReady),
         (10_000, Input::Stop(TERM)),
     ];
@@ -1194,7 +1193,7 @@ fn ready_text_says_why_not() {
     assert_eq!(lc.ready_text(), "starting");
     let (mut lc, now) = at_phase(Phase::Running);
     assert_eq!(lc.ready_text(), "ready");
-    lc.step(now + T(100), Input::Unhealthy);
+    lc.step(now + T(100), UNHEALTHY);
     assert_eq!(lc.ready_text(), "running (app unhealthy)");
     let (lc, _) = at_phase(Phase::Draining);
     assert_eq!(lc.ready_text(), "draining");
@@ -1207,7 +1206,7 @@ fn healthy_means_running_with_probes_passing_or_with_no_probe_at_all() {
     assert!(!lc.is_healthy(), "probes not passing yet");
     let (mut lc, now) = at_phase(Phase::Running);
     assert!(lc.is_healthy());
-    lc.step(now + T(100), Input::Unhealthy);
+    lc.step(now + T(100), UNHEALTHY);
     assert!(!lc.is_healthy(), "liveness failing");
     let (lc, _) = at_phase(Phase::Grace);
     assert!(
@@ -1219,7 +1218,7 @@ fn healthy_means_running_with_probes_passing_or_with_no_probe_at_all() {
 
     // No probe: the app counts as healthy once it runs, as /ready already says.
     let mut lc = Lifecycle::new(Settings {
-        has_probes: false,
+        probes: Vec::new(),
         has_proxy: false,
         ..settings()
     });
@@ -1251,7 +1250,7 @@ fn shutdown_time_left_counts_down_from_the_worst_case() {
 fn the_drain_end_is_the_first_decision_that_ends_the_drain() {
     let serving: &[(u64, Input)] = &[
         (0, Input::Start),
-        (300, Input::Healthy),
+        (300, HEALTHY),
         (800, Input::ProxyReady),
         (10_000, Input::Stop(TERM)),
     ];
@@ -1343,7 +1342,7 @@ fn the_drain_end_is_the_first_decision_that_ends_the_drain() {
         ..settings()
     });
     plain.step(T(0), Input::Start);
-    plain.step(T(300), Input::Healthy);
+    plain.step(T(300), HEALTHY);
     plain.step(T(1000), Input::Stop(TERM));
     assert_eq!(plain.shutdown_spans().drain_end(), None);
 }
@@ -1353,7 +1352,7 @@ fn the_drain_end_is_the_first_decision_that_ends_the_drain() {
 fn plain(stop_timeout_given: bool) -> Settings {
     Settings {
         has_proxy: false,
-        has_probes: false,
+        probes: Vec::new(),
         app_grace_delay: T(0),
         app_stop_timeout_given: stop_timeout_given,
         ..settings()
@@ -1458,7 +1457,10 @@ fn plain_init_mode_kills_after_an_explicit_stop_timeout_only() {
 #[test]
 fn plain_init_mode_bounds_a_shutdown_meshinit_began_itself() {
     let s = Settings {
-        has_probes: true,
+        probes: vec![Thresholds {
+            success: 1,
+            failure: 1,
+        }],
         ..plain(false)
     };
     let (lc, log) = run(s, &[(0, Input::Start), (60_000, Input::Tick)]);
@@ -1590,7 +1592,7 @@ fn a_second_stop_after_the_descendants_sigkill_does_not_push_the_give_up_later()
         s,
         &[
             (0, Input::Start),
-            (300, Input::Healthy),
+            (300, HEALTHY),
             (800, Input::ProxyReady),
             (10_000, Input::Stop(TERM)),
             (10_100, Input::ProxyExited(OK)),
@@ -1611,4 +1613,59 @@ fn a_second_stop_after_the_descendants_sigkill_does_not_push_the_give_up_later()
         "{log:?}"
     );
     assert_eq!(lc.phase(), Phase::Done, "given up at 14.2 s: {log:?}");
+}
+
+/// Issue 22: the probes' thresholds and "every probe passes" are the
+/// lifecycle's (they were the driver's): results go in one by one, each
+/// probe's change is an event, the app's health follows all of them.
+#[test]
+fn probe_results_make_the_app_healthy_only_when_every_probe_passes_its_thresholds() {
+    let s = Settings {
+        probes: vec![
+            Thresholds {
+                success: 2,
+                failure: 2,
+            },
+            Thresholds {
+                success: 1,
+                failure: 3,
+            },
+        ],
+        ..settings()
+    };
+    let probe = |probe, ok| Input::Probe { probe, ok };
+    let mut lc = Lifecycle::new(s);
+    lc.step(T(0), Input::Start);
+    let a = lc.step(T(100), probe(0, true));
+    assert!(a.is_empty(), "one success of two: {a:?}");
+    let a = lc.step(T(200), probe(1, true));
+    assert_eq!(
+        a,
+        [Action::Event(Event::ProbeChanged {
+            probe: 1,
+            passing: true
+        })],
+        "probe 0 does not pass yet"
+    );
+    assert_eq!(lc.phase(), Phase::Probing);
+    let a = lc.step(T(300), probe(0, true));
+    assert!(a.contains(&Action::Event(Event::ProbeChanged {
+        probe: 0,
+        passing: true
+    })));
+    assert!(a.contains(&Action::Event(Event::AppHealthy)), "{a:?}");
+    assert!(a.contains(&Action::SpawnProxy));
+    lc.step(T(400), Input::ProxyReady);
+    assert!(lc.is_ready());
+    // One failure of probe 1 (threshold 3), two of probe 0 (threshold 2).
+    assert!(lc.step(T(500), probe(1, false)).is_empty());
+    assert!(lc.step(T(600), probe(0, false)).is_empty());
+    assert_eq!(lc.probe_standing(0), Some((true, 1)));
+    let a = lc.step(T(700), probe(0, false));
+    assert!(a.contains(&Action::Event(Event::AppUnhealthy)), "{a:?}");
+    assert!(a.contains(&Action::Ready(false)));
+    assert_eq!(lc.ready_text(), "running (app unhealthy)");
+    // A result for a probe that does not exist changes nothing.
+    assert!(lc.step(T(800), probe(7, true)).is_empty());
+    assert_eq!(lc.probe_standing(7), None);
 }

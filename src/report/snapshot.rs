@@ -93,16 +93,14 @@ impl Counters {
 }
 
 impl ProbeStatus {
-    /// A probe's result: its verdict after the thresholds, and this run.
-    pub fn record(&mut self, passing: bool, ok: bool, detail: &str, failures_in_row: u32) {
-        self.passing = Some(passing);
+    /// One run of the probe: what it said, and the counts.
+    pub fn record(&mut self, ok: bool, detail: &str) {
         self.detail = detail.to_string();
         if ok {
             self.successes += 1;
         } else {
             self.failures += 1;
         }
-        self.failures_in_row = failures_in_row;
     }
 }
 
