@@ -1,36 +1,47 @@
 //! meshinit: a PID-1-capable supervisor for one application and its
 //! Kuma / Kong Mesh data plane proxy (kuma-dp) on Universal.
 //!
-//! Module map, one folder per concern:
+//! Module map, one folder per concern, top to bottom: a folder imports only
+//! from the folders below it (`tests/architecture.rs` checks it).
 //!
+//! - `driver/`: carries the lifecycle's actions out; the one module that
+//!   owns the clock, the processes and the sockets, using all the folders.
+//!   `mod.rs` (the event loop, signals, the one reaper), `proxy` (kuma-dp's
+//!   process, readiness poll and work dir), `idle` (Envoy's stats during a
+//!   drain), `reporter` (the snapshot, sd_notify, log lines, summary).
 //! - `config/`: what to do. `options` (the one table of options, also
 //!   read by build.rs), `cli` (the clap command built from it), `layers`
 //!   (flags, env, file, merged with origins), `resolve` (typing one value),
 //!   one module per YAML section (`app`, `probes`, `proxy`, `shutdown`,
 //!   `status`), `host` (what is asked of the machine, behind a trait),
-//!   `lints` (warnings as pure passes), `yaml` (a tree that keeps each
-//!   node's line), `parse` (durations, signals, URLs, users) and `plan`
-//!   (what `meshinit check` prints); `mod.rs` runs them in order.
+//!   `lints` (warnings as pure passes) and `plan` (what `meshinit check`
+//!   prints, the shutdown timeline from `lifecycle::simulate`); `mod.rs`
+//!   runs them in order.
+//! - `report/`: `snapshot` (what is reported, published once per turn),
+//!   `status` (the endpoint), `metrics`, `state_file` (the last shutdown,
+//!   kept across restarts), `notify` (sd_notify), `logging`.
 //! - `lifecycle/`: every decision, as a pure state machine
-//!   (`step(now, input) -> actions`), with its table tests and properties.
-//! - `driver/`: carries the lifecycle's actions out; the one module that
-//!   owns the clock, the processes and the sockets, using all the folders.
-//!   `mod.rs` (the event loop, signals, the one reaper), `proxy` (kuma-dp's
-//!   process, readiness poll and work dir), `idle` (Envoy's stats during a
-//!   drain), `reporter` (status snapshot, sd_notify, log lines, summary).
-//! - `init/`: the duties of an init process: `signals`, `reaper`, `spawn`,
-//!   `user`, `fds`, `descendants`, `exit` (statuses and codes), `memory`.
-//! - `health/`: `probe` (HTTP, TCP, commands) and its `http` client.
+//!   (`step(now, input) -> actions`), with `health` (probe thresholds, all
+//!   must pass), `simulate` (the machine on a simulated clock: the worst
+//!   case and check's timeline), its table tests and properties.
 //! - `mesh/`: the proxy: `dataplane` (the template), `envoy` (admin API and
 //!   stats, for the idle drain), `kuma_dp` (what meshinit reads from
 //!   kuma-dp's arguments: drain time, work dir; the token hidden when shown),
 //!   `workdir` (kuma-dp's work directory).
-//! - `report/`: `status` (the endpoint), `metrics`, `notify` (sd_notify),
-//!   `logging`.
+//! - `health/`: `spec` (what a probe is), `probe` (HTTP, TCP, commands) and
+//!   its `http` client.
+//! - `init/`: the duties of an init process: `signals`, `reaper`, `spawn`,
+//!   `path` (finding the program on PATH), `user`, `fds`, `descendants`,
+//!   `exit` (statuses and codes), `memory`.
+//! - `basics/`: what several folders need and that depends on nothing
+//!   else: `parse` (durations, signals, URLs, users, and their formatting),
+//!   `yaml` (a tree that keeps each node's line), `files` (bounded reading
+//!   of regular files), `escape` (child text made safe for a log line).
 //!
 //! Modules are `pub(crate)` unless the fuzz targets (fuzz/) or the
 //! integration tests use them, so that the dead-code lint sees the rest.
 
+pub mod basics;
 pub mod config;
 pub(crate) mod driver;
 pub mod health;

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use meshinit::config::parse;
+use meshinit::basics::parse;
 
 fuzz_target!(|s: &str| {
     if let Ok(d) = parse::duration(s) {

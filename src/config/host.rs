@@ -5,14 +5,14 @@
 //! environment it is given.
 
 use std::ffi::{OsStr, OsString};
-use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::libc;
 
 use super::parse::UserSpec;
+pub(crate) use crate::basics::files::{read_regular, FileKind, Follow, ReadError};
+pub(crate) use crate::init::path::{find_executable, NotRunnable};
 use crate::init::user::{self, Identity};
 
 /// The machine, as far as the configuration needs it.
@@ -211,88 +211,6 @@ impl Host for System<'_> {
     }
 }
 
-/// Why a command cannot be run, with the exit code a shell (and tini,
-/// and `docker run`) reports for it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NotRunnable {
-    /// Nothing by that name: 127.
-    #[error("{0}")]
-    Missing(String),
-    /// It exists but cannot be executed (a directory, no execute bit): 126.
-    #[error("{0}")]
-    NotExecutable(String),
-}
-
-impl NotRunnable {
-    /// 127 for a command that does not exist, 126 for one that cannot be executed.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            NotRunnable::Missing(_) => crate::init::exit::EX_NOT_FOUND,
-            NotRunnable::NotExecutable(_) => crate::init::exit::EX_NOT_EXECUTABLE,
-        }
-    }
-}
-
-/// Finds an executable as a shell does: a path with a slash as given
-/// (relative to `cwd`), otherwise the first executable regular file of that
-/// name on `path` (PATH; the shells' default when unset). This is the one
-/// resolver: `check` uses it to report, and the spawn (`init::fds`) to find
-/// what it executes, so both agree on what runs.
-///
-/// As bash: a directory on PATH with the program's name is passed over (a
-/// name found only as directories is "not found", 127), a regular file
-/// without the execute bit is 126, and an empty name is not found.
-pub(crate) fn find_executable(
-    program: &OsStr,
-    cwd: Option<&Path>,
-    path: Option<OsString>,
-) -> Result<PathBuf, NotRunnable> {
-    let shown = program.to_string_lossy();
-    if program.is_empty() {
-        return Err(NotRunnable::Missing(
-            "'' is empty: command not found".to_string(),
-        ));
-    }
-    let is_exec = |p: &Path| {
-        p.metadata().is_ok_and(|m| m.is_file())
-            && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
-    };
-    if program.as_bytes().contains(&b'/') {
-        let p = match cwd {
-            Some(dir) if Path::new(program).is_relative() => dir.join(program),
-            _ => PathBuf::from(program),
-        };
-        return match p.metadata() {
-            Err(_) => Err(NotRunnable::Missing(format!("'{shown}' does not exist"))),
-            Ok(m) if !m.is_file() => Err(NotRunnable::NotExecutable(format!(
-                "'{shown}' is not a file"
-            ))),
-            Ok(_) if !is_exec(&p) => Err(NotRunnable::NotExecutable(format!(
-                "'{shown}' is not executable (chmod +x it)"
-            ))),
-            Ok(_) => Ok(p),
-        };
-    }
-    let path = path.unwrap_or_else(|| crate::init::fds::DEFAULT_PATH.into());
-    let candidates: Vec<PathBuf> = std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .collect();
-    if let Some(p) = candidates.iter().find(|p| is_exec(p)) {
-        return Ok(p.clone());
-    }
-    // As bash: a regular file found but not runnable is 126; nothing, or
-    // only directories, 127.
-    match candidates.iter().find(|p| p.is_file()) {
-        Some(p) => Err(NotRunnable::NotExecutable(format!(
-            "'{shown}' was found on PATH as {} but is not an executable file",
-            p.display()
-        ))),
-        None => Err(NotRunnable::Missing(format!(
-            "'{shown}' was not found on PATH"
-        ))),
-    }
-}
-
 /// Whether the file's owner, group and mode let `id` read it (what kuma-dp,
 /// running as `--kuma-dp-user`, will need).
 fn readable_by(m: &std::fs::Metadata, id: &Identity) -> bool {
@@ -306,138 +224,4 @@ fn readable_by(m: &std::fs::Metadata, id: &Identity) -> bool {
     } else {
         mode & 0o004 != 0
     }
-}
-
-/// The most meshinit reads of a file it is given (the YAML file, the
-/// Dataplane file, `--state-file`): each is a few KiB; the bound keeps
-/// `--config /dev/zero` or a runaway file from growing meshinit's memory
-/// without end.
-pub(crate) const MAX_FILE_BYTES: u64 = 1 << 20;
-/// [`MAX_FILE_BYTES`] as it is written in messages.
-pub(crate) const MAX_FILE_TEXT: &str = "1 MiB";
-
-/// What is at a path, as `lstat(2)` tells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileKind {
-    Regular,
-    Dir,
-    Symlink,
-    Fifo,
-    CharDevice,
-    BlockDevice,
-    Socket,
-}
-
-impl FileKind {
-    pub(crate) fn of(t: std::fs::FileType) -> FileKind {
-        if t.is_file() {
-            FileKind::Regular
-        } else if t.is_dir() {
-            FileKind::Dir
-        } else if t.is_symlink() {
-            FileKind::Symlink
-        } else if t.is_fifo() {
-            FileKind::Fifo
-        } else if t.is_char_device() {
-            FileKind::CharDevice
-        } else if t.is_block_device() {
-            FileKind::BlockDevice
-        } else {
-            FileKind::Socket
-        }
-    }
-
-    /// As a message says it: "a FIFO (named pipe)".
-    pub fn described(self) -> &'static str {
-        match self {
-            FileKind::Regular => "a regular file",
-            FileKind::Dir => "a directory",
-            FileKind::Symlink => "a symbolic link",
-            FileKind::Fifo => "a FIFO (named pipe)",
-            FileKind::CharDevice => "a character device",
-            FileKind::BlockDevice => "a block device",
-            FileKind::Socket => "a socket",
-        }
-    }
-}
-
-/// Why a file meshinit reads could not be read, in meshinit's words.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("'{0}' does not exist")]
-    Missing(String),
-    #[error("'{path}' is {}, not a regular file", kind.described())]
-    NotRegular { path: String, kind: FileKind },
-    #[error("'{0}' is larger than {MAX_FILE_TEXT}, the most meshinit reads of a file it is given")]
-    TooLarge(String),
-    #[error("'{0}' is not UTF-8 text")]
-    NotText(String),
-    #[error("cannot read '{path}': {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-}
-
-/// Whether a symbolic link at the path itself is followed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Follow {
-    Yes,
-    No,
-}
-
-/// Reads a regular file, at most [`MAX_FILE_BYTES`] of it. The file is
-/// opened non-blocking (a FIFO would otherwise block the open until a
-/// writer comes) and checked with `fstat` on the opened descriptor, so what
-/// is read is what was checked, whatever is swapped in at the path.
-pub(crate) fn read_regular(path: &Path, follow: Follow) -> Result<String, ReadError> {
-    let shown = || path.display().to_string();
-    let mut flags = libc::O_NONBLOCK;
-    if follow == Follow::No {
-        flags |= libc::O_NOFOLLOW;
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                return ReadError::Missing(shown());
-            }
-            // A socket cannot be opened (ENXIO), a link refused by
-            // O_NOFOLLOW is ELOOP: say what is there instead of errno's words.
-            let meta = match follow {
-                Follow::Yes => std::fs::metadata(path),
-                Follow::No => std::fs::symlink_metadata(path),
-            };
-            match meta.map(|m| FileKind::of(m.file_type())) {
-                Ok(kind) if kind != FileKind::Regular => ReadError::NotRegular {
-                    path: shown(),
-                    kind,
-                },
-                _ => ReadError::Io {
-                    path: shown(),
-                    source: e,
-                },
-            }
-        })?;
-    let io = |source| ReadError::Io {
-        path: shown(),
-        source,
-    };
-    let kind = FileKind::of(file.metadata().map_err(io)?.file_type());
-    if kind != FileKind::Regular {
-        return Err(ReadError::NotRegular {
-            path: shown(),
-            kind,
-        });
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(ReadError::TooLarge(shown()));
-    }
-    String::from_utf8(bytes).map_err(|_| ReadError::NotText(shown()))
 }

@@ -23,14 +23,12 @@ mod host;
 mod layers;
 mod lints;
 pub mod options;
-pub mod parse;
 pub mod plan;
 mod probes;
 mod proxy;
 mod resolve;
 mod shutdown;
 mod status;
-pub(crate) mod yaml;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -40,7 +38,10 @@ use std::time::Duration;
 use clap::ArgMatches;
 use nix::sys::signal::Signal;
 
-pub(crate) use host::{find_executable, read_regular, FileKind, Follow, Host, ReadError, System};
+pub(crate) use host::{Host, System};
+// The leaf modules that config's parts use by these short paths.
+use crate::basics::{parse, yaml};
+use crate::health::{ProbeKind, ProbeSpec};
 pub use options::{OptDef, OPTIONS};
 
 use crate::init::exit::ExitCodeMap;
@@ -118,48 +119,6 @@ impl ConfigError {
         }
         s
     }
-}
-
-/// How a probe checks the app.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ProbeKind {
-    Http(Url),
-    Tcp {
-        host: String,
-        port: u16,
-    },
-    /// Run through `/bin/sh -c` (from `--probe-exec` or a YAML string).
-    Shell(String),
-    /// Run directly, no shell (a YAML list).
-    Argv(Vec<String>),
-}
-
-impl fmt::Display for ProbeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProbeKind::Http(u) => write!(f, "http GET {u}"),
-            ProbeKind::Tcp { host, port } => {
-                if host.contains(':') {
-                    write!(f, "tcp [{host}]:{port}")
-                } else {
-                    write!(f, "tcp {host}:{port}")
-                }
-            }
-            ProbeKind::Shell(cmd) => write!(f, "exec sh -c {cmd:?}"),
-            ProbeKind::Argv(argv) => write!(f, "exec {}", plan::shell_words(argv)),
-        }
-    }
-}
-
-/// One probe with its own timing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbeSpec {
-    pub kind: ProbeKind,
-    pub startup_period: Duration,
-    pub period: Duration,
-    pub timeout: Duration,
-    pub success_threshold: u32,
-    pub failure_threshold: u32,
 }
 
 /// Where forwarded and stop signals go.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::config::parse::{fmt_duration, signal_name};
+use crate::basics::parse::{fmt_duration, shell_words, signal_name};
 use crate::config::{Config, Effective, ProbeKind};
 use crate::lifecycle::simulate::{self, ShutdownRun};
 use crate::lifecycle::{Action, DrainMode, Phase, Target};
@@ -312,39 +312,4 @@ fn stop_signal_text(cfg: &Config) -> String {
     } else {
         format!("SIG{}", signal_name(st.app_stop_signal))
     }
-}
-
-/// Joins argv for display, quoting what a shell would split.
-pub fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
-            {
-                a.clone()
-            } else if a.chars().any(char::is_control) {
-                // $'...' as bash writes it, so a newline or an escape sequence
-                // in an argument cannot forge a line of the log or the plan.
-                let mut q = String::from("$'");
-                for c in a.chars() {
-                    match c {
-                        '\\' | '\'' => {
-                            q.push('\\');
-                            q.push(c);
-                        }
-                        '\n' => q.push_str("\\n"),
-                        '\t' => q.push_str("\\t"),
-                        c if c.is_control() => q.push_str(&format!("\\x{:02x}", u32::from(c))),
-                        c => q.push(c),
-                    }
-                }
-                q.push('\'');
-                q
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }

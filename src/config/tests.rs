@@ -1096,7 +1096,7 @@ fn an_empty_command_is_not_found() {
     );
     let dir = Scratch::new();
     std::fs::create_dir(dir.0.join("only-a-dir")).unwrap();
-    let e = find_executable(
+    let e = crate::init::path::find_executable(
         std::ffi::OsStr::new("only-a-dir"),
         None,
         Some(dir.0.clone().into_os_string()),
@@ -1226,4 +1226,14 @@ fn a_misspelt_meshinit_variable_warns_with_the_closest() {
         load_with(&["--", "/bin/true"], &[], Some("app:\n  stop-timout: 1s\n")).unwrap_err(),
     );
     assert!(errs[0].contains("did you mean 'stop-timeout'?"), "{errs:?}");
+}
+/// The lifecycle's test settings are written out in the lifecycle (which
+/// must not import the configuration above it); they must stay the options'
+/// defaults, with a proxy and one probe that flips with each result.
+#[test]
+fn the_lifecycles_test_settings_are_the_options_defaults() {
+    assert_eq!(
+        crate::lifecycle::Settings::defaults(),
+        super::default_settings()
+    );
 }

@@ -85,7 +85,7 @@ impl IdleWatch {
                 }
             }
             Err(e) => {
-                debug!(error = %crate::report::logging::Escaped(e), "inbound stats not read");
+                debug!(error = %crate::basics::escape::Escaped(e), "inbound stats not read");
                 self.last_error = Some(e.clone());
                 Input::InboundUnreadable
             }

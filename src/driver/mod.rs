@@ -25,14 +25,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::config::parse::signal_name;
+use crate::basics::escape::Escaped;
+use crate::basics::parse::signal_name;
 use crate::config::{Config, ForwardTo};
 use crate::health::probe::{self, ExecWaiters};
 use crate::init::exit;
 use crate::init::signals::{self, Signals};
 use crate::init::spawn;
 use crate::lifecycle::{Action, ExitReason, Input, Lifecycle, ProbeMode, Target, Timeline};
-use crate::report::logging::Escaped;
 use crate::report::status;
 use idle::IdleWatch;
 use proxy::ProxyRunner;
@@ -429,7 +429,7 @@ impl Driver {
         });
         match pid {
             Ok(pid) => {
-                info!(pid = pid.as_raw(), command = %crate::config::plan::shell_words(&app.command), "app started");
+                info!(pid = pid.as_raw(), command = %crate::basics::parse::shell_words(&app.command), "app started");
                 if let Err(e) = spawn::leave_start_dir() {
                     debug!(error = %e, "cannot move to /; staying where meshinit was started");
                 }
@@ -505,10 +505,14 @@ impl Driver {
             return;
         }
         for (i, spec) in self.cfg.probes.iter().enumerate() {
+            let period = match mode {
+                ProbeMode::Startup => spec.startup_period,
+                _ => spec.period,
+            };
             self.probe_tasks.push(tokio::task::spawn_local(probe::run(
                 i,
                 spec.clone(),
-                mode,
+                period,
                 self.probe_tx.clone(),
                 self.execs.clone(),
             )));

@@ -14,12 +14,12 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::DriverError;
-use crate::config::parse::fmt_secs;
+use crate::basics::escape::Escaped;
+use crate::basics::parse::fmt_secs;
 use crate::config::Config;
 use crate::health::probe;
 use crate::lifecycle::{Event, Lifecycle, Phase, Settings, Timeline};
 use crate::mesh::envoy::Load;
-use crate::report::logging::Escaped;
 use crate::report::notify::{self, Notifier};
 use crate::report::snapshot::{self, Counters, PhaseEntered, ProbeStatus, Snapshot};
 use crate::report::state_file::LastShutdown;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::config::parse::Url;
+use crate::basics::parse::Url;
 
 /// Largest body read from Envoy's admin API.
 const BODY_LIMIT: usize = 4 << 20;
@@ -68,7 +68,7 @@ async fn within<T>(
         Ok(r) => r,
         Err(_) => Err(format!(
             "no answer within {}",
-            crate::config::parse::fmt_duration(timeout)
+            crate::basics::parse::fmt_duration(timeout)
         )),
     }
 }

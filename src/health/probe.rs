@@ -16,10 +16,9 @@ use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{ProbeKind, ProbeSpec};
+use crate::basics::escape::Escaped;
+use crate::health::{ProbeKind, ProbeSpec};
 use crate::init::exit::ExitStatus;
-use crate::lifecycle::ProbeMode;
-use crate::report::logging::Escaped;
 
 /// Exec probes waiting for their exit status, keyed by pid. The reaper
 /// fills them in, since it is the only one allowed to wait.
@@ -33,18 +32,14 @@ pub struct Outcome {
     pub detail: String,
 }
 
-/// Runs one probe forever at the period of `mode`, sending every result.
+/// Runs one probe forever, every `period`, sending every result.
 pub async fn run(
     index: usize,
     spec: ProbeSpec,
-    mode: ProbeMode,
+    period: Duration,
     tx: mpsc::UnboundedSender<Outcome>,
     execs: ExecWaiters,
 ) {
-    let period = match mode {
-        ProbeMode::Startup => spec.startup_period,
-        _ => spec.period,
-    };
     loop {
         let started = tokio::time::Instant::now();
         let (ok, detail) = match check(&spec, &execs).await {
@@ -81,7 +76,7 @@ pub async fn check(spec: &ProbeSpec, execs: &ExecWaiters) -> Result<String, Stri
                 Ok(Err(e)) => Err(format!("connect: {e}")),
                 Err(_) => Err(format!(
                     "no connection within {}",
-                    crate::config::parse::fmt_duration(spec.timeout)
+                    crate::basics::parse::fmt_duration(spec.timeout)
                 )),
             }
         }
@@ -171,7 +166,7 @@ async fn exec(
             execs.borrow_mut().remove(&pid.as_raw());
             Err(format!(
                 "killed after {}",
-                crate::config::parse::fmt_duration(timeout)
+                crate::basics::parse::fmt_duration(timeout)
             ))
         }
     }

@@ -167,16 +167,13 @@ impl ExecWithListenPid {
     }
 }
 
-/// The search path when PATH is unset, as the shells use.
-pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-
 /// The program's path as `execvp` finds it, through the one resolver the
 /// configuration check uses (`config::host::find_executable`): as given
 /// with a slash, otherwise the first executable file of that name on PATH.
 /// When there is none (the file went away since the check), the bare name,
 /// which then fails as "not found" (127).
 fn resolve(program: &OsStr) -> PathBuf {
-    crate::config::find_executable(program, None, std::env::var_os("PATH"))
+    crate::init::path::find_executable(program, None, std::env::var_os("PATH"))
         .unwrap_or_else(|_| PathBuf::from(program))
 }
 

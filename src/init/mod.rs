@@ -9,6 +9,7 @@ pub mod descendants;
 pub(crate) mod exit;
 pub(crate) mod fds;
 pub(crate) mod memory;
+pub(crate) mod path;
 pub(crate) mod reaper;
 pub(crate) mod signals;
 pub(crate) mod spawn;

@@ -8,7 +8,7 @@ use std::ffi::CString;
 
 use nix::unistd::{Gid, Group, Uid, User};
 
-use crate::config::parse::UserSpec;
+use crate::basics::parse::UserSpec;
 
 /// The identity a child runs as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,7 +85,7 @@ mod tests {
     use super::*;
 
     fn spec(s: &str) -> UserSpec {
-        crate::config::parse::user_spec(s).unwrap()
+        crate::basics::parse::user_spec(s).unwrap()
     }
 
     #[test]

@@ -142,7 +142,7 @@ pub const KILL_BOUND: Duration = Duration::from_secs(1);
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The timing and policy knobs the state machine needs, already validated.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     /// kuma-dp is supervised.
     pub has_proxy: bool,
@@ -190,12 +190,39 @@ impl Settings {
         !self.probes.is_empty()
     }
 
-    /// The options' defaults (see `config::options`) with a proxy and
-    /// probes, and without the idle drain (which a proxied run with the
-    /// default options has): where the tests start from.
+    /// The options' defaults (see `config::options`) with a proxy and one
+    /// probe that flips with each result, and without the idle drain (which
+    /// a proxied run with the default options has): where the tests start
+    /// from. Written out here, since the configuration is above the
+    /// lifecycle; a configuration test keeps it equal to the options'
+    /// defaults.
     #[cfg(test)]
     pub fn defaults() -> Settings {
-        crate::config::default_settings()
+        Settings {
+            has_proxy: true,
+            probes: vec![Thresholds {
+                success: 1,
+                failure: 1,
+            }],
+            startup_timeout: Duration::from_secs(60),
+            proxy_ready_timeout: Duration::from_secs(60),
+            proxy_max_restarts: 5,
+            proxy_restart_window: PROXY_RESTART_WINDOW,
+            proxy_backoff_initial: Duration::from_secs(1),
+            proxy_backoff_max: PROXY_BACKOFF_MAX,
+            app_stop_signal: Signal::SIGTERM,
+            pass_stop_signal: true,
+            app_stop_timeout: Duration::from_secs(10),
+            app_stop_timeout_given: false,
+            app_grace_delay: Duration::ZERO,
+            drain_mode: DrainMode::Term,
+            drain_timeout: Duration::from_secs(40),
+            on_unhealthy: OnUnhealthy::None,
+            kill_bound: KILL_BOUND,
+            cleanup_timeout: CLEANUP_TIMEOUT,
+            start_order: StartOrder::AppFirst,
+            idle_drain: None,
+        }
     }
 
     /// The longest a shutdown can take, from the stop signal to meshinit's

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::yaml::{self, Item, Node};
+use crate::basics::yaml::{self, Item, Node};
 
 /// An inbound as far as meshinit needs it: to probe the app and to warn when
 /// a service port has no probe.

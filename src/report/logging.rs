@@ -44,9 +44,6 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// The last line was written only in part: the next one starts with a
 /// newline so it is not glued to the remains of the cut one.
 static CUT: AtomicBool = AtomicBool::new(false);
-/// Logs are text (not JSON): child-controlled values are escaped by
-/// [`Escaped`] (JSON escapes them itself).
-static TEXT: AtomicBool = AtomicBool::new(true);
 /// Where log lines go, decided at the first one (see the module
 /// documentation).
 static TARGET: OnceLock<Target> = OnceLock::new();
@@ -69,7 +66,7 @@ enum Target {
 static NOWAIT_REFUSED: AtomicBool = AtomicBool::new(false);
 
 pub fn init(json: bool, level: Level) {
-    TEXT.store(!json, Ordering::Relaxed);
+    crate::basics::escape::set_json(json);
     let builder = tracing_subscriber::fmt()
         .with_writer(Stderr)
         // The writer never fails; should it ever, the report of the
@@ -271,36 +268,6 @@ impl Write for Stderr {
     }
 }
 
-/// A value a child controls (an exec probe's output, a peer's answer) as a
-/// log field: in text logs its control characters are escaped (`\n`, `\r`,
-/// `\t`, `\\`, and `\u{1b}` for ESC and the like), so that it cannot end
-/// the line and forge the next one, nor move the cursor or recolour a
-/// terminal. JSON logs get the value as it is; their encoder escapes it.
-pub struct Escaped<'a>(pub &'a str);
-
-impl std::fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if !TEXT.load(Ordering::Relaxed) {
-            return f.write_str(self.0);
-        }
-        f.write_str(&escape_control(self.0))
-    }
-}
-
-/// Control characters (and the backslash, so that escapes read back
-/// unambiguously) escaped as Rust writes them in a string literal.
-pub fn escape_control(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c == '\\' || c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,14 +319,5 @@ mod tests {
             out.taken, b"first \nsecond\nfourth\n",
             "nothing was cut when nothing was written"
         );
-    }
-
-    #[test]
-    fn control_characters_are_escaped_and_nothing_else() {
-        assert_eq!(
-            escape_control("ok\n2026 INFO forged\r\x1b[31mred\x1b[0m\ttab \\ é ✓"),
-            "ok\\n2026 INFO forged\\r\\u{1b}[31mred\\u{1b}[0m\\ttab \\\\ é ✓"
-        );
-        assert_eq!(escape_control("plain text"), "plain text");
     }
 }

@@ -102,9 +102,9 @@ impl LastShutdown {
     /// file is read (a symbolic link is not followed), and at most
     /// `MAX_FILE_BYTES` of it: a `/dev/zero` put there cannot grow meshinit.
     pub fn load(path: &Path) -> Result<Option<LastShutdown>, String> {
-        match crate::config::read_regular(path, crate::config::Follow::No) {
+        match crate::basics::files::read_regular(path, crate::basics::files::Follow::No) {
             Ok(text) => LastShutdown::from_json(&text).map(Some),
-            Err(crate::config::ReadError::Missing(_)) => Ok(None),
+            Err(crate::basics::files::ReadError::Missing(_)) => Ok(None),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -159,7 +159,7 @@ fn refuse_non_regular(path: &Path) -> std::io::Result<()> {
         Ok(m) if !m.file_type().is_file() => Err(std::io::Error::other(format!(
             "'{}' is {}, not a regular file; it is left as it is",
             path.display(),
-            crate::config::FileKind::of(m.file_type()).described()
+            crate::basics::files::FileKind::of(m.file_type()).described()
         ))),
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -385,6 +385,41 @@ pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("'{s}' is not an address like 127.0.0.1:9000"))
 }
 
+/// Joins argv for display, quoting what a shell would split.
+pub fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+            {
+                a.clone()
+            } else if a.chars().any(char::is_control) {
+                // $'...' as bash writes it, so a newline or an escape sequence
+                // in an argument cannot forge a line of the log or the plan.
+                let mut q = String::from("$'");
+                for c in a.chars() {
+                    match c {
+                        '\\' | '\'' => {
+                            q.push('\\');
+                            q.push(c);
+                        }
+                        '\n' => q.push_str("\\n"),
+                        '\t' => q.push_str("\\t"),
+                        c if c.is_control() => q.push_str(&format!("\\x{:02x}", u32::from(c))),
+                        c => q.push(c),
+                    }
+                }
+                q.push('\'');
+                q
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
