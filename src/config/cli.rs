@@ -29,7 +29,8 @@ Examples:
 Exit codes: the app's own (128+N when signal N ended it, then --exit-code-map);
 64 bad usage or configuration, 69 app not healthy in time (or unhealthy with
 --on-unhealthy shutdown), 71 operating system error, 74 `check` could not
-write its plan to stdout, 75 kuma-dp failed.";
+write its plan to stdout, 75 kuma-dp failed, 126 the app command cannot be
+executed, 127 the app command was not found (as in a shell).";
 
 /// The clap command: every option of the table, under its section's
 /// heading, with its help (for `--help`, the man page and completions).
