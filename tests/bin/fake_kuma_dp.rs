@@ -34,19 +34,25 @@
 //!
 //! Signals are blocked before any thread exists and read from a signalfd in the main loop.
 
-use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use nix::libc;
-use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd;
+
+#[path = "shared/record.rs"]
+mod record;
+use record::{now_ns, record, sig_name};
+
+/// This program's name, in its messages.
+const PROGRAM: &str = "fake-kuma-dp";
 
 /// kuma-dp's logger (zap, behind logr) ignores a failed write: with SIGPIPE ignored, as
 /// systemd and Rust's test harness leave it, kuma-dp carries on when its log reader is
@@ -100,8 +106,6 @@ struct Config {
     drain_time: Option<Duration>,
 }
 
-static RECORD: OnceLock<Option<File>> = OnceLock::new();
-
 /// CLOCK_MONOTONIC ns of the first stop signal; 0 while not draining.
 static DRAIN_STARTED_NS: AtomicU64 = AtomicU64::new(0);
 
@@ -124,17 +128,7 @@ fn main() {
     pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&all), None).expect("block signals");
     let sfd = SignalFd::new(&all).expect("signalfd");
 
-    let file = std::env::var("FAKE_KUMA_DP_RECORD").ok().map(|path| {
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&path)
-            .unwrap_or_else(|e| {
-                eprintln!("fake-kuma-dp: cannot open record file {path}: {e}");
-                process::exit(2);
-            })
-    });
-    RECORD.set(file).expect("record set once");
+    record::open(PROGRAM, std::env::var("FAKE_KUMA_DP_RECORD").ok());
 
     record(&format!(
         "start pid={} pgid={} ppid={} sigblk={sigblk} sigign={sigign}",
@@ -552,34 +546,6 @@ fn parse_go_duration(s: &str) -> Option<Duration> {
         total += num * nanos_per;
     }
     Some(Duration::from_nanos(total.round() as u64))
-}
-
-/// `TERM` for SIGTERM; the number for real-time signals.
-fn sig_name(signo: i32) -> String {
-    match Signal::try_from(signo) {
-        Ok(sig) => sig.as_str().trim_start_matches("SIG").to_string(),
-        Err(_) => signo.to_string(),
-    }
-}
-
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we own; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Appends `<monotonic_ns> <line>\n` to the record file in a single write.
-fn record(line: &str) {
-    if let Some(Some(mut file)) = RECORD.get().map(Option::as_ref) {
-        let full = format!("{} {line}\n", now_ns());
-        if let Err(e) = file.write_all(full.as_bytes()) {
-            eprintln!("fake-kuma-dp: writing record: {e}");
-        }
-    }
 }
 
 /// The readiness server: one short-lived thread per connection.

@@ -25,15 +25,14 @@
 //! `unhealthy`, `closed`, `signal`, `reaped`, `die`, `exit`.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::process;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -42,6 +41,13 @@ use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{self, ForkResult, Pid};
+
+#[path = "shared/record.rs"]
+mod record;
+use record::{record, sig_name};
+
+/// This program's name, in its messages.
+const PROGRAM: &str = "meshinit-test-app";
 
 /// What to do when a signal arrives.
 #[derive(Clone, Copy, Debug)]
@@ -75,9 +81,6 @@ struct Opts {
     children: u32,
 }
 
-/// The record file, opened once at start (None: recording is off).
-static RECORD: OnceLock<Option<File>> = OnceLock::new();
-
 /// Held by whoever is ending the process, so exactly one `exit`/`die` line is recorded.
 static ENDING: Mutex<()> = Mutex::new(());
 
@@ -105,18 +108,7 @@ fn main() {
         .record
         .clone()
         .or_else(|| std::env::var("TEST_APP_RECORD").ok());
-    let file = record_path.map(|path| {
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o666)
-            .open(&path)
-            .unwrap_or_else(|e| {
-                eprintln!("meshinit-test-app: cannot open record file {path}: {e}");
-                process::exit(2);
-            })
-    });
-    RECORD.set(file).expect("record set once");
+    record::open(PROGRAM, record_path);
 
     record_start(&inherited);
     if opts.ids {
@@ -276,36 +268,6 @@ fn parse_signal(s: &str) -> Option<i32> {
         format!("SIG{upper}")
     };
     Signal::from_str(&name).ok().map(|s| s as i32)
-}
-
-/// `TERM` for SIGTERM; the number for signals without a name (real-time ones).
-fn sig_name(signo: i32) -> String {
-    match Signal::try_from(signo) {
-        Ok(sig) => sig.as_str().trim_start_matches("SIG").to_string(),
-        Err(_) => signo.to_string(),
-    }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds, comparable across processes.
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we own; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Appends `<monotonic_ns> <line>\n` to the record file in a single write.
-fn record(line: &str) {
-    if let Some(Some(mut file)) = RECORD.get().map(Option::as_ref) {
-        let full = format!("{} {line}\n", now_ns());
-        // O_APPEND and one buffer: a regular file takes it in one write(2).
-        if let Err(e) = file.write_all(full.as_bytes()) {
-            eprintln!("meshinit-test-app: writing record: {e}");
-        }
-    }
 }
 
 /// `SigBlk` and `SigIgn` of /proc/self/status, as hex masks.
