@@ -499,15 +499,11 @@ fn a_stopped_leftover_descendant_is_continued_after_its_sigterm() {
     assert!(!alive(daemon));
 }
 
-#[test]
-fn app_runs_as_the_given_user_with_its_own_groups() {
-    if !nix::unistd::Uid::effective().is_root() {
-        skip_or_fail("needs root to change users");
-        return;
-    }
-    // The build directory may sit below a home only root can enter: give
-    // the unprivileged app a copy it can execute.
-    let dir = temp_dir("init-user");
+/// A copy of the test app an unprivileged `--app-user` can execute, in a
+/// directory it can enter: the build directory may sit below a home only
+/// root can enter.
+fn app_for_another_user(tag: &str) -> (TempDir, std::path::PathBuf) {
+    let dir = temp_dir(tag);
     std::fs::set_permissions(
         dir.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -515,6 +511,16 @@ fn app_runs_as_the_given_user_with_its_own_groups() {
     .unwrap();
     let app = dir.join("test-app");
     std::fs::copy(test_app_bin(), &app).unwrap();
+    (dir, app)
+}
+
+#[test]
+fn app_runs_as_the_given_user_with_its_own_groups() {
+    if !nix::unistd::Uid::effective().is_root() {
+        skip_or_fail("needs root to change users");
+        return;
+    }
+    let (dir, app) = app_for_another_user("init-user");
     let rec = Record::new(&dir);
     let mut cmd = Command::new(meshinit_bin());
     cmd.args(["--app-user", "nobody", "--app-no-new-privs", "--"])
@@ -546,14 +552,7 @@ fn an_app_of_another_user_gets_its_stop_signal_when_meshinit_is_killed() {
         skip_or_fail("needs root to change users");
         return;
     }
-    let dir = temp_dir("init-pdeath-user");
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let app = dir.join("test-app");
-    std::fs::copy(test_app_bin(), &app).unwrap();
+    let (dir, app) = app_for_another_user("init-pdeath-user");
     let rec = Record::new(&dir);
     let mut cmd = Command::new(meshinit_bin());
     cmd.args(["--app-user", "nobody", "--app-stop-signal", "QUIT", "--"])

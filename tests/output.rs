@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::*;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use scenario::*;
 
@@ -55,13 +55,7 @@ impl Spawned {
 
 impl Drop for Spawned {
     fn drop(&mut self) {
-        let pid = self.pid();
-        let tree = descendants(pid);
-        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        for p in tree {
-            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-        }
+        kill_tree(self.pid());
         let _ = self.0.wait();
     }
 }

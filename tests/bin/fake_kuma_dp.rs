@@ -272,16 +272,7 @@ fn main() {
 fn die(signo: i32) -> ! {
     let _ending = ENDING.lock();
     record(&format!("die sig={}", sig_name(signo)));
-    // SAFETY: plain libc calls on a sigset we own; with SIG_DFL restored, raising the signal
-    // and unblocking it in this thread ends the process with that signal.
-    unsafe {
-        libc::signal(signo, libc::SIG_DFL);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, signo);
-        libc::raise(signo);
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-    }
+    record::raise_default(signo);
     finish(1, "survived-its-death-signal")
 }
 

@@ -446,16 +446,7 @@ fn exit_later(ms: u64, code: i32) {
 fn die(signo: i32) -> ! {
     let _ending = ENDING.lock();
     record(&format!("die sig={}", sig_name(signo)));
-    // SAFETY: plain libc calls on a sigset we own; restoring SIG_DFL and raising the signal
-    // in this thread (where it is then unblocked) ends the process with that signal.
-    unsafe {
-        libc::signal(signo, libc::SIG_DFL);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, signo);
-        libc::raise(signo);
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-    }
+    record::raise_default(signo);
     // Only reached for signals whose default action is not to terminate (CHLD, WINCH, ...).
     process::exit(128 + signo)
 }

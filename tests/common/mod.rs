@@ -266,14 +266,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let pid = self.pid();
-        // Snapshot the tree first: once the leader dies, its children are reparented away.
-        let tree = descendants(pid);
-        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        for p in tree {
-            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-        }
+        kill_tree(self.pid());
         let _ = self.child.wait();
     }
 }
@@ -588,6 +581,18 @@ pub fn http_get(url: &str, timeout: Duration) -> Option<(u16, String)> {
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, body.to_string()))
+}
+
+/// SIGKILLs `pid`, its process group and every descendant, for a test's
+/// clean-up (the caller then waits for `pid`).
+pub fn kill_tree(pid: i32) {
+    // Snapshot the tree first: once the leader dies, its children are reparented away.
+    let tree = descendants(pid);
+    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    for p in tree {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of [`Event::t_ns`].

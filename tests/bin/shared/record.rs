@@ -1,6 +1,6 @@
 //! What the two test programs (`meshinit-test-app`, `fake-kuma-dp`) share:
 //! the record file of `<CLOCK_MONOTONIC ns> <event> ...` lines the tests read
-//! back, and signal names as the records write them. Included by both with
+//! back, signal names as the records write them, and dying by a signal. Included by both with
 //! `#[path]`: each is a standalone binary.
 
 use std::fs::{File, OpenOptions};
@@ -58,6 +58,23 @@ pub fn now_ns() -> u64 {
     // SAFETY: clock_gettime only writes the timespec we own; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Dies by `signo` if its default action ends the process: SIG_DFL
+/// restored, raised, unblocked in this thread. Returns for a signal whose
+/// default action does not terminate (CHLD, WINCH, ...).
+pub fn raise_default(signo: i32) {
+    // SAFETY: plain libc calls on a sigset we own; with SIG_DFL restored,
+    // raising the signal and unblocking it in this thread ends the process
+    // with that signal.
+    unsafe {
+        libc::signal(signo, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signo);
+        libc::raise(signo);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// A signal's name without `SIG` (`TERM`), or its number.
