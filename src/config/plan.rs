@@ -269,12 +269,6 @@ fn render_run(cfg: &Config, run: &ShutdownRun, s_: &mut String) {
         };
         let _ = writeln!(s_, "  {:>7}  {line}", fmt_duration(timed.at));
     }
-    if run.length.is_none() {
-        let _ = writeln!(
-            s_,
-            "           then waits for the app for as long as it runs: the platform's stop timeout ends it"
-        );
-    }
 }
 
 fn who(target: Target) -> &'static str {
