@@ -162,6 +162,22 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
             return init::exit::EX_OSERR;
         }
     };
+    if driver::is_plain(&cfg, listener.is_some()) {
+        // Signals and timers only: no async runtime is built (see
+        // `driver::run_plain`).
+        info!(
+            pid,
+            version = env!("CARGO_PKG_VERSION"),
+            "meshinit starting"
+        );
+        return match driver::run_plain(cfg, env, reaps_orphans) {
+            Ok(code) => code,
+            Err(e) => {
+                tracing::error!("{e}");
+                e.exit_code()
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()

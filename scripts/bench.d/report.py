@@ -162,6 +162,7 @@ def targets(doc):
                 out.append(("Reaping %s orphans ≤ 1.2x tini's (%s)" % (
                     "{:,}".format(doc["args"].get("orphans", 10000)), f_s(1.2 * t)), sub,
                     "%s = %.2fx tini" % (f_s(m), m / t), verdict(m <= 1.2 * t)))
+    out.extend(lean_targets(doc, subs, verdict))
     if "listen" in r and r["listen"].get("n"):
         L = r["listen"]
         out.append(("App listening → kuma-dp spawned ≤ 150 ms (defaults; worst of %d runs)" % L["n"], "meshinit",
@@ -179,6 +180,51 @@ def targets(doc):
                         "worst deviation: drain %s, grace %s, app stop %s" % (
                             f_ms(dev["drain"]), f_ms(dev["grace"]), f_ms(dev["app_stop"])),
                         verdict(worst <= 100)))
+    return out
+
+
+def lean_targets(doc, subs, verdict):
+    """Issue 24's targets: as lean as the leanest init."""
+    r = doc["results"]
+    out = []
+    tools = doc["tools"]
+    for key, tag in (("startup", ""), ("startup_rt", ", SCHED_FIFO")):
+        for field, what in (("exec_over_us", "exec → exec"), ("true_over_us", "`SUP -- /bin/true` wall")):
+            vals = {k: v.get(field) for k, v in r.get(key, {}).items()}
+            peer, b = best_peer(vals, tools)
+            for sub in subs:
+                m = vals.get(sub)
+                if m is not None and b:
+                    out.append(("Start-up (%s) ≤ 1.1x the best peer's (%s, %s)%s" % (what, peer, f_us(b), tag), sub,
+                                "%s = %.2fx" % (f_us(m), m / b), verdict(m <= 1.1 * b)))
+    for key, tag in (("signal", ""), ("signal_rt", ", SCHED_FIFO")):
+        for field, what in (("median_us", "median"), ("p90_us", "p90")):
+            vals = {k: v.get(field) for k, v in r.get(key, {}).items()}
+            peer, b = best_peer(vals, tools)
+            for sub in subs:
+                m = vals.get(sub)
+                if m is not None and b:
+                    out.append(("Signal forwarding latency, %s ≤ 1.1x the best peer's (%s, %s)%s" % (
+                        what, peer, f_us(b), tag), sub, "%s = %.2fx" % (f_us(m), m / b), verdict(m <= 1.1 * b)))
+    rows = r.get("callgrind", {}).get("rows", {})
+    tini = rows.get("tini", {})
+    for field, what, limit in (("true", "`SUP -- /bin/true`", 3), ("per_signal", "per forwarded signal", 5),
+                               ("per_orphan", "per reaped orphan", 5)):
+        t = tini.get(field)
+        for sub in subs:
+            m = rows.get(sub, {}).get(field)
+            if m is not None and t:
+                out.append(("Instructions %s ≤ %dx tini's (%s)" % (what, limit, "{:,.0f}".format(limit * t)), sub,
+                            "{:,.0f} = {:.2f}x tini".format(m, m / t), verdict(m <= limit * t)))
+    t = r.get("rss", {}).get("tini", {}).get("VmRSS")
+    for sub in subs:
+        m = r.get("rss", {}).get(sub, {}).get("VmRSS")
+        if m and t:
+            out.append(("RSS plain mode ≤ tini's (%s)" % f_kb(t), sub, "%s = %.2fx tini" % (f_kb(m), m / t),
+                        verdict(m <= t)))
+    size = r.get("size", {}).get("meshinit-static", {}).get("bytes")
+    if size:
+        out.append(("Static binary ≤ 2 MiB", "meshinit-static", f_bytes(size), verdict(size <= 2 << 20)))
     return out
 
 

@@ -184,9 +184,8 @@ impl Host for System<'_> {
             .map_or(KERNEL_ARG_CAP, |n| n.min(KERNEL_ARG_CAP));
         // The app inherits meshinit's own environment (less a few variables
         // meshinit consumes, which only leaves more room).
-        let (env_count, env_bytes) = std::env::vars_os().fold((0, 0), |(n, b), (k, v)| {
-            (n + 1, b + k.len() + 1 + v.len() + 1)
-        });
+        let (env_count, env_bytes) =
+            environ().fold((0, 0), |(n, b), var| (n + 1, b + var.len() + 1));
         ExecLimits {
             arg_max,
             env_bytes,
@@ -197,9 +196,13 @@ impl Host for System<'_> {
     fn meshinit_vars(&self) -> Vec<String> {
         // Only those the given environment also has: a test or fuzz run
         // with a made-up environment sees none of the real process's.
-        std::env::vars_os()
-            .filter_map(|(k, _)| k.into_string().ok())
-            .filter(|k| k.starts_with("MESHINIT_") && self.env(k).is_some())
+        environ()
+            .filter(|var| var.starts_with(b"MESHINIT_"))
+            .filter_map(|var| {
+                let name = var.split(|&b| b == b'=').next()?;
+                std::str::from_utf8(name).ok().map(str::to_string)
+            })
+            .filter(|k| self.env(k).is_some())
             .collect()
     }
 
@@ -209,6 +212,35 @@ impl Host for System<'_> {
             .filter(|d| !d.is_empty())
             .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
     }
+}
+
+/// This process's environment as `NAME=value` byte strings, read in place.
+///
+/// `std::env::vars_os` copies every name and value into two new strings;
+/// two walks of it (the size check, the misspelt-variable lint) cost 70 k
+/// instructions of every start, where counting bytes and matching a prefix
+/// needs no copy.
+fn environ() -> impl Iterator<Item = &'static [u8]> {
+    // SAFETY: `environ` is the C library's NULL-terminated array of
+    // NUL-terminated strings. meshinit reads it while it has one thread and
+    // never changes its environment (the children's is set through
+    // `Command`), so the array and its strings stay valid and unchanged.
+    let mut p = unsafe { libc::environ } as *const *const libc::c_char;
+    std::iter::from_fn(move || {
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: as above; `p` points into the array, before or at its NULL.
+        let var = unsafe { *p };
+        if var.is_null() {
+            return None;
+        }
+        // SAFETY: as above.
+        p = unsafe { p.add(1) };
+        // SAFETY: every entry is a NUL-terminated string that lives as long
+        // as the (unchanged) environment.
+        Some(unsafe { std::ffi::CStr::from_ptr(var) }.to_bytes())
+    })
 }
 
 /// Whether the file's owner, group and mode let `id` read it (what kuma-dp,

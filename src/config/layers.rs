@@ -68,6 +68,10 @@ pub(super) const NOT_OPTIONS: &[&str] = &["MESHINIT_ARGS", "MESHINIT_APP_ARGS", 
 /// option's belongs to something else (a script's own setting) and is left
 /// alone.
 fn misspelt_env(names: &[String]) -> Vec<String> {
+    // Usually none is set: then no option's name needs building.
+    if names.is_empty() {
+        return Vec::new();
+    }
     let known: Vec<String> = OPTIONS
         .iter()
         .map(|d| d.env())

@@ -52,16 +52,20 @@ pub fn decode(status: i32) -> Decoded {
 }
 
 /// Reaps every child that has exited, without blocking, and reports the
-/// ones that were stopped (each stop is reported once).
-pub fn reap() -> Reaped {
+/// ones that were stopped (each stop is reported once) in `out`, emptied
+/// first. The caller keeps `out` from one pass to the next, so that a
+/// reaped child costs no allocation.
+pub fn reap(out: &mut Reaped) {
     use nix::libc;
-    let mut out = Reaped::default();
+    out.exited.clear();
+    out.stopped.clear();
+    out.no_children = false;
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: waitpid writes the status word into a c_int we own.
         let rc = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::WUNTRACED) };
         if rc == 0 {
-            return out;
+            return;
         }
         if rc < 0 {
             match Errno::last() {
@@ -69,7 +73,7 @@ pub fn reap() -> Reaped {
                 Errno::ECHILD => out.no_children = true,
                 _ => {}
             }
-            return out;
+            return;
         }
         let pid = Pid::from_raw(rc);
         match decode(status) {

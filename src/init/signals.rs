@@ -7,6 +7,7 @@
 
 use std::io;
 
+use nix::libc;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tokio::io::unix::AsyncFd;
@@ -136,25 +137,122 @@ pub fn is_job_control_stop(signo: i32) -> bool {
     .contains(&signo)
 }
 
-/// A readable stream of pending signals.
+/// The signalfd of the handled set, non-blocking.
+///
+/// Two ways to wait on it: [`Signals::wait`] blocks the thread in poll(2)
+/// (the plain init loop, which has nothing else to wait for), and
+/// [`AsyncSignals`] hands it to tokio (the loop with probes, kuma-dp or the
+/// status endpoint). Either way a wake-up costs one read(2) for every
+/// signal pending (up to [`BATCH`] per call) into a buffer the caller keeps.
 pub struct Signals {
-    fd: AsyncFd<SignalFd>,
+    fd: SignalFd,
 }
 
+/// Signals read per read(2): a short read means none is left, so the
+/// usual case (one signal) needs no second read to find EAGAIN.
+const BATCH: usize = 16;
+
 impl Signals {
-    /// Opens the signalfd; must run inside the tokio runtime.
+    /// Opens a non-blocking signalfd for the handled set, which must already
+    /// be blocked ([`block`]).
     pub fn open() -> io::Result<Signals> {
         let fd = SignalFd::with_flags(
             &handled_set(),
             SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
         )?;
-        // SAFETY: the SignalFd owns its descriptor and keeps it open, with
-        // the same number, until it is dropped together with the AsyncFd.
-        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)?;
         Ok(Signals { fd })
     }
 
+    /// Appends every pending signal to `out`; `Ok` with nothing appended
+    /// when none is pending. An error once something was read ends the
+    /// batch (the next wake-up reads again).
+    pub fn read_pending(&self, out: &mut Vec<i32>) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        let mut buf = [std::mem::MaybeUninit::<libc::signalfd_siginfo>::uninit(); BATCH];
+        let before = out.len();
+        loop {
+            // SAFETY: read(2) writes at most size_of_val(&buf) bytes into
+            // `buf`, which outlives the call; a signalfd only ever returns
+            // whole `signalfd_siginfo` records.
+            let n = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    std::mem::size_of_val(&buf),
+                )
+            };
+            let Ok(n) = usize::try_from(n) else {
+                let e = io::Error::last_os_error();
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock => Ok(()),
+                    io::ErrorKind::Interrupted => continue,
+                    _ if out.len() > before => Ok(()),
+                    _ => Err(e),
+                };
+            };
+            let records = n / size;
+            // SAFETY: the kernel wrote the first `records` records in full.
+            out.extend(
+                buf[..records]
+                    .iter()
+                    .map(|r| unsafe { r.assume_init_ref() }.ssi_signo as i32),
+            );
+            if records < BATCH {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Blocks until a signal is pending or `timeout` passes (`None`: no
+    /// limit); whether one is pending. A wait cut short by EINTR returns
+    /// `Ok(false)` early (the caller works out its deadlines afresh).
+    pub fn wait(&self, timeout: Option<std::time::Duration>) -> io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        // Rounded up to whole milliseconds, so that a deadline is not woken
+        // for early and polled again in a busy loop.
+        let ms = match timeout {
+            None => -1,
+            Some(t) => i32::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX),
+        };
+        let mut fds = [libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: poll(2) on one pollfd that outlives the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
+        if n >= 0 {
+            return Ok(n > 0);
+        }
+        match io::Error::last_os_error() {
+            e if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            e => Err(e),
+        }
+    }
+
+    /// The same signalfd, waited on by tokio's reactor.
+    pub fn into_async(self) -> io::Result<AsyncSignals> {
+        // SAFETY: tokio's registration (epoll) reads no Rust-visible state
+        // through the descriptor, which AsyncFd owns from here on.
+        let fd = unsafe { AsyncFd::register_with_interest(self, tokio::io::Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        Ok(AsyncSignals { fd })
+    }
+}
+
+impl std::os::fd::AsRawFd for Signals {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// A readable stream of pending signals on tokio's reactor.
+pub struct AsyncSignals {
+    fd: AsyncFd<Signals>,
+}
+
+impl AsyncSignals {
     /// Waits for at least one signal and returns every pending one, in
     /// arrival order (standard signals coalesce, as POSIX allows).
     ///
@@ -163,10 +261,11 @@ impl Signals {
     /// (one may have been lost with it, and reaping is always safe) after a
     /// short pause, so a descriptor that keeps failing cannot spin the loop.
     pub async fn recv(&self) -> Vec<i32> {
+        let mut out = Vec::new();
         loop {
-            match self.read_ready().await {
-                Ok(got) if got.is_empty() => continue,
-                Ok(got) => return got,
+            match self.read_ready(&mut out).await {
+                Ok(()) if out.is_empty() => continue,
+                Ok(()) => return out,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read signals; reaping, and trying again shortly");
@@ -177,26 +276,16 @@ impl Signals {
         }
     }
 
-    /// Every signal pending once the descriptor is readable.
-    async fn read_ready(&self) -> io::Result<Vec<i32>> {
+    async fn read_ready(&self, out: &mut Vec<i32>) -> io::Result<()> {
         let mut guard = self.fd.readable().await?;
-        let mut out = Vec::new();
-        loop {
-            match guard.get_inner().read_signal() {
-                Ok(Some(info)) => out.push(info.ssi_signo as i32),
-                Ok(None) => break,
-                // What was read so far is not lost with the error.
-                Err(e) if out.is_empty() => return Err(e.into()),
-                Err(_) => break,
-            }
-        }
+        let r = guard.get_inner().read_pending(out);
         guard.clear_ready();
-        Ok(out)
+        r
     }
 }
 
 /// How long meshinit waits before reading signals again after a read error.
-const READ_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+pub const READ_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A printable name for any signal number, real-time ones included
 /// (`SIGRTMIN+6` for 40, as `kill -l` names them; the C library's own 32
