@@ -527,6 +527,8 @@ class ClusterAgent(N.Agent):
         self.data_dir = os.path.join(workdir, "nomad-%s" % host.name)
         self.addr = "http://%s:4646" % host.ip
         self.node_id = None
+        # Unique per run: two suites on one machine never share a cgroup.
+        self.cgroup = "%s%s-%s" % (self.CGROUP_PREFIX, host.name, os.path.basename(workdir).rsplit("-", 1)[-1])
 
     @classmethod
     def _cgroup_dirs(cls):
@@ -549,7 +551,7 @@ class ClusterAgent(N.Agent):
             else:
                 f.write(CLIENT_HCL % {"name": self.name, "data": self.data_dir, "ip": self.host.ip,
                                       "server": self.server.host.ip,
-                                      "cgroup": self.CGROUP_PREFIX + self.name})
+                                      "cgroup": self.cgroup})
         # TMPDIR: raw_exec tasks inherit the agent's environment, so what
         # they leave in TMPDIR (kuma-dp's kuma-dp-* folders) stays in the
         # workdir.
@@ -569,7 +571,7 @@ class ClusterAgent(N.Agent):
         (secrets/ and private dirs are tmpfs mounts while an allocation lives)."""
         removed = []
         for d in sorted(set(self._cgroup_dirs()) - self.cgroups_before, key=len, reverse=True):
-            if ("/" + self.CGROUP_PREFIX + self.name) not in d:
+            if ("/" + self.cgroup) not in d:
                 continue
             try:
                 os.rmdir(d)
@@ -583,7 +585,7 @@ class ClusterAgent(N.Agent):
 
     def leftovers(self):
         left = [d for d in set(self._cgroup_dirs()) - self.cgroups_before
-                if ("/" + self.CGROUP_PREFIX + self.name) in d]
+                if ("/" + self.cgroup) in d]
         return sorted(left + mounts_under(self.data_dir))
 
 
