@@ -369,6 +369,8 @@ fn nomad_job_kill_timeout_covers_meshinit_check() {
     let path = repo().join("packaging/nomad/backend.nomad.hcl");
     let hcl = fs::read_to_string(&path).unwrap();
     assert_eq!(hcl_string(&hcl, "kill_signal"), "SIGTERM");
+    // Three allocations unless told otherwise (scripts/cluster-e2e runs 6 on 3 clients).
+    assert_eq!(hcl_variable_default(&hcl, "allocations"), "3");
     assert_eq!(hcl_string(&hcl, "command"), "var.meshinit_binary");
     assert_eq!(
         hcl_variable_default(&hcl, "meshinit_binary"),
@@ -408,7 +410,9 @@ fn nomad_job_kill_timeout_covers_meshinit_check() {
         assert_eq!(task["kill_signal"], "SIGTERM");
         assert_eq!(task["driver"], "raw_exec");
         let group = &json["job"][0]["backend"]["group"][0]["backend"];
-        assert_eq!(group["count"], 3, "{group:#}");
+        assert_eq!(group["count"], "${var.allocations}", "{group:#}");
+        assert_eq!(group["spread"][0]["attribute"], "${node.unique.id}");
+        assert_eq!(group["migrate"][0]["health_check"], "checks");
         assert_eq!(group["update"][0]["health_check"], "checks");
         let check = &task["service"][0]["check"][0];
         assert_eq!(check["port"], "status", "{task:#}");

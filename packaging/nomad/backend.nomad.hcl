@@ -64,6 +64,12 @@ variable "envoy_binary" {
   default     = "/usr/local/bin/envoy"
 }
 
+variable "allocations" {
+  type        = number
+  description = "How many allocations; they are spread over the clients (see the spread block)"
+  default     = 3
+}
+
 variable "backend_binary" {
   type        = string
   description = "The app; a new value is a new version, rolled out one allocation at a time"
@@ -75,8 +81,17 @@ job "backend" {
   type        = "service"
 
   group "backend" {
-    # Three, replaced one at a time: two keep serving during each replacement.
-    count = 3
+    # Three by default, replaced one at a time: the others keep serving
+    # during each replacement.
+    count = var.allocations
+
+    # As evenly as possible over the clients (scripts/cluster-e2e: 6 on 3
+    # clients, 2 on each), so that losing or draining one client takes only
+    # its share away. Spread is a preference: with fewer clients (or one dev
+    # agent) every allocation still finds a place.
+    spread {
+      attribute = "${node.unique.id}"
+    }
 
     # A rolling update replaces one allocation at a time and moves on only
     # once the new one is healthy. With health_check = "checks", Nomad 1.6.5
@@ -99,6 +114,17 @@ job "backend" {
       min_healthy_time = "10s"
       # meshinit's own start-up bounds: --startup-timeout 60s for the app
       # plus --proxy-ready-timeout 60s for kuma-dp.
+      healthy_deadline = "3m"
+    }
+
+    # `nomad node drain`: the allocations of a draining client are replaced
+    # on the others one at a time, each once its replacement has passed its
+    # checks for min_healthy_time (the same rules as the update block);
+    # scripts/cluster-e2e drains a client under load with no failed request.
+    migrate {
+      max_parallel     = 1
+      health_check     = "checks"
+      min_healthy_time = "10s"
       healthy_deadline = "3m"
     }
 
