@@ -103,7 +103,7 @@ fuzz_target!(|input: Input| {
             );
             // The settings are consistent with what was configured.
             assert_eq!(cfg.settings.has_proxy, cfg.proxy.is_some());
-            assert_eq!(cfg.settings.has_probes, !cfg.probes.is_empty());
+            assert_eq!(cfg.settings.has_probes(), !cfg.probes.is_empty());
             assert!(!cfg.stop_signals.is_empty());
             if mode == Mode::Run {
                 assert!(!cfg.app.command.is_empty());

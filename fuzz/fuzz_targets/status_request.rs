@@ -6,7 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use meshinit::lifecycle::Phase;
-use meshinit::report::status::{head_complete, parse_request, respond, State};
+use meshinit::report::snapshot::Snapshot;
+use meshinit::report::status::{head_complete, parse_request, respond};
 
 fuzz_target!(|data: &[u8]| {
     // A CRLF head end always ends the head (bare-LF ones may too); without a
@@ -20,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let req = parse_request(data);
     assert!(!req.path.contains('?'));
-    let mut state = State::new();
+    let mut state = Snapshot::new();
     if data.first().is_some_and(|b| b & 1 == 1) {
         state.phase = Phase::Running;
         state.ready = true;
