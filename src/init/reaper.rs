@@ -16,10 +16,6 @@ pub struct Reaped {
     pub exited: Vec<(Pid, ExitStatus)>,
     /// Children stopped by a signal (job control: Ctrl-Z), with the signal.
     pub stopped: Vec<(Pid, i32)>,
-    /// meshinit has no child left at all (ECHILD). As PID 1 or a child
-    /// subreaper every live descendant has a living ancestor among
-    /// meshinit's children, so none is left either.
-    pub no_children: bool,
 }
 
 /// How one `waitpid` status word reads: decoded here, by the kernel's own
@@ -59,7 +55,6 @@ pub fn reap(out: &mut Reaped) {
     use nix::libc;
     out.exited.clear();
     out.stopped.clear();
-    out.no_children = false;
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: waitpid writes the status word into a c_int we own.
@@ -68,10 +63,10 @@ pub fn reap(out: &mut Reaped) {
             return;
         }
         if rc < 0 {
-            match Errno::last() {
-                Errno::EINTR => continue,
-                Errno::ECHILD => out.no_children = true,
-                _ => {}
+            // ECHILD: no child at all (`has_children` answers that where it
+            // matters); anything else ends the pass too.
+            if Errno::last() == Errno::EINTR {
+                continue;
             }
             return;
         }
