@@ -658,13 +658,7 @@ fn a_rotated_token_file_is_read_by_the_restarted_kuma_dp() {
         s.timeline()
     );
     p.wait_for_line("kuma-dp ready", T);
-    poll("ready again", T, || {
-        p.lines()
-            .iter()
-            .filter(|l| l.contains("service running and ready"))
-            .nth(1)
-            .cloned()
-    });
+    ready_again(&p);
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_exit(T).code(), Some(143));
     let out = p.output();
@@ -744,13 +738,7 @@ fn kuma_dp_killed_by_a_real_time_signal_is_noticed_and_restarted() {
     poll("a second kuma-dp", T, || {
         (s.dp.find_all("start").len() >= 2).then_some(())
     });
-    poll("ready again", T, || {
-        p.lines()
-            .iter()
-            .filter(|l| l.contains("service running and ready"))
-            .nth(1)
-            .cloned()
-    });
+    ready_again(&p);
     let sent = now_ns();
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
@@ -851,4 +839,15 @@ fn sigkill_of_meshinit_stops_the_app_and_drains_kuma_dp_and_the_next_start_clean
     next.wait_for_line("service running and ready", T);
     next.signal(Signal::SIGTERM);
     assert_eq!(next.wait_exit(T).code(), Some(143), "{}", next.output());
+}
+
+/// Waits for the second "service running and ready": kuma-dp is back.
+fn ready_again(p: &Proc) {
+    poll("ready again", T, || {
+        p.lines()
+            .iter()
+            .filter(|l| l.contains("service running and ready"))
+            .nth(1)
+            .cloned()
+    });
 }

@@ -595,16 +595,12 @@ pub fn kill_tree(pid: i32) {
     }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: the clock of [`Event::t_ns`].
-pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we own; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+/// CLOCK_MONOTONIC in nanoseconds, the clock of [`Event::t_ns`]: the same
+/// function the test programs stamp their records with.
+#[path = "../bin/shared/record.rs"]
+mod shared_record;
+#[allow(unused_imports)] // Not every test crate uses the clock.
+pub use shared_record::now_ns;
 
 /// A unique directory under `std::env::temp_dir()`, removed with its contents on drop.
 pub struct TempDir {
