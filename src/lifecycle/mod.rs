@@ -673,8 +673,9 @@ pub struct Lifecycle {
     /// Its admin API missed checks since its last answer.
     silent: bool,
     /// The last answer of its admin API (or its readiness): the hang
-    /// clock's start.
+    /// clock's start, once `hang_from_set`.
     hang_from: Duration,
+    hang_from_set: bool,
     /// The current kuma-dp was found hung and SIGKILLed; it is not ready.
     hung: bool,
 }
@@ -774,6 +775,7 @@ impl Lifecycle {
             hang_watch: false,
             silent: false,
             hang_from: Duration::ZERO,
+            hang_from_set: false,
             hung: false,
         }
     }
@@ -1062,8 +1064,9 @@ impl Lifecycle {
         self.timers.clear(Timer::ProxyReady);
         out.push(Action::Event(Event::ProxyReady));
         if let (true, Some(timeout)) = (self.hang_watch, self.s.proxy_hang_timeout) {
-            if self.timers.get(Timer::ProxyHang).is_none() {
+            if !self.hang_from_set {
                 self.hang_from = now;
+                self.hang_from_set = true;
                 self.timers
                     .set(Timer::ProxyHang, now.saturating_add(timeout));
             }
@@ -1329,8 +1332,11 @@ impl Lifecycle {
     }
 
     /// One check of Envoy's admin API: an answer restarts the hang clock
-    /// (which runs once kuma-dp has answered or is ready), a miss is only
-    /// reported; the timer decides.
+    /// (which runs once kuma-dp has answered or is ready). A hang is
+    /// silence on checks that were made: at least one missed check, and
+    /// `--proxy-hang-timeout` since the last answer; whichever of the two
+    /// comes last decides (so a timeout shorter than the checks' period
+    /// cannot call a proxy hung that was simply not asked yet).
     fn on_proxy_answer(&mut self, now: Duration, answered: bool, out: &mut Vec<Action>) {
         let Some(timeout) = self.s.proxy_hang_timeout else {
             return;
@@ -1338,23 +1344,41 @@ impl Lifecycle {
         if !self.hang_watch || !self.proxy.alive() || self.hung {
             return;
         }
+        let counting = self.hang_from_set;
         if answered {
             if self.silent {
                 self.silent = false;
                 out.push(Action::Event(Event::ProxyAnswersAgain));
             }
             self.hang_from = now;
+            self.hang_from_set = true;
             self.timers
                 .set(Timer::ProxyHang, now.saturating_add(timeout));
-        } else if !self.silent && self.timers.get(Timer::ProxyHang).is_some() {
-            self.silent = true;
-            out.push(Action::Event(Event::ProxySilent));
+        } else if counting {
+            if !self.silent {
+                self.silent = true;
+                out.push(Action::Event(Event::ProxySilent));
+            }
+            if now >= self.hang_from.saturating_add(timeout) {
+                self.proxy_hung(now, out);
+            }
         }
+    }
+
+    /// A hung Envoy cannot drain: SIGKILL (kuma-dp and Envoy), and the
+    /// restart follows from kuma-dp's exit (backoff, restart budget).
+    fn proxy_hung(&mut self, now: Duration, out: &mut Vec<Action>) {
+        let silent_for = now.saturating_sub(self.hang_from);
+        out.push(Action::Event(Event::ProxyHung { silent_for }));
+        self.hung = true;
+        self.stop_hang_watch(out);
+        out.push(Action::Kill(Target::Proxy));
     }
 
     fn stop_hang_watch(&mut self, out: &mut Vec<Action>) {
         self.timers.clear(Timer::ProxyHang);
         self.silent = false;
+        self.hang_from_set = false;
         if self.hang_watch {
             self.hang_watch = false;
             out.push(Action::WatchProxy(false));
@@ -1695,15 +1719,10 @@ impl Lifecycle {
                     self.spawn_proxy(now, out);
                 }
             }
+            // Without a missed check yet, the next miss decides.
             Timer::ProxyHang => {
-                if self.proxy.alive() && !self.phase.is_shutdown() {
-                    // A hung Envoy cannot drain: SIGKILL, and the restart
-                    // follows from kuma-dp's exit (backoff, restart budget).
-                    let silent_for = now.saturating_sub(self.hang_from);
-                    out.push(Action::Event(Event::ProxyHung { silent_for }));
-                    self.hung = true;
-                    self.stop_hang_watch(out);
-                    out.push(Action::Kill(Target::Proxy));
+                if self.silent && self.proxy.alive() && !self.phase.is_shutdown() {
+                    self.proxy_hung(now, out);
                 }
             }
             Timer::DrainIdle => {

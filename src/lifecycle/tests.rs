@@ -163,8 +163,8 @@ fn table() -> Vec<Row> {
         Row { phase: Running, input: ProxySpawnFailed, after_ms: 0, next: Running, must: &[], must_not: &[Action::Ready(false)] },
         Row { phase: Running, input: Stop(TERM), after_ms: 0, next: Draining, must: &[TERM_PROXY, Action::Ready(false), Action::Probes(ProbeMode::Off)], must_not: &[STOP_APP] },
         Row { phase: Running, input: Tick, after_ms: 14_999, next: Running, must: &[], must_not: &[Action::Kill(Target::Proxy)] },
-        // Issue 23: Envoy's admin API silent for --proxy-hang-timeout since kuma-dp's readiness: SIGKILL, not ready.
-        Row { phase: Running, input: Tick, after_ms: 15_000, next: Running, must: &[HUNG_15S, Action::Kill(Target::Proxy), Action::WatchProxy(false), Action::Ready(false)], must_not: &[TERM_PROXY, STOP_APP] },
+        // Issue 23: --proxy-hang-timeout since kuma-dp's readiness, but no check missed yet: not a hang (the next miss decides).
+        Row { phase: Running, input: Tick, after_ms: 15_000, next: Running, must: &[], must_not: &[Action::Kill(Target::Proxy), Action::Ready(false)] },
         Row { phase: Running, input: DescendantsGone, after_ms: 0, next: Running, must: &[], must_not: &[] },
         // Draining
         Row { phase: Draining, input: Start, after_ms: 0, next: Draining, must: &[], must_not: &[] },
@@ -280,6 +280,8 @@ fn table() -> Vec<Row> {
         Row { phase: ProxyStarting, input: ProxyUnanswered, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[Action::Kill(Target::Proxy), Action::Event(Event::ProxySilent)] },
         Row { phase: Running, input: ProxyAnswered, after_ms: 0, next: Running, must: &[], must_not: &[Action::Kill(Target::Proxy), Action::Ready(false)] },
         Row { phase: Running, input: ProxyUnanswered, after_ms: 0, next: Running, must: &[Action::Event(Event::ProxySilent)], must_not: &[Action::Kill(Target::Proxy), Action::Ready(false)] },
+        // Issue 23: a missed check --proxy-hang-timeout after kuma-dp's readiness: hung. SIGKILL, not ready, nothing else stopped.
+        Row { phase: Running, input: ProxyUnanswered, after_ms: 15_000, next: Running, must: &[HUNG_15S, Action::Kill(Target::Proxy), Action::WatchProxy(false), Action::Ready(false)], must_not: &[TERM_PROXY, STOP_APP] },
         Row { phase: Draining, input: ProxyAnswered, after_ms: 0, next: Draining, must: &[], must_not: &[] },
         Row { phase: Draining, input: ProxyUnanswered, after_ms: 0, next: Draining, must: &[], must_not: &[Action::Kill(Target::Proxy), Action::Event(Event::ProxySilent)] },
         Row { phase: Grace, input: ProxyAnswered, after_ms: 0, next: Grace, must: &[], must_not: &[] },
@@ -2014,6 +2016,29 @@ fn a_hung_proxy_is_killed_and_restarted_with_the_backoff() {
         .collect();
     assert_eq!(spawns, [300, 18_810]);
     assert_eq!(lc.proxy_restarts(), 1, "the restart budget counts it");
+    // A timeout shorter than the checks' period: the timer passes before any check was
+    // missed, which is no hang; the first miss after it is.
+    let (_, log) = run(
+        Settings {
+            proxy_hang_timeout: Some(T(1_000)),
+            ..settings()
+        },
+        &[
+            (0, Input::Start),
+            (300, HEALTHY),
+            (800, Input::ProxyReady),
+            (1_800, Input::Tick),
+            (2_300, Input::ProxyAnswered),
+            (3_300, Input::Tick),
+            (4_300, Input::ProxyAnswered),
+            (6_300, Input::ProxyUnanswered),
+        ],
+    );
+    assert_eq!(
+        time_of(&log, Action::Kill(Target::Proxy)),
+        Some(6_300),
+        "{log:?}"
+    );
     // Answers keep it alive however long it runs.
     let mut inputs = vec![(0, Input::Start), (300, HEALTHY), (800, Input::ProxyReady)];
     for i in 1..100u64 {
