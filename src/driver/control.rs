@@ -20,7 +20,8 @@
 //! (`Driver::control`), which gets each one as a [`Request`] with a
 //! [`Responder`] over a channel it owns.
 
-use std::cell::Cell;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener as StdListener, UnixStream as StdStream};
@@ -31,7 +32,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use tracing::{debug, info, warn};
 
 use crate::basics::escape::Escaped;
@@ -42,7 +43,7 @@ pub const REQUEST_LIMIT: usize = 256;
 /// Time a client has to send its request: a silent peer cannot hold a slot.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections held at once (an `out` that waits for the drain holds one
-/// for as long as that takes); more are answered with an error at once.
+/// for as long as that takes); see [`serve`] for what happens beyond.
 pub const MAX_CONNECTIONS: usize = 16;
 /// Time a client has to take a reply line before it is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -267,40 +268,115 @@ impl SocketLike for std::fs::FileType {
 }
 
 /// Accepts until the task is aborted. Each connection runs in its own
-/// task, so a slow or silent peer holds only its own slot.
+/// task, so a slow or silent peer holds only its own slot; at
+/// [`MAX_CONNECTIONS`] the one that has waited longest without sending its
+/// request is closed to admit the newcomer (as the status endpoint does),
+/// so silent peers can never lock an operator out. Only when every slot is
+/// being answered (e.g. that many `out` waiting for idle) is the newcomer
+/// told to try again.
 async fn serve(listener: UnixListener, tx: mpsc::Sender<(Request, Responder)>) {
-    let open = Rc::new(Cell::new(0usize));
+    let conns = Rc::new(RefCell::new(Connections::default()));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
-                // Out of descriptors, most likely: back off rather than spin.
+                // Out of descriptors, most likely: an idle connection gives
+                // one back; otherwise back off rather than spin.
                 debug!(error = %e, "control socket accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                let oldest = conns.borrow_mut().oldest_idle();
+                match oldest {
+                    Some(task) => {
+                        task.abort();
+                        tokio::task::yield_now().await;
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
                 continue;
             }
         };
-        if open.get() >= MAX_CONNECTIONS {
-            tokio::task::spawn_local(refuse(
-                stream,
-                exit::EX_TEMPFAIL,
-                format!("meshinit is answering {MAX_CONNECTIONS} control requests already; try again"),
-            ));
-            continue;
+        if conns.borrow().open() >= MAX_CONNECTIONS {
+            let oldest = conns.borrow_mut().oldest_idle();
+            match oldest {
+                Some(task) => {
+                    debug!("control socket: closing the oldest connection still without a request to admit a new one");
+                    task.abort();
+                    // Let the aborted task drop its socket now, so the cap
+                    // holds for descriptors too.
+                    tokio::task::yield_now().await;
+                }
+                None => {
+                    // Not counted: it only writes two lines, bounded in time.
+                    tokio::task::spawn_local(refuse(
+                        stream,
+                        exit::EX_TEMPFAIL,
+                        format!("meshinit is answering {MAX_CONNECTIONS} control requests already; try again"),
+                    ));
+                    continue;
+                }
+            }
         }
-        open.set(open.get() + 1);
-        let slot = Slot(open.clone());
-        tokio::task::spawn_local(handle(stream, tx.clone(), slot));
+        let mut c = conns.borrow_mut();
+        let id = c.next_id;
+        c.next_id += 1;
+        let slot = Slot {
+            conns: conns.clone(),
+            id,
+            answering: false,
+        };
+        // The task runs only once this one yields: it is registered as idle
+        // before it can leave that state.
+        let task = tokio::task::spawn_local(handle(stream, tx.clone(), slot));
+        c.idle.insert(id, task.abort_handle());
     }
 }
 
-/// A connection's place among the [`MAX_CONNECTIONS`], given back when its
-/// task ends.
-struct Slot(Rc<Cell<usize>>);
+/// The open connections: those still waiting for their request, oldest
+/// first (ids grow with each accept), and how many are being answered.
+#[derive(Default)]
+struct Connections {
+    next_id: u64,
+    idle: BTreeMap<u64, AbortHandle>,
+    answering: usize,
+}
+
+impl Connections {
+    fn open(&self) -> usize {
+        self.idle.len() + self.answering
+    }
+
+    fn oldest_idle(&mut self) -> Option<AbortHandle> {
+        self.idle.pop_first().map(|(_, task)| task)
+    }
+}
+
+/// A connection's place in [`Connections`], given back when its task ends
+/// (finished, timed out or aborted).
+struct Slot {
+    conns: Rc<RefCell<Connections>>,
+    id: u64,
+    answering: bool,
+}
+
+impl Slot {
+    /// Its request has arrived: no longer one that may be closed for room.
+    fn answering(&mut self) {
+        let mut c = self.conns.borrow_mut();
+        if c.idle.remove(&self.id).is_some() {
+            c.answering += 1;
+            self.answering = true;
+        }
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+        let mut c = self.conns.borrow_mut();
+        if self.answering {
+            c.answering -= 1;
+        } else {
+            // Absent when it was evicted: its room is already taken.
+            c.idle.remove(&self.id);
+        }
     }
 }
 
@@ -309,7 +385,7 @@ async fn refuse(mut stream: UnixStream, code: i32, message: String) {
     let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(text.as_bytes())).await;
 }
 
-async fn handle(mut stream: UnixStream, tx: mpsc::Sender<(Request, Responder)>, _slot: Slot) {
+async fn handle(mut stream: UnixStream, tx: mpsc::Sender<(Request, Responder)>, mut slot: Slot) {
     // Checked before anything is read: a peer of another user learns only
     // that it is refused.
     let ours = nix::unistd::geteuid().as_raw();
@@ -359,6 +435,7 @@ async fn handle(mut stream: UnixStream, tx: mpsc::Sender<(Request, Responder)>, 
             }
         },
     };
+    slot.answering();
     debug!(?request, "control request");
     let (reply_tx, mut reply_rx) = mpsc::unbounded_channel();
     if tx
