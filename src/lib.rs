@@ -8,7 +8,9 @@
 //!   owns the clock, the processes and the sockets, using all the folders.
 //!   `mod.rs` (the event loop, signals, the one reaper), `proxy` (kuma-dp's
 //!   process, readiness poll and work dir), `idle` (Envoy's stats during a
-//!   drain), `reporter` (the snapshot, sd_notify, log lines, summary).
+//!   drain), `reporter` (the snapshot, sd_notify, log lines, summary),
+//!   `control` (the `--control-socket` server) and `ctl` (its client,
+//!   `meshinit ctl`).
 //! - `config/`: what to do. `options` (the one table of options, also
 //!   read by build.rs), `cli` (the clap command built from it), `layers`
 //!   (flags, env, file, merged with origins), `resolve` (typing one value),
@@ -224,7 +226,10 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
             return init::exit::EX_OSERR;
         }
     };
-    match local.block_on(&runtime, driver::run(cfg, listener, control, env, reaps_orphans)) {
+    match local.block_on(
+        &runtime,
+        driver::run(cfg, listener, control, env, reaps_orphans),
+    ) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e}");

@@ -90,7 +90,11 @@ fn ctl_status_prints_the_phase_of_a_running_meshinit() {
     let mut p = start(&sock, &rec, |_| {});
     let out = wait_running(&sock, &p);
     let started = rec.wait_for("start", T);
-    assert_eq!(app_pid(&out), started.field("pid").parse::<i32>().unwrap(), "{out}");
+    assert_eq!(
+        app_pid(&out),
+        started.field("pid").parse::<i32>().unwrap(),
+        "{out}"
+    );
     assert!(out.contains("ready: yes"), "{out}");
     assert!(out.contains("kuma-dp: not managed"), "{out}");
     // MESHINIT_CONTROL_SOCKET, as an image sets it for `docker exec ... meshinit ctl`.
@@ -135,10 +139,16 @@ fn a_peer_of_another_user_is_refused_even_with_the_mode_opened() {
     let out = String::from_utf8_lossy(&nobody.stdout);
     let err = String::from_utf8_lossy(&nobody.stderr);
     assert_eq!(code, 77, "stdout: {out}\nstderr: {err}");
-    assert!(err.contains("refused: uid 65534 is not meshinit's uid 0"), "{err}");
+    assert!(
+        err.contains("refused: uid 65534 is not meshinit's uid 0"),
+        "{err}"
+    );
     assert!(!out.contains("phase"), "nothing but the refusal: {out}");
     let warn = p.wait_for_line("refused a peer of another user", T);
-    assert!(warn.contains("uid=65534") && warn.contains("pid="), "{warn}");
+    assert!(
+        warn.contains("uid=65534") && warn.contains("pid="),
+        "{warn}"
+    );
     // Still there for its own user.
     let (code, out, _) = ctl(&sock, &["status"]);
     assert_eq!(code, 0);
@@ -176,7 +186,10 @@ fn a_stale_socket_from_a_killed_meshinit_is_replaced() {
     let out = wait_running(&sock, &second);
     assert_eq!(
         app_pid(&out),
-        rec2.wait_for("start", T).field("pid").parse::<i32>().unwrap()
+        rec2.wait_for("start", T)
+            .field("pid")
+            .parse::<i32>()
+            .unwrap()
     );
     second.signal(Signal::SIGTERM);
     second.wait_exit(T);
@@ -268,7 +281,9 @@ fn ctl_without_a_socket_or_with_a_wrong_one_says_how_to_fix_it() {
     let (code, _, err) = ctl_with(&meshinit_bin(), &["status"], |_| {});
     assert_eq!(code, 64, "{err}");
     assert!(
-        err.contains("no control socket given: pass --control-socket PATH or set MESHINIT_CONTROL_SOCKET"),
+        err.contains(
+            "no control socket given: pass --control-socket PATH or set MESHINIT_CONTROL_SOCKET"
+        ),
         "{err}"
     );
     let dir = temp_dir("ctl-none");
@@ -323,9 +338,14 @@ fn garbage_oversized_and_silent_peers_do_not_block_other_clients() {
     let out = raw(&sock, &[b'x'; 300]);
     assert_eq!(out, "error: request longer than 256 bytes\nexit 64\n");
     let out = raw(&sock, b"\xff\xfe\n");
-    assert!(out.starts_with("error: unknown request") && out.ends_with("exit 64\n"), "{out}");
+    assert!(
+        out.starts_with("error: unknown request") && out.ends_with("exit 64\n"),
+        "{out}"
+    );
 
-    let silent: Vec<UnixStream> = (0..20).map(|_| UnixStream::connect(&sock).unwrap()).collect();
+    let silent: Vec<UnixStream> = (0..20)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
     let t0 = Instant::now();
     let (code, out, err) = ctl(&sock, &["status"]);
     let took = t0.elapsed();

@@ -23,7 +23,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener as StdListener, UnixStream as StdStream};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -65,8 +65,12 @@ pub enum Request {
 impl Request {
     /// The request a line names; the error line for the client otherwise.
     pub fn parse(line: &[u8]) -> Result<Request, String> {
-        let text = std::str::from_utf8(line)
-            .map_err(|_| format!("unknown request '{}'", Escaped(&String::from_utf8_lossy(line))))?;
+        let text = std::str::from_utf8(line).map_err(|_| {
+            format!(
+                "unknown request '{}'",
+                Escaped(&String::from_utf8_lossy(line))
+            )
+        })?;
         let words: Vec<&str> = text.split_ascii_whitespace().collect();
         match words.as_slice() {
             ["status"] => Ok(Request::Status),
@@ -129,7 +133,9 @@ impl Responder {
 /// Why the socket cannot be set up; nothing has been started then.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
-    #[error("another meshinit listens on {0}: give this one another --control-socket, or stop that one")]
+    #[error(
+        "another meshinit listens on {0}: give this one another --control-socket, or stop that one"
+    )]
     Live(PathBuf),
     #[error("{0} is not a socket; meshinit never deletes it: remove it yourself or choose another --control-socket")]
     NotSocket(PathBuf),
@@ -166,7 +172,9 @@ impl Drop for SocketFile {
                     debug!(path = %self.path.display(), error = %e, "cannot remove the control socket");
                 }
             }
-            _ => debug!(path = %self.path.display(), "the control socket is no longer ours; left alone"),
+            _ => {
+                debug!(path = %self.path.display(), "the control socket is no longer ours; left alone")
+            }
         }
     }
 }
@@ -205,7 +213,7 @@ impl ControlServer {
             source,
         };
         match std::fs::symlink_metadata(path) {
-            Ok(m) if m.file_type().is_socket_like() => match StdStream::connect(path) {
+            Ok(m) if m.file_type().is_socket() => match StdStream::connect(path) {
                 Ok(_) => return Err(BindError::Live(path.to_path_buf())),
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     info!(path = %path.display(), "removing a stale control socket (its meshinit is gone)");
@@ -253,17 +261,6 @@ impl ControlServer {
             task,
             _file: self.file,
         })
-    }
-}
-
-/// `is_socket` without importing the extension trait at each use.
-trait SocketLike {
-    fn is_socket_like(&self) -> bool;
-}
-
-impl SocketLike for std::fs::FileType {
-    fn is_socket_like(&self) -> bool {
-        std::os::unix::fs::FileTypeExt::is_socket(self)
     }
 }
 
@@ -393,7 +390,10 @@ async fn handle(mut stream: UnixStream, tx: mpsc::Sender<(Request, Responder)>, 
         Ok(cred) if cred.uid() == ours => {}
         Ok(cred) => {
             let pid = cred.pid().unwrap_or(0);
-            warn!(uid = cred.uid(), pid, "control socket: refused a peer of another user");
+            warn!(
+                uid = cred.uid(),
+                pid, "control socket: refused a peer of another user"
+            );
             refuse(
                 stream,
                 exit::EX_NOPERM,
@@ -512,10 +512,17 @@ mod tests {
         ] {
             assert_eq!(Request::parse(r.line().trim_end().as_bytes()), Ok(r));
         }
-        assert_eq!(Request::parse(b"  out   --no-wait "), Ok(Request::Out { wait: false }));
+        assert_eq!(
+            Request::parse(b"  out   --no-wait "),
+            Ok(Request::Out { wait: false })
+        );
         let e = Request::parse(b"restart now").unwrap_err();
         assert!(e.starts_with("unknown request 'restart now'"), "{e}");
-        assert!(Request::parse(b"\xff\xfe").unwrap_err().contains("unknown request"));
-        assert!(Request::parse(b"").unwrap_err().starts_with("empty request"));
+        assert!(Request::parse(b"\xff\xfe")
+            .unwrap_err()
+            .contains("unknown request"));
+        assert!(Request::parse(b"")
+            .unwrap_err()
+            .starts_with("empty request"));
     }
 }

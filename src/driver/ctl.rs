@@ -110,10 +110,18 @@ fn talk(path: &std::path::Path, request: Request) -> Result<i32, (i32, String)> 
     for line in BufReader::new(&stream).lines() {
         let line = match line {
             Ok(l) => l,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err((
                     exit::EX_UNAVAILABLE,
-                    format!("meshinit on {p} did not answer within {}s", IO_TIMEOUT.as_secs()),
+                    format!(
+                        "meshinit on {p} did not answer within {}s",
+                        IO_TIMEOUT.as_secs()
+                    ),
                 ))
             }
             Err(e) => return Err(lost(e)),
@@ -137,7 +145,9 @@ fn talk(path: &std::path::Path, request: Request) -> Result<i32, (i32, String)> 
     }
     let why = match sent {
         Err(e) => format!("could not send the request to meshinit on {p}: {e}"),
-        Ok(()) => format!("meshinit on {p} closed the connection without an answer (is it exiting?)"),
+        Ok(()) => {
+            format!("meshinit on {p} closed the connection without an answer (is it exiting?)")
+        }
     };
     Err((exit::EX_UNAVAILABLE, why))
 }
