@@ -502,6 +502,72 @@ async fn read_line(stream: &mut UnixStream) -> io::Result<Line> {
 mod tests {
     use super::*;
 
+    /// One connection handled on one end of a socket pair (a peer of
+    /// meshinit's own uid); `driver` plays the driver's part.
+    fn exchange(request: &[u8], driver: impl FnOnce(Request, Responder) + 'static) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let request = request.to_vec();
+        local.block_on(&rt, async move {
+            let (server, mut client) = UnixStream::pair().unwrap();
+            let (tx, mut rx) = mpsc::channel(1);
+            let conns = Rc::new(RefCell::new(Connections::default()));
+            conns
+                .borrow_mut()
+                .idle
+                .insert(0, tokio::spawn(async {}).abort_handle());
+            let slot = Slot {
+                conns: conns.clone(),
+                id: 0,
+                answering: false,
+            };
+            let task = tokio::task::spawn_local(handle(server, tx, slot));
+            client.write_all(&request).await.unwrap();
+            if let Some((req, responder)) = rx.recv().await {
+                driver(req, responder);
+            }
+            let mut out = String::new();
+            client.read_to_string(&mut out).await.unwrap();
+            task.await.unwrap();
+            // The slot was given back.
+            assert_eq!(conns.borrow().open(), 0);
+            out
+        })
+    }
+
+    #[test]
+    fn an_answer_is_its_lines_then_the_exit_status() {
+        let out = exchange(b"status\n", |req, r| {
+            assert_eq!(req, Request::Status);
+            r.line("phase: running");
+            r.finish(0);
+        });
+        assert_eq!(out, "phase: running\nexit 0\n");
+        let out = exchange(b"out --no-wait\n", |req, r| {
+            assert_eq!(req, Request::Out { wait: false });
+            r.fail(69, "not now");
+        });
+        assert_eq!(out, "error: not now\nexit 69\n");
+    }
+
+    /// A driver that drops the request without finishing it: the client is
+    /// told so, with a status, instead of an unexplained end of stream.
+    #[test]
+    fn a_responder_dropped_unfinished_tells_the_client() {
+        let out = exchange(b"in\n", |_, r| {
+            r.line("working");
+            drop(r);
+        });
+        assert_eq!(
+            out,
+            "working\nerror: meshinit ended the request without an answer\nexit 69\n"
+        );
+    }
+
     #[test]
     fn requests_parse_and_round_trip() {
         for r in [
