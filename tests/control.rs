@@ -365,3 +365,21 @@ fn garbage_oversized_and_silent_peers_do_not_block_other_clients() {
     p.signal(Signal::SIGTERM);
     p.wait_exit(T);
 }
+
+/// The control socket costs nothing while nobody talks to it (issue 23: idle CPU with
+/// nothing probed stays 0): after a request, whatever served it is gone.
+#[test]
+fn the_control_socket_adds_no_work_while_nobody_talks_to_it() {
+    let dir = temp_dir("ctl-idle");
+    let sock = dir.join("ctl.sock");
+    let rec = Record::new(&dir);
+    let mut p = start(&sock, &rec, |_| {});
+    wait_running(&sock, &p);
+    let used = common::idle_cpu_ticks(p.pid());
+    assert!(
+        used <= 1,
+        "meshinit used {used} clock ticks with nobody on its control socket"
+    );
+    p.signal(Signal::SIGTERM);
+    p.wait_exit(T);
+}
