@@ -9,6 +9,8 @@
 //! (`reap`); kuma-dp's process (`proxy`), the drain's idle watch (`idle`)
 //! and everything reported outside (`reporter`) have their own.
 
+pub mod control;
+pub mod ctl;
 mod hang;
 mod idle;
 mod membership;
@@ -52,6 +54,8 @@ pub enum DriverError {
     },
     #[error("cannot read signals: {0}")]
     Signals(std::io::Error),
+    #[error("cannot listen on the control socket: {0}")]
+    Control(std::io::Error),
 }
 
 impl DriverError {
@@ -63,7 +67,7 @@ impl DriverError {
             DriverError::SpawnApp { source, .. } => {
                 exit::for_exec_error(source).unwrap_or(exit::EX_OSERR)
             }
-            DriverError::Signals(_) => exit::EX_OSERR,
+            DriverError::Signals(_) | DriverError::Control(_) => exit::EX_OSERR,
         }
     }
 }
@@ -103,10 +107,11 @@ struct Driver {
 }
 
 /// Whether this configuration needs nothing but signals and timers: no
-/// probe, no kuma-dp, no status endpoint. meshinit then runs without an
-/// async runtime ([`run_plain`]), as catatonit and tini do.
+/// probe, no kuma-dp, no status endpoint, no control socket. meshinit
+/// then runs without an async runtime ([`run_plain`]), as catatonit and
+/// tini do.
 pub fn is_plain(cfg: &Config, listener: bool) -> bool {
-    cfg.proxy.is_none() && cfg.probes.is_empty() && !listener
+    cfg.proxy.is_none() && cfg.probes.is_empty() && !listener && cfg.control_socket.is_none()
 }
 
 /// Runs the supervised pair to the end and returns meshinit's exit code.
@@ -114,12 +119,20 @@ pub fn is_plain(cfg: &Config, listener: bool) -> bool {
 pub async fn run(
     mut cfg: Config,
     listener: Option<tokio::net::TcpListener>,
+    control: Option<control::ControlServer>,
     env: &dyn Fn(&str) -> Option<String>,
     reaps_orphans: bool,
 ) -> Result<i32, DriverError> {
     let signals = Signals::open()
         .and_then(Signals::into_async)
         .map_err(DriverError::Signals)?;
+    // Started before the app: the socket was bound at start-up, and
+    // registering it with the runtime fails only for want of resources.
+    // Dropped when `run` returns, which removes the socket file.
+    let mut control = control
+        .map(control::ControlServer::start)
+        .transpose()
+        .map_err(DriverError::Control)?;
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel();
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (inbound_tx, mut inbound_rx) = mpsc::unbounded_channel();
@@ -179,6 +192,7 @@ pub async fn run(
                     d.queue.push_back(if answered { Input::ProxyAnswered } else { Input::ProxyUnanswered });
                 }
             }
+            Some((request, responder)) = recv_control(control.as_mut()) => d.control(request, responder),
             () = sleep_until_opt(deadline) => d.queue.push_back(Input::Tick),
             () = sleep_until_opt(next_watchdog) => {
                 d.reporter.watchdog();
@@ -278,6 +292,16 @@ pub fn run_plain(
     }
 }
 
+/// The next control request; never, without a control socket.
+async fn recv_control(
+    control: Option<&mut control::Control>,
+) -> Option<(control::Request, control::Responder)> {
+    match control {
+        Some(c) => c.requests.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until_opt(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -357,6 +381,28 @@ impl Driver {
         self.reporter
             .publish(&self.lc, self.app_pid, self.proxy_pid());
         Ok(None)
+    }
+
+    /// A request from `meshinit ctl` (`--control-socket`). `status` is
+    /// answered from the snapshot the last turn published.
+    ///
+    /// PLACEHOLDER for issue 23 (branch issue-23-ctl): `out` and `in` are
+    /// the lifecycle's to decide (membership: leave / return). Until the
+    /// lifecycle side is merged they are refused, honestly, with exit 69;
+    /// this match arm is where they are mapped to lifecycle inputs.
+    fn control(&mut self, request: control::Request, responder: control::Responder) {
+        match request {
+            control::Request::Status => {
+                let lines = status::text(&self.reporter.shared().borrow(), self.proxy.is_some());
+                for line in lines {
+                    responder.line(line);
+                }
+                responder.finish(0);
+            }
+            control::Request::Out { .. } | control::Request::In => {
+                responder.fail(exit::EX_UNAVAILABLE, "not available in this build");
+            }
+        }
     }
 
     fn proxy_pid(&self) -> Option<Pid> {
