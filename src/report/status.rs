@@ -76,6 +76,11 @@ pub fn text(st: &Snapshot, has_proxy: bool) -> Vec<String> {
     } else {
         "kuma-dp: not managed (no Dataplane given)".to_string()
     });
+    match st.mesh_member {
+        Some(true) => lines.push("mesh: in".to_string()),
+        Some(false) => lines.push(format!("mesh: out ({})", st.out_reasons.as_str())),
+        None => {}
+    }
     for p in &st.probes {
         let standing = match p.passing {
             Some(true) => "passing",
