@@ -1144,8 +1144,10 @@ fn a_hung_proxy_is_killed_with_its_envoy_and_restarted() {
         "found after {} ms",
         ms(hung_at, found)
     );
-    poll("kuma-dp and its Envoy killed", T, || {
-        (is_dead(envoy_pid) && is_dead(dp_pid)).then_some(())
+    // Gone from /proc, not just dead: the orphaned Envoy was re-parented to meshinit (a
+    // child subreaper) and reaped by its one reaper.
+    poll("kuma-dp and its Envoy killed and reaped", T, || {
+        (stat(envoy_pid).is_none() && stat(dp_pid).is_none()).then_some(())
     });
     let exit = s.dp.find("exit");
     assert!(exit.is_none(), "kuma-dp exited on its own: {}", s.dp.dump());
