@@ -383,3 +383,24 @@ fn the_control_socket_adds_no_work_while_nobody_talks_to_it() {
     p.signal(Signal::SIGTERM);
     p.wait_exit(T);
 }
+
+/// Issue 23, item 2: without kuma-dp there is no mesh to leave: `out` and `in` are refused
+/// with the reason (69), and nothing changes (no `mesh:` line in the status).
+#[test]
+fn out_and_in_without_kuma_dp_are_refused_with_the_reason() {
+    let dir = temp_dir("ctl-no-mesh");
+    let sock = dir.join("ctl.sock");
+    let rec = Record::new(&dir);
+    let mut p = start(&sock, &rec, |_| {});
+    wait_running(&sock, &p);
+    for args in [&["out"][..], &["out", "--no-wait"], &["in"]] {
+        let (code, out, err) = ctl(&sock, args);
+        assert_eq!(code, 69, "{args:?}: {out}{err}");
+        assert!(err.contains("no kuma-dp is managed"), "{args:?}: {err}");
+    }
+    let (_, out, _) = ctl(&sock, &["status"]);
+    assert!(!out.contains("mesh:"), "{out}");
+    assert!(out.contains("ready: yes"), "{out}");
+    p.signal(Signal::SIGTERM);
+    p.wait_exit(T);
+}

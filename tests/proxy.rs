@@ -779,6 +779,9 @@ impl Flip {
     fn fail(&self) {
         self.failing.store(true, Ordering::SeqCst);
     }
+    fn heal(&self) {
+        self.failing.store(false, Ordering::SeqCst);
+    }
     /// Times of the 503 answers so far.
     fn failures(&self) -> Vec<u64> {
         self.server
@@ -790,14 +793,18 @@ impl Flip {
     }
 }
 
+/// `--on-unhealthy none` (the default before issue 23, which made `leave` the default with
+/// kuma-dp): reported, nothing else.
 #[test]
-fn failing_liveness_is_reported_and_kept_running_by_default() {
+fn failing_liveness_with_on_unhealthy_none_is_reported_and_kept_running() {
     let target = Flip::start();
     let (s, status) = Scenario::new("liveness-none")
         .listening_app()
         .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
         .with_status();
     let s = s.opt(&[
+        "--on-unhealthy",
+        "none",
         "--probe-http",
         &target.url(),
         "--probe-period",
@@ -860,6 +867,10 @@ fn failing_liveness_is_reported_and_kept_running_by_default() {
     assert!(
         s.dp.find("signal").is_none(),
         "--on-unhealthy none must not stop anything"
+    );
+    assert!(
+        s.dp.find("healthcheck").is_none(),
+        "--on-unhealthy none must not take the instance out of the mesh"
     );
     assert_eq!(stop(&mut p), 143);
 }
@@ -964,4 +975,401 @@ fn a_work_dir_given_by_the_user_is_passed_through_alone() {
         dir.path().is_dir(),
         "meshinit leaves a work dir it does not own"
     );
+}
+
+/// The fake Envoy's `healthcheck fail|ok` calls, in order.
+fn healthcheck_calls(s: &Scenario) -> Vec<String> {
+    s.dp.find_all("healthcheck")
+        .into_iter()
+        .map(|e| e.rest)
+        .collect()
+}
+
+/// Issue 23, item 1: with kuma-dp, failing liveness probes take the instance out of the
+/// mesh (Envoy's health checks failed through its admin API, as kuma-dp's drain does)
+/// without stopping anything; /ready, /status and /metrics say so and why; kuma-dp's own
+/// `503 DRAINING` that follows is not taken for a failing or hung kuma-dp (a hang timeout
+/// shorter than the time out proves it); passing probes put it back.
+#[test]
+fn unhealthy_app_leaves_the_mesh_and_comes_back_without_stopping_anything() {
+    let target = Flip::start();
+    let (s, status) = Scenario::new("membership-health")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .with_status();
+    let s = s.opt(&[
+        "--probe-http",
+        &target.url(),
+        "--probe-period",
+        "100ms",
+        "--probe-failure-threshold",
+        "2",
+        "--proxy-hang-timeout",
+        "1s",
+    ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    assert!(healthcheck_calls(&s).is_empty(), "{}", s.dp.dump());
+    let body = get(status, "/metrics").expect("/metrics").1;
+    assert!(body.contains("\nmeshinit_mesh_member 1\n"), "{body}");
+
+    target.fail();
+    s.dp.wait_for_match("healthcheck", |e| e.rest == "fail", T);
+    p.wait_for_line("left the mesh: app unhealthy", T);
+    let (code, text) = poll("/ready to say out", T, || {
+        get(status, "/ready").filter(|r| r.0 != 200)
+    });
+    assert_eq!(
+        (code, text.as_str()),
+        (503, "running (out of the mesh: app unhealthy)\n")
+    );
+    let st = status_json(status);
+    assert_eq!(st["phase"], "running", "{st}");
+    assert_eq!(st["mesh"]["member"], false, "{st}");
+    assert_eq!(st["mesh"]["out_reason"], "app unhealthy", "{st}");
+    let body = get(status, "/metrics").expect("/metrics").1;
+    assert!(body.contains("\nmeshinit_mesh_member 0\n"), "{body}");
+    assert!(
+        body.contains("\nmeshinit_mesh_leaves_total{reason=\"unhealthy\"} 1\n"),
+        "{body}"
+    );
+    // kuma-dp's readiness follows Envoy's, as the real one does: 503 DRAINING.
+    let kuma_dp_ready = format!("http://127.0.0.1:{}/ready", s.ready_port);
+    assert_eq!(
+        http_get(&kuma_dp_ready, T),
+        Some((503, "DRAINING".to_string()))
+    );
+    // Out for longer than the hang timeout (1 s) plus a check period (2 s): Envoy's
+    // `503 DRAINING` is an answer, so nothing is restarted.
+    let restarted = poll_for(Duration::from_secs(4), || {
+        (s.dp.find_all("start").len() > 1 || p.output().contains("hung")).then_some(())
+    });
+    assert!(restarted.is_none(), "restarted while out:\n{}", p.output());
+
+    target.heal();
+    s.dp.wait_for_match("healthcheck", |e| e.rest == "ok", T);
+    p.wait_for_line("back in the mesh", T);
+    poll("/ready back to 200", T, || {
+        get(status, "/ready").filter(|r| r.0 == 200)
+    });
+    assert_eq!(http_get(&kuma_dp_ready, T), Some((200, "LIVE".to_string())));
+    assert_eq!(healthcheck_calls(&s), ["fail", "ok"]);
+    assert_eq!(s.dp.find_all("start").len(), 1, "kuma-dp was restarted");
+    assert!(s.dp.find("signal").is_none(), "kuma-dp was signalled");
+    assert!(s.app.find("signal").is_none(), "the app was signalled");
+    let st = status_json(status);
+    assert_eq!(st["mesh"]["member"], true, "{st}");
+    assert_eq!(stop(&mut p), 143);
+}
+
+/// Issue 23, item 1: a stop signal while out of the mesh runs the usual shutdown: kuma-dp
+/// drains and exits first, then the app is stopped, and meshinit exits with its status.
+/// No `ok` is sent behind kuma-dp's own drain.
+#[test]
+fn a_stop_signal_while_out_of_the_mesh_runs_the_usual_shutdown() {
+    let target = Flip::start();
+    let s = Scenario::new("membership-stop")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .opt(&[
+            "--probe-http",
+            &target.url(),
+            "--probe-period",
+            "100ms",
+            "--probe-failure-threshold",
+            "1",
+            "--kuma-dp-arg=--drain-time=300ms",
+        ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    target.fail();
+    p.wait_for_line("left the mesh: app unhealthy", T);
+    s.dp.wait_for_match("healthcheck", |e| e.rest == "fail", T);
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143));
+    let drained = s.dp.find("draining").expect("kuma-dp drained");
+    let dp_exit = s.dp.find("exit").expect("kuma-dp exited");
+    assert_eq!(dp_exit.field("reason"), "drained", "{}", s.timeline());
+    let app_stop = s.app.find("signal").expect("the app got its stop signal");
+    assert!(
+        drained.t_ns < dp_exit.t_ns && dp_exit.t_ns < app_stop.t_ns,
+        "{}",
+        s.timeline()
+    );
+    assert_eq!(healthcheck_calls(&s), ["fail"], "{}", s.dp.dump());
+}
+
+/// Issue 23, item 3: Envoy's admin API stops answering (accepts, never answers) while
+/// kuma-dp runs: after `--proxy-hang-timeout` meshinit says so, reports not ready,
+/// SIGKILLs kuma-dp and its Envoy (a child in a process group of its own), and restarts
+/// kuma-dp with the crash backoff; the new one is ready again.
+#[test]
+fn a_hung_proxy_is_killed_with_its_envoy_and_restarted() {
+    let (s, status) = Scenario::new("proxy-hang")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .env("FAKE_KUMA_DP_ENVOY_CHILD", "1")
+        .with_status();
+    let hang_file = s.dir.join("hang");
+    let s = s
+        .env("FAKE_KUMA_DP_HANG_FILE", &path_str(&hang_file))
+        .opt(&[
+            "--proxy-hang-timeout",
+            "1s",
+            "--proxy-restart-backoff",
+            "200ms",
+        ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let envoy = s.dp.wait_for("envoy-start", T);
+    let envoy_pid: i32 = envoy.field("pid").parse().unwrap();
+    let dp_pid: i32 = s.dp.find("start").unwrap().field("pid").parse().unwrap();
+    assert_eq!(envoy.field("pgid"), envoy.field("pid"), "own process group");
+    // Let one check pass first: the hang is counted from an answer.
+    poll("a first admin answer", T, || {
+        let body = get(status, "/metrics")?.1;
+        body.contains("meshinit_proxy_hangs_total 0").then_some(())
+    });
+    fs::write(&hang_file, "").unwrap();
+    let hung_at = now_ns();
+    s.dp.wait_for("admin-hung", T);
+    p.wait_for_line("kuma-dp hung", T);
+    let found = now_ns();
+    // The new kuma-dp must find a working Envoy admin.
+    fs::remove_file(&hang_file).unwrap();
+    // Checks every 2 s, timeout 1 s: found within about 3 s of the hang.
+    eprintln!("hang found {} ms after it began", ms(hung_at, found));
+    assert!(
+        ms(hung_at, found) < bound_ms(6_000.0),
+        "found after {} ms",
+        ms(hung_at, found)
+    );
+    // Gone from /proc, not just dead: the orphaned Envoy was re-parented to meshinit (a
+    // child subreaper) and reaped by its one reaper.
+    poll("kuma-dp and its Envoy killed and reaped", T, || {
+        (stat(envoy_pid).is_none() && stat(dp_pid).is_none()).then_some(())
+    });
+    let exit = s.dp.find("exit");
+    assert!(exit.is_none(), "kuma-dp exited on its own: {}", s.dp.dump());
+    s.dp.wait_for_match("start", |e| e.field("pid") != dp_pid.to_string(), T);
+    poll("ready again", T, || {
+        get(status, "/ready").filter(|r| r.0 == 200)
+    });
+    let envoys = s.dp.find_all("envoy-start");
+    assert_eq!(envoys.len(), 2, "{}", s.dp.dump());
+    let body = get(status, "/metrics").expect("/metrics").1;
+    assert!(body.contains("\nmeshinit_proxy_hangs_total 1\n"), "{body}");
+    assert!(
+        body.contains("\nmeshinit_proxy_restarts_total 1\n"),
+        "{body}"
+    );
+    assert!(s.app.find("signal").is_none(), "the app was signalled");
+    assert_eq!(stop(&mut p), 143);
+    // Nothing left behind: the second Envoy went with its kuma-dp.
+    let last: i32 = envoys[1].field("pid").parse().unwrap();
+    poll("the second Envoy gone", T, || is_dead(last).then_some(()));
+}
+
+/// `meshinit ctl ARGS` against the control socket `sock`: exit code, stdout, stderr.
+fn ctl(sock: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(meshinit_bin())
+        .env_remove("MESHINIT_CONTROL_SOCKET")
+        .arg("ctl")
+        .arg("--control-socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("run meshinit ctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 23, item 2: `meshinit ctl out` takes the instance out of the mesh and returns once
+/// its inbound side is idle by the drain's rule (here: clients leave 800 ms after the
+/// health checks fail, `--drain-min 500ms`, `--drain-idle 200ms`), printing how long that
+/// took; the instance stays out through a probe failure and recovery until `ctl in`.
+#[test]
+fn ctl_out_waits_for_idle_holds_through_probe_recoveries_and_in_puts_it_back() {
+    let target = Flip::start();
+    let (s, status) = Scenario::new("ctl-out")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .env("FAKE_KUMA_DP_DRAIN_BUSY_MS", "800")
+        .with_status();
+    let inbound = format!("127.0.0.1:21011:{}", s.app_port);
+    let sock = s.dir.join("ctl.sock");
+    let s = s.env("FAKE_KUMA_DP_INBOUND", &inbound).opt(&[
+        "--control-socket",
+        &path_str(&sock),
+        "--probe-http",
+        &target.url(),
+        "--probe-period",
+        "100ms",
+        "--probe-failure-threshold",
+        "1",
+        "--drain-min",
+        "500ms",
+        "--drain-idle",
+        "200ms",
+    ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let (code, out, err) = ctl(&sock, &["status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("mesh: in\n"), "{out}");
+
+    let asked = now_ns();
+    let (code, out, err) = ctl(&sock, &["out"]);
+    let answered = now_ns();
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}\n{}", p.output());
+    assert!(
+        out.contains("waiting for the inbound side to go idle"),
+        "{out}"
+    );
+    assert!(out.contains("out of the mesh; inbound idle after"), "{out}");
+    let fail = s.dp.wait_for_match("healthcheck", |e| e.rest == "fail", T);
+    assert!(fail.t_ns > asked && fail.t_ns < answered);
+    // Clients left 800 ms after the call, then 200 ms of idleness.
+    let took = ms(fail.t_ns, answered);
+    assert!(took >= 1_000.0, "returned {took} ms after the call: {out}");
+    assert!(
+        took < bound_ms(5_000.0),
+        "returned {took} ms after the call"
+    );
+    eprintln!("ctl out returned {took} ms after /healthcheck/fail: {out}");
+    p.wait_for_line("left the mesh: operator", T);
+    assert_eq!(
+        get(status, "/ready"),
+        Some((503, "running (out of the mesh: operator)\n".into()))
+    );
+    let (_, out, _) = ctl(&sock, &["status"]);
+    assert!(out.contains("mesh: out (operator)\n"), "{out}");
+
+    // The probes fail and recover: the operator's out holds.
+    target.fail();
+    p.wait_for_line("app unhealthy", T);
+    target.heal();
+    p.wait_for_line("app healthy elapsed", T);
+    poll("the probes passing again", T, || {
+        let st = status_json(status);
+        (st["healthy"] == true).then_some(())
+    });
+    assert_eq!(healthcheck_calls(&s), ["fail"], "{}", s.dp.dump());
+    assert_eq!(get(status, "/ready").map(|r| r.0), Some(503));
+
+    let (code, out, err) = ctl(&sock, &["in"]);
+    assert_eq!((code, out.as_str()), (0, "in the mesh\n"), "{err}");
+    s.dp.wait_for_match("healthcheck", |e| e.rest == "ok", T);
+    p.wait_for_line("back in the mesh", T);
+    poll("/ready 200", T, || {
+        get(status, "/ready").filter(|r| r.0 == 200)
+    });
+    let body = get(status, "/metrics").expect("/metrics").1;
+    assert!(
+        body.contains("\nmeshinit_mesh_leaves_total{reason=\"operator\"} 1\n"),
+        "{body}"
+    );
+    assert!(s.dp.find("signal").is_none(), "kuma-dp was signalled");
+    assert_eq!(stop(&mut p), 143);
+}
+
+/// Issue 23, item 2: an inbound that does not go idle (a long-lived connection) makes
+/// `ctl out` give up after `--drain-timeout`, saying how much is still open (exit 75); the
+/// instance stays out. `ctl out --no-wait` returns at once; a shutdown refuses both.
+#[test]
+fn ctl_out_says_what_is_still_open_after_the_drain_timeout() {
+    let (s, status) = Scenario::new("ctl-out-busy")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .env("FAKE_KUMA_DP_DRAIN_BUSY_MS", "600000")
+        .with_status();
+    let inbound = format!("127.0.0.1:21011:{}", s.app_port);
+    let sock = s.dir.join("ctl.sock");
+    let s = s.env("FAKE_KUMA_DP_INBOUND", &inbound).opt(&[
+        "--control-socket",
+        &path_str(&sock),
+        "--drain-min",
+        "200ms",
+        "--drain-timeout",
+        "2s",
+    ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let asked = now_ns();
+    let (code, out, err) = ctl(&sock, &["out"]);
+    let took = ms(asked, now_ns());
+    assert_eq!(code, 75, "stdout: {out}\nstderr: {err}");
+    assert!(
+        err.contains("not idle after 2.00s") && err.contains("still 1 connections, 1 requests"),
+        "{err}"
+    );
+    assert!(took >= 2_000.0 && took < bound_ms(6_000.0), "{took} ms");
+    assert_eq!(get(status, "/ready").map(|r| r.0), Some(503), "still out");
+    let (code, out, _) = ctl(&sock, &["out", "--no-wait"]);
+    assert_eq!((code, out.as_str()), (0, "out of the mesh: operator\n"));
+    assert_eq!(healthcheck_calls(&s), ["fail"], "idempotent: one call");
+    p.signal(Signal::SIGTERM);
+    // A request during the shutdown is refused, if meshinit still answers at all.
+    let (code, _, err) = ctl(&sock, &["in"]);
+    assert_eq!(code, 69, "{err}");
+    assert_eq!(p.wait_exit(T).code(), Some(143));
+    assert_eq!(
+        healthcheck_calls(&s),
+        ["fail"],
+        "no `ok` behind kuma-dp's drain"
+    );
+}
+
+/// Issue 23: kuma-dp restarted while the instance is out (here it is killed): the new
+/// Envoy starts with its health checks passing, so meshinit fails them again as soon as
+/// the new kuma-dp is ready, and says so.
+#[test]
+fn a_restart_while_out_of_the_mesh_leaves_again_once_the_new_kuma_dp_is_ready() {
+    let (s, status) = Scenario::new("membership-restart")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .with_status();
+    let sock = s.dir.join("ctl.sock");
+    let s = s.opt(&[
+        "--control-socket",
+        &path_str(&sock),
+        "--proxy-restart-backoff",
+        "100ms",
+    ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let (code, out, err) = ctl(&sock, &["out", "--no-wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    s.dp.wait_for_match("healthcheck", |e| e.rest == "fail", T);
+    let first: i32 = s.dp.find("start").unwrap().field("pid").parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    let second =
+        s.dp.wait_for_match("start", |e| e.field("pid") != first.to_string(), T);
+    let ready = s.dp.wait_for_match("ready", |e| e.t_ns > second.t_ns, T);
+    let again = s.dp.wait_for_match(
+        "healthcheck",
+        |e| e.rest == "fail" && e.t_ns > second.t_ns,
+        T,
+    );
+    p.wait_for_line(
+        "left the mesh: operator (again, on the restarted kuma-dp)",
+        T,
+    );
+    // meshinit reads kuma-dp's readiness every 100 ms: the call follows within a few polls.
+    eprintln!(
+        "re-applied {} ms after the new kuma-dp was ready",
+        ms(ready.t_ns, again.t_ns)
+    );
+    assert!(ms(ready.t_ns, again.t_ns) < bound_ms(2_000.0));
+    assert_eq!(healthcheck_calls(&s), ["fail", "fail"]);
+    assert_eq!(get(status, "/ready").map(|r| r.0), Some(503));
+    let body = get(status, "/metrics").expect("/metrics").1;
+    assert!(
+        body.contains("\nmeshinit_mesh_leaves_total{reason=\"operator\"} 1\n"),
+        "a re-apply is not a new leave: {body}"
+    );
+    assert_eq!(stop(&mut p), 143);
 }

@@ -11,7 +11,9 @@
 
 pub mod control;
 pub mod ctl;
+mod hang;
 mod idle;
+mod membership;
 mod proxy;
 mod reporter;
 
@@ -34,9 +36,14 @@ use crate::health::probe::{self, ExecWaiters};
 use crate::init::exit;
 use crate::init::signals::{self, Signals};
 use crate::init::spawn;
-use crate::lifecycle::{Action, ExitReason, Input, Lifecycle, ProbeMode, Target, Timeline};
+use crate::lifecycle::{
+    Action, Event, ExitReason, Input, Lifecycle, Operator, OperatorRefused, OutWaitEnd, ProbeMode,
+    Target, Timeline,
+};
 use crate::report::status;
+use hang::HangWatch;
 use idle::IdleWatch;
+use membership::MeshCalls;
 use proxy::ProxyRunner;
 use reporter::Reporter;
 
@@ -77,6 +84,12 @@ struct Driver {
     /// `None` in plain init mode (no Dataplane given).
     proxy: Option<ProxyRunner>,
     idle: IdleWatch,
+    /// The calls that take the instance out of the mesh and back.
+    mesh_calls: MeshCalls,
+    /// The check that Envoy's admin API answers.
+    hang: HangWatch,
+    /// `meshinit ctl` requests being answered.
+    ctl: CtlRequests,
     reporter: Reporter,
     execs: ExecWaiters,
     probe_tx: mpsc::UnboundedSender<probe::Outcome>,
@@ -128,6 +141,8 @@ pub async fn run(
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel();
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (inbound_tx, mut inbound_rx) = mpsc::unbounded_channel();
+    let (mesh_tx, mut mesh_rx) = mpsc::unbounded_channel();
+    let (hang_tx, mut hang_rx) = mpsc::unbounded_channel();
     let now = Instant::now();
     let reporter = Reporter::new(&cfg, env, now);
     let _status_task = listener.map(|l| {
@@ -151,8 +166,12 @@ pub async fn run(
         now,
         reporter,
         proxy,
-        inbound_tx,
-        probe_tx,
+        Channels {
+            inbound: inbound_tx,
+            probe: probe_tx,
+            mesh: mesh_tx,
+            hang: hang_tx,
+        },
         reaps_orphans,
     );
     if let Some(code) = d.begin()? {
@@ -172,6 +191,12 @@ pub async fn run(
                 }
             }
             Some(reading) = inbound_rx.recv() => d.on_inbound_reading(reading),
+            Some(outcome) = mesh_rx.recv() => d.reporter.mesh_call(&outcome),
+            Some((generation, answered)) = hang_rx.recv() => {
+                if d.proxy.as_ref().is_some_and(|p| p.is_current(generation)) {
+                    d.queue.push_back(if answered { Input::ProxyAnswered } else { Input::ProxyUnanswered });
+                }
+            }
             Some((request, responder)) = recv_control(control.as_mut()) => d.control(request, responder),
             () = sleep_until_opt(deadline) => d.queue.push_back(Input::Tick),
             () = sleep_until_opt(next_watchdog) => {
@@ -182,6 +207,7 @@ pub async fn run(
         if let Some(code) = d.pump()? {
             return Ok(code);
         }
+        d.settle_control();
     }
 }
 
@@ -199,8 +225,10 @@ pub fn run_plain(
     let signals = Signals::open().map_err(DriverError::Signals)?;
     // Nothing sends on these without probes or kuma-dp (the driver only
     // needs a sender to hand out).
-    let (probe_tx, _) = mpsc::unbounded_channel();
-    let (inbound_tx, _) = mpsc::unbounded_channel();
+    let (probe, _) = mpsc::unbounded_channel();
+    let (inbound, _) = mpsc::unbounded_channel();
+    let (mesh, _) = mpsc::unbounded_channel();
+    let (hang, _) = mpsc::unbounded_channel();
     let now = Instant::now();
     let reporter = Reporter::new(&cfg, env, now);
     let watchdog = reporter.watchdog_interval();
@@ -209,8 +237,12 @@ pub fn run_plain(
         now,
         reporter,
         None,
-        inbound_tx,
-        probe_tx,
+        Channels {
+            inbound,
+            probe,
+            mesh,
+            hang,
+        },
         reaps_orphans,
     );
     if let Some(code) = d.begin()? {
@@ -283,20 +315,105 @@ async fn sleep_until_opt(t: Option<Instant>) {
     }
 }
 
+/// The operator's requests (`meshinit ctl out|in`) in the middle of being
+/// answered.
+#[derive(Default)]
+struct CtlRequests {
+    /// The request the current turn took, and when it came.
+    current: Option<(Operator, control::Responder, Instant)>,
+    /// `out` requests waiting for the inbound side to go idle.
+    waiting: Vec<(control::Responder, Instant)>,
+}
+
+/// `ctl out`'s line once the instance is out (or is to be, once kuma-dp is
+/// ready).
+fn out_line(lc: &Lifecycle) -> String {
+    let reasons = lc.out_reasons().as_str();
+    if lc.is_proxy_serving() {
+        format!("out of the mesh: {reasons}")
+    } else {
+        format!("out of the mesh: {reasons} (applied once kuma-dp is ready)")
+    }
+}
+
+/// What a waiting `ctl out` is told when its wait ends: the exit status
+/// and the line (an error line unless 0).
+fn out_wait_answer(
+    end: OutWaitEnd,
+    waited: Duration,
+    load: Option<crate::mesh::envoy::Load>,
+    lc: &Lifecycle,
+) -> (i32, String) {
+    let took = crate::basics::parse::fmt_secs(waited);
+    match end {
+        OutWaitEnd::Idle => (
+            0,
+            format!("out of the mesh; inbound idle after {took}"),
+        ),
+        OutWaitEnd::NotServing => (
+            0,
+            format!("{}; kuma-dp is not serving, so nothing flows in", out_line(lc)),
+        ),
+        OutWaitEnd::NoIdleRule => (
+            0,
+            "out of the mesh; not waiting: --drain-until-idle is off, so there is no idle rule"
+                .to_string(),
+        ),
+        OutWaitEnd::Timeout => {
+            let still = load.map_or_else(
+                || "still busy".to_string(),
+                |l| {
+                    format!(
+                        "still {} connections, {} requests",
+                        l.connections, l.requests
+                    )
+                },
+            );
+            (
+                exit::EX_TEMPFAIL,
+                format!("out of the mesh, but the inbound side is not idle after {took} (--drain-timeout): {still}"),
+            )
+        }
+        OutWaitEnd::Unreadable => (
+            exit::EX_TEMPFAIL,
+            format!("out of the mesh, but Envoy's inbound stats cannot be read (after {took}): whether it is idle is unknown"),
+        ),
+        OutWaitEnd::Cancelled => (
+            exit::EX_UNAVAILABLE,
+            format!("an `in` came after {took}: the wait ended"),
+        ),
+        OutWaitEnd::ShuttingDown => (
+            exit::EX_UNAVAILABLE,
+            format!("a shutdown began after {took}: its drain takes over"),
+        ),
+    }
+}
+
+/// Where the driver's tasks send what they find.
+struct Channels {
+    inbound: mpsc::UnboundedSender<idle::Reading>,
+    probe: mpsc::UnboundedSender<probe::Outcome>,
+    mesh: mpsc::UnboundedSender<membership::Outcome>,
+    hang: mpsc::UnboundedSender<hang::Reading>,
+}
+
 impl Driver {
     fn new(
         cfg: Config,
         start: Instant,
         reporter: Reporter,
         proxy: Option<ProxyRunner>,
-        inbound_tx: mpsc::UnboundedSender<idle::Reading>,
-        probe_tx: mpsc::UnboundedSender<probe::Outcome>,
+        channels: Channels,
         reaps_orphans: bool,
     ) -> Driver {
+        let probe_tx = channels.probe;
         Driver {
             lc: Lifecycle::new(cfg.settings.clone()),
             proxy,
-            idle: IdleWatch::new(inbound_tx),
+            idle: IdleWatch::new(channels.inbound),
+            mesh_calls: MeshCalls::new(channels.mesh),
+            hang: HangWatch::new(channels.hang),
+            ctl: CtlRequests::default(),
             reporter,
             cfg,
             start,
@@ -348,24 +465,103 @@ impl Driver {
     }
 
     /// A request from `meshinit ctl` (`--control-socket`). `status` is
-    /// answered from the snapshot the last turn published.
-    ///
-    /// PLACEHOLDER for issue 23 (branch issue-23-ctl): `out` and `in` are
-    /// the lifecycle's to decide (membership: leave / return). Until the
-    /// lifecycle side is merged they are refused, honestly, with exit 69;
-    /// this match arm is where they are mapped to lifecycle inputs.
+    /// answered from the snapshot the last turn published; `out` and `in`
+    /// go to the lifecycle as the operator's input, and are answered from
+    /// what it decides: a refusal, or (for an `out` that waits) the end of
+    /// the wait, both as events, else the membership after the step
+    /// ([`Driver::settle_control`]).
     fn control(&mut self, request: control::Request, responder: control::Responder) {
-        match request {
+        let op = match request {
             control::Request::Status => {
                 let lines = status::text(&self.reporter.shared().borrow(), self.proxy.is_some());
                 for line in lines {
                     responder.line(line);
                 }
                 responder.finish(0);
+                return;
             }
-            control::Request::Out { .. } | control::Request::In => {
-                responder.fail(exit::EX_UNAVAILABLE, "not available in this build");
+            control::Request::Out { wait } => Operator::Out { wait },
+            control::Request::In => Operator::In,
+        };
+        // Answered (or dropped, which tells the client) before the next one.
+        self.settle_control();
+        self.ctl.current = Some((op, responder, Instant::now()));
+        self.queue.push_back(Input::Operator(op));
+    }
+
+    /// After the turn that took an operator's request: the answer, unless
+    /// an event already gave it; an `out` still waiting for the inbound
+    /// side joins those waiting.
+    fn settle_control(&mut self) {
+        let Some((op, responder, asked)) = self.ctl.current.take() else {
+            return;
+        };
+        let reasons = self.lc.out_reasons();
+        match op {
+            Operator::In if reasons.any() => {
+                responder.line(format!(
+                    "still out of the mesh: {} (the operator's hold is lifted)",
+                    reasons.as_str()
+                ));
+                responder.finish(0);
             }
+            Operator::In => {
+                responder.line("in the mesh");
+                responder.finish(0);
+            }
+            Operator::Out { wait: true } if self.lc.waits_for_idle_out() => {
+                responder.line(format!(
+                    "out of the mesh; waiting for the inbound side to go idle (at most {})",
+                    crate::basics::parse::fmt_duration(self.lc.settings().drain_timeout)
+                ));
+                self.ctl.waiting.push((responder, asked));
+            }
+            Operator::Out { .. } => {
+                responder.line(out_line(&self.lc));
+                responder.finish(0);
+            }
+        }
+    }
+
+    /// A decision about an operator's request, as the lifecycle took it.
+    fn control_event(&mut self, event: &Event) {
+        match *event {
+            Event::OperatorRefused(why) => {
+                if let Some((_, responder, _)) = self.ctl.current.take() {
+                    let message = match why {
+                        OperatorRefused::NoProxy => {
+                            "no kuma-dp is managed (no Dataplane given): there is no mesh to leave or join"
+                        }
+                        OperatorRefused::ShuttingDown => {
+                            "a shutdown is under way: the instance is leaving the mesh for good"
+                        }
+                    };
+                    responder.fail(exit::EX_UNAVAILABLE, message);
+                }
+            }
+            Event::OutWaitEnded { end, waited } => {
+                // The request of this very turn (ended at once), or those waiting.
+                let mut answer: Vec<control::Responder> = Vec::new();
+                if let Some((Operator::Out { wait: true }, responder, _)) = self
+                    .ctl
+                    .current
+                    .take_if(|(op, _, _)| *op == Operator::Out { wait: true })
+                {
+                    answer.push(responder);
+                }
+                answer.extend(self.ctl.waiting.drain(..).map(|(r, _)| r));
+                let load = self.idle.last();
+                for responder in answer {
+                    let (code, text) = out_wait_answer(end, waited, load, &self.lc);
+                    if code == 0 {
+                        responder.line(text);
+                        responder.finish(0);
+                    } else {
+                        responder.fail(code, &text);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -573,9 +769,22 @@ impl Driver {
                 let proxy = self.proxy.as_ref().filter(|_| on);
                 self.idle.set(proxy.map(ProxyRunner::config));
             }
+            Action::Membership(call) => {
+                let admin = self.proxy.as_ref().map(|p| &p.config().admin);
+                self.mesh_calls.set(call, admin);
+            }
+            Action::WatchProxy(on) => {
+                let watch = self
+                    .proxy
+                    .as_ref()
+                    .filter(|_| on)
+                    .map(|p| (&p.config().admin, p.generation()));
+                self.hang.set(watch);
+            }
             Action::Ready(ready) => self.reporter.ready(ready),
             Action::Enter(phase) => self.reporter.enter(phase, &self.lc),
             Action::Event(event) => {
+                self.control_event(&event);
                 let cx = reporter::Context {
                     settings: self.lc.settings(),
                     spawn_error: self.spawn_error.as_ref(),
@@ -666,9 +875,23 @@ impl Driver {
             Target::App => self.app_pid,
             Target::Proxy => self.proxy_pid(),
         };
-        if let Some(pid) = pid {
-            let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
-            let _ = kill(pid, Signal::SIGKILL);
+        let Some(pid) = pid else { return };
+        // kuma-dp starts Envoy in a process group of its own (Setpgid), so
+        // the group kill misses it: it is found below kuma-dp first (once
+        // kuma-dp is dead Envoy is re-parented and no longer below it) and
+        // killed with it. A hung Envoy cannot drain, and one left running
+        // would hold the admin socket and the listeners the restarted
+        // kuma-dp needs. meshinit's reaper collects it when meshinit is
+        // PID 1 or a subreaper; else its new parent does.
+        let below = match target {
+            Target::Proxy => crate::init::descendants::of(pid.as_raw()),
+            Target::App => Vec::new(),
+        };
+        let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+        let _ = kill(pid, Signal::SIGKILL);
+        if !below.is_empty() {
+            info!(kuma_dp = pid.as_raw(), pids = ?below, "SIGKILL for kuma-dp's descendants (Envoy)");
+            crate::init::descendants::signal_all(&below, Signal::SIGKILL);
         }
     }
 
@@ -676,7 +899,12 @@ impl Driver {
         let Some(input) = self.idle.reading(&reading) else {
             return;
         };
-        if let Ok(load) = reading {
+        // `/metrics`' drain load: readings for a waiting `ctl out` are not
+        // the drain's.
+        if let (Ok(load), true) = (
+            reading,
+            self.lc.phase() == crate::lifecycle::Phase::Draining,
+        ) {
             self.reporter.inbound_load(load);
         }
         self.queue.push_back(input);

@@ -54,6 +54,11 @@ impl ProxyRunner {
         self.pid
     }
 
+    /// Which start of kuma-dp runs now (or ran last).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The readiness report is from the kuma-dp running now.
     pub fn is_current(&self, generation: u64) -> bool {
         generation == self.generation
@@ -117,7 +122,7 @@ impl ProxyRunner {
             for a in proxy.args.iter_mut().filter(|a| **a == old) {
                 *a = format!("--work-dir={}", dir.display());
             }
-            proxy.admin.socket = dir.join(crate::mesh::envoy::ADMIN_SOCKET);
+            proxy.admin.socket = crate::mesh::envoy::admin_socket(&dir);
             proxy.work_dir = dir;
         }
         Ok(())

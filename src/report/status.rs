@@ -40,6 +40,11 @@ fn status_json(st: &Snapshot) -> String {
         "healthy": st.healthy,
         "pids": { "app": st.app_pid, "proxy": st.proxy_pid },
         "proxy_restarts": st.proxy_restarts,
+        // Without kuma-dp there is no mesh: `null`.
+        "mesh": st.mesh_member.map(|member| json!({
+            "member": member,
+            "out_reason": (!member).then(|| st.out_reasons.as_str()),
+        })),
         "probes": st.probes.iter().map(|p| json!({
             "probe": p.name, "passing": p.passing, "detail": p.detail,
         })).collect::<Vec<_>>(),
@@ -71,6 +76,11 @@ pub fn text(st: &Snapshot, has_proxy: bool) -> Vec<String> {
     } else {
         "kuma-dp: not managed (no Dataplane given)".to_string()
     });
+    match st.mesh_member {
+        Some(true) => lines.push("mesh: in".to_string()),
+        Some(false) => lines.push(format!("mesh: out ({})", st.out_reasons.as_str())),
+        None => {}
+    }
     for p in &st.probes {
         let standing = match p.passing {
             Some(true) => "passing",
