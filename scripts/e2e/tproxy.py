@@ -26,8 +26,9 @@ the holder bind-mounts, before it sleeps:
 Nothing of that exists outside the workload: the host's files are untouched.
 
 iptables rules are only ever written inside a workload's namespace:
-install_rules() refuses to run unless the target namespace is neither the
-suite's nor the machine's first one (pid 1's). Processes run there through
+install_rules() refuses any namespace that is the suite's own, the one the
+suite started in (read at import, before private_network()) or pid 1's (where
+it may be read). Processes run there through
 `nsenter --net --mount` (it execs them, so the Runner's pid is the program's)
 and, for another uid, `setpriv --reuid --regid --clear-groups` (no
 capabilities left).
@@ -52,7 +53,7 @@ import time
 import clusterlib as C
 import meshlib as M
 import nomadlib as N
-from meshlib import Failure, now, wait_until
+from meshlib import Failure
 
 SUBNET = "10.214.0"
 BRIDGE = "mi-tp0"
@@ -116,7 +117,7 @@ def dns_query(server, port, name, qtype=1, timeout=1.0):
         s.close()
     rcode = resp[3] & 0x0F
     an = struct.unpack(">H", resp[6:8])[0]
-    off = 12 + len(q) - 12  # the question, echoed
+    off = len(q)  # past the header and the question, which the answer echoes
     addrs = []
     for _ in range(an):
         # name: a pointer (0xc0..) or labels
@@ -338,6 +339,11 @@ class Net:
         # (the suite's workdir is root's, mode 0700); removed by down().
         self.root = tempfile.mkdtemp(prefix="meshinit-tproxy-")
         os.chmod(self.root, 0o755)
+        # Also when a signal ends the run (nomadlib's Runner runs these after
+        # its clean-up; the namespaces, veths and bridge die with the processes
+        # and the suite's own namespace).
+        root = self.root
+        getattr(self.runner, "after_cleanup", []).append(lambda: shutil.rmtree(root, ignore_errors=True))
         self.etc = os.path.join(self.root, "etc")
         os.makedirs(self.etc)
         os.chmod(self.etc, 0o755)
@@ -510,7 +516,3 @@ def first(calls, pred):
         if pred(c):
             return c
     return None
-
-
-def since(t0):
-    return now() - t0
