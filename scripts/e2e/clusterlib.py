@@ -63,9 +63,9 @@ def run(argv, what, timeout=60, env=None, cwd=None):
 
 # ------------------------------------------------------------------ hosts
 class Host:
-    def __init__(self, name, holder):
+    def __init__(self, name, holder, ip=None):
         self.name = name
-        self.ip = "%s.%d" % (SUBNET, HOSTS[name])
+        self.ip = ip or "%s.%d" % (SUBNET, HOSTS[name])
         self.holder = holder
         self.ns = "/proc/%d/ns/net" % holder.pid
 
@@ -109,6 +109,44 @@ def enter(ns_path):
         os.close(fd)
 
 
+def bridge_up(bridge, address):
+    """A bridge in this (the suite's) namespace, address (a.b.c.d/len) on it."""
+    run(["ip", "link", "add", bridge, "type", "bridge"], "the bridge")
+    run(["ip", "addr", "add", address, "dev", bridge], "the bridge")
+    run(["ip", "link", "set", bridge, "up"], "the bridge")
+
+
+def start_holder(runner, name, argv=("unshare", "--net", "--", "sleep", "infinity"), ready=None):
+    """Start the process that holds a new network namespace open (argv must
+    create it) and wait, bounded, until it is in one other than ours (and
+    ready() holds, when given)."""
+    own = os.readlink("/proc/self/ns/net")
+    holder = runner.start("netns-%s" % name, list(argv))
+
+    def moved():
+        if not holder.alive():
+            raise Failure("the namespace holder of %s (%s) exited %s:\n%s" % (name, argv[0], holder.rc,
+                                                                            holder.tail()))
+        return os.readlink("/proc/%d/ns/net" % holder.pid) != own and (ready is None or ready())
+    wait_until(moved, 10, "%s's network namespace" % name, interval=0.01)
+    return holder
+
+
+def plug(host, veth, bridge, prefix_len=24):
+    """One veth pair: veth on the bridge here, eth0 with host.ip in host's
+    namespace; eth0 and lo up there. The only route there is the link's."""
+    run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", str(host.holder.pid)],
+        "veth for %s" % host.name)
+    run(["ip", "link", "set", veth, "master", bridge, "up"], "veth for %s" % host.name)
+    host.sh("ip", "addr", "add", "%s/%d" % (host.ip, prefix_len), "dev", "eth0")
+    host.sh("ip", "link", "set", "eth0", "up")
+    host.sh("ip", "link", "set", "lo", "up")
+
+
+def wait_link_up(veth, what, timeout=10):
+    wait_until(lambda: "state UP" in run(["ip", "link", "show", veth], "link"), timeout, what, interval=0.05)
+
+
 class Network:
     """The bridge and one namespace per host (see the module's docstring)."""
 
@@ -117,32 +155,15 @@ class Network:
         self.hosts = {}
 
     def up(self):
-        own = os.readlink("/proc/self/ns/net")
-        run(["ip", "link", "add", BRIDGE, "type", "bridge"], "the bridge")
-        run(["ip", "addr", "add", SUITE_IP + "/24", "dev", BRIDGE], "the bridge")
-        run(["ip", "link", "set", BRIDGE, "up"], "the bridge")
+        bridge_up(BRIDGE, SUITE_IP + "/24")
         for name in HOSTS:
-            holder = self.runner.start("netns-%s" % name, ["unshare", "--net", "--", "sleep", "infinity"])
-
-            def moved():
-                if not holder.alive():
-                    raise Failure("unshare --net for host %s exited %s:\n%s" % (name, holder.rc, holder.tail()))
-                return os.readlink("/proc/%d/ns/net" % holder.pid) != own
-            wait_until(moved, 10, "host %s's network namespace" % name, interval=0.01)
-            h = Host(name, holder)
-            veth = "vh-%s" % name
-            run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", str(holder.pid)],
-                "veth for %s" % name)
-            run(["ip", "link", "set", veth, "master", BRIDGE, "up"], "veth for %s" % name)
-            h.sh("ip", "addr", "add", h.ip + "/24", "dev", "eth0")
-            h.sh("ip", "link", "set", "eth0", "up")
-            h.sh("ip", "link", "set", "lo", "up")
+            h = Host(name, start_holder(self.runner, name))
+            plug(h, "vh-%s" % name, BRIDGE)
             self.hosts[name] = h
         # Every host reaches every other through the bridge (bounded wait for
         # the links to come up).
         for name, h in self.hosts.items():
-            wait_until(lambda h=h: "state UP" in run(["ip", "link", "show", "vh-%s" % h.name], "link"), 10,
-                       "link of %s up" % name, interval=0.05)
+            wait_link_up("vh-%s" % h.name, "link of %s up" % name)
         return self
 
     def __getitem__(self, name):
