@@ -548,6 +548,7 @@ class Load:
         self.last_ok = {}  # backend -> time of its last 2xx answer
         self.ok_at = {}  # backend -> [time each of its 2xx answers was asked for]
         self.errors = []  # (t, what)
+        self.error_spans = []  # (t sent, t failed, what): which failures were in flight at a moment
         self.stop_evt = threading.Event()
         self.threads = []
 
@@ -572,6 +573,7 @@ class Load:
             else:
                 self.failed += 1
                 self.errors.append((t, what))
+                self.error_spans.append((t, now(), what))
         return reuse
 
     def _worker(self, idx):
