@@ -790,14 +790,18 @@ impl Flip {
     }
 }
 
+/// `--on-unhealthy none` (the default before issue 23, which made `leave` the default with
+/// kuma-dp): reported, nothing else.
 #[test]
-fn failing_liveness_is_reported_and_kept_running_by_default() {
+fn failing_liveness_with_on_unhealthy_none_is_reported_and_kept_running() {
     let target = Flip::start();
     let (s, status) = Scenario::new("liveness-none")
         .listening_app()
         .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
         .with_status();
     let s = s.opt(&[
+        "--on-unhealthy",
+        "none",
         "--probe-http",
         &target.url(),
         "--probe-period",
@@ -860,6 +864,10 @@ fn failing_liveness_is_reported_and_kept_running_by_default() {
     assert!(
         s.dp.find("signal").is_none(),
         "--on-unhealthy none must not stop anything"
+    );
+    assert!(
+        s.dp.find("healthcheck").is_none(),
+        "--on-unhealthy none must not take the instance out of the mesh"
     );
     assert_eq!(stop(&mut p), 143);
 }

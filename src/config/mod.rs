@@ -286,7 +286,7 @@ pub(crate) fn load_on(
     let app = app::section(&mut r, host, mode, command, layers.command);
     let proxy = proxy::section(&mut r, host, &mut warnings);
     let dataplane = proxy.as_ref().and_then(|p| p.dataplane.as_ref());
-    let probes = probes::section(&mut r, &layers.checks, dataplane);
+    let probes = probes::section(&mut r, &layers.checks, dataplane, proxy.is_some());
     let shutdown = shutdown::section(
         &mut r,
         proxy.as_ref().map(ProxyConfig::effective_drain_time),
@@ -327,6 +327,9 @@ pub(crate) fn load_on(
         cleanup_timeout: lifecycle::CLEANUP_TIMEOUT,
         start_order,
         idle_drain: shutdown.idle_drain,
+        // `0` turns the check off.
+        proxy_hang_timeout: Some(r.value("proxy-hang-timeout", parse::duration))
+            .filter(|t| !t.is_zero()),
     };
 
     if !r.problems.is_empty() {
@@ -343,6 +346,7 @@ pub(crate) fn load_on(
     }
     let effective = effective(
         &r,
+        settings.on_unhealthy,
         status.log_level,
         proxy.as_ref(),
         status.state_file.as_deref(),
@@ -372,6 +376,7 @@ pub(crate) fn load_on(
 /// Every option's effective value and origin, as `check` shows them.
 fn effective(
     r: &Resolver,
+    on_unhealthy: lifecycle::OnUnhealthy,
     log_level: tracing::Level,
     proxy: Option<&ProxyConfig>,
     state_file: Option<&std::path::Path>,
@@ -388,6 +393,13 @@ fn effective(
             };
             let value = if d.flag == "log-level" && origin == Origin::Default {
                 log_level.as_str().to_ascii_lowercase()
+            } else if d.flag == "on-unhealthy" && origin == Origin::Default {
+                match on_unhealthy {
+                    lifecycle::OnUnhealthy::Leave => "leave",
+                    lifecycle::OnUnhealthy::None => "none",
+                    lifecycle::OnUnhealthy::Shutdown => "shutdown",
+                }
+                .to_string()
             } else if d.flag == "proxy-ready-url" && origin == Origin::Default {
                 proxy.map_or(value, |p| p.ready_url.to_string())
             } else if d.flag == "state-file" {
@@ -423,6 +435,8 @@ pub(crate) fn default_settings() -> Settings {
             success: 1,
             failure: 1,
         }],
+        // The default with kuma-dp (`none` is the default without).
+        on_unhealthy: lifecycle::OnUnhealthy::Leave,
         ..cfg.settings
     }
 }

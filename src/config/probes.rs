@@ -25,6 +25,7 @@ pub(super) fn section(
     r: &mut Resolver,
     checks: &[(Item, Origin)],
     dataplane: Option<&Dataplane>,
+    has_proxy: bool,
 ) -> Probes {
     let base = ProbeSpec {
         kind: ProbeKind::Shell(String::new()),
@@ -74,12 +75,20 @@ pub(super) fn section(
         probes,
         default_probe,
         startup_timeout: r.value("startup-timeout", parse::duration),
+        // Not given: out of the mesh while unhealthy when there is a mesh
+        // (kuma-dp managed), report only when there is none.
         on_unhealthy: match r
-            .value("on-unhealthy", parse::choice(&["none", "shutdown"]))
-            .as_str()
+            .typed(
+                "on-unhealthy",
+                parse::choice(&["leave", "none", "shutdown"]),
+            )
+            .as_deref()
         {
-            "shutdown" => OnUnhealthy::Shutdown,
-            _ => OnUnhealthy::None,
+            Some("shutdown") => OnUnhealthy::Shutdown,
+            Some("none") => OnUnhealthy::None,
+            Some(_) => OnUnhealthy::Leave,
+            None if has_proxy => OnUnhealthy::Leave,
+            None => OnUnhealthy::None,
         },
     }
 }

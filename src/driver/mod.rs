@@ -9,7 +9,9 @@
 //! (`reap`); kuma-dp's process (`proxy`), the drain's idle watch (`idle`)
 //! and everything reported outside (`reporter`) have their own.
 
+mod hang;
 mod idle;
+mod membership;
 mod proxy;
 mod reporter;
 
@@ -34,7 +36,9 @@ use crate::init::signals::{self, Signals};
 use crate::init::spawn;
 use crate::lifecycle::{Action, ExitReason, Input, Lifecycle, ProbeMode, Target, Timeline};
 use crate::report::status;
+use hang::HangWatch;
 use idle::IdleWatch;
+use membership::MeshCalls;
 use proxy::ProxyRunner;
 use reporter::Reporter;
 
@@ -73,6 +77,10 @@ struct Driver {
     /// `None` in plain init mode (no Dataplane given).
     proxy: Option<ProxyRunner>,
     idle: IdleWatch,
+    /// The calls that take the instance out of the mesh and back.
+    mesh_calls: MeshCalls,
+    /// The check that Envoy's admin API answers.
+    hang: HangWatch,
     reporter: Reporter,
     execs: ExecWaiters,
     probe_tx: mpsc::UnboundedSender<probe::Outcome>,
@@ -115,6 +123,8 @@ pub async fn run(
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel();
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (inbound_tx, mut inbound_rx) = mpsc::unbounded_channel();
+    let (mesh_tx, mut mesh_rx) = mpsc::unbounded_channel();
+    let (hang_tx, mut hang_rx) = mpsc::unbounded_channel();
     let now = Instant::now();
     let reporter = Reporter::new(&cfg, env, now);
     let _status_task = listener.map(|l| {
@@ -138,8 +148,12 @@ pub async fn run(
         now,
         reporter,
         proxy,
-        inbound_tx,
-        probe_tx,
+        Channels {
+            inbound: inbound_tx,
+            probe: probe_tx,
+            mesh: mesh_tx,
+            hang: hang_tx,
+        },
         reaps_orphans,
     );
     if let Some(code) = d.begin()? {
@@ -159,6 +173,12 @@ pub async fn run(
                 }
             }
             Some(reading) = inbound_rx.recv() => d.on_inbound_reading(reading),
+            Some(outcome) = mesh_rx.recv() => d.reporter.mesh_call(&outcome),
+            Some((generation, answered)) = hang_rx.recv() => {
+                if d.proxy.as_ref().is_some_and(|p| p.is_current(generation)) {
+                    d.queue.push_back(if answered { Input::ProxyAnswered } else { Input::ProxyUnanswered });
+                }
+            }
             () = sleep_until_opt(deadline) => d.queue.push_back(Input::Tick),
             () = sleep_until_opt(next_watchdog) => {
                 d.reporter.watchdog();
@@ -185,8 +205,10 @@ pub fn run_plain(
     let signals = Signals::open().map_err(DriverError::Signals)?;
     // Nothing sends on these without probes or kuma-dp (the driver only
     // needs a sender to hand out).
-    let (probe_tx, _) = mpsc::unbounded_channel();
-    let (inbound_tx, _) = mpsc::unbounded_channel();
+    let (probe, _) = mpsc::unbounded_channel();
+    let (inbound, _) = mpsc::unbounded_channel();
+    let (mesh, _) = mpsc::unbounded_channel();
+    let (hang, _) = mpsc::unbounded_channel();
     let now = Instant::now();
     let reporter = Reporter::new(&cfg, env, now);
     let watchdog = reporter.watchdog_interval();
@@ -195,8 +217,12 @@ pub fn run_plain(
         now,
         reporter,
         None,
-        inbound_tx,
-        probe_tx,
+        Channels {
+            inbound,
+            probe,
+            mesh,
+            hang,
+        },
         reaps_orphans,
     );
     if let Some(code) = d.begin()? {
@@ -259,20 +285,30 @@ async fn sleep_until_opt(t: Option<Instant>) {
     }
 }
 
+/// Where the driver's tasks send what they find.
+struct Channels {
+    inbound: mpsc::UnboundedSender<idle::Reading>,
+    probe: mpsc::UnboundedSender<probe::Outcome>,
+    mesh: mpsc::UnboundedSender<membership::Outcome>,
+    hang: mpsc::UnboundedSender<hang::Reading>,
+}
+
 impl Driver {
     fn new(
         cfg: Config,
         start: Instant,
         reporter: Reporter,
         proxy: Option<ProxyRunner>,
-        inbound_tx: mpsc::UnboundedSender<idle::Reading>,
-        probe_tx: mpsc::UnboundedSender<probe::Outcome>,
+        channels: Channels,
         reaps_orphans: bool,
     ) -> Driver {
+        let probe_tx = channels.probe;
         Driver {
             lc: Lifecycle::new(cfg.settings.clone()),
             proxy,
-            idle: IdleWatch::new(inbound_tx),
+            idle: IdleWatch::new(channels.inbound),
+            mesh_calls: MeshCalls::new(channels.mesh),
+            hang: HangWatch::new(channels.hang),
             reporter,
             cfg,
             start,
@@ -527,6 +563,18 @@ impl Driver {
                 let proxy = self.proxy.as_ref().filter(|_| on);
                 self.idle.set(proxy.map(ProxyRunner::config));
             }
+            Action::Membership(call) => {
+                let admin = self.proxy.as_ref().map(|p| &p.config().admin);
+                self.mesh_calls.set(call, admin);
+            }
+            Action::WatchProxy(on) => {
+                let watch = self
+                    .proxy
+                    .as_ref()
+                    .filter(|_| on)
+                    .map(|p| (&p.config().admin, p.generation()));
+                self.hang.set(watch);
+            }
             Action::Ready(ready) => self.reporter.ready(ready),
             Action::Enter(phase) => self.reporter.enter(phase, &self.lc),
             Action::Event(event) => {
@@ -620,9 +668,23 @@ impl Driver {
             Target::App => self.app_pid,
             Target::Proxy => self.proxy_pid(),
         };
-        if let Some(pid) = pid {
-            let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
-            let _ = kill(pid, Signal::SIGKILL);
+        let Some(pid) = pid else { return };
+        // kuma-dp starts Envoy in a process group of its own (Setpgid), so
+        // the group kill misses it: it is found below kuma-dp first (once
+        // kuma-dp is dead Envoy is re-parented and no longer below it) and
+        // killed with it. A hung Envoy cannot drain, and one left running
+        // would hold the admin socket and the listeners the restarted
+        // kuma-dp needs. meshinit's reaper collects it when meshinit is
+        // PID 1 or a subreaper; else its new parent does.
+        let below = match target {
+            Target::Proxy => crate::init::descendants::of(pid.as_raw()),
+            Target::App => Vec::new(),
+        };
+        let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+        let _ = kill(pid, Signal::SIGKILL);
+        if !below.is_empty() {
+            info!(kuma_dp = pid.as_raw(), pids = ?below, "SIGKILL for kuma-dp's descendants (Envoy)");
+            crate::init::descendants::signal_all(&below, Signal::SIGKILL);
         }
     }
 

@@ -54,6 +54,11 @@ impl ProxyRunner {
         self.pid
     }
 
+    /// Which start of kuma-dp runs now (or ran last).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The readiness report is from the kuma-dp running now.
     pub fn is_current(&self, generation: u64) -> bool {
         generation == self.generation

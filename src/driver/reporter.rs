@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use nix::unistd::Pid;
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::DriverError;
 use crate::basics::escape::Escaped;
@@ -114,6 +114,8 @@ impl Reporter {
         st.app_pid = app.map(Pid::as_raw);
         st.proxy_pid = proxy.map(Pid::as_raw);
         st.counters.shutdown = lc.shutdown_spans();
+        st.mesh_member = lc.settings().has_proxy.then(|| lc.in_mesh());
+        st.out_reasons = lc.out_reasons();
         for (i, p) in st.probes.iter_mut().enumerate() {
             // Absent before a probe's first result, as `/status` says.
             if p.successes + p.failures > 0 {
@@ -143,6 +145,33 @@ impl Reporter {
 
     pub fn proxy_started(&self) {
         self.status.borrow_mut().counters.proxy_starts += 1;
+    }
+
+    /// One try of a call on Envoy's health checks: a failure is counted,
+    /// and logged once per call (the retries follow every second).
+    pub fn mesh_call(&self, o: &super::membership::Outcome) {
+        let path = match o.call {
+            crate::lifecycle::MeshCall::Leave => "/healthcheck/fail",
+            _ => "/healthcheck/ok",
+        };
+        match &o.result {
+            Ok(()) if o.attempt > 1 => {
+                info!(
+                    call = path,
+                    attempts = o.attempt,
+                    "Envoy took the call after retries"
+                )
+            }
+            Ok(()) => debug!(call = path, "Envoy took the call"),
+            Err(e) => {
+                self.status.borrow_mut().counters.mesh_call_failures += 1;
+                if o.attempt == 1 {
+                    warn!(call = path, error = %Escaped(e), "cannot call Envoy's admin API; retrying every second while the decision stands");
+                } else {
+                    debug!(call = path, attempt = o.attempt, error = %Escaped(e), "call on Envoy's admin API failed again");
+                }
+            }
+        }
     }
 
     pub fn inbound_load(&self, load: Load) {
@@ -272,6 +301,31 @@ impl Reporter {
                 fmt_secs(cx.settings.kill_bound)
             ),
             Event::ProxyKilled => warn!("kuma-dp did not exit in time; sending SIGKILL"),
+            Event::LeftMesh { reasons, again } => {
+                if again {
+                    info!(reason = reasons.as_str(), "left the mesh: {} (again, on the restarted kuma-dp)", reasons.as_str());
+                } else {
+                    info!(reason = reasons.as_str(), "left the mesh: {}", reasons.as_str());
+                }
+                self.notify(&format!(
+                    "STATUS=running (out of the mesh: {})",
+                    reasons.as_str()
+                ));
+            }
+            Event::BackInMesh => {
+                info!("back in the mesh");
+                self.notify("STATUS=running");
+            }
+            Event::ProxySilent => warn!(
+                hang_timeout = %cx.settings.proxy_hang_timeout.map(fmt_secs).unwrap_or_default(),
+                "Envoy's admin API did not answer; kuma-dp is restarted if it stays silent for --proxy-hang-timeout"
+            ),
+            Event::ProxyAnswersAgain => info!("Envoy's admin API answers again"),
+            Event::ProxyHung { silent_for } => error!(
+                silent_for = %fmt_secs(silent_for),
+                "Envoy's admin API has not answered for {}: kuma-dp hung; killing kuma-dp and Envoy (SIGKILL) to restart them",
+                fmt_secs(silent_for)
+            ),
             Event::DescendantsKilled => warn!("leftover descendants did not stop; sending SIGKILL"),
             Event::DescendantsLeft => error!("some descendants survived SIGKILL; exiting anyway"),
         }
@@ -283,6 +337,14 @@ impl Reporter {
         match event {
             Event::AppHealthy => m.healthy(self.start.elapsed()),
             Event::ProxyRestarting { .. } => m.proxy_restarts += 1,
+            Event::ProxyHung { .. } => m.proxy_hangs += 1,
+            Event::LeftMesh {
+                reasons,
+                again: false,
+            } => {
+                m.mesh_leaves_unhealthy += u64::from(reasons.unhealthy);
+                m.mesh_leaves_operator += u64::from(reasons.operator);
+            }
             _ => {}
         }
     }

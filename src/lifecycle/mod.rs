@@ -128,8 +128,64 @@ pub struct IdleDrain {
 pub enum OnUnhealthy {
     /// Log it and report it (status endpoint, `/ready` 503); keep running.
     None,
+    /// Take the instance out of the mesh (Envoy fails its health checks,
+    /// which kuma-cp's HDS turns into "inbounds not ready"), without
+    /// stopping anything; put it back once the probes pass again. The
+    /// default with kuma-dp; without it, the same as `None`.
+    Leave,
     /// Begin the graceful shutdown; exit with `EX_UNAVAILABLE` (69).
     Shutdown,
+}
+
+/// Why the instance is out of the mesh; both may hold at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OutReasons {
+    /// The app's liveness probes fail (`--on-unhealthy leave`).
+    pub unhealthy: bool,
+    /// An operator took it out (`meshinit ctl out`), until `ctl in`.
+    pub operator: bool,
+}
+
+impl OutReasons {
+    pub fn any(self) -> bool {
+        self.unhealthy || self.operator
+    }
+
+    /// The reason as logs, `/ready`, `/status` and sd_notify word it; empty
+    /// when in the mesh.
+    pub fn as_str(self) -> &'static str {
+        match (self.operator, self.unhealthy) {
+            (true, true) => "operator, app unhealthy",
+            (true, false) => "operator",
+            (false, true) => "app unhealthy",
+            (false, false) => "",
+        }
+    }
+}
+
+/// An operator's request (`meshinit ctl out|in`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operator {
+    /// Take the instance out of the mesh and keep it out until `In`.
+    Out,
+    /// Lift the operator's hold (the instance stays out while the app is
+    /// unhealthy under `--on-unhealthy leave`).
+    In,
+}
+
+/// A call on Envoy's admin API that takes the instance out of the mesh or
+/// puts it back. Both calls are idempotent; the driver retries the last one
+/// until it succeeds or another replaces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MeshCall {
+    /// `POST /healthcheck/fail`.
+    Leave,
+    /// `POST /healthcheck/ok`.
+    Rejoin,
+    /// Stop calling (and retrying): kuma-dp is gone or hung, or a shutdown
+    /// began (kuma-dp fails the health checks itself on SIGTERM; an `ok`
+    /// sent now would undo its drain).
+    Stop,
 }
 
 /// Crashes older than this no longer count towards `--proxy-max-restarts`.
@@ -182,6 +238,10 @@ pub struct Settings {
     pub start_order: StartOrder,
     /// `None`: the drain waits for kuma-dp to exit on its own.
     pub idle_drain: Option<IdleDrain>,
+    /// `--proxy-hang-timeout`: Envoy's admin API silent this long (once it
+    /// has answered, or kuma-dp was ready) means a hung proxy, which is
+    /// SIGKILLed and restarted. `None`: not watched.
+    pub proxy_hang_timeout: Option<Duration>,
 }
 
 impl Settings {
@@ -217,11 +277,12 @@ impl Settings {
             app_grace_delay: Duration::ZERO,
             drain_mode: DrainMode::Term,
             drain_timeout: Duration::from_secs(40),
-            on_unhealthy: OnUnhealthy::None,
+            on_unhealthy: OnUnhealthy::Leave,
             kill_bound: KILL_BOUND,
             cleanup_timeout: CLEANUP_TIMEOUT,
             start_order: StartOrder::AppFirst,
             idle_drain: None,
+            proxy_hang_timeout: Some(Duration::from_secs(15)),
         }
     }
 
@@ -286,6 +347,14 @@ pub enum Input {
     /// After [`INBOUND_UNREADABLE_TOLERATED`] in a row the drain falls back
     /// to kuma-dp's fixed drain time.
     InboundUnreadable,
+    /// An operator's request (the control socket).
+    Operator(Operator),
+    /// While kuma-dp runs and is watched ([`Action::WatchProxy`]): Envoy's
+    /// admin API gave a complete HTTP answer (any status: `503 DRAINING`
+    /// while out of the mesh is an answer).
+    ProxyAnswered,
+    /// The same check got no answer within its deadline (or no connection).
+    ProxyUnanswered,
 }
 
 /// Failed readings of Envoy's stats in a row before an idle-watched drain
@@ -512,6 +581,23 @@ pub enum Event {
         cut_short: bool,
     },
     ProxyKilled,
+    /// Envoy's health checks are failed: the instance is out of the mesh.
+    /// `again`: re-applied on a new kuma-dp (after a restart while out).
+    LeftMesh {
+        reasons: OutReasons,
+        again: bool,
+    },
+    /// Envoy's health checks pass again: back in the mesh.
+    BackInMesh,
+    /// Envoy's admin API stopped answering (the first missed check).
+    ProxySilent,
+    /// Envoy's admin API answered again after missed checks.
+    ProxyAnswersAgain,
+    /// Envoy's admin API has not answered for `--proxy-hang-timeout`:
+    /// kuma-dp and Envoy are SIGKILLed and restarted.
+    ProxyHung {
+        silent_for: Duration,
+    },
     DescendantsKilled,
     /// Descendants survived SIGKILL past the last bound; meshinit exits anyway.
     DescendantsLeft,
@@ -525,7 +611,8 @@ pub enum Action {
     /// `ProxyReady`; feed `ProxySpawnFailed` when it cannot be spawned.
     SpawnProxy,
     Signal(Target, Signal),
-    /// SIGKILL the target's whole process group.
+    /// SIGKILL the target's whole process group; for kuma-dp also its
+    /// descendants (Envoy runs in a process group of its own).
     Kill(Target),
     /// SIGTERM every remaining descendant of meshinit.
     TermDescendants,
@@ -540,6 +627,11 @@ pub enum Action {
     /// Start (`true`) or stop watching the inbound side's load in Envoy's
     /// stats; readings come back as `InboundIdle` / `InboundUnreadable`.
     WatchInbound(bool),
+    /// Take the instance out of the mesh or put it back (Envoy's admin API).
+    Membership(MeshCall),
+    /// Start (`true`) or stop checking that Envoy's admin API answers;
+    /// results come back as `ProxyAnswered` / `ProxyUnanswered`.
+    WatchProxy(bool),
     /// Exit now. `timeline` is set when a shutdown took place.
     Exit {
         reason: ExitReason,
@@ -569,6 +661,31 @@ pub struct Lifecycle {
     idle_watch: InboundWatch,
     timers: Timers,
     spans: ShutdownSpans,
+    /// Why the instance should be out of the mesh.
+    out: OutReasons,
+    /// What meshinit last asked of the current kuma-dp's Envoy.
+    envoy_hc: EnvoyHc,
+    /// The instance was taken out (a `Leave` call went out) and not yet
+    /// put back: a new kuma-dp gets the call again.
+    left: bool,
+    /// The current kuma-dp is watched for a hang ([`Action::WatchProxy`]).
+    hang_watch: bool,
+    /// Its admin API missed checks since its last answer.
+    silent: bool,
+    /// The last answer of its admin API (or its readiness): the hang
+    /// clock's start.
+    hang_from: Duration,
+    /// The current kuma-dp was found hung and SIGKILLed; it is not ready.
+    hung: bool,
+}
+
+/// What meshinit asked of the current Envoy's health checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EnvoyHc {
+    /// Nothing: a new Envoy passes them.
+    Untouched,
+    Failed,
+    Passed,
 }
 
 /// Whether the drain watches the inbound side for idleness (`--drain-idle`).
@@ -651,6 +768,13 @@ impl Lifecycle {
             idle_watch: InboundWatch::Off,
             timers: Timers::default(),
             spans: ShutdownSpans::default(),
+            out: OutReasons::default(),
+            envoy_hc: EnvoyHc::Untouched,
+            left: false,
+            hang_watch: false,
+            silent: false,
+            hang_from: Duration::ZERO,
+            hung: false,
         }
     }
 
@@ -691,12 +815,33 @@ impl Lifecycle {
     /// would read as ready).
     pub fn ready_text(&self) -> &'static str {
         if self.ready {
-            "ready"
-        } else if self.phase == Phase::Running && !self.healthy {
-            "running (app unhealthy)"
-        } else {
-            self.phase.as_str()
+            return "ready";
         }
+        if self.phase != Phase::Running {
+            return self.phase.as_str();
+        }
+        if self.hung {
+            return "running (kuma-dp hung)";
+        }
+        match (self.out.operator, self.out.unhealthy, self.healthy) {
+            (true, true, _) => "running (out of the mesh: operator, app unhealthy)",
+            (true, false, false) => "running (out of the mesh: operator; app unhealthy)",
+            (true, false, true) => "running (out of the mesh: operator)",
+            (false, true, _) => "running (out of the mesh: app unhealthy)",
+            (false, false, false) => "running (app unhealthy)",
+            (false, false, true) => self.phase.as_str(),
+        }
+    }
+
+    /// Why the instance is (or is to be) out of the mesh; none: in.
+    pub fn out_reasons(&self) -> OutReasons {
+        self.out
+    }
+
+    /// Whether the instance is a member of the mesh as far as meshinit
+    /// acts on it: kuma-dp is managed and no reason holds it out.
+    pub fn in_mesh(&self) -> bool {
+        self.s.has_proxy && !self.out.any()
     }
 
     /// The shutdown as timed so far (phases, why the drain ended), for
@@ -757,7 +902,11 @@ impl Lifecycle {
             Input::InboundIdle => self.on_inbound_load(now, true),
             Input::InboundBusy => self.on_inbound_load(now, false),
             Input::InboundUnreadable => self.on_inbound_unreadable(&mut out),
+            Input::Operator(op) => self.on_operator(op),
+            Input::ProxyAnswered => self.on_proxy_answer(now, true, &mut out),
+            Input::ProxyUnanswered => self.on_proxy_answer(now, false, &mut out),
         }
+        self.sync_membership(&mut out);
         self.sync_ready(&mut out);
         out
     }
@@ -772,6 +921,8 @@ impl Lifecycle {
     fn sync_ready(&mut self, out: &mut Vec<Action>) {
         let ready = self.phase == Phase::Running
             && self.healthy
+            && !self.out.operator
+            && !self.hung
             && (!self.s.has_proxy || matches!(self.proxy, Proxy::Ready { .. }));
         if ready != self.ready {
             self.ready = ready;
@@ -825,7 +976,16 @@ impl Lifecycle {
         }
         out.push(Action::SpawnProxy);
         self.proxy = Proxy::Starting { terms: 0 };
+        self.hung = false;
         self.timers.clear(Timer::ProxyRestart);
+        // Envoy's admin API is checked from the spawn on, but a starting
+        // proxy is only judged once it has answered or is ready: until
+        // then `--proxy-ready-timeout` is what bounds its start.
+        if self.s.proxy_hang_timeout.is_some() {
+            self.stop_hang_watch(out);
+            self.hang_watch = true;
+            out.push(Action::WatchProxy(true));
+        }
         self.timers.set(
             Timer::ProxyReady,
             now.saturating_add(self.s.proxy_ready_timeout),
@@ -861,6 +1021,7 @@ impl Lifecycle {
     fn on_healthy(&mut self, now: Duration, out: &mut Vec<Action>) {
         let was = self.healthy;
         self.healthy = true;
+        self.out.unhealthy = false;
         if self.phase == Phase::Probing {
             self.timers.clear(Timer::Startup);
             out.push(Action::Event(Event::AppHealthy));
@@ -879,6 +1040,10 @@ impl Lifecycle {
         }
         self.healthy = false;
         out.push(Action::Event(Event::AppUnhealthy));
+        if self.s.on_unhealthy == OnUnhealthy::Leave && self.s.has_proxy {
+            // Carried out by `sync_membership` once kuma-dp is ready.
+            self.out.unhealthy = true;
+        }
         if self.s.on_unhealthy == OnUnhealthy::Shutdown {
             self.reason.get_or_insert(ExitReason::Unhealthy);
             self.begin_shutdown(now, out);
@@ -896,9 +1061,22 @@ impl Lifecycle {
         self.proxy = Proxy::Ready { terms };
         self.timers.clear(Timer::ProxyReady);
         out.push(Action::Event(Event::ProxyReady));
+        if let (true, Some(timeout)) = (self.hang_watch, self.s.proxy_hang_timeout) {
+            if self.timers.get(Timer::ProxyHang).is_none() {
+                self.hang_from = now;
+                self.timers
+                    .set(Timer::ProxyHang, now.saturating_add(timeout));
+            }
+        }
         if self.app == App::NotStarted {
             self.start_app(now, out);
-        } else if self.healthy && self.phase == Phase::ProxyStarting {
+        } else if self.phase == Phase::ProxyStarting {
+            // A restarted kuma-dp: the app was healthy before it (the app
+            // first starts kuma-dp once healthy), and may have turned
+            // unhealthy during the restart; running either way (`/ready`
+            // says whether it serves). Waiting for its health here left the
+            // phase at proxy-starting for good, since a probe recovery only
+            // moves `probing` on.
             self.enter(Phase::Running, out);
         }
     }
@@ -974,6 +1152,8 @@ impl Lifecycle {
     /// for in the clean-up.
     fn proxy_gone(&mut self, now: Duration, out: &mut Vec<Action>) {
         self.proxy = Proxy::Down;
+        self.hung = false;
+        self.stop_hang_watch(out);
         self.timers.clear(Timer::ProxyReady);
         self.timers.clear(Timer::ProxyTerm2);
         self.timers.clear(Timer::ProxyKill);
@@ -1091,6 +1271,93 @@ impl Lifecycle {
         }
         for timer in [Timer::Startup, Timer::ProxyReady, Timer::ProxyRestart] {
             self.timers.clear(timer);
+        }
+        // A proxy that hangs now is bounded by the shutdown's own waits
+        // (drain timeout, SIGKILL).
+        self.stop_hang_watch(out);
+    }
+
+    /// The operator's hold, taken or lifted. Without kuma-dp there is no
+    /// mesh to leave; during a shutdown the instance is leaving anyway.
+    fn on_operator(&mut self, op: Operator) {
+        if !self.s.has_proxy || self.phase.is_shutdown() {
+            return;
+        }
+        self.out.operator = op == Operator::Out;
+    }
+
+    /// Takes the instance out of the mesh or puts it back when what is
+    /// wanted and what the current Envoy was told differ. Only a ready
+    /// kuma-dp is called (its Envoy must be up to take it); a new kuma-dp
+    /// gets `Leave` again once ready; a shutdown stops every call (kuma-dp
+    /// fails the health checks itself on SIGTERM).
+    fn sync_membership(&mut self, out: &mut Vec<Action>) {
+        let callable = matches!(self.proxy, Proxy::Ready { .. })
+            && !self.hung
+            && !self.phase.is_shutdown()
+            && self.phase != Phase::Done;
+        if !callable {
+            if self.envoy_hc != EnvoyHc::Untouched {
+                self.envoy_hc = EnvoyHc::Untouched;
+                out.push(Action::Membership(MeshCall::Stop));
+            }
+            return;
+        }
+        match (self.out.any(), self.envoy_hc) {
+            (true, EnvoyHc::Untouched | EnvoyHc::Passed) => {
+                self.envoy_hc = EnvoyHc::Failed;
+                out.push(Action::Membership(MeshCall::Leave));
+                out.push(Action::Event(Event::LeftMesh {
+                    reasons: self.out,
+                    again: self.left,
+                }));
+                self.left = true;
+            }
+            (false, EnvoyHc::Failed) => {
+                self.envoy_hc = EnvoyHc::Passed;
+                self.left = false;
+                out.push(Action::Membership(MeshCall::Rejoin));
+                out.push(Action::Event(Event::BackInMesh));
+            }
+            // A new Envoy passes its health checks: nothing to call.
+            (false, EnvoyHc::Untouched) if self.left => {
+                self.left = false;
+                out.push(Action::Event(Event::BackInMesh));
+            }
+            _ => {}
+        }
+    }
+
+    /// One check of Envoy's admin API: an answer restarts the hang clock
+    /// (which runs once kuma-dp has answered or is ready), a miss is only
+    /// reported; the timer decides.
+    fn on_proxy_answer(&mut self, now: Duration, answered: bool, out: &mut Vec<Action>) {
+        let Some(timeout) = self.s.proxy_hang_timeout else {
+            return;
+        };
+        if !self.hang_watch || !self.proxy.alive() || self.hung {
+            return;
+        }
+        if answered {
+            if self.silent {
+                self.silent = false;
+                out.push(Action::Event(Event::ProxyAnswersAgain));
+            }
+            self.hang_from = now;
+            self.timers
+                .set(Timer::ProxyHang, now.saturating_add(timeout));
+        } else if !self.silent && self.timers.get(Timer::ProxyHang).is_some() {
+            self.silent = true;
+            out.push(Action::Event(Event::ProxySilent));
+        }
+    }
+
+    fn stop_hang_watch(&mut self, out: &mut Vec<Action>) {
+        self.timers.clear(Timer::ProxyHang);
+        self.silent = false;
+        if self.hang_watch {
+            self.hang_watch = false;
+            out.push(Action::WatchProxy(false));
         }
     }
 
@@ -1428,6 +1695,17 @@ impl Lifecycle {
                     self.spawn_proxy(now, out);
                 }
             }
+            Timer::ProxyHang => {
+                if self.proxy.alive() && !self.phase.is_shutdown() {
+                    // A hung Envoy cannot drain: SIGKILL, and the restart
+                    // follows from kuma-dp's exit (backoff, restart budget).
+                    let silent_for = now.saturating_sub(self.hang_from);
+                    out.push(Action::Event(Event::ProxyHung { silent_for }));
+                    self.hung = true;
+                    self.stop_hang_watch(out);
+                    out.push(Action::Kill(Target::Proxy));
+                }
+            }
             Timer::DrainIdle => {
                 if self.phase == Phase::Draining && self.proxy.alive() {
                     let drained_for = now.saturating_sub(self.spans.drain.start.unwrap_or(now));
@@ -1503,6 +1781,8 @@ enum Timer {
     ProxyReady,
     /// The backoff before kuma-dp's restart has passed.
     ProxyRestart,
+    /// `--proxy-hang-timeout`: Envoy's admin API has not answered.
+    ProxyHang,
     /// The inbound side has been idle long enough to end the drain.
     DrainIdle,
     /// `--drain-timeout` (or the inbound-only drain's wait).
@@ -1523,10 +1803,11 @@ enum Timer {
 
 impl Timer {
     /// Every timer, in declaration order (which is also its slot).
-    const ALL: [Timer; 11] = [
+    const ALL: [Timer; 12] = [
         Timer::Startup,
         Timer::ProxyReady,
         Timer::ProxyRestart,
+        Timer::ProxyHang,
         Timer::DrainIdle,
         Timer::Drain,
         Timer::ProxyTerm2,

@@ -25,7 +25,12 @@
 //!   with `--app-stop-timeout` given: otherwise it waits for the app, as tini
 //!   does, and never escalates or SIGKILLs it; the model's platform does);
 //! - (f) whenever the service is ready its app is healthy, and only a live
-//!   app is healthy (`/ready`, `/status` and `meshinit_healthy` agree).
+//!   app is healthy (`/ready`, `/status` and `meshinit_healthy` agree);
+//! - (g) mesh membership (issue 23): the instance never leaves (or rejoins)
+//!   the mesh before the current kuma-dp is ready, nor during a shutdown;
+//!   an operator's `out` is never lifted by probes (no rejoin until `in`);
+//!   a membership change never signals, kills or starts a process; and a
+//!   hang kill only ever hits a kuma-dp that was watched.
 //!
 //! Case counts are modest so that `cargo test` stays fast.
 
@@ -54,7 +59,7 @@ fn settings() -> impl Strategy<Value = Settings> {
             proptest::collection::vec((1u32..4, 1u32..4), 0..3),
             0u32..6,
             any::<bool>(),
-            any::<bool>(),
+            0u8..3,
         ),
         (dur(), dur(), dur(), dur(), dur(), dur()),
         (
@@ -74,6 +79,7 @@ fn settings() -> impl Strategy<Value = Settings> {
             proptest::option::of((dur(), dur())),
             any::<bool>(),
             any::<bool>(),
+            proptest::option::of(dur()),
         ),
     )
         .prop_map(
@@ -81,7 +87,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                 (has_proxy, has_probes, max_restarts, usr2, unhealthy_shutdown),
                 (startup, ready, stop, grace, drain, wait),
                 (stop_signal, kill_bound, cleanup, backoff, window),
-                (proxy_first, idle, pass_stop_signal, app_stop_timeout_given),
+                (proxy_first, idle, pass_stop_signal, app_stop_timeout_given, hang),
             )| Settings {
                 has_proxy,
                 probes: has_probes
@@ -105,10 +111,10 @@ fn settings() -> impl Strategy<Value = Settings> {
                     DrainMode::Term
                 },
                 drain_timeout: drain,
-                on_unhealthy: if unhealthy_shutdown {
-                    OnUnhealthy::Shutdown
-                } else {
-                    OnUnhealthy::None
+                on_unhealthy: match unhealthy_shutdown {
+                    0 => OnUnhealthy::None,
+                    1 => OnUnhealthy::Leave,
+                    _ => OnUnhealthy::Shutdown,
                 },
                 kill_bound: ms(kill_bound),
                 cleanup_timeout: ms(cleanup),
@@ -118,6 +124,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                     StartOrder::AppFirst
                 },
                 idle_drain: idle.map(|(min, idle)| IdleDrain { min, idle }),
+                proxy_hang_timeout: hang.filter(|t| !t.is_zero()),
             },
         )
 }
@@ -145,6 +152,8 @@ fn input() -> impl Strategy<Value = Input> {
         1 => Just(Input::Start),
         2 => prop_oneof![Just(Input::InboundIdle), Just(Input::InboundBusy)],
         1 => Just(Input::InboundUnreadable),
+        2 => prop_oneof![Just(Operator::Out), Just(Operator::In)].prop_map(Input::Operator),
+        2 => prop_oneof![Just(Input::ProxyAnswered), Just(Input::ProxyUnanswered)],
     ]
 }
 
@@ -249,6 +258,11 @@ struct Run {
     /// The app outlived a plain init's stop signal and the platform's stop
     /// timeout SIGKILLed it (meshinit had nothing left to wait on).
     platform_killed: bool,
+    /// The operator's `out` holds (taken while it could be: kuma-dp
+    /// managed, no shutdown), until `in`.
+    operator_out: bool,
+    /// The current kuma-dp is watched for a hang.
+    proxy_watched: bool,
 }
 
 impl Run {
@@ -280,6 +294,8 @@ impl Run {
             log: Vec::new(),
             budget_from: None,
             platform_killed: false,
+            operator_out: false,
+            proxy_watched: false,
         }
     }
 
@@ -339,6 +355,11 @@ impl Run {
                 self.drain = None;
             }
             Input::Stop(_) => self.stops += 1,
+            Input::Operator(op)
+                if self.lc.settings().has_proxy && !self.lc.phase().is_shutdown() =>
+            {
+                self.operator_out = op == Operator::Out;
+            }
             _ => {}
         }
         if let Some(Drain { until: Some(u) }) = self.drain {
@@ -376,8 +397,59 @@ impl Run {
                 "a stop while running did not drain kuma-dp first",
             );
         }
+        // (g) Taking the instance out of the mesh or back stops nothing.
+        if matches!(input, Input::Operator(_)) {
+            self.check(
+                actions.iter().all(|a| {
+                    !matches!(
+                        a,
+                        Action::Signal(..)
+                            | Action::Kill(_)
+                            | Action::SpawnApp
+                            | Action::SpawnProxy
+                            | Action::Enter(_)
+                    )
+                }),
+                "an operator's out/in did more than change the membership",
+            );
+        }
         for action in &actions {
             match *action {
+                Action::Membership(call @ (MeshCall::Leave | MeshCall::Rejoin)) => {
+                    // (g) Only a ready kuma-dp is called, never in a shutdown.
+                    self.check(
+                        self.proxy_alive && self.proxy_ready,
+                        "a membership call before kuma-dp was ready",
+                    );
+                    self.check(
+                        !self.lc.phase().is_shutdown(),
+                        "a membership call during a shutdown",
+                    );
+                    self.check(
+                        call == MeshCall::Leave || !self.operator_out,
+                        "the operator's out was lifted without an in",
+                    );
+                }
+                Action::WatchProxy(on) => {
+                    self.check(
+                        !on || self.proxy_alive,
+                        "a hang watch on a kuma-dp that is not running",
+                    );
+                    self.proxy_watched = on;
+                }
+                Action::Event(Event::ProxyHung { .. }) => {
+                    self.check(
+                        self.proxy_watched || actions.contains(&Action::WatchProxy(false)),
+                        "a hang found on a kuma-dp that was not watched",
+                    );
+                    self.check(
+                        actions.contains(&Action::Kill(Target::Proxy)),
+                        "a hang without a SIGKILL",
+                    );
+                    self.events.push(Event::ProxyHung {
+                        silent_for: Duration::ZERO,
+                    });
+                }
                 Action::SpawnApp => {
                     self.check(!self.app_spawned, "the app was spawned twice");
                     if proxy_first {
@@ -415,6 +487,7 @@ impl Run {
                     self.proxy_terms = 0;
                     self.proxy_ready = false;
                     self.proxy_killed = false;
+                    self.proxy_watched = false;
                 }
                 Action::Enter(Phase::Draining) => {
                     self.drain = Some(Drain { until: None });

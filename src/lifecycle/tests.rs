@@ -101,6 +101,13 @@ struct Row {
 }
 
 const STOP_APP: Action = Action::Signal(Target::App, TERM);
+const LEAVE: Action = Action::Membership(MeshCall::Leave);
+const REJOIN: Action = Action::Membership(MeshCall::Rejoin);
+const HUNG_15S: Action = Action::Event(Event::ProxyHung {
+    silent_for: Duration::from_secs(15),
+});
+const OUT: Input = Input::Operator(Operator::Out);
+const IN: Input = Input::Operator(Operator::In);
 const TERM_PROXY: Action = Action::Signal(Target::Proxy, TERM);
 
 #[rustfmt::skip]
@@ -148,13 +155,16 @@ fn table() -> Vec<Row> {
         // Running
         Row { phase: Running, input: Start, after_ms: 0, next: Running, must: &[], must_not: &[] },
         Row { phase: Running, input: HEALTHY, after_ms: 0, next: Running, must: &[], must_not: &[] },
-        Row { phase: Running, input: UNHEALTHY, after_ms: 0, next: Running, must: &[Action::Ready(false), Action::Event(Event::AppUnhealthy)], must_not: &[TERM_PROXY] },
+        // Issue 23: --on-unhealthy leave (the default with kuma-dp) takes the instance out of the mesh; nothing is stopped.
+        Row { phase: Running, input: UNHEALTHY, after_ms: 0, next: Running, must: &[Action::Ready(false), Action::Event(Event::AppUnhealthy), LEAVE], must_not: &[TERM_PROXY, STOP_APP] },
         Row { phase: Running, input: ProxyReady, after_ms: 0, next: Running, must: &[], must_not: &[] },
         Row { phase: Running, input: app_exit, after_ms: 0, next: Draining, must: &[TERM_PROXY, Action::Ready(false)], must_not: &[STOP_APP] },
         Row { phase: Running, input: proxy_exit, after_ms: 0, next: ProxyStarting, must: &[Action::Ready(false)], must_not: &[STOP_APP] },
         Row { phase: Running, input: ProxySpawnFailed, after_ms: 0, next: Running, must: &[], must_not: &[Action::Ready(false)] },
         Row { phase: Running, input: Stop(TERM), after_ms: 0, next: Draining, must: &[TERM_PROXY, Action::Ready(false), Action::Probes(ProbeMode::Off)], must_not: &[STOP_APP] },
-        Row { phase: Running, input: Tick, after_ms: 3_600_000, next: Running, must: &[], must_not: &[] },
+        Row { phase: Running, input: Tick, after_ms: 14_999, next: Running, must: &[], must_not: &[Action::Kill(Target::Proxy)] },
+        // Issue 23: Envoy's admin API silent for --proxy-hang-timeout since kuma-dp's readiness: SIGKILL, not ready.
+        Row { phase: Running, input: Tick, after_ms: 15_000, next: Running, must: &[HUNG_15S, Action::Kill(Target::Proxy), Action::WatchProxy(false), Action::Ready(false)], must_not: &[TERM_PROXY, STOP_APP] },
         Row { phase: Running, input: DescendantsGone, after_ms: 0, next: Running, must: &[], must_not: &[] },
         // Draining
         Row { phase: Draining, input: Start, after_ms: 0, next: Draining, must: &[], must_not: &[] },
@@ -238,6 +248,48 @@ fn table() -> Vec<Row> {
         Row { phase: Grace, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[Action::TermDescendants], must_not: &[STOP_APP] },
         Row { phase: Stopping, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[Action::TermDescendants], must_not: &[] },
         Row { phase: Cleanup, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[], must_not: &[Action::Event(Event::AppSpawnFailed { drains: false }), Action::Event(Event::AppSpawnFailed { drains: true })] },
+        // Issue 23: an operator's out/in. Only a ready kuma-dp is called; it is
+        // remembered before that (applied once ready) and ignored in a shutdown.
+        Row { phase: Starting, input: OUT, after_ms: 0, next: Starting, must: &[], must_not: &[LEAVE] },
+        Row { phase: Starting, input: IN, after_ms: 0, next: Starting, must: &[], must_not: &[REJOIN] },
+        Row { phase: Probing, input: OUT, after_ms: 0, next: Probing, must: &[], must_not: &[LEAVE, Action::SpawnProxy] },
+        Row { phase: Probing, input: IN, after_ms: 0, next: Probing, must: &[], must_not: &[REJOIN] },
+        Row { phase: ProxyStarting, input: OUT, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[LEAVE, TERM_PROXY] },
+        Row { phase: ProxyStarting, input: IN, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[REJOIN] },
+        Row { phase: Running, input: OUT, after_ms: 0, next: Running, must: &[LEAVE, Action::Ready(false), Action::Event(Event::LeftMesh { reasons: OutReasons { unhealthy: false, operator: true }, again: false })], must_not: &[TERM_PROXY, STOP_APP, Action::Signal(Target::Proxy, Signal::SIGUSR2)] },
+        Row { phase: Running, input: IN, after_ms: 0, next: Running, must: &[], must_not: &[REJOIN, Action::Ready(false)] },
+        Row { phase: Draining, input: OUT, after_ms: 0, next: Draining, must: &[], must_not: &[LEAVE, REJOIN] },
+        Row { phase: Draining, input: IN, after_ms: 0, next: Draining, must: &[], must_not: &[LEAVE, REJOIN, Action::Ready(true)] },
+        Row { phase: Grace, input: OUT, after_ms: 0, next: Grace, must: &[], must_not: &[LEAVE] },
+        Row { phase: Grace, input: IN, after_ms: 0, next: Grace, must: &[], must_not: &[REJOIN] },
+        Row { phase: Stopping, input: OUT, after_ms: 0, next: Stopping, must: &[], must_not: &[LEAVE] },
+        Row { phase: Stopping, input: IN, after_ms: 0, next: Stopping, must: &[], must_not: &[REJOIN] },
+        Row { phase: Cleanup, input: OUT, after_ms: 0, next: Cleanup, must: &[], must_not: &[LEAVE] },
+        Row { phase: Cleanup, input: IN, after_ms: 0, next: Cleanup, must: &[], must_not: &[REJOIN] },
+        Row { phase: Done, input: OUT, after_ms: 0, next: Done, must: &[], must_not: &[LEAVE] },
+        Row { phase: Done, input: IN, after_ms: 0, next: Done, must: &[], must_not: &[REJOIN] },
+        // Issue 23: readings of Envoy's admin API. An answer restarts the hang
+        // clock; a miss is only reported (the clock decides); outside a
+        // watched kuma-dp they mean nothing.
+        Row { phase: Starting, input: ProxyAnswered, after_ms: 0, next: Starting, must: &[], must_not: &[] },
+        Row { phase: Starting, input: ProxyUnanswered, after_ms: 0, next: Starting, must: &[], must_not: &[Action::Kill(Target::Proxy)] },
+        Row { phase: Probing, input: ProxyAnswered, after_ms: 0, next: Probing, must: &[], must_not: &[] },
+        Row { phase: Probing, input: ProxyUnanswered, after_ms: 0, next: Probing, must: &[], must_not: &[Action::Kill(Target::Proxy)] },
+        // A starting kuma-dp that never answered is not judged: no event, no kill.
+        Row { phase: ProxyStarting, input: ProxyAnswered, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[Action::Kill(Target::Proxy)] },
+        Row { phase: ProxyStarting, input: ProxyUnanswered, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[Action::Kill(Target::Proxy), Action::Event(Event::ProxySilent)] },
+        Row { phase: Running, input: ProxyAnswered, after_ms: 0, next: Running, must: &[], must_not: &[Action::Kill(Target::Proxy), Action::Ready(false)] },
+        Row { phase: Running, input: ProxyUnanswered, after_ms: 0, next: Running, must: &[Action::Event(Event::ProxySilent)], must_not: &[Action::Kill(Target::Proxy), Action::Ready(false)] },
+        Row { phase: Draining, input: ProxyAnswered, after_ms: 0, next: Draining, must: &[], must_not: &[] },
+        Row { phase: Draining, input: ProxyUnanswered, after_ms: 0, next: Draining, must: &[], must_not: &[Action::Kill(Target::Proxy), Action::Event(Event::ProxySilent)] },
+        Row { phase: Grace, input: ProxyAnswered, after_ms: 0, next: Grace, must: &[], must_not: &[] },
+        Row { phase: Grace, input: ProxyUnanswered, after_ms: 0, next: Grace, must: &[], must_not: &[Action::Kill(Target::Proxy)] },
+        Row { phase: Stopping, input: ProxyAnswered, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
+        Row { phase: Stopping, input: ProxyUnanswered, after_ms: 0, next: Stopping, must: &[], must_not: &[Action::Kill(Target::Proxy)] },
+        Row { phase: Cleanup, input: ProxyAnswered, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: ProxyUnanswered, after_ms: 0, next: Cleanup, must: &[], must_not: &[Action::Kill(Target::Proxy)] },
+        Row { phase: Done, input: ProxyAnswered, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        Row { phase: Done, input: ProxyUnanswered, after_ms: 0, next: Done, must: &[], must_not: &[] },
         // Done: nothing moves any more.
         Row { phase: Done, input: Start, after_ms: 0, next: Done, must: &[], must_not: &[Action::SpawnApp] },
         Row { phase: Done, input: HEALTHY, after_ms: 0, next: Done, must: &[], must_not: &[] },
@@ -276,9 +328,17 @@ fn every_phase_and_input_pair() {
             Input::InboundIdle,
             Input::InboundBusy,
             Input::InboundUnreadable,
+            OUT,
+            IN,
+            Input::ProxyAnswered,
+            Input::ProxyUnanswered,
         ] {
-            let same_kind =
-                |a: &Input, b: &Input| std::mem::discriminant(a) == std::mem::discriminant(b);
+            // `out` and `in` are two inputs, each with its rows.
+            let same_kind = |a: &Input, b: &Input| {
+                a == b
+                    || (std::mem::discriminant(a) == std::mem::discriminant(b)
+                        && !matches!(a, Input::Operator(_)))
+            };
             assert!(
                 rows.iter()
                     .any(|r| r.phase == phase && same_kind(&r.input, &input)),
@@ -1194,9 +1254,28 @@ fn ready_text_says_why_not() {
     let (mut lc, now) = at_phase(Phase::Running);
     assert_eq!(lc.ready_text(), "ready");
     lc.step(now + T(100), UNHEALTHY);
-    assert_eq!(lc.ready_text(), "running (app unhealthy)");
+    assert_eq!(lc.ready_text(), "running (out of the mesh: app unhealthy)");
+    lc.step(now + T(200), OUT);
+    assert_eq!(
+        lc.ready_text(),
+        "running (out of the mesh: operator, app unhealthy)"
+    );
+    lc.step(now + T(300), HEALTHY);
+    assert_eq!(lc.ready_text(), "running (out of the mesh: operator)");
     let (lc, _) = at_phase(Phase::Draining);
     assert_eq!(lc.ready_text(), "draining");
+    // Reporting only (`--on-unhealthy none`): the app is named, not the mesh.
+    let mut lc = Lifecycle::new(Settings {
+        on_unhealthy: OnUnhealthy::None,
+        ..settings()
+    });
+    lc.step(T(0), Input::Start);
+    lc.step(T(300), HEALTHY);
+    lc.step(T(800), Input::ProxyReady);
+    let a = lc.step(T(900), UNHEALTHY);
+    assert_eq!(lc.ready_text(), "running (app unhealthy)");
+    assert!(!a.contains(&LEAVE), "{a:?}");
+    assert!(lc.in_mesh());
 }
 
 /// Issue 20, item 12: `/status`' `healthy` and `meshinit_healthy` agree with `/ready`.
@@ -1664,8 +1743,316 @@ fn probe_results_make_the_app_healthy_only_when_every_probe_passes_its_threshold
     let a = lc.step(T(700), probe(0, false));
     assert!(a.contains(&Action::Event(Event::AppUnhealthy)), "{a:?}");
     assert!(a.contains(&Action::Ready(false)));
-    assert_eq!(lc.ready_text(), "running (app unhealthy)");
+    assert_eq!(lc.ready_text(), "running (out of the mesh: app unhealthy)");
     // A result for a probe that does not exist changes nothing.
     assert!(lc.step(T(800), probe(7, true)).is_empty());
     assert_eq!(lc.probe_standing(7), None);
+}
+
+/// Issue 23, item 1: with `--on-unhealthy leave` failing probes take the
+/// instance out of the mesh (Envoy fails its health checks) and passing ones
+/// put it back; nothing is stopped, and kuma-dp's own later re-fail on
+/// SIGTERM is not undone by a stray `ok`.
+#[test]
+fn unhealthy_leaves_the_mesh_and_healthy_rejoins_without_stopping_anything() {
+    let (lc, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (300, HEALTHY),
+            (800, Input::ProxyReady),
+            (5_000, UNHEALTHY),
+            (6_000, UNHEALTHY),
+            (9_000, HEALTHY),
+            (10_000, HEALTHY),
+        ],
+    );
+    assert_eq!(time_of(&log, LEAVE), Some(5_000));
+    assert_eq!(time_of(&log, REJOIN), Some(9_000));
+    assert_eq!(
+        log.iter().filter(|(_, a)| *a == LEAVE).count(),
+        1,
+        "{log:?}"
+    );
+    assert_eq!(
+        time_of(
+            &log,
+            Action::Event(Event::LeftMesh {
+                reasons: OutReasons {
+                    unhealthy: true,
+                    operator: false
+                },
+                again: false
+            })
+        ),
+        Some(5_000)
+    );
+    assert_eq!(time_of(&log, Action::Event(Event::BackInMesh)), Some(9_000));
+    assert_eq!(time_of(&log, Action::Ready(true)), Some(800));
+    assert!(lc.is_ready() && lc.in_mesh());
+    assert!(!log.iter().any(|(_, a)| matches!(
+        a,
+        Action::Signal(..) | Action::Kill(_) | Action::Enter(Phase::Draining)
+    )));
+}
+
+/// Issue 23: never out of the mesh before kuma-dp is ready; a failure while
+/// it starts is applied the moment it is.
+#[test]
+fn no_leave_before_kuma_dp_is_ready_and_then_at_once() {
+    let (_, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (300, HEALTHY),
+            (400, UNHEALTHY),
+            (500, OUT),
+            (800, Input::ProxyReady),
+        ],
+    );
+    assert_eq!(time_of(&log, LEAVE), Some(800), "{log:?}");
+    assert_eq!(time_of(&log, Action::Ready(true)), None);
+    // Startup failures (the app not healthy yet) are no reason to leave.
+    let (lc, log) = run(
+        Settings {
+            start_order: StartOrder::ProxyFirst,
+            ..settings()
+        },
+        &[
+            (0, Input::Start),
+            (500, Input::ProxyReady),
+            (600, UNHEALTHY),
+            (700, UNHEALTHY),
+        ],
+    );
+    assert_eq!(time_of(&log, LEAVE), None, "{log:?}");
+    assert!(lc.in_mesh());
+}
+
+/// Issue 23, item 2: the operator's out survives probe recoveries until in;
+/// an in while the probes fail keeps the instance out (reason: unhealthy).
+#[test]
+fn operator_out_holds_until_in_and_in_while_unhealthy_stays_out() {
+    let (lc, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (300, HEALTHY),
+            (800, Input::ProxyReady),
+            (1_000, OUT),
+            (2_000, UNHEALTHY),
+            (3_000, HEALTHY),
+            (4_000, UNHEALTHY),
+            (5_000, IN),
+        ],
+    );
+    assert_eq!(time_of(&log, LEAVE), Some(1_000));
+    assert_eq!(time_of(&log, REJOIN), None, "{log:?}");
+    assert!(!lc.in_mesh());
+    assert_eq!(
+        lc.out_reasons(),
+        OutReasons {
+            unhealthy: true,
+            operator: false
+        }
+    );
+    let mut lc = lc;
+    let a = lc.step(T(6_000), HEALTHY);
+    assert!(a.contains(&REJOIN), "{a:?}");
+    assert!(a.contains(&Action::Ready(true)), "{a:?}");
+    assert!(lc.in_mesh());
+}
+
+/// Issue 23: a stop signal while out runs the usual shutdown (drain first),
+/// and every call on the health checks stops (kuma-dp fails them itself).
+#[test]
+fn stop_while_out_drains_as_usual_and_stops_calling() {
+    let (_, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (300, HEALTHY),
+            (800, Input::ProxyReady),
+            (1_000, OUT),
+            (2_000, Input::Stop(TERM)),
+            (3_000, IN),
+            (4_000, Input::ProxyExited(OK)),
+            (9_000, Input::Tick),
+        ],
+    );
+    assert_eq!(time_of(&log, TERM_PROXY), Some(2_000));
+    assert_eq!(
+        time_of(&log, Action::Membership(MeshCall::Stop)),
+        Some(2_000)
+    );
+    assert_eq!(time_of(&log, REJOIN), None, "{log:?}");
+    assert_eq!(time_of(&log, STOP_APP), Some(9_000), "drain, grace, stop");
+}
+
+/// Issue 23: kuma-dp restarted while out (a crash, or a hang kill): the new
+/// Envoy passes its health checks, so the leave is applied again once it is
+/// ready; an in during the restart needs no call.
+#[test]
+fn a_restart_while_out_leaves_again_once_the_new_kuma_dp_is_ready() {
+    let (_, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (300, HEALTHY),
+            (800, Input::ProxyReady),
+            (1_000, OUT),
+            (2_000, Input::ProxyExited(ExitStatus::Code(1))),
+            (3_000, Input::Tick),
+            (3_500, Input::ProxyReady),
+        ],
+    );
+    let leaves: Vec<u64> = log
+        .iter()
+        .filter(|(_, a)| *a == LEAVE)
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(leaves, [1_000, 3_500], "{log:?}");
+    assert_eq!(
+        time_of(&log, Action::Membership(MeshCall::Stop)),
+        Some(2_000),
+        "no retries on a kuma-dp that is gone"
+    );
+    assert!(log.iter().any(
+        |(t, a)| *t == 3_500 && matches!(a, Action::Event(Event::LeftMesh { again: true, .. }))
+    ));
+    let (lc, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (300, HEALTHY),
+            (800, Input::ProxyReady),
+            (1_000, OUT),
+            (2_000, Input::ProxyExited(ExitStatus::Code(1))),
+            (2_500, IN),
+            (3_000, Input::Tick),
+            (3_500, Input::ProxyReady),
+        ],
+    );
+    assert_eq!(log.iter().filter(|(_, a)| *a == LEAVE).count(), 1);
+    assert_eq!(time_of(&log, REJOIN), None);
+    assert_eq!(time_of(&log, Action::Event(Event::BackInMesh)), Some(3_500));
+    assert!(lc.is_ready());
+}
+
+/// An app that turned unhealthy while kuma-dp restarted used to leave the
+/// phase at proxy-starting for good (its recovery only moved `probing` on):
+/// never ready again.
+#[test]
+fn unhealthy_during_a_restart_runs_again_once_kuma_dp_is_ready_and_the_app_recovers() {
+    let (lc, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (300, HEALTHY),
+            (800, Input::ProxyReady),
+            (2_000, Input::ProxyExited(ExitStatus::Code(1))),
+            (2_100, UNHEALTHY),
+            (3_000, Input::Tick),
+            (3_500, Input::ProxyReady),
+            (4_000, HEALTHY),
+        ],
+    );
+    assert_eq!(lc.phase(), Phase::Running, "{log:?}");
+    assert!(lc.is_ready());
+    assert_eq!(time_of(&log, LEAVE), Some(3_500));
+    assert_eq!(time_of(&log, REJOIN), Some(4_000));
+}
+
+/// Issue 23, item 3: Envoy's admin API silent for --proxy-hang-timeout: not
+/// ready, kuma-dp (and Envoy) SIGKILLed, restarted with the crash backoff;
+/// an answer of any kind (a 503 DRAINING while out is one) keeps it alive.
+#[test]
+fn a_hung_proxy_is_killed_and_restarted_with_the_backoff() {
+    let (lc, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (300, HEALTHY),
+            (800, Input::ProxyReady),
+            (2_800, Input::ProxyAnswered),
+            (4_800, Input::ProxyUnanswered),
+            (6_800, Input::ProxyUnanswered),
+            (17_799, Input::Tick),
+            (17_800, Input::Tick),
+            (17_810, Input::ProxyExited(ExitStatus::Signaled(9))),
+            (18_810, Input::Tick),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::WatchProxy(true)), Some(300));
+    assert_eq!(
+        time_of(&log, Action::Event(Event::ProxySilent)),
+        Some(4_800)
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|(_, a)| *a == Action::Event(Event::ProxySilent))
+            .count(),
+        1
+    );
+    assert_eq!(time_of(&log, Action::Kill(Target::Proxy)), Some(17_800));
+    assert_eq!(time_of(&log, HUNG_15S), Some(17_800));
+    assert_eq!(time_of(&log, Action::Ready(false)), Some(17_800));
+    assert_eq!(
+        time_of(
+            &log,
+            Action::Event(Event::ProxyRestarting {
+                attempt: 1,
+                delay: ONE_SECOND
+            })
+        ),
+        Some(17_810)
+    );
+    let spawns: Vec<u64> = log
+        .iter()
+        .filter(|(_, a)| *a == Action::SpawnProxy)
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(spawns, [300, 18_810]);
+    assert_eq!(lc.proxy_restarts(), 1, "the restart budget counts it");
+    // Answers keep it alive however long it runs.
+    let mut inputs = vec![(0, Input::Start), (300, HEALTHY), (800, Input::ProxyReady)];
+    for i in 1..100u64 {
+        inputs.push((800 + i * 2_000, Input::ProxyAnswered));
+        inputs.push((800 + i * 2_000, Input::Tick));
+    }
+    let (_, log) = run(settings(), &inputs);
+    assert_eq!(time_of(&log, Action::Kill(Target::Proxy)), None);
+}
+
+/// Issue 23, item 3: a starting kuma-dp is not judged before it answered
+/// or was ready (`--proxy-ready-timeout` bounds its start), and `0`
+/// (`None`) turns the watch off: nothing is polled.
+#[test]
+fn a_starting_proxy_is_left_to_the_ready_timeout_and_the_watch_can_be_off() {
+    let (lc, log) = run(
+        settings(),
+        &[
+            (0, Input::Start),
+            (300, HEALTHY),
+            (2_300, Input::ProxyUnanswered),
+            (40_000, Input::Tick),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::Kill(Target::Proxy)), None, "{log:?}");
+    assert_eq!(lc.phase(), Phase::ProxyStarting);
+    let (_, log) = run(
+        Settings {
+            proxy_hang_timeout: None,
+            ..settings()
+        },
+        &[
+            (0, Input::Start),
+            (300, HEALTHY),
+            (800, Input::ProxyReady),
+            (100_000, Input::Tick),
+        ],
+    );
+    assert!(!log
+        .iter()
+        .any(|(_, a)| matches!(a, Action::WatchProxy(_) | Action::Kill(_))));
 }

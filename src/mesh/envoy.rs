@@ -1,6 +1,9 @@
-//! Envoy's admin API, reached through the work dir meshinit gives kuma-dp,
-//! for one purpose: seeing when the inbound side has gone idle during a
-//! drain, so the drain can end then instead of after kuma-dp's fixed time.
+//! Envoy's admin API, reached through the work dir meshinit gives kuma-dp:
+//! seeing when the inbound side has gone idle during a drain (so the drain
+//! can end then instead of after kuma-dp's fixed time), failing and passing
+//! Envoy's health checks (taking the instance out of the mesh and back, as
+//! kuma-dp's own drain does), and checking that it answers at all (a hung
+//! proxy).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -58,6 +61,46 @@ impl Admin {
             (200, body) => Ok(body),
             (status, _) => Err(format!("admin {path} answered {status}")),
         }
+    }
+
+    /// `POST`s a mutation (`/healthcheck/fail`, `/healthcheck/ok`) with an
+    /// empty body and expects 200, as kuma-dp's `adminPost` does: on the
+    /// socket, else on the TCP port; `connect` and `total` bound it.
+    pub async fn post(&self, path: &str, connect: Duration, total: Duration) -> Result<(), String> {
+        let answer = match crate::health::http::post_unix(&self.socket, path, connect, total).await
+        {
+            Ok(answer) => answer,
+            Err(e) => match self.tcp_port {
+                Some(port) => {
+                    crate::health::http::post_tcp("127.0.0.1", port, path, connect, total).await?
+                }
+                None => return Err(e),
+            },
+        };
+        match answer {
+            (200, _) => Ok(()),
+            (status, body) => Err(format!(
+                "admin {path} answered {status} {}",
+                body.trim().chars().take(80).collect::<String>()
+            )),
+        }
+    }
+
+    /// `GET /ready` within `timeout`: the status of any complete HTTP answer
+    /// (`200 LIVE`, `503 DRAINING` while out of the mesh, `503 INITIALIZING`
+    /// at start); an error when Envoy did not answer. The cheapest admin
+    /// request there is: O(1) on Envoy's main thread, a few bytes of body.
+    pub async fn ready(&self, timeout: Duration) -> Result<u16, String> {
+        let answer = match crate::health::http::get_unix(&self.socket, "/ready", timeout).await {
+            Ok(answer) => answer,
+            Err(e) => match self.tcp_port {
+                Some(port) => {
+                    crate::health::http::get_tcp("127.0.0.1", port, "/ready", timeout).await?
+                }
+                None => return Err(e),
+            },
+        };
+        Ok(answer.0)
     }
 
     /// Reads the inbound load from Envoy's stats.

@@ -131,6 +131,35 @@ pub fn render(st: &Snapshot) -> String {
         m.proxy_restarts as f64,
     );
     out.counter(
+        "meshinit_proxy_hangs_total",
+        "kuma-dp and Envoy SIGKILLed (and restarted) because Envoy's admin API did not answer for --proxy-hang-timeout.",
+        m.proxy_hangs as f64,
+    );
+    if let Some(member) = st.mesh_member {
+        out.gauge(
+            "meshinit_mesh_member",
+            "1 while the instance is in the mesh, 0 while it is out (app unhealthy with --on-unhealthy leave, or an operator's `ctl out`); absent without kuma-dp.",
+            bool01(member),
+        );
+        out.family(
+            "meshinit_mesh_leaves_total",
+            "counter",
+            "Times the instance left the mesh (Envoy's health checks failed), by reason.",
+            &[
+                (
+                    vec![("reason", "unhealthy")],
+                    m.mesh_leaves_unhealthy as f64,
+                ),
+                (vec![("reason", "operator")], m.mesh_leaves_operator as f64),
+            ],
+        );
+        out.counter(
+            "meshinit_mesh_call_failures_total",
+            "Calls on Envoy's admin API (/healthcheck/fail, /healthcheck/ok) that failed; each is retried while the decision stands.",
+            m.mesh_call_failures as f64,
+        );
+    }
+    out.counter(
         "meshinit_log_lines_dropped_total",
         "Log lines meshinit could not write to stderr (a log reader gone, a full disk or pipe): dropped, never waited for.",
         crate::report::logging::dropped_lines() as f64,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::lifecycle::{Phase, ShutdownSpans};
+use crate::lifecycle::{OutReasons, Phase, ShutdownSpans};
 use crate::mesh::envoy::Load;
 use crate::report::state_file::LastShutdown;
 
@@ -25,6 +25,10 @@ pub struct Snapshot {
     pub proxy_pid: Option<i32>,
     /// kuma-dp crashes that still count towards `--proxy-max-restarts`.
     pub proxy_restarts: usize,
+    /// In the mesh (`Some(true)`) or out of it; `None` without kuma-dp.
+    pub mesh_member: Option<bool>,
+    /// Why the instance is out of the mesh.
+    pub out_reasons: OutReasons,
     /// Every probe, in the order of the configuration.
     pub probes: Vec<ProbeStatus>,
     /// Every phase entered, in order.
@@ -78,6 +82,14 @@ pub struct Counters {
     /// sd_notify messages that could not be sent (the service manager's
     /// socket full or gone): dropped, never waited for.
     pub notify_dropped: u64,
+    /// kuma-dp SIGKILLed because Envoy's admin API stopped answering.
+    pub proxy_hangs: u64,
+    /// Times the instance left the mesh, by reason (a re-apply on a
+    /// restarted kuma-dp is not a new leave).
+    pub mesh_leaves_unhealthy: u64,
+    pub mesh_leaves_operator: u64,
+    /// Calls on Envoy's health checks that failed (each is retried).
+    pub mesh_call_failures: u64,
 }
 
 impl Counters {
@@ -117,6 +129,8 @@ impl Snapshot {
             app_pid: None,
             proxy_pid: None,
             proxy_restarts: 0,
+            mesh_member: None,
+            out_reasons: OutReasons::default(),
             probes: Vec::new(),
             phases: vec![PhaseEntered {
                 phase: Phase::Starting,

@@ -40,6 +40,11 @@ fn status_json(st: &Snapshot) -> String {
         "healthy": st.healthy,
         "pids": { "app": st.app_pid, "proxy": st.proxy_pid },
         "proxy_restarts": st.proxy_restarts,
+        // Without kuma-dp there is no mesh: `null`.
+        "mesh": st.mesh_member.map(|member| json!({
+            "member": member,
+            "out_reason": (!member).then(|| st.out_reasons.as_str()),
+        })),
         "probes": st.probes.iter().map(|p| json!({
             "probe": p.name, "passing": p.passing, "detail": p.detail,
         })).collect::<Vec<_>>(),

@@ -21,13 +21,30 @@
 //! - `FAKE_KUMA_DP_IGNORE_TERM=1`: record SIGTERM/SIGINT but do nothing about them.
 //! - `FAKE_KUMA_DP_STOP_MS=N` (default 0): how long "stopping Envoy" takes after the drain or
 //!   a second stop signal; a third stop signal in that window exits 1 (reason `third-signal`).
-//! - `FAKE_KUMA_DP_INBOUND=ADDR:PORT:SERVICE_PORT`: stand in for Envoy's admin API too, on
-//!   the Unix socket `<--work-dir>/kuma-envoy-admin.sock` as kuma-dp's Envoy does. `GET /stats`
-//!   answers with the inbound listener's stats under their real names
-//!   (`listener.<addr>_<port>.downstream_cx_active`,
-//!   `http.localhost_<service port>.downstream_rq_active`): one connection and one request in
-//!   flight until the first stop signal, then still busy for `FAKE_KUMA_DP_DRAIN_BUSY_MS`
-//!   (default 0), then idle. Each stats read is recorded as `stats-read`.
+//! - Envoy's admin API is stood in for on the Unix socket `<--work-dir>/kuma-envoy-admin.sock`
+//!   (as kuma-dp's Envoy does; without `--work-dir` there is none, as with kuma-dp's random
+//!   one), following Envoy's contract (research for issue 23, §1 and §4):
+//!   - `GET /ready`: `503 INITIALIZING` until the fake is ready, then `200 LIVE`, or
+//!     `503 DRAINING` while its health checks are failed;
+//!   - `POST /healthcheck/fail` and `POST /healthcheck/ok`: `200 OK\n`, fail or pass the
+//!     health checks (idempotent), recorded as `healthcheck fail` / `healthcheck ok`; as GET
+//!     `400` (Envoy takes mutations as POST only). The first stop signal fails them too, as
+//!     kuma-dp's drain does;
+//!   - `GET /stats`, with `FAKE_KUMA_DP_INBOUND=ADDR:PORT:SERVICE_PORT`: the inbound
+//!     listener's stats under their real names (`listener.<addr>_<port>.downstream_cx_active`,
+//!     `http.localhost_<service port>.downstream_rq_active`): one connection and one request in
+//!     flight until the first stop signal, then still busy for `FAKE_KUMA_DP_DRAIN_BUSY_MS`
+//!     (default 0), then idle. Each stats read is recorded as `stats-read`. Without it, no
+//!     inbound stats.
+//!
+//!   The readiness `/ready` passes Envoy's answer through as kuma-dp's does (its status and
+//!   body: `503 DRAINING` while the health checks are failed), after its own `TERMINATING`
+//!   and `NOT_READY`; `503 envoy not ready` while the admin API hangs.
+//! - `FAKE_KUMA_DP_HANG_FILE=PATH`: while PATH exists, the admin socket accepts connections
+//!   and never answers (a hung Envoy; recorded once as `admin-hung`).
+//! - `FAKE_KUMA_DP_ENVOY_CHILD=1`: start a child standing in for Envoy, in a process group of
+//!   its own as kuma-dp starts Envoy (recorded by the child as `envoy-start pid=.. pgid=..`);
+//!   it runs until it is killed (the fake kuma-dp SIGTERMs it when it exits on its own).
 //! - `FAKE_KUMA_DP_DIE_ON=N`: signal N (a number, e.g. 40 for a real-time signal) kills it,
 //!   as it would kill a Go program that does not handle it; it is recorded as `die sig=N`
 //!   first.
@@ -37,8 +54,8 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -112,7 +129,26 @@ static DRAIN_STARTED_NS: AtomicU64 = AtomicU64::new(0);
 /// Held by whoever is ending the process, so exactly one `exit` line is recorded.
 static ENDING: Mutex<()> = Mutex::new(());
 
+/// Envoy's health checks are failed (`POST /healthcheck/fail`, or the drain).
+static HC_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// The fake Envoy child's pid (0: none).
+static ENVOY_CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// While this file exists the admin API hangs.
+static HANG_FILE: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+
+fn admin_hangs() -> bool {
+    HANG_FILE
+        .get()
+        .and_then(Option::as_ref)
+        .is_some_and(|p| p.exists())
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("fake-envoy") {
+        fake_envoy();
+    }
     // What meshinit handed over (`SigBlk`/`SigIgn` of /proc/self/status), read before this
     // program changes it.
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -185,7 +221,11 @@ fn main() {
     });
     let server_state = state.clone();
     thread::spawn(move || serve_ready(listener, server_state));
-    serve_admin_if_asked(&args);
+    let _ = HANG_FILE.set(std::env::var_os("FAKE_KUMA_DP_HANG_FILE").map(Into::into));
+    serve_admin(&args, state.clone());
+    if std::env::var("FAKE_KUMA_DP_ENVOY_CHILD").as_deref() == Ok("1") {
+        start_envoy_child();
+    }
 
     if let Some(ms) = crash_after {
         after(ms, || {
@@ -240,6 +280,8 @@ fn main() {
                     1 => {
                         DRAIN_STARTED_NS.store(now_ns(), Ordering::SeqCst);
                         state.store(TERMINATING, Ordering::SeqCst);
+                        // kuma-dp's drain begins with FailHealthchecks().
+                        HC_FAILED.store(true, Ordering::SeqCst);
                         if inbound_drained {
                             finish(0, "already-drained");
                         }
@@ -293,9 +335,17 @@ fn after(ms: u64, f: impl FnOnce() + Send + 'static) {
     });
 }
 
-/// Records `exit code=<code> reason=<reason>` and exits; the first caller wins.
+/// Records `exit code=<code> reason=<reason>` and exits; the first caller wins. Envoy (the
+/// fake child) is stopped first, as kuma-dp stops Envoy before it exits.
 fn finish(code: i32, reason: &str) -> ! {
     let _ending = ENDING.lock();
+    let envoy = ENVOY_CHILD.load(Ordering::SeqCst);
+    if envoy > 0 {
+        let _ = nix::sys::signal::kill(
+            unistd::Pid::from_raw(envoy),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
     record(&format!("exit code={code} reason={reason}"));
     eprintln!("fake-kuma-dp: exiting with {code} ({reason})");
     process::exit(code)
@@ -561,7 +611,11 @@ fn answer_ready(mut stream: TcpStream, state: &AtomicU8) {
     let target = head.split_whitespace().nth(1).unwrap_or("");
     let path = target.split('?').next().unwrap_or("");
     let (status, body) = if path == "/ready" {
+        // As kuma-dp's readiness handler: its own states first, then Envoy's answer passed
+        // through (status and body), or "envoy not ready" when Envoy does not answer.
         match state.load(Ordering::SeqCst) {
+            LIVE if admin_hangs() => ("503 Service Unavailable", "envoy not ready"),
+            LIVE if HC_FAILED.load(Ordering::SeqCst) => ("503 Service Unavailable", "DRAINING"),
             LIVE => ("200 OK", "LIVE"),
             TERMINATING => ("503 Service Unavailable", "TERMINATING"),
             _ => ("503 Service Unavailable", "NOT_READY"),
@@ -576,18 +630,24 @@ fn answer_ready(mut stream: TcpStream, state: &AtomicU8) {
     let _ = stream.write_all(response.as_bytes());
 }
 
-/// The Envoy admin stand-in (see `FAKE_KUMA_DP_INBOUND` above).
-fn serve_admin_if_asked(args: &[String]) {
-    let Ok(inbound) = std::env::var("FAKE_KUMA_DP_INBOUND") else {
-        return;
-    };
-    let mut parts = inbound.rsplitn(3, ':');
-    let (service_port, port, addr) = match (parts.next(), parts.next(), parts.next()) {
-        (Some(sp), Some(p), Some(a)) => (sp.to_string(), p.to_string(), a.to_string()),
-        _ => {
-            eprintln!("Error: FAKE_KUMA_DP_INBOUND={inbound:?} is not ADDR:PORT:SERVICE_PORT");
-            finish(1, "usage")
+/// The Envoy admin stand-in (see the module documentation).
+fn serve_admin(args: &[String], state: Arc<AtomicU8>) {
+    let inbound = match std::env::var("FAKE_KUMA_DP_INBOUND") {
+        Ok(inbound) => {
+            let mut parts = inbound.rsplitn(3, ':');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(sp), Some(p), Some(a)) => {
+                    Some((a.to_string(), p.to_string(), sp.to_string()))
+                }
+                _ => {
+                    eprintln!(
+                        "Error: FAKE_KUMA_DP_INBOUND={inbound:?} is not ADDR:PORT:SERVICE_PORT"
+                    );
+                    finish(1, "usage")
+                }
+            }
         }
+        Err(_) => None,
     };
     let mut work_dir = None;
     let mut it = args.iter();
@@ -611,22 +671,99 @@ fn serve_admin_if_asked(args: &[String]) {
     });
     let busy_ms = env_ms("FAKE_KUMA_DP_DRAIN_BUSY_MS").unwrap_or(0);
     thread::spawn(move || {
+        let mut hung = Vec::new();
         for mut stream in listener.incoming().flatten() {
+            if admin_hangs() {
+                // Accepted, never answered: kept open so the client waits.
+                if hung.is_empty() {
+                    record("admin-hung");
+                }
+                hung.push(stream);
+                continue;
+            }
+            hung.clear();
             let mut buf = [0u8; 1024];
-            let _ = stream.read(&mut buf);
-            let started = DRAIN_STARTED_NS.load(Ordering::SeqCst);
-            let busy = started == 0 || now_ns().saturating_sub(started) < busy_ms * 1_000_000;
-            let n = u8::from(busy);
-            let body = format!(
-                "http.admin.downstream_rq_active: 1\nhttp.localhost_{service_port}.downstream_rq_active: {n}\nlistener.{}_{port}.downstream_cx_active: {n}\nlistener.admin.downstream_cx_active: 1\n",
-                addr.replace(':', "_")
-            );
-            record(&format!("stats-read busy={n}"));
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let mut words = head.split_whitespace();
+            let method = words.next().unwrap_or("");
+            let target = words.next().unwrap_or("");
+            let path = target.split('?').next().unwrap_or("");
+            let (status, body) = match (method, path) {
+                ("GET", "/ready") => match state.load(Ordering::SeqCst) {
+                    NOT_READY => ("503 Service Unavailable", "INITIALIZING\n".to_string()),
+                    _ if HC_FAILED.load(Ordering::SeqCst) => {
+                        ("503 Service Unavailable", "DRAINING\n".to_string())
+                    }
+                    _ => ("200 OK", "LIVE\n".to_string()),
+                },
+                ("POST", "/healthcheck/fail" | "/healthcheck/ok") => {
+                    let fail = path == "/healthcheck/fail";
+                    HC_FAILED.store(fail, Ordering::SeqCst);
+                    record(if fail {
+                        "healthcheck fail"
+                    } else {
+                        "healthcheck ok"
+                    });
+                    ("200 OK", "OK\n".to_string())
+                }
+                (_, "/healthcheck/fail" | "/healthcheck/ok") => (
+                    "400 Bad Request",
+                    "This endpoint requires POST\n".to_string(),
+                ),
+                (_, "/stats") => {
+                    let started = DRAIN_STARTED_NS.load(Ordering::SeqCst);
+                    let busy =
+                        started == 0 || now_ns().saturating_sub(started) < busy_ms * 1_000_000;
+                    let n = u8::from(busy);
+                    let body = match &inbound {
+                        Some((addr, port, service_port)) => format!(
+                            "http.admin.downstream_rq_active: 1\nhttp.localhost_{service_port}.downstream_rq_active: {n}\nlistener.{}_{port}.downstream_cx_active: {n}\nlistener.admin.downstream_cx_active: 1\n",
+                            addr.replace(':', "_")
+                        ),
+                        None => "http.admin.downstream_rq_active: 1\nlistener.admin.downstream_cx_active: 1\n".to_string(),
+                    };
+                    record(&format!("stats-read busy={n}"));
+                    ("200 OK", body)
+                }
+                _ => ("404 Not Found", "invalid path\n".to_string()),
+            };
             let _ = write!(
                 stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
         }
     });
+}
+
+/// Starts the fake Envoy: this program again, in a process group of its own (kuma-dp's
+/// `Setpgid`), not told of its parent's death.
+fn start_envoy_child() {
+    use std::os::unix::process::CommandExt;
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut cmd = process::Command::new(exe);
+    cmd.arg("fake-envoy").process_group(0);
+    match cmd.spawn() {
+        Ok(child) => ENVOY_CHILD.store(child.id() as i32, Ordering::SeqCst),
+        Err(e) => {
+            eprintln!("Error: cannot start the fake Envoy: {e}");
+            finish(1, "envoy-spawn")
+        }
+    }
+}
+
+/// The fake Envoy's whole life: say so, then wait to be killed (default signal actions).
+fn fake_envoy() -> ! {
+    record::open("fake-envoy", std::env::var("FAKE_KUMA_DP_RECORD").ok());
+    record(&format!(
+        "envoy-start pid={} pgid={}",
+        process::id(),
+        unistd::getpgrp()
+    ));
+    loop {
+        thread::sleep(Duration::from_secs(3600));
+    }
 }
