@@ -24,6 +24,7 @@ Times are CLOCK_MONOTONIC (meshlib.now()) in this process; a request is
 timed when the load client sent it, so "the last request reaching
 backend-1" is the last one sent that backend-1 answered.
 """
+import json
 import os
 import re
 import signal
@@ -93,6 +94,15 @@ def scrape(mesh, i):
     """meshinit's own /metrics of backend i: {series: value}, {} if no answer."""
     st, body = http_status(status_base(mesh, i) + "/metrics", timeout=2.0)
     return metrics_check.parse(body) if st == 200 else {}
+
+
+def mesh_status(mesh, i):
+    """/status' "mesh": (member, out_reason), or None (no answer, or no field)."""
+    st, body = http_status(status_base(mesh, i) + "/status", timeout=2.0)
+    if st != 200:
+        return None
+    m = json.loads(body).get("mesh")
+    return (m.get("member"), m.get("out_reason")) if isinstance(m, dict) else None
 
 
 def metric(mesh, i, name, **labels):
@@ -212,6 +222,7 @@ def health_to_mesh(mesh, checks, proc):
     member = M.ValueWatcher(lambda: metric(mesh, INSTANCE, "meshinit_mesh_member"), interval=0.1,
                             keep_on_error=True).start()
     ready = M.ReadyWatcher(status_base(mesh, INSTANCE) + "/ready").start()
+    status = M.ValueWatcher(lambda: mesh_status(mesh, INSTANCE), interval=0.1, keep_on_error=True).start()
     routed = M.ValueWatcher(lambda: client_routes_to(mesh, INSTANCE), interval=0.05, keep_on_error=True).start()
     t_bad = t_good = None
     try:
@@ -238,7 +249,7 @@ def health_to_mesh(mesh, checks, proc):
     finally:
         set_health(hf, None)
         load.stop()
-        for w in (state, member, ready, routed):
+        for w in (state, member, ready, status, routed):
             w.stop()
     n, f = load.snapshot()
     last = max(load.answers(NAME, before=t_good), default=None)
@@ -250,6 +261,7 @@ def health_to_mesh(mesh, checks, proc):
     say("health-to-mesh: inbound in kuma-cp: %s" % state.describe(t_bad))
     say("health-to-mesh: meshinit /ready: %s" % ready.describe(t_bad))
     say("health-to-mesh: meshinit_mesh_member: %s" % member.describe(t_bad))
+    say("health-to-mesh: meshinit /status mesh (member, out_reason): %s" % status.describe(t_bad))
     say("health-to-mesh: the client's Envoy routes to %s: %s" % (NAME, routed.describe(t_bad)))
     checks.ok(last is not None and t1 <= bound and not load.answers(NAME, after=t_gone, before=t_good),
               "health-to-mesh: %s's share falls to 0 within failure threshold x probe period + HDS interval "
@@ -270,9 +282,16 @@ def health_to_mesh(mesh, checks, proc):
                                              for t, b in ((t_nr, t_bad), (t_r, t_good))))
     m_out = member.first(lambda v: v == 0.0, after=t_bad)
     m_in = member.first(lambda v: v == 1.0, after=t_good)
-    checks.ok(m_out is not None and m_out < t_good and m_in is not None,
-              "health-to-mesh: meshinit_mesh_member goes 0, then 1 again",
-              member.describe(t_bad) or "no meshinit_mesh_member series")
+    s_out = status.first(lambda v: v == (False, "app unhealthy"), after=t_bad)
+    s_in = status.first(lambda v: v == (True, None), after=t_good)
+    r_out = [(t, st, b) for t, st, b in ready.changes if t_bad <= t < t_good and st == 503 and "out of the mesh" in b]
+    r_in = [(t, st, b) for t, st, b in ready.changes if t >= t_good and st == 200]
+    checks.ok(None not in (m_out, m_in, s_out, s_in) and m_out < t_good and s_out < t_good and r_out and r_in,
+              "health-to-mesh: meshinit says it is out and why (meshinit_mesh_member 0, /status out_reason "
+              "'app unhealthy', /ready 503), then in again",
+              "meshinit_mesh_member %s; /status %s; /ready %s" % (
+                  member.describe(t_bad) or "no series", status.describe(t_bad) or "no mesh field",
+                  ready.describe(t_bad)))
     return "health-to-mesh: out after %.2f s, back after %.2f s, %d requests, %d failed" % (t1, t2, n, f)
 
 
@@ -365,6 +384,8 @@ def proxy_hang(mesh, checks, proc):
     envoy_alive = M.ValueWatcher(lambda: M._proc_stat(envoy) is not None and M._proc_stat(envoy)["state"] != "Z",
                                  interval=0.05).start()
     ready = M.ReadyWatcher(status_base(mesh, INSTANCE) + "/ready").start()
+    state = M.ValueWatcher(lambda: mesh.inbound_state(NAME), interval=0.1, keep_on_error=True).start()
+    routed = M.ValueWatcher(lambda: client_routes_to(mesh, INSTANCE), interval=0.05, keep_on_error=True).start()
     t_stop = t_new = t_back = None
     try:
         t_mark = M.now()
@@ -386,7 +407,7 @@ def proxy_hang(mesh, checks, proc):
         if stopped(envoy, "envoy"):
             os.kill(envoy, signal.SIGCONT)  # it was not killed: let it go on
         load.stop()
-        for w in (dps, envoy_alive, ready):
+        for w in (dps, envoy_alive, ready, state, routed):
             w.stop()
     n, f = load.snapshot()
     restarts1, hangs1 = counters(mesh, INSTANCE)
@@ -395,15 +416,23 @@ def proxy_hang(mesh, checks, proc):
     say("proxy-hang: answers per second (%s/backend-2) from the SIGSTOP: %s" % (
         NAME, shares(load, t_stop, M.now())))
     say("proxy-hang: meshinit /ready: %s" % ready.describe(t_stop))
+    say("proxy-hang: inbound in kuma-cp (None: no Dataplane): %s" % state.describe(t_stop))
+    say("proxy-hang: the client's Envoy routes to %s: %s" % (NAME, routed.describe(t_stop)))
     say("proxy-hang: frozen Envoy gone %s, new kuma-dp %+.2fs, %s serves again %+.2fs" % (
         ("%+.2fs" % (t_kill - t_stop)) if t_kill is not None else "never", restarted, NAME, t_back - t_stop))
-    errs = load.errors
+    errs = load.error_spans
     if errs:
-        before_kill = [e for e in errs if t_kill is None or e[0] < t_kill]
-        after_kill = [e for e in errs if t_kill is not None and e[0] >= t_kill]
-        say("proxy-hang: %d failed requests, sent from %+.2fs to %+.2fs: before the kill %s; after it %s" % (
-            len(errs), errs[0][0] - t_stop, errs[-1][0] - t_stop, error_kinds(before_kill),
-            error_kinds(after_kill)))
+        # Where they come from: requests the client's Envoy sent to the
+        # frozen one (they fail when the kill closes the connection, or at
+        # the load's own timeout), and requests sent to the killed one's
+        # address while kuma-cp still lists it and nothing listens there
+        # (connection refused), until the client's endpoints change.
+        stuck = [(t, what) for t, _, what in errs if t_kill is None or t < t_kill]
+        refused = [(t, what) for t, _, what in errs if t_kill is not None and t >= t_kill]
+        say("proxy-hang: %d failed requests, sent from %+.2fs to %+.2fs: %d sent before the kill (stuck at the "
+            "frozen Envoy) %s; %d after it (its address, nothing listening) %s" % (
+                len(errs), errs[0][0] - t_stop, errs[-1][0] - t_stop, len(stuck), error_kinds(stuck),
+                len(refused), error_kinds(refused)))
     checks.ok(t_kill is not None and restarted <= HANG_TIMEOUT + 2.0,
               "proxy-hang: meshinit kills the frozen Envoy and starts kuma-dp again within "
               "--proxy-hang-timeout %s + 2 s" % M.fmt_d(HANG_TIMEOUT),
