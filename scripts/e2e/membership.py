@@ -141,7 +141,8 @@ def run_ctl(mesh, *args):
     argv = [mesh.meshinit, "ctl", "--control-socket", control_socket(mesh)] + list(args)
     t = M.now()
     r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
-    return r.returncode, r.stdout.strip(), M.now() - t
+    # One line for the suite's log (status prints one field a line).
+    return r.returncode, "; ".join(l.strip() for l in r.stdout.splitlines() if l.strip()), M.now() - t
 
 
 def shares(load, t0, t_end, step=1.0):
