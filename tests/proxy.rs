@@ -779,6 +779,9 @@ impl Flip {
     fn fail(&self) {
         self.failing.store(true, Ordering::SeqCst);
     }
+    fn heal(&self) {
+        self.failing.store(false, Ordering::SeqCst);
+    }
     /// Times of the 503 answers so far.
     fn failures(&self) -> Vec<u64> {
         self.server
@@ -972,4 +975,195 @@ fn a_work_dir_given_by_the_user_is_passed_through_alone() {
         dir.path().is_dir(),
         "meshinit leaves a work dir it does not own"
     );
+}
+
+/// The fake Envoy's `healthcheck fail|ok` calls, in order.
+fn healthcheck_calls(s: &Scenario) -> Vec<String> {
+    s.dp.find_all("healthcheck")
+        .into_iter()
+        .map(|e| e.rest)
+        .collect()
+}
+
+/// Issue 23, item 1: with kuma-dp, failing liveness probes take the instance out of the
+/// mesh (Envoy's health checks failed through its admin API, as kuma-dp's drain does)
+/// without stopping anything; /ready, /status and /metrics say so and why; kuma-dp's own
+/// `503 DRAINING` that follows is not taken for a failing or hung kuma-dp (a hang timeout
+/// shorter than the time out proves it); passing probes put it back.
+#[test]
+fn unhealthy_app_leaves_the_mesh_and_comes_back_without_stopping_anything() {
+    let target = Flip::start();
+    let (s, status) = Scenario::new("membership-health")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .with_status();
+    let s = s.opt(&[
+        "--probe-http",
+        &target.url(),
+        "--probe-period",
+        "100ms",
+        "--probe-failure-threshold",
+        "2",
+        "--proxy-hang-timeout",
+        "1s",
+    ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    assert!(healthcheck_calls(&s).is_empty(), "{}", s.dp.dump());
+    let body = get(status, "/metrics").expect("/metrics").1;
+    assert!(body.contains("\nmeshinit_mesh_member 1\n"), "{body}");
+
+    target.fail();
+    s.dp.wait_for_match("healthcheck", |e| e.rest == "fail", T);
+    p.wait_for_line("left the mesh: app unhealthy", T);
+    let (code, text) = poll("/ready to say out", T, || {
+        get(status, "/ready").filter(|r| r.0 != 200)
+    });
+    assert_eq!(
+        (code, text.as_str()),
+        (503, "running (out of the mesh: app unhealthy)\n")
+    );
+    let st = status_json(status);
+    assert_eq!(st["phase"], "running", "{st}");
+    assert_eq!(st["mesh"]["member"], false, "{st}");
+    assert_eq!(st["mesh"]["out_reason"], "app unhealthy", "{st}");
+    let body = get(status, "/metrics").expect("/metrics").1;
+    assert!(body.contains("\nmeshinit_mesh_member 0\n"), "{body}");
+    assert!(
+        body.contains("\nmeshinit_mesh_leaves_total{reason=\"unhealthy\"} 1\n"),
+        "{body}"
+    );
+    // kuma-dp's readiness follows Envoy's, as the real one does: 503 DRAINING.
+    let kuma_dp_ready = format!("http://127.0.0.1:{}/ready", s.ready_port);
+    assert_eq!(
+        http_get(&kuma_dp_ready, T),
+        Some((503, "DRAINING".to_string()))
+    );
+    // Out for longer than the hang timeout (1 s) plus a check period (2 s): Envoy's
+    // `503 DRAINING` is an answer, so nothing is restarted.
+    let restarted = poll_for(Duration::from_secs(4), || {
+        (s.dp.find_all("start").len() > 1 || p.output().contains("hung")).then_some(())
+    });
+    assert!(restarted.is_none(), "restarted while out:\n{}", p.output());
+
+    target.heal();
+    s.dp.wait_for_match("healthcheck", |e| e.rest == "ok", T);
+    p.wait_for_line("back in the mesh", T);
+    poll("/ready back to 200", T, || {
+        get(status, "/ready").filter(|r| r.0 == 200)
+    });
+    assert_eq!(http_get(&kuma_dp_ready, T), Some((200, "LIVE".to_string())));
+    assert_eq!(healthcheck_calls(&s), ["fail", "ok"]);
+    assert_eq!(s.dp.find_all("start").len(), 1, "kuma-dp was restarted");
+    assert!(s.dp.find("signal").is_none(), "kuma-dp was signalled");
+    assert!(s.app.find("signal").is_none(), "the app was signalled");
+    let st = status_json(status);
+    assert_eq!(st["mesh"]["member"], true, "{st}");
+    assert_eq!(stop(&mut p), 143);
+}
+
+/// Issue 23, item 1: a stop signal while out of the mesh runs the usual shutdown: kuma-dp
+/// drains and exits first, then the app is stopped, and meshinit exits with its status.
+/// No `ok` is sent behind kuma-dp's own drain.
+#[test]
+fn a_stop_signal_while_out_of_the_mesh_runs_the_usual_shutdown() {
+    let target = Flip::start();
+    let s = Scenario::new("membership-stop")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .opt(&[
+            "--probe-http",
+            &target.url(),
+            "--probe-period",
+            "100ms",
+            "--probe-failure-threshold",
+            "1",
+            "--kuma-dp-arg=--drain-time=300ms",
+        ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    target.fail();
+    p.wait_for_line("left the mesh: app unhealthy", T);
+    s.dp.wait_for_match("healthcheck", |e| e.rest == "fail", T);
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).code(), Some(143));
+    let drained = s.dp.find("draining").expect("kuma-dp drained");
+    let dp_exit = s.dp.find("exit").expect("kuma-dp exited");
+    assert_eq!(dp_exit.field("reason"), "drained", "{}", s.timeline());
+    let app_stop = s.app.find("signal").expect("the app got its stop signal");
+    assert!(
+        drained.t_ns < dp_exit.t_ns && dp_exit.t_ns < app_stop.t_ns,
+        "{}",
+        s.timeline()
+    );
+    assert_eq!(healthcheck_calls(&s), ["fail"], "{}", s.dp.dump());
+}
+
+/// Issue 23, item 3: Envoy's admin API stops answering (accepts, never answers) while
+/// kuma-dp runs: after `--proxy-hang-timeout` meshinit says so, reports not ready,
+/// SIGKILLs kuma-dp and its Envoy (a child in a process group of its own), and restarts
+/// kuma-dp with the crash backoff; the new one is ready again.
+#[test]
+fn a_hung_proxy_is_killed_with_its_envoy_and_restarted() {
+    let (s, status) = Scenario::new("proxy-hang")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .env("FAKE_KUMA_DP_ENVOY_CHILD", "1")
+        .with_status();
+    let hang_file = s.dir.join("hang");
+    let s = s
+        .env("FAKE_KUMA_DP_HANG_FILE", &path_str(&hang_file))
+        .opt(&[
+            "--proxy-hang-timeout",
+            "1s",
+            "--proxy-restart-backoff",
+            "200ms",
+        ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let envoy = s.dp.wait_for("envoy-start", T);
+    let envoy_pid: i32 = envoy.field("pid").parse().unwrap();
+    let dp_pid: i32 = s.dp.find("start").unwrap().field("pid").parse().unwrap();
+    assert_eq!(envoy.field("pgid"), envoy.field("pid"), "own process group");
+    // Let one check pass first: the hang is counted from an answer.
+    poll("a first admin answer", T, || {
+        let body = get(status, "/metrics")?.1;
+        body.contains("meshinit_proxy_hangs_total 0").then_some(())
+    });
+    fs::write(&hang_file, "").unwrap();
+    let hung_at = now_ns();
+    s.dp.wait_for("admin-hung", T);
+    p.wait_for_line("kuma-dp hung", T);
+    let found = now_ns();
+    // The new kuma-dp must find a working Envoy admin.
+    fs::remove_file(&hang_file).unwrap();
+    // Checks every 2 s, timeout 1 s: found within about 3 s of the hang.
+    eprintln!("hang found {} ms after it began", ms(hung_at, found));
+    assert!(
+        ms(hung_at, found) < bound_ms(6_000.0),
+        "found after {} ms",
+        ms(hung_at, found)
+    );
+    poll("kuma-dp and its Envoy killed", T, || {
+        (is_dead(envoy_pid) && is_dead(dp_pid)).then_some(())
+    });
+    let exit = s.dp.find("exit");
+    assert!(exit.is_none(), "kuma-dp exited on its own: {}", s.dp.dump());
+    s.dp.wait_for_match("start", |e| e.field("pid") != dp_pid.to_string(), T);
+    poll("ready again", T, || {
+        get(status, "/ready").filter(|r| r.0 == 200)
+    });
+    let envoys = s.dp.find_all("envoy-start");
+    assert_eq!(envoys.len(), 2, "{}", s.dp.dump());
+    let body = get(status, "/metrics").expect("/metrics").1;
+    assert!(body.contains("\nmeshinit_proxy_hangs_total 1\n"), "{body}");
+    assert!(
+        body.contains("\nmeshinit_proxy_restarts_total 1\n"),
+        "{body}"
+    );
+    assert!(s.app.find("signal").is_none(), "the app was signalled");
+    assert_eq!(stop(&mut p), 143);
+    // Nothing left behind: the second Envoy went with its kuma-dp.
+    let last: i32 = envoys[1].field("pid").parse().unwrap();
+    poll("the second Envoy gone", T, || is_dead(last).then_some(()));
 }

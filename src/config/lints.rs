@@ -3,7 +3,7 @@
 //! tested without a machine and `check` shows the same ones a run logs.
 
 use super::{parse, Config, ProbeKind};
-use crate::lifecycle::{DrainMode, StartOrder};
+use crate::lifecycle::{DrainMode, OnUnhealthy, StartOrder};
 
 /// Every lint's warnings, in a stable order.
 pub(super) fn all(config: &Config) -> Vec<String> {
@@ -14,6 +14,7 @@ pub(super) fn all(config: &Config) -> Vec<String> {
         inbounds_without_service_probe,
         drain_min_not_below_kuma_drain,
         worst_case_over_budget,
+        leave_without_a_mesh,
     ]
     .iter()
     .flat_map(|lint| lint(config))
@@ -123,4 +124,13 @@ fn worst_case_over_budget(config: &Config) -> Vec<String> {
         Some(verdict) if !verdict.fits() => vec![verdict.to_string()],
         _ => Vec::new(),
     }
+}
+
+/// `--on-unhealthy leave` without kuma-dp: there is no mesh to leave, so
+/// failing probes are only reported (as with `none`).
+fn leave_without_a_mesh(config: &Config) -> Vec<String> {
+    if config.proxy.is_some() || config.settings.on_unhealthy != OnUnhealthy::Leave {
+        return Vec::new();
+    }
+    vec!["--on-unhealthy leave without a Dataplane: there is no mesh to leave, so failing probes are only reported (as with none)".to_string()]
 }

@@ -83,7 +83,7 @@ pub(super) fn section(
         }
     };
     let admin = Admin {
-        socket: work_dir.join(crate::mesh::envoy::ADMIN_SOCKET),
+        socket: crate::mesh::envoy::admin_socket(&work_dir),
         tcp_port: dataplane.as_ref().and_then(|d| d.admin_port),
     };
     let inbound_listeners = dataplane

@@ -287,6 +287,11 @@ fn proxy_needs_a_dataplane_and_renders_it() {
         None,
     )
     .unwrap();
+    // Issue 23: with kuma-dp, failing probes take the instance out of the mesh by default.
+    assert_eq!(
+        c.settings.on_unhealthy,
+        crate::lifecycle::OnUnhealthy::Leave
+    );
     let p = c.proxy.as_ref().unwrap();
     let mut args = p.args.clone();
     let work_dir = args.pop().unwrap();
@@ -831,6 +836,50 @@ fn lints_are_passes_over_the_built_configuration() {
     assert!(
         warnings[0].starts_with("worst-case shutdown 13s exceeds --shutdown-budget 5s"),
         "{warnings:?}"
+    );
+}
+
+/// Issue 23: `leave` is the default with kuma-dp only; `none` without, and an explicit
+/// `leave` without kuma-dp is warned about (there is no mesh to leave). `0` turns the hang
+/// check off.
+#[test]
+fn on_unhealthy_defaults_to_leave_with_kuma_dp_only_and_the_hang_check_can_be_off() {
+    use crate::lifecycle::OnUnhealthy;
+    let c = load_with(&["--", "/bin/true"], &[], None).unwrap();
+    assert_eq!(c.settings.on_unhealthy, OnUnhealthy::None);
+    assert_eq!(c.settings.proxy_hang_timeout, Some(Duration::from_secs(15)));
+    let shown = |c: &Config| {
+        c.effective
+            .iter()
+            .find(|e| e.key == "probes.on-unhealthy")
+            .map(|e| (e.value.clone(), e.origin.clone()))
+    };
+    assert_eq!(shown(&c), Some(("none".to_string(), Origin::Default)));
+    let c = load_with(
+        &[
+            "--on-unhealthy",
+            "leave",
+            "--proxy-hang-timeout=0",
+            "--",
+            "/bin/true",
+        ],
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.settings.on_unhealthy, OnUnhealthy::Leave);
+    assert_eq!(c.settings.proxy_hang_timeout, None);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("no mesh to leave")),
+        "{:?}",
+        c.warnings
+    );
+    let errs =
+        messages(load_with(&["--on-unhealthy", "exit", "--", "/bin/true"], &[], None).unwrap_err());
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("probes.on-unhealthy") && e.contains("leave")),
+        "{errs:?}"
     );
 }
 

@@ -122,7 +122,7 @@ impl ProxyRunner {
             for a in proxy.args.iter_mut().filter(|a| **a == old) {
                 *a = format!("--work-dir={}", dir.display());
             }
-            proxy.admin.socket = dir.join(crate::mesh::envoy::ADMIN_SOCKET);
+            proxy.admin.socket = crate::mesh::envoy::admin_socket(&dir);
             proxy.work_dir = dir;
         }
         Ok(())

@@ -321,6 +321,19 @@ impl Reporter {
                 "Envoy's admin API did not answer; kuma-dp is restarted if it stays silent for --proxy-hang-timeout"
             ),
             Event::ProxyAnswersAgain => info!("Envoy's admin API answers again"),
+            Event::OperatorRefused(why) => info!(
+                "operator's request not taken: {}",
+                match why {
+                    crate::lifecycle::OperatorRefused::NoProxy =>
+                        "no kuma-dp is managed, so there is no mesh to leave",
+                    crate::lifecycle::OperatorRefused::ShuttingDown =>
+                        "a shutdown is under way",
+                }
+            ),
+            Event::OutWaitEnded { end, waited } => info!(
+                waited = %fmt_secs(waited),
+                "operator's out: stopped waiting for the inbound side ({end:?})"
+            ),
             Event::ProxyHung { silent_for } => error!(
                 silent_for = %fmt_secs(silent_for),
                 "Envoy's admin API has not answered for {}: kuma-dp hung; killing kuma-dp and Envoy (SIGKILL) to restart them",

@@ -166,11 +166,44 @@ impl OutReasons {
 /// An operator's request (`meshinit ctl out|in`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operator {
-    /// Take the instance out of the mesh and keep it out until `In`.
-    Out,
+    /// Take the instance out of the mesh and keep it out until `In`; with
+    /// `wait`, also watch the inbound side until it is idle by the shutdown
+    /// drain's rule (`--drain-min`, `--drain-idle`), bounded by
+    /// `--drain-timeout`, and say when ([`Event::OutWaitEnded`]).
+    Out { wait: bool },
     /// Lift the operator's hold (the instance stays out while the app is
     /// unhealthy under `--on-unhealthy leave`).
     In,
+}
+
+/// How an operator's `out` that waits for the inbound side ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutWaitEnd {
+    /// Idle by the drain's rule: nothing flows any more.
+    Idle,
+    /// `--drain-timeout` passed with traffic still flowing (long-lived
+    /// connections of a TCP inbound, which Envoy does not drain-close).
+    Timeout,
+    /// Envoy's stats could not be read.
+    Unreadable,
+    /// kuma-dp is not serving (not ready, gone, or hung): nothing flows
+    /// through it.
+    NotServing,
+    /// The drain watch is off (`--drain-until-idle false`): no idle rule.
+    NoIdleRule,
+    /// `in` came first.
+    Cancelled,
+    /// A shutdown began; its drain takes over.
+    ShuttingDown,
+}
+
+/// Why an operator's request was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperatorRefused {
+    /// No kuma-dp is managed: there is no mesh to leave.
+    NoProxy,
+    /// A shutdown is under way: the instance is leaving anyway.
+    ShuttingDown,
 }
 
 /// A call on Envoy's admin API that takes the instance out of the mesh or
@@ -598,6 +631,14 @@ pub enum Event {
     ProxyHung {
         silent_for: Duration,
     },
+    /// An operator's request was not taken.
+    OperatorRefused(OperatorRefused),
+    /// An operator's `out` that waits for the inbound side ended, after
+    /// `waited`.
+    OutWaitEnded {
+        end: OutWaitEnd,
+        waited: Duration,
+    },
     DescendantsKilled,
     /// Descendants survived SIGKILL past the last bound; meshinit exits anyway.
     DescendantsLeft,
@@ -673,8 +714,11 @@ pub struct Lifecycle {
     /// Its admin API missed checks since its last answer.
     silent: bool,
     /// The last answer of its admin API (or its readiness): the hang
-    /// clock's start.
+    /// clock's start, once `hang_from_set`.
     hang_from: Duration,
+    hang_from_set: bool,
+    /// An operator's `out` waits for the inbound side to go idle, since then.
+    out_wait: Option<Duration>,
     /// The current kuma-dp was found hung and SIGKILLed; it is not ready.
     hung: bool,
 }
@@ -774,6 +818,8 @@ impl Lifecycle {
             hang_watch: false,
             silent: false,
             hang_from: Duration::ZERO,
+            hang_from_set: false,
+            out_wait: None,
             hung: false,
         }
     }
@@ -901,8 +947,8 @@ impl Lifecycle {
             Input::DescendantsGone => self.on_descendants_gone(now, &mut out),
             Input::InboundIdle => self.on_inbound_load(now, true),
             Input::InboundBusy => self.on_inbound_load(now, false),
-            Input::InboundUnreadable => self.on_inbound_unreadable(&mut out),
-            Input::Operator(op) => self.on_operator(op),
+            Input::InboundUnreadable => self.on_inbound_unreadable(now, &mut out),
+            Input::Operator(op) => self.on_operator(now, op, &mut out),
             Input::ProxyAnswered => self.on_proxy_answer(now, true, &mut out),
             Input::ProxyUnanswered => self.on_proxy_answer(now, false, &mut out),
         }
@@ -1062,8 +1108,9 @@ impl Lifecycle {
         self.timers.clear(Timer::ProxyReady);
         out.push(Action::Event(Event::ProxyReady));
         if let (true, Some(timeout)) = (self.hang_watch, self.s.proxy_hang_timeout) {
-            if self.timers.get(Timer::ProxyHang).is_none() {
+            if !self.hang_from_set {
                 self.hang_from = now;
+                self.hang_from_set = true;
                 self.timers
                     .set(Timer::ProxyHang, now.saturating_add(timeout));
             }
@@ -1154,6 +1201,7 @@ impl Lifecycle {
         self.proxy = Proxy::Down;
         self.hung = false;
         self.stop_hang_watch(out);
+        self.end_out_wait(now, OutWaitEnd::NotServing, out);
         self.timers.clear(Timer::ProxyReady);
         self.timers.clear(Timer::ProxyTerm2);
         self.timers.clear(Timer::ProxyKill);
@@ -1275,15 +1323,84 @@ impl Lifecycle {
         // A proxy that hangs now is bounded by the shutdown's own waits
         // (drain timeout, SIGKILL).
         self.stop_hang_watch(out);
+        self.end_out_wait(now, OutWaitEnd::ShuttingDown, out);
     }
 
     /// The operator's hold, taken or lifted. Without kuma-dp there is no
     /// mesh to leave; during a shutdown the instance is leaving anyway.
-    fn on_operator(&mut self, op: Operator) {
-        if !self.s.has_proxy || self.phase.is_shutdown() {
+    fn on_operator(&mut self, now: Duration, op: Operator, out: &mut Vec<Action>) {
+        if !self.s.has_proxy {
+            out.push(Action::Event(Event::OperatorRefused(
+                OperatorRefused::NoProxy,
+            )));
             return;
         }
-        self.out.operator = op == Operator::Out;
+        if self.phase.is_shutdown() {
+            out.push(Action::Event(Event::OperatorRefused(
+                OperatorRefused::ShuttingDown,
+            )));
+            return;
+        }
+        match op {
+            Operator::In => {
+                self.out.operator = false;
+                self.end_out_wait(now, OutWaitEnd::Cancelled, out);
+            }
+            Operator::Out { wait } => {
+                self.out.operator = true;
+                if wait && self.out_wait.is_none() {
+                    self.begin_out_wait(now, out);
+                }
+            }
+        }
+    }
+
+    /// `ctl out` waits for the inbound side to be idle by the drain's rule:
+    /// at least `--drain-min` (the time clients need to drop the endpoint)
+    /// and `--drain-idle` without a connection or request, at most
+    /// `--drain-timeout`. Envoy's stats are read as for the drain.
+    fn begin_out_wait(&mut self, now: Duration, out: &mut Vec<Action>) {
+        let serving = matches!(self.proxy, Proxy::Ready { .. }) && !self.hung;
+        let end = match (self.s.idle_drain, serving) {
+            (_, false) => OutWaitEnd::NotServing,
+            (None, true) => OutWaitEnd::NoIdleRule,
+            (Some(_), true) => {
+                self.out_wait = Some(now);
+                self.timers.set(
+                    Timer::OutWaitTimeout,
+                    now.saturating_add(self.s.drain_timeout),
+                );
+                if self.idle_watch == InboundWatch::Off {
+                    self.idle_watch = InboundWatch::On { unreadable: 0 };
+                    out.push(Action::WatchInbound(true));
+                }
+                return;
+            }
+        };
+        out.push(Action::Event(Event::OutWaitEnded {
+            end,
+            waited: Duration::ZERO,
+        }));
+    }
+
+    fn end_out_wait(&mut self, now: Duration, end: OutWaitEnd, out: &mut Vec<Action>) {
+        let Some(since) = self.out_wait.take() else {
+            return;
+        };
+        self.timers.clear(Timer::OutIdle);
+        self.timers.clear(Timer::OutWaitTimeout);
+        if self.phase != Phase::Draining {
+            self.stop_idle_watch(out);
+        }
+        out.push(Action::Event(Event::OutWaitEnded {
+            end,
+            waited: now.saturating_sub(since),
+        }));
+    }
+
+    /// An operator's `out` is waiting for the inbound side to go idle.
+    pub fn waits_for_idle_out(&self) -> bool {
+        self.out_wait.is_some()
     }
 
     /// Takes the instance out of the mesh or puts it back when what is
@@ -1329,8 +1446,11 @@ impl Lifecycle {
     }
 
     /// One check of Envoy's admin API: an answer restarts the hang clock
-    /// (which runs once kuma-dp has answered or is ready), a miss is only
-    /// reported; the timer decides.
+    /// (which runs once kuma-dp has answered or is ready). A hang is
+    /// silence on checks that were made: at least one missed check, and
+    /// `--proxy-hang-timeout` since the last answer; whichever of the two
+    /// comes last decides (so a timeout shorter than the checks' period
+    /// cannot call a proxy hung that was simply not asked yet).
     fn on_proxy_answer(&mut self, now: Duration, answered: bool, out: &mut Vec<Action>) {
         let Some(timeout) = self.s.proxy_hang_timeout else {
             return;
@@ -1338,23 +1458,42 @@ impl Lifecycle {
         if !self.hang_watch || !self.proxy.alive() || self.hung {
             return;
         }
+        let counting = self.hang_from_set;
         if answered {
             if self.silent {
                 self.silent = false;
                 out.push(Action::Event(Event::ProxyAnswersAgain));
             }
             self.hang_from = now;
+            self.hang_from_set = true;
             self.timers
                 .set(Timer::ProxyHang, now.saturating_add(timeout));
-        } else if !self.silent && self.timers.get(Timer::ProxyHang).is_some() {
-            self.silent = true;
-            out.push(Action::Event(Event::ProxySilent));
+        } else if counting {
+            if !self.silent {
+                self.silent = true;
+                out.push(Action::Event(Event::ProxySilent));
+            }
+            if now >= self.hang_from.saturating_add(timeout) {
+                self.proxy_hung(now, out);
+            }
         }
+    }
+
+    /// A hung Envoy cannot drain: SIGKILL (kuma-dp and Envoy), and the
+    /// restart follows from kuma-dp's exit (backoff, restart budget).
+    fn proxy_hung(&mut self, now: Duration, out: &mut Vec<Action>) {
+        let silent_for = now.saturating_sub(self.hang_from);
+        out.push(Action::Event(Event::ProxyHung { silent_for }));
+        self.hung = true;
+        self.stop_hang_watch(out);
+        self.end_out_wait(now, OutWaitEnd::NotServing, out);
+        out.push(Action::Kill(Target::Proxy));
     }
 
     fn stop_hang_watch(&mut self, out: &mut Vec<Action>) {
         self.timers.clear(Timer::ProxyHang);
         self.silent = false;
+        self.hang_from_set = false;
         if self.hang_watch {
             self.hang_watch = false;
             out.push(Action::WatchProxy(false));
@@ -1429,31 +1568,42 @@ impl Lifecycle {
     /// idleness `--drain-idle`; busy again: the drain goes on.
     fn on_inbound_load(&mut self, now: Duration, idle: bool) {
         let Some(cfg) = self.s.idle_drain else { return };
-        if self.idle_watch == InboundWatch::Off || self.phase != Phase::Draining {
+        if self.idle_watch == InboundWatch::Off {
             return;
         }
+        // The drain's, or an operator's `out` waiting (the same rule).
+        let (timer, start) = match (self.phase, self.out_wait) {
+            (Phase::Draining, _) => (Timer::DrainIdle, self.spans.drain.start),
+            (_, Some(since)) => (Timer::OutIdle, Some(since)),
+            _ => return,
+        };
         self.idle_watch = InboundWatch::On { unreadable: 0 };
         if !idle {
-            self.timers.clear(Timer::DrainIdle);
-        } else if self.timers.get(Timer::DrainIdle).is_none() {
-            let drain_start = self.spans.drain.start.unwrap_or(now);
+            self.timers.clear(timer);
+        } else if self.timers.get(timer).is_none() {
+            let start = start.unwrap_or(now);
             self.timers.set(
-                Timer::DrainIdle,
-                drain_start
+                timer,
+                start
                     .saturating_add(cfg.min)
                     .max(now.saturating_add(cfg.idle)),
             );
         }
     }
 
-    fn on_inbound_unreadable(&mut self, out: &mut Vec<Action>) {
+    fn on_inbound_unreadable(&mut self, now: Duration, out: &mut Vec<Action>) {
         let InboundWatch::On { unreadable } = &mut self.idle_watch else {
             return;
         };
         *unreadable += 1;
-        if *unreadable >= INBOUND_UNREADABLE_TOLERATED {
+        if *unreadable < INBOUND_UNREADABLE_TOLERATED {
+            return;
+        }
+        if self.phase == Phase::Draining {
             out.push(Action::Event(Event::IdleWatchUnavailable));
             self.stop_idle_watch(out);
+        } else {
+            self.end_out_wait(now, OutWaitEnd::Unreadable, out);
         }
     }
 
@@ -1695,15 +1845,12 @@ impl Lifecycle {
                     self.spawn_proxy(now, out);
                 }
             }
+            Timer::OutIdle => self.end_out_wait(now, OutWaitEnd::Idle, out),
+            Timer::OutWaitTimeout => self.end_out_wait(now, OutWaitEnd::Timeout, out),
+            // Without a missed check yet, the next miss decides.
             Timer::ProxyHang => {
-                if self.proxy.alive() && !self.phase.is_shutdown() {
-                    // A hung Envoy cannot drain: SIGKILL, and the restart
-                    // follows from kuma-dp's exit (backoff, restart budget).
-                    let silent_for = now.saturating_sub(self.hang_from);
-                    out.push(Action::Event(Event::ProxyHung { silent_for }));
-                    self.hung = true;
-                    self.stop_hang_watch(out);
-                    out.push(Action::Kill(Target::Proxy));
+                if self.silent && self.proxy.alive() && !self.phase.is_shutdown() {
+                    self.proxy_hung(now, out);
                 }
             }
             Timer::DrainIdle => {
@@ -1783,6 +1930,10 @@ enum Timer {
     ProxyRestart,
     /// `--proxy-hang-timeout`: Envoy's admin API has not answered.
     ProxyHang,
+    /// An operator's `out`: the inbound side has been idle long enough.
+    OutIdle,
+    /// An operator's `out`: `--drain-timeout` passed while waiting.
+    OutWaitTimeout,
     /// The inbound side has been idle long enough to end the drain.
     DrainIdle,
     /// `--drain-timeout` (or the inbound-only drain's wait).
@@ -1803,11 +1954,13 @@ enum Timer {
 
 impl Timer {
     /// Every timer, in declaration order (which is also its slot).
-    const ALL: [Timer; 12] = [
+    const ALL: [Timer; 14] = [
         Timer::Startup,
         Timer::ProxyReady,
         Timer::ProxyRestart,
         Timer::ProxyHang,
+        Timer::OutIdle,
+        Timer::OutWaitTimeout,
         Timer::DrainIdle,
         Timer::Drain,
         Timer::ProxyTerm2,

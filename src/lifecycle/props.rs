@@ -152,7 +152,12 @@ fn input() -> impl Strategy<Value = Input> {
         1 => Just(Input::Start),
         2 => prop_oneof![Just(Input::InboundIdle), Just(Input::InboundBusy)],
         1 => Just(Input::InboundUnreadable),
-        2 => prop_oneof![Just(Operator::Out), Just(Operator::In)].prop_map(Input::Operator),
+        2 => prop_oneof![
+            Just(Operator::Out { wait: false }),
+            Just(Operator::Out { wait: true }),
+            Just(Operator::In),
+        ]
+        .prop_map(Input::Operator),
         2 => prop_oneof![Just(Input::ProxyAnswered), Just(Input::ProxyUnanswered)],
     ]
 }
@@ -358,7 +363,7 @@ impl Run {
             Input::Operator(op)
                 if self.lc.settings().has_proxy && !self.lc.phase().is_shutdown() =>
             {
-                self.operator_out = op == Operator::Out;
+                self.operator_out = op != Operator::In;
             }
             _ => {}
         }
@@ -568,7 +573,10 @@ impl Run {
                     self.events.push(e)
                 }
                 Action::WatchInbound(true) => {
-                    self.check(self.drain.is_some(), "inbound watched outside a drain");
+                    self.check(
+                        self.drain.is_some() || self.lc.waits_for_idle_out(),
+                        "inbound watched outside a drain or an operator's out",
+                    );
                     match self.world.map(|w| w.inbound) {
                         Some(1) => self.answer(ms(50), Input::InboundIdle),
                         Some(2) => {

@@ -106,7 +106,16 @@ const REJOIN: Action = Action::Membership(MeshCall::Rejoin);
 const HUNG_15S: Action = Action::Event(Event::ProxyHung {
     silent_for: Duration::from_secs(15),
 });
-const OUT: Input = Input::Operator(Operator::Out);
+const OUT: Input = Input::Operator(Operator::Out { wait: false });
+const NOT_SERVING: Action = Action::Event(Event::OutWaitEnded {
+    end: OutWaitEnd::NotServing,
+    waited: Duration::ZERO,
+});
+const NO_IDLE_RULE: Action = Action::Event(Event::OutWaitEnded {
+    end: OutWaitEnd::NoIdleRule,
+    waited: Duration::ZERO,
+});
+const OUT_WAIT: Input = Input::Operator(Operator::Out { wait: true });
 const IN: Input = Input::Operator(Operator::In);
 const TERM_PROXY: Action = Action::Signal(Target::Proxy, TERM);
 
@@ -163,8 +172,8 @@ fn table() -> Vec<Row> {
         Row { phase: Running, input: ProxySpawnFailed, after_ms: 0, next: Running, must: &[], must_not: &[Action::Ready(false)] },
         Row { phase: Running, input: Stop(TERM), after_ms: 0, next: Draining, must: &[TERM_PROXY, Action::Ready(false), Action::Probes(ProbeMode::Off)], must_not: &[STOP_APP] },
         Row { phase: Running, input: Tick, after_ms: 14_999, next: Running, must: &[], must_not: &[Action::Kill(Target::Proxy)] },
-        // Issue 23: Envoy's admin API silent for --proxy-hang-timeout since kuma-dp's readiness: SIGKILL, not ready.
-        Row { phase: Running, input: Tick, after_ms: 15_000, next: Running, must: &[HUNG_15S, Action::Kill(Target::Proxy), Action::WatchProxy(false), Action::Ready(false)], must_not: &[TERM_PROXY, STOP_APP] },
+        // Issue 23: --proxy-hang-timeout since kuma-dp's readiness, but no check missed yet: not a hang (the next miss decides).
+        Row { phase: Running, input: Tick, after_ms: 15_000, next: Running, must: &[], must_not: &[Action::Kill(Target::Proxy), Action::Ready(false)] },
         Row { phase: Running, input: DescendantsGone, after_ms: 0, next: Running, must: &[], must_not: &[] },
         // Draining
         Row { phase: Draining, input: Start, after_ms: 0, next: Draining, must: &[], must_not: &[] },
@@ -258,16 +267,27 @@ fn table() -> Vec<Row> {
         Row { phase: ProxyStarting, input: IN, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[REJOIN] },
         Row { phase: Running, input: OUT, after_ms: 0, next: Running, must: &[LEAVE, Action::Ready(false), Action::Event(Event::LeftMesh { reasons: OutReasons { unhealthy: false, operator: true }, again: false })], must_not: &[TERM_PROXY, STOP_APP, Action::Signal(Target::Proxy, Signal::SIGUSR2)] },
         Row { phase: Running, input: IN, after_ms: 0, next: Running, must: &[], must_not: &[REJOIN, Action::Ready(false)] },
-        Row { phase: Draining, input: OUT, after_ms: 0, next: Draining, must: &[], must_not: &[LEAVE, REJOIN] },
-        Row { phase: Draining, input: IN, after_ms: 0, next: Draining, must: &[], must_not: &[LEAVE, REJOIN, Action::Ready(true)] },
-        Row { phase: Grace, input: OUT, after_ms: 0, next: Grace, must: &[], must_not: &[LEAVE] },
-        Row { phase: Grace, input: IN, after_ms: 0, next: Grace, must: &[], must_not: &[REJOIN] },
-        Row { phase: Stopping, input: OUT, after_ms: 0, next: Stopping, must: &[], must_not: &[LEAVE] },
-        Row { phase: Stopping, input: IN, after_ms: 0, next: Stopping, must: &[], must_not: &[REJOIN] },
-        Row { phase: Cleanup, input: OUT, after_ms: 0, next: Cleanup, must: &[], must_not: &[LEAVE] },
-        Row { phase: Cleanup, input: IN, after_ms: 0, next: Cleanup, must: &[], must_not: &[REJOIN] },
+        Row { phase: Draining, input: OUT, after_ms: 0, next: Draining, must: &[Action::Event(Event::OperatorRefused(OperatorRefused::ShuttingDown))], must_not: &[LEAVE, REJOIN] },
+        Row { phase: Draining, input: IN, after_ms: 0, next: Draining, must: &[Action::Event(Event::OperatorRefused(OperatorRefused::ShuttingDown))], must_not: &[LEAVE, REJOIN, Action::Ready(true)] },
+        Row { phase: Grace, input: OUT, after_ms: 0, next: Grace, must: &[Action::Event(Event::OperatorRefused(OperatorRefused::ShuttingDown))], must_not: &[LEAVE] },
+        Row { phase: Grace, input: IN, after_ms: 0, next: Grace, must: &[Action::Event(Event::OperatorRefused(OperatorRefused::ShuttingDown))], must_not: &[REJOIN] },
+        Row { phase: Stopping, input: OUT, after_ms: 0, next: Stopping, must: &[Action::Event(Event::OperatorRefused(OperatorRefused::ShuttingDown))], must_not: &[LEAVE] },
+        Row { phase: Stopping, input: IN, after_ms: 0, next: Stopping, must: &[Action::Event(Event::OperatorRefused(OperatorRefused::ShuttingDown))], must_not: &[REJOIN] },
+        Row { phase: Cleanup, input: OUT, after_ms: 0, next: Cleanup, must: &[Action::Event(Event::OperatorRefused(OperatorRefused::ShuttingDown))], must_not: &[LEAVE] },
+        Row { phase: Cleanup, input: IN, after_ms: 0, next: Cleanup, must: &[Action::Event(Event::OperatorRefused(OperatorRefused::ShuttingDown))], must_not: &[REJOIN] },
         Row { phase: Done, input: OUT, after_ms: 0, next: Done, must: &[], must_not: &[LEAVE] },
         Row { phase: Done, input: IN, after_ms: 0, next: Done, must: &[], must_not: &[REJOIN] },
+        // `out` waiting for the inbound side: only a serving kuma-dp is waited for (no idle
+        // rule in these settings: the answer comes at once), none in a shutdown.
+        Row { phase: Starting, input: OUT_WAIT, after_ms: 0, next: Starting, must: &[NOT_SERVING], must_not: &[LEAVE, Action::WatchInbound(true)] },
+        Row { phase: Probing, input: OUT_WAIT, after_ms: 0, next: Probing, must: &[NOT_SERVING], must_not: &[LEAVE, Action::WatchInbound(true)] },
+        Row { phase: ProxyStarting, input: OUT_WAIT, after_ms: 0, next: ProxyStarting, must: &[NOT_SERVING], must_not: &[LEAVE, Action::WatchInbound(true)] },
+        Row { phase: Running, input: OUT_WAIT, after_ms: 0, next: Running, must: &[LEAVE, NO_IDLE_RULE], must_not: &[Action::WatchInbound(true), TERM_PROXY] },
+        Row { phase: Draining, input: OUT_WAIT, after_ms: 0, next: Draining, must: &[Action::Event(Event::OperatorRefused(OperatorRefused::ShuttingDown))], must_not: &[LEAVE] },
+        Row { phase: Grace, input: OUT_WAIT, after_ms: 0, next: Grace, must: &[Action::Event(Event::OperatorRefused(OperatorRefused::ShuttingDown))], must_not: &[LEAVE] },
+        Row { phase: Stopping, input: OUT_WAIT, after_ms: 0, next: Stopping, must: &[Action::Event(Event::OperatorRefused(OperatorRefused::ShuttingDown))], must_not: &[LEAVE] },
+        Row { phase: Cleanup, input: OUT_WAIT, after_ms: 0, next: Cleanup, must: &[Action::Event(Event::OperatorRefused(OperatorRefused::ShuttingDown))], must_not: &[LEAVE] },
+        Row { phase: Done, input: OUT_WAIT, after_ms: 0, next: Done, must: &[], must_not: &[LEAVE] },
         // Issue 23: readings of Envoy's admin API. An answer restarts the hang
         // clock; a miss is only reported (the clock decides); outside a
         // watched kuma-dp they mean nothing.
@@ -280,6 +300,8 @@ fn table() -> Vec<Row> {
         Row { phase: ProxyStarting, input: ProxyUnanswered, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[Action::Kill(Target::Proxy), Action::Event(Event::ProxySilent)] },
         Row { phase: Running, input: ProxyAnswered, after_ms: 0, next: Running, must: &[], must_not: &[Action::Kill(Target::Proxy), Action::Ready(false)] },
         Row { phase: Running, input: ProxyUnanswered, after_ms: 0, next: Running, must: &[Action::Event(Event::ProxySilent)], must_not: &[Action::Kill(Target::Proxy), Action::Ready(false)] },
+        // Issue 23: a missed check --proxy-hang-timeout after kuma-dp's readiness: hung. SIGKILL, not ready, nothing else stopped.
+        Row { phase: Running, input: ProxyUnanswered, after_ms: 15_000, next: Running, must: &[HUNG_15S, Action::Kill(Target::Proxy), Action::WatchProxy(false), Action::Ready(false)], must_not: &[TERM_PROXY, STOP_APP] },
         Row { phase: Draining, input: ProxyAnswered, after_ms: 0, next: Draining, must: &[], must_not: &[] },
         Row { phase: Draining, input: ProxyUnanswered, after_ms: 0, next: Draining, must: &[], must_not: &[Action::Kill(Target::Proxy), Action::Event(Event::ProxySilent)] },
         Row { phase: Grace, input: ProxyAnswered, after_ms: 0, next: Grace, must: &[], must_not: &[] },
@@ -329,6 +351,7 @@ fn every_phase_and_input_pair() {
             Input::InboundBusy,
             Input::InboundUnreadable,
             OUT,
+            OUT_WAIT,
             IN,
             Input::ProxyAnswered,
             Input::ProxyUnanswered,
@@ -2014,6 +2037,29 @@ fn a_hung_proxy_is_killed_and_restarted_with_the_backoff() {
         .collect();
     assert_eq!(spawns, [300, 18_810]);
     assert_eq!(lc.proxy_restarts(), 1, "the restart budget counts it");
+    // A timeout shorter than the checks' period: the timer passes before any check was
+    // missed, which is no hang; the first miss after it is.
+    let (_, log) = run(
+        Settings {
+            proxy_hang_timeout: Some(T(1_000)),
+            ..settings()
+        },
+        &[
+            (0, Input::Start),
+            (300, HEALTHY),
+            (800, Input::ProxyReady),
+            (1_800, Input::Tick),
+            (2_300, Input::ProxyAnswered),
+            (3_300, Input::Tick),
+            (4_300, Input::ProxyAnswered),
+            (6_300, Input::ProxyUnanswered),
+        ],
+    );
+    assert_eq!(
+        time_of(&log, Action::Kill(Target::Proxy)),
+        Some(6_300),
+        "{log:?}"
+    );
     // Answers keep it alive however long it runs.
     let mut inputs = vec![(0, Input::Start), (300, HEALTHY), (800, Input::ProxyReady)];
     for i in 1..100u64 {
@@ -2055,4 +2101,127 @@ fn a_starting_proxy_is_left_to_the_ready_timeout_and_the_watch_can_be_off() {
     assert!(!log
         .iter()
         .any(|(_, a)| matches!(a, Action::WatchProxy(_) | Action::Kill(_))));
+}
+
+fn out_waited(log: &[(u64, Action)]) -> Vec<(u64, OutWaitEnd, Duration)> {
+    log.iter()
+        .filter_map(|(t, a)| match a {
+            Action::Event(Event::OutWaitEnded { end, waited }) => Some((*t, *end, *waited)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 23, item 2: `ctl out` (waiting) returns once the inbound side is idle by the
+/// shutdown drain's rule (at least --drain-min, then --drain-idle without traffic), read
+/// from Envoy's stats as the drain reads them; busy readings put the end off.
+#[test]
+fn operator_out_waits_for_the_inbound_side_by_the_drains_idle_rule() {
+    let (lc, log) = run(
+        idle_settings(),
+        &[
+            (0, Input::Start),
+            (300, HEALTHY),
+            (800, Input::ProxyReady),
+            (1_000, OUT_WAIT),
+            (1_100, Input::InboundBusy),
+            (2_000, Input::InboundIdle),
+            (3_000, Input::InboundBusy),
+            (5_500, Input::InboundIdle),
+            (6_000, Input::Tick),
+            (6_499, Input::Tick),
+            (6_500, Input::Tick),
+        ],
+    );
+    assert_eq!(time_of(&log, LEAVE), Some(1_000));
+    assert_eq!(time_of(&log, Action::WatchInbound(true)), Some(1_000));
+    assert_eq!(
+        out_waited(&log),
+        [(6_500, OutWaitEnd::Idle, T(5_500))],
+        "min 5 s from the request, then 1 s idle: {log:?}"
+    );
+    assert_eq!(time_of(&log, Action::WatchInbound(false)), Some(6_500));
+    assert!(!lc.waits_for_idle_out());
+    assert_eq!(lc.phase(), Phase::Running);
+    assert!(
+        !lc.in_mesh(),
+        "still out: the wait only says when it is idle"
+    );
+}
+
+/// Issue 23, item 2: the wait is bounded by --drain-timeout (a TCP inbound's long-lived
+/// connection is never drain-closed), ends at once on `in`, and a shutdown's drain takes
+/// the watch over.
+#[test]
+fn operator_out_wait_times_out_is_cancelled_by_in_and_yields_to_a_shutdown() {
+    let serving: Vec<(u64, Input)> = vec![
+        (0, Input::Start),
+        (300, HEALTHY),
+        (800, Input::ProxyReady),
+        (1_000, OUT_WAIT),
+        (1_100, Input::InboundBusy),
+    ];
+    let with = |rest: &[(u64, Input)]| {
+        let mut all = serving.clone();
+        all.extend_from_slice(rest);
+        run(idle_settings(), &all).1
+    };
+    let log = with(&[(40_999, Input::Tick), (41_000, Input::Tick)]);
+    assert_eq!(
+        out_waited(&log),
+        [(41_000, OutWaitEnd::Timeout, T(40_000))],
+        "{log:?}"
+    );
+    let log = with(&[(2_000, IN)]);
+    assert_eq!(out_waited(&log), [(2_000, OutWaitEnd::Cancelled, T(1_000))]);
+    assert_eq!(time_of(&log, REJOIN), Some(2_000));
+    let log = with(&[(2_000, Input::Stop(TERM))]);
+    assert_eq!(
+        out_waited(&log),
+        [(2_000, OutWaitEnd::ShuttingDown, T(1_000))]
+    );
+    let watches: Vec<(u64, Action)> = log
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::WatchInbound(_)))
+        .copied()
+        .collect();
+    assert_eq!(
+        watches,
+        [
+            (1_000, Action::WatchInbound(true)),
+            (2_000, Action::WatchInbound(false)),
+            (2_000, Action::WatchInbound(true)),
+        ],
+        "the drain watches afresh"
+    );
+    let log = with(&[(2_000, Input::ProxyExited(ExitStatus::Code(1)))]);
+    assert_eq!(
+        out_waited(&log),
+        [(2_000, OutWaitEnd::NotServing, T(1_000))]
+    );
+    let mut unreadable = vec![(1_200, Input::InboundUnreadable)];
+    for i in 1..INBOUND_UNREADABLE_TOLERATED {
+        unreadable.push((1_200 + u64::from(i) * 100, Input::InboundUnreadable));
+    }
+    let log = with(&unreadable);
+    assert!(
+        matches!(out_waited(&log)[..], [(_, OutWaitEnd::Unreadable, _)]),
+        "{log:?}"
+    );
+    // Without kuma-dp there is no mesh: refused.
+    let (_, log) = run(
+        Settings {
+            has_proxy: false,
+            ..idle_settings()
+        },
+        &[(0, Input::Start), (300, HEALTHY), (1_000, OUT_WAIT)],
+    );
+    assert_eq!(
+        time_of(
+            &log,
+            Action::Event(Event::OperatorRefused(OperatorRefused::NoProxy))
+        ),
+        Some(1_000)
+    );
+    assert_eq!(time_of(&log, LEAVE), None);
 }

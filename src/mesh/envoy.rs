@@ -5,7 +5,8 @@
 //! kuma-dp's own drain does), and checking that it answers at all (a hung
 //! proxy).
 
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Where Envoy's admin API answers: kuma-dp's default Unix socket in its
@@ -17,8 +18,22 @@ pub struct Admin {
     pub tcp_port: Option<u16>,
 }
 
-/// The file name kuma-dp gives Envoy's admin socket in its work dir.
+/// The file name kuma-dp gives Envoy's admin socket in its work dir (when
+/// the path is short enough, see [`admin_socket`]).
 pub const ADMIN_SOCKET: &str = "kuma-envoy-admin.sock";
+
+/// Where kuma-dp puts Envoy's admin socket for a work dir, as Kuma 2.14's
+/// `AdminSocketName` computes it: `<dir>/kuma-envoy-admin` cut to 98 bytes
+/// (to fit a Unix socket path's limit), then `.sock`. A long `--work-dir`
+/// given by the user therefore gets a shorter name than [`ADMIN_SOCKET`].
+pub fn admin_socket(work_dir: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let base = work_dir.join("kuma-envoy-admin");
+    let bytes = base.as_os_str().as_bytes();
+    let mut name = bytes[..bytes.len().min(98)].to_vec();
+    name.extend_from_slice(b".sock");
+    PathBuf::from(std::ffi::OsString::from_vec(name))
+}
 
 /// The inbound listeners to watch: where Envoy listens for this service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,6 +234,20 @@ listener.admin.downstream_cx_active: 3
                      listener.127.0.0.1_28012.downstream_cx_active: 1\n";
         let load = inbound_load(stats, &[inbound("127.0.0.1", 28012)]).unwrap();
         assert_eq!(load.connections, u64::MAX);
+    }
+
+    #[test]
+    fn the_admin_socket_is_named_as_kuma_names_it() {
+        assert_eq!(
+            admin_socket(Path::new("/tmp/meshinit-kuma-dp-1")),
+            Path::new("/tmp/meshinit-kuma-dp-1").join(ADMIN_SOCKET)
+        );
+        // 98 bytes of `<dir>/kuma-envoy-admin`, then `.sock` (Kuma's socketName).
+        let dir = format!("/srv/{}", "d".repeat(90));
+        let got = admin_socket(Path::new(&dir));
+        let want = format!("{}/kuma-envoy-admin", dir)[..98].to_string() + ".sock";
+        assert_eq!(got, PathBuf::from(want));
+        assert_eq!(got.as_os_str().len(), 103);
     }
 
     #[test]

@@ -28,8 +28,8 @@
 //!     `503 DRAINING` while its health checks are failed;
 //!   - `POST /healthcheck/fail` and `POST /healthcheck/ok`: `200 OK\n`, fail or pass the
 //!     health checks (idempotent), recorded as `healthcheck fail` / `healthcheck ok`; as GET
-//!     `400` (Envoy takes mutations as POST only). The first stop signal fails them too, as
-//!     kuma-dp's drain does;
+//!     `405 Method Not Allowed` (Envoy 1.37 takes mutations as POST only; its docs say 400,
+//!     the binary answers 405). The first stop signal fails them too, as kuma-dp's drain does;
 //!   - `GET /stats`, with `FAKE_KUMA_DP_INBOUND=ADDR:PORT:SERVICE_PORT`: the inbound
 //!     listener's stats under their real names (`listener.<addr>_<port>.downstream_cx_active`,
 //!     `http.localhost_<service port>.downstream_rq_active`): one connection and one request in
@@ -707,9 +707,10 @@ fn serve_admin(args: &[String], state: Arc<AtomicU8>) {
                     });
                     ("200 OK", "OK\n".to_string())
                 }
+                // As Envoy 1.37 answers it (measured; its docs say 400).
                 (_, "/healthcheck/fail" | "/healthcheck/ok") => (
-                    "400 Bad Request",
-                    "This endpoint requires POST\n".to_string(),
+                    "405 Method Not Allowed",
+                    format!("Method {method} not allowed, POST required.\n"),
                 ),
                 (_, "/stats") => {
                     let started = DRAIN_STARTED_NS.load(Ordering::SeqCst);
