@@ -8,7 +8,9 @@
 //!   owns the clock, the processes and the sockets, using all the folders.
 //!   `mod.rs` (the event loop, signals, the one reaper), `proxy` (kuma-dp's
 //!   process, readiness poll and work dir), `idle` (Envoy's stats during a
-//!   drain), `reporter` (the snapshot, sd_notify, log lines, summary).
+//!   drain), `reporter` (the snapshot, sd_notify, log lines, summary),
+//!   `control` (the `--control-socket` server) and `ctl` (its client,
+//!   `meshinit ctl`).
 //! - `config/`: what to do. `options` (the one table of options, also
 //!   read by build.rs), `cli` (the clap command built from it), `layers`
 //!   (flags, env, file, merged with origins), `resolve` (typing one value),
@@ -60,6 +62,10 @@ use tracing::{info, warn};
 
 /// Runs meshinit with these arguments and environment; returns the exit code.
 pub fn main_with(args: Vec<std::ffi::OsString>, env: &dyn Fn(&str) -> Option<String>) -> i32 {
+    // `meshinit ctl ...` talks to a running meshinit; it supervises nothing.
+    if args.get(1).is_some_and(|a| a == "ctl") {
+        return driver::ctl::main(args, env);
+    }
     let (mode, args) = config::cli::split_mode(args);
     let matches = match config::cli::parse(args) {
         Ok(m) => m,
@@ -162,6 +168,20 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
             return init::exit::EX_OSERR;
         }
     };
+    // Bound before anything is started, so that a path in use is a
+    // start-up error with nothing to stop; removed when it is dropped.
+    let control = match cfg
+        .control_socket
+        .as_deref()
+        .map(driver::control::ControlServer::bind)
+        .transpose()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return e.exit_code();
+        }
+    };
     if driver::is_plain(&cfg, listener.is_some()) {
         // Signals and timers only: no async runtime is built (see
         // `driver::run_plain`).
@@ -206,7 +226,10 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
             return init::exit::EX_OSERR;
         }
     };
-    match local.block_on(&runtime, driver::run(cfg, listener, env, reaps_orphans)) {
+    match local.block_on(
+        &runtime,
+        driver::run(cfg, listener, control, env, reaps_orphans),
+    ) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e}");

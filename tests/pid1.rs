@@ -181,3 +181,43 @@ fn comm(pid: i32) -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }
+
+/// `meshinit ctl` as `docker exec` runs it: from inside the namespaces of a meshinit that is
+/// PID 1 (nsenter into its PID and mount namespaces), over the control socket.
+#[test]
+fn ctl_status_reaches_meshinit_as_pid_1_from_inside_its_namespace() {
+    if !unshare_works() {
+        skip_or_fail("unshare --pid --fork --mount-proc is not permitted here");
+        return;
+    }
+    if Command::new("nsenter").arg("--version").output().is_err() {
+        skip_or_fail("nsenter (util-linux) is not installed");
+        return;
+    }
+    let dir = temp_dir("pid1-ctl");
+    let sock = dir.join("ctl.sock");
+    let flag = format!("--control-socket={}", sock.display());
+    let p = Proc::start(in_namespace(&[&flag], &[]));
+    p.wait_for_line("control socket listening", T);
+    let init = init_below(&p).to_string();
+    let out = poll("ctl status from inside the namespace", T, || {
+        let out = Command::new("nsenter")
+            .args(["--target", &init, "--pid", "--mount", "--"])
+            .arg(meshinit_bin())
+            .args(["ctl", "status"])
+            .env("MESHINIT_CONTROL_SOCKET", &sock)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code() == Some(0) && text.contains("phase: running")).then_some(text)
+    });
+    // The app's pid as meshinit sees it, in its namespace: 2, meshinit being 1.
+    assert!(out.contains("app: pid 2\n"), "{out}");
+    kill(Pid::from_raw(init_below(&p)), Signal::SIGTERM).unwrap();
+    let mut p = p;
+    assert_eq!(p.wait_exit(T).code(), Some(143), "{}", p.output());
+    assert!(
+        std::fs::symlink_metadata(&sock).is_err(),
+        "socket removed at exit"
+    );
+}

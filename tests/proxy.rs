@@ -1167,3 +1167,156 @@ fn a_hung_proxy_is_killed_with_its_envoy_and_restarted() {
     let last: i32 = envoys[1].field("pid").parse().unwrap();
     poll("the second Envoy gone", T, || is_dead(last).then_some(()));
 }
+
+/// `meshinit ctl ARGS` against the control socket `sock`: exit code, stdout, stderr.
+fn ctl(sock: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(meshinit_bin())
+        .env_remove("MESHINIT_CONTROL_SOCKET")
+        .arg("ctl")
+        .arg("--control-socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("run meshinit ctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 23, item 2: `meshinit ctl out` takes the instance out of the mesh and returns once
+/// its inbound side is idle by the drain's rule (here: clients leave 800 ms after the
+/// health checks fail, `--drain-min 500ms`, `--drain-idle 200ms`), printing how long that
+/// took; the instance stays out through a probe failure and recovery until `ctl in`.
+#[test]
+fn ctl_out_waits_for_idle_holds_through_probe_recoveries_and_in_puts_it_back() {
+    let target = Flip::start();
+    let (s, status) = Scenario::new("ctl-out")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .env("FAKE_KUMA_DP_DRAIN_BUSY_MS", "800")
+        .with_status();
+    let inbound = format!("127.0.0.1:21011:{}", s.app_port);
+    let sock = s.dir.join("ctl.sock");
+    let s = s.env("FAKE_KUMA_DP_INBOUND", &inbound).opt(&[
+        "--control-socket",
+        &path_str(&sock),
+        "--probe-http",
+        &target.url(),
+        "--probe-period",
+        "100ms",
+        "--probe-failure-threshold",
+        "1",
+        "--drain-min",
+        "500ms",
+        "--drain-idle",
+        "200ms",
+    ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let (code, out, err) = ctl(&sock, &["status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("mesh: in\n"), "{out}");
+
+    let asked = now_ns();
+    let (code, out, err) = ctl(&sock, &["out"]);
+    let answered = now_ns();
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}\n{}", p.output());
+    assert!(
+        out.contains("waiting for the inbound side to go idle"),
+        "{out}"
+    );
+    assert!(out.contains("out of the mesh; inbound idle after"), "{out}");
+    let fail = s.dp.wait_for_match("healthcheck", |e| e.rest == "fail", T);
+    assert!(fail.t_ns > asked && fail.t_ns < answered);
+    // Clients left 800 ms after the call, then 200 ms of idleness.
+    let took = ms(fail.t_ns, answered);
+    assert!(took >= 1_000.0, "returned {took} ms after the call: {out}");
+    assert!(
+        took < bound_ms(5_000.0),
+        "returned {took} ms after the call"
+    );
+    eprintln!("ctl out returned {took} ms after /healthcheck/fail: {out}");
+    p.wait_for_line("left the mesh: operator", T);
+    assert_eq!(
+        get(status, "/ready"),
+        Some((503, "running (out of the mesh: operator)\n".into()))
+    );
+    let (_, out, _) = ctl(&sock, &["status"]);
+    assert!(out.contains("mesh: out (operator)\n"), "{out}");
+
+    // The probes fail and recover: the operator's out holds.
+    target.fail();
+    p.wait_for_line("app unhealthy", T);
+    target.heal();
+    p.wait_for_line("app healthy elapsed", T);
+    poll("the probes passing again", T, || {
+        let st = status_json(status);
+        (st["healthy"] == true).then_some(())
+    });
+    assert_eq!(healthcheck_calls(&s), ["fail"], "{}", s.dp.dump());
+    assert_eq!(get(status, "/ready").map(|r| r.0), Some(503));
+
+    let (code, out, err) = ctl(&sock, &["in"]);
+    assert_eq!((code, out.as_str()), (0, "in the mesh\n"), "{err}");
+    s.dp.wait_for_match("healthcheck", |e| e.rest == "ok", T);
+    p.wait_for_line("back in the mesh", T);
+    poll("/ready 200", T, || {
+        get(status, "/ready").filter(|r| r.0 == 200)
+    });
+    let body = get(status, "/metrics").expect("/metrics").1;
+    assert!(
+        body.contains("\nmeshinit_mesh_leaves_total{reason=\"operator\"} 1\n"),
+        "{body}"
+    );
+    assert!(s.dp.find("signal").is_none(), "kuma-dp was signalled");
+    assert_eq!(stop(&mut p), 143);
+}
+
+/// Issue 23, item 2: an inbound that does not go idle (a long-lived connection) makes
+/// `ctl out` give up after `--drain-timeout`, saying how much is still open (exit 75); the
+/// instance stays out. `ctl out --no-wait` returns at once; a shutdown refuses both.
+#[test]
+fn ctl_out_says_what_is_still_open_after_the_drain_timeout() {
+    let (s, status) = Scenario::new("ctl-out-busy")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .env("FAKE_KUMA_DP_DRAIN_BUSY_MS", "600000")
+        .with_status();
+    let inbound = format!("127.0.0.1:21011:{}", s.app_port);
+    let sock = s.dir.join("ctl.sock");
+    let s = s.env("FAKE_KUMA_DP_INBOUND", &inbound).opt(&[
+        "--control-socket",
+        &path_str(&sock),
+        "--drain-min",
+        "200ms",
+        "--drain-timeout",
+        "2s",
+    ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let asked = now_ns();
+    let (code, out, err) = ctl(&sock, &["out"]);
+    let took = ms(asked, now_ns());
+    assert_eq!(code, 75, "stdout: {out}\nstderr: {err}");
+    assert!(
+        err.contains("not idle after 2.00s") && err.contains("still 1 connections, 1 requests"),
+        "{err}"
+    );
+    assert!(took >= 2_000.0 && took < bound_ms(6_000.0), "{took} ms");
+    assert_eq!(get(status, "/ready").map(|r| r.0), Some(503), "still out");
+    let (code, out, _) = ctl(&sock, &["out", "--no-wait"]);
+    assert_eq!((code, out.as_str()), (0, "out of the mesh: operator\n"));
+    assert_eq!(healthcheck_calls(&s), ["fail"], "idempotent: one call");
+    p.signal(Signal::SIGTERM);
+    // A request during the shutdown is refused, if meshinit still answers at all.
+    let (code, _, err) = ctl(&sock, &["in"]);
+    assert_eq!(code, 69, "{err}");
+    assert_eq!(p.wait_exit(T).code(), Some(143));
+    assert_eq!(
+        healthcheck_calls(&s),
+        ["fail"],
+        "no `ok` behind kuma-dp's drain"
+    );
+}

@@ -9,6 +9,10 @@
 
 use clap::{Arg, ArgAction, Command};
 
+/// The control socket's option, shared by meshinit and `meshinit ctl`.
+pub const CONTROL_SOCKET_FLAG: &str = "control-socket";
+pub const CONTROL_SOCKET_ENV: &str = "MESHINIT_CONTROL_SOCKET";
+
 use super::options::{Kind, CONFIG_ENV, CONFIG_FLAG, OPTIONS};
 const EXAMPLES: &str = "\
 Examples:
@@ -88,7 +92,7 @@ fn build(with_help: bool) -> Command {
              and drains the proxy before the app on shutdown",
         )
         .override_usage(
-            "meshinit [OPTIONS] -- COMMAND [ARGS...]\n       meshinit check [OPTIONS] [-- COMMAND [ARGS...]]",
+            "meshinit [OPTIONS] -- COMMAND [ARGS...]\n       meshinit check [OPTIONS] [-- COMMAND [ARGS...]]\n       meshinit ctl [--control-socket PATH] out [--no-wait] | in | status",
         )
         .after_help(EXAMPLES)
         .max_term_width(100)
@@ -116,4 +120,49 @@ pub fn split_mode(mut args: Vec<std::ffi::OsString>) -> (Mode, Vec<std::ffi::OsS
     } else {
         (Mode::Run, args)
     }
+}
+
+const CTL_AFTER_HELP: &str = "\
+The socket is the one the running meshinit was given with --control-socket
+(or MESHINIT_CONTROL_SOCKET, or status.control-socket in its file); set
+MESHINIT_CONTROL_SOCKET in the image or unit so both see the same path:
+  docker exec CONTAINER meshinit ctl status
+
+Only meshinit's own user is admitted (SO_PEERCRED): run ctl as that user
+(e.g. sudo -u USER meshinit ctl status, docker exec -u USER ...).
+
+Exit codes: the running meshinit's answer (0 done; 69 not possible now),
+64 bad usage, 69 cannot reach meshinit (no socket, nobody listening, or it
+went away before answering), 75 meshinit is busy with other requests,
+77 refused (another user) or the socket cannot be opened (permissions).";
+
+/// `meshinit ctl`: talks to a running meshinit over its control socket.
+pub fn ctl_command() -> Command {
+    let socket = Arg::new(CONTROL_SOCKET_FLAG)
+        .long(CONTROL_SOCKET_FLAG)
+        .value_name("PATH")
+        .global(true)
+        .help(format!(
+            "The running meshinit's control socket [env: {CONTROL_SOCKET_ENV}]"
+        ));
+    Command::new("ctl")
+        .bin_name("meshinit ctl")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Ask a running meshinit (started with --control-socket) to take the instance out of the mesh, put it back, or say how it is")
+        .max_term_width(100)
+        .subcommand_required(true)
+        .arg(socket)
+        .subcommand(
+            Command::new("out")
+                .about("Take the instance out of the mesh; by default return once its inbound traffic is idle")
+                .arg(
+                    Arg::new("no-wait")
+                        .long("no-wait")
+                        .action(ArgAction::SetTrue)
+                        .help("Return as soon as the instance is marked out, without waiting for idle"),
+                ),
+        )
+        .subcommand(Command::new("in").about("Put the instance back into the mesh (unless its probes fail)"))
+        .subcommand(Command::new("status").about("Print the phase, readiness, processes and probes"))
+        .after_help(CTL_AFTER_HELP)
 }

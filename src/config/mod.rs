@@ -187,6 +187,8 @@ pub struct Config {
     pub status_request_timeout: Duration,
     /// Where the last shutdown's timeline is kept for the next instance's `/metrics`.
     pub state_file: Option<PathBuf>,
+    /// Where `meshinit ctl` reaches this instance (resolved absolute).
+    pub control_socket: Option<PathBuf>,
     pub log_json: bool,
     pub log_level: tracing::Level,
     /// The lifecycle's knobs.
@@ -350,6 +352,7 @@ pub(crate) fn load_on(
         status.log_level,
         proxy.as_ref(),
         status.state_file.as_deref(),
+        status.control_socket.as_deref(),
     );
     let mut config = Config {
         app: app.config,
@@ -362,6 +365,7 @@ pub(crate) fn load_on(
         status_listen: status.listen,
         status_request_timeout: status.request_timeout,
         state_file: status.state_file,
+        control_socket: status.control_socket,
         log_json: status.log_json,
         log_level: status.log_level,
         settings,
@@ -380,6 +384,7 @@ fn effective(
     log_level: tracing::Level,
     proxy: Option<&ProxyConfig>,
     state_file: Option<&std::path::Path>,
+    control_socket: Option<&std::path::Path>,
 ) -> Vec<Effective> {
     OPTIONS
         .iter()
@@ -405,6 +410,8 @@ fn effective(
             } else if d.flag == "state-file" {
                 // As resolved at load: a relative path shown absolute.
                 state_file.map_or(value, |p| p.display().to_string())
+            } else if d.flag == "control-socket" {
+                control_socket.map_or(value, |p| p.display().to_string())
             } else if d.flag == "kuma-dp-arg" {
                 // A token given inline is shown redacted.
                 r.raw(d.flag)

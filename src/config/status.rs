@@ -14,12 +14,14 @@ pub(super) struct Status {
     pub listen: Option<SocketAddr>,
     pub request_timeout: Duration,
     pub state_file: Option<PathBuf>,
+    pub control_socket: Option<PathBuf>,
     pub log_json: bool,
     pub log_level: tracing::Level,
 }
 
 pub(super) fn section(r: &mut Resolver, host: &dyn Host, has_proxy: bool) -> Status {
     let state_file = state_file(r, host);
+    let control_socket = control_socket(r, host);
     let levels = ["error", "warn", "info", "debug", "trace"];
     let log_level = match r.typed("log-level", parse::choice(&levels)).as_deref() {
         Some("error") => tracing::Level::ERROR,
@@ -37,6 +39,7 @@ pub(super) fn section(r: &mut Resolver, host: &dyn Host, has_proxy: bool) -> Sta
         listen: r.typed("status-listen", parse::listen_addr),
         request_timeout: r.value("status-request-timeout", parse::positive_duration),
         state_file,
+        control_socket,
         log_json: r.value("log-format", parse::choice(&["text", "json"])) == "json",
         log_level,
     }
@@ -98,4 +101,68 @@ fn state_file(r: &mut Resolver, host: &dyn Host) -> Option<PathBuf> {
         r.problem("state-file", &o, problem);
     }
     Some(file)
+}
+
+/// The longest socket path the kernel takes: `sun_path` is 108 bytes,
+/// one of them the terminating NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// `--control-socket`, checked as `ControlServer::bind` will use it, so a
+/// path that cannot work is a configuration problem with nothing started.
+/// A relative path is resolved here, as `--state-file`'s is: meshinit moves
+/// to `/` once the app has started, and `meshinit ctl` is told the path.
+/// Only a socket (a stale one from a meshinit that is gone, replaced at
+/// bind) or nothing may be at the path: anything else is someone's file,
+/// which meshinit never deletes.
+fn control_socket(r: &mut Resolver, host: &dyn Host) -> Option<PathBuf> {
+    let given = PathBuf::from(r.text("control-socket")?);
+    let path = if given.is_relative() {
+        match host.cwd() {
+            Some(cwd) => cwd.join(&given),
+            None => {
+                let o = r.origin("control-socket");
+                r.problem(
+                    "control-socket",
+                    &o,
+                    format!(
+                        "'{}' is relative and the directory meshinit was started in cannot be read; give an absolute path",
+                        given.display()
+                    ),
+                );
+                return None;
+            }
+        }
+    } else {
+        given
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("/"));
+    let len = path.as_os_str().len();
+    let problem = if len > MAX_SOCKET_PATH {
+        Some(format!(
+            "'{}' is {len} bytes; a Unix socket's path may have at most {MAX_SOCKET_PATH}: choose a shorter one (e.g. /run/meshinit.sock)",
+            path.display()
+        ))
+    } else if !host.is_dir(dir) {
+        Some(format!(
+            "'{}' is not a directory; create it or choose another path for the socket",
+            dir.display()
+        ))
+    } else {
+        match host.file_kind(&path) {
+            None | Some(FileKind::Socket) => None,
+            Some(kind) => Some(format!(
+                "'{}' is {}, not a socket; meshinit never deletes it: remove it yourself or choose another path",
+                path.display(),
+                kind.described()
+            )),
+        }
+    };
+    if let Some(problem) = problem {
+        let o = r.origin("control-socket");
+        r.problem("control-socket", &o, problem);
+    }
+    Some(path)
 }

@@ -1286,3 +1286,50 @@ fn the_lifecycles_test_settings_are_the_options_defaults() {
         super::default_settings()
     );
 }
+
+/// `--control-socket` (issue 23): a relative path is resolved against the start directory and
+/// shown absolute by `check`; a stale socket may be there (bind replaces it); anything else at
+/// the path, a missing directory or a path longer than sun_path is refused with its origin.
+#[test]
+fn a_control_socket_path_is_resolved_and_checked_at_load() {
+    let mut host = made_up(vec![("MESHINIT_CONTROL_SOCKET", "ctl.sock")]);
+    host.special.push(("/srv/run/old.sock", FileKind::Socket));
+    host.files.push(("/srv/run/notes", "keep me"));
+    let c = load_made_up(&host).unwrap();
+    assert_eq!(
+        c.control_socket.as_deref(),
+        Some(Path::new("/srv/run/ctl.sock"))
+    );
+    assert!(
+        c.effective
+            .iter()
+            .any(|e| e.key == "status.control-socket" && e.value == "/srv/run/ctl.sock"),
+        "{:?}",
+        c.effective
+    );
+    host.env = vec![("MESHINIT_CONTROL_SOCKET", "/srv/run/old.sock")];
+    assert!(load_made_up(&host).is_ok());
+    // Not given: no socket.
+    host.env = Vec::new();
+    assert_eq!(load_made_up(&host).unwrap().control_socket, None);
+
+    let long = format!("/srv/run/{}", "s".repeat(100));
+    let long: &'static str = Box::leak(long.into_boxed_str());
+    for (value, want) in [
+        (
+            "/srv/run/notes",
+            "status.control-socket: '/srv/run/notes' is a regular file, not a socket; meshinit never deletes it: remove it yourself or choose another path (from env MESHINIT_CONTROL_SOCKET)".to_string(),
+        ),
+        (
+            "/nowhere/ctl.sock",
+            "status.control-socket: '/nowhere' is not a directory; create it or choose another path for the socket (from env MESHINIT_CONTROL_SOCKET)".to_string(),
+        ),
+        (
+            long,
+            format!("status.control-socket: '{long}' is 109 bytes; a Unix socket's path may have at most 107: choose a shorter one (e.g. /run/meshinit.sock) (from env MESHINIT_CONTROL_SOCKET)"),
+        ),
+    ] {
+        host.env = vec![("MESHINIT_CONTROL_SOCKET", value)];
+        assert_eq!(messages(load_made_up(&host).unwrap_err()), vec![want]);
+    }
+}

@@ -29,6 +29,8 @@ pub(super) struct IdleWatch {
     peak: Load,
     /// The last failed reading, for the log line when the lifecycle gives up.
     last_error: Option<String>,
+    /// The last load read, for `ctl out`'s answer when the wait times out.
+    last: Option<Load>,
 }
 
 impl IdleWatch {
@@ -39,6 +41,7 @@ impl IdleWatch {
             task: None,
             peak: Load::default(),
             last_error: None,
+            last: None,
         }
     }
 
@@ -51,6 +54,7 @@ impl IdleWatch {
         self.peak = Load::default();
         self.last_error = None;
         let Some(proxy) = proxy else { return };
+        self.last = None;
         let admin = proxy.admin.clone();
         let listeners = proxy.inbound_listeners.clone();
         let tx = self.tx.clone();
@@ -73,6 +77,7 @@ impl IdleWatch {
             Ok(load) => {
                 self.peak.connections = self.peak.connections.max(load.connections);
                 self.peak.requests = self.peak.requests.max(load.requests);
+                self.last = Some(*load);
                 debug!(
                     connections = load.connections,
                     requests = load.requests,
@@ -90,6 +95,11 @@ impl IdleWatch {
                 Input::InboundUnreadable
             }
         })
+    }
+
+    /// The last load read since the watch started (kept after it stopped).
+    pub fn last(&self) -> Option<Load> {
+        self.last
     }
 
     pub fn peak(&self) -> Load {

@@ -9,6 +9,8 @@
 //! (`reap`); kuma-dp's process (`proxy`), the drain's idle watch (`idle`)
 //! and everything reported outside (`reporter`) have their own.
 
+pub mod control;
+pub mod ctl;
 mod hang;
 mod idle;
 mod membership;
@@ -34,7 +36,10 @@ use crate::health::probe::{self, ExecWaiters};
 use crate::init::exit;
 use crate::init::signals::{self, Signals};
 use crate::init::spawn;
-use crate::lifecycle::{Action, ExitReason, Input, Lifecycle, ProbeMode, Target, Timeline};
+use crate::lifecycle::{
+    Action, Event, ExitReason, Input, Lifecycle, Operator, OperatorRefused, OutWaitEnd, ProbeMode,
+    Target, Timeline,
+};
 use crate::report::status;
 use hang::HangWatch;
 use idle::IdleWatch;
@@ -52,6 +57,8 @@ pub enum DriverError {
     },
     #[error("cannot read signals: {0}")]
     Signals(std::io::Error),
+    #[error("cannot listen on the control socket: {0}")]
+    Control(std::io::Error),
 }
 
 impl DriverError {
@@ -63,7 +70,7 @@ impl DriverError {
             DriverError::SpawnApp { source, .. } => {
                 exit::for_exec_error(source).unwrap_or(exit::EX_OSERR)
             }
-            DriverError::Signals(_) => exit::EX_OSERR,
+            DriverError::Signals(_) | DriverError::Control(_) => exit::EX_OSERR,
         }
     }
 }
@@ -81,6 +88,8 @@ struct Driver {
     mesh_calls: MeshCalls,
     /// The check that Envoy's admin API answers.
     hang: HangWatch,
+    /// `meshinit ctl` requests being answered.
+    ctl: CtlRequests,
     reporter: Reporter,
     execs: ExecWaiters,
     probe_tx: mpsc::UnboundedSender<probe::Outcome>,
@@ -103,10 +112,11 @@ struct Driver {
 }
 
 /// Whether this configuration needs nothing but signals and timers: no
-/// probe, no kuma-dp, no status endpoint. meshinit then runs without an
-/// async runtime ([`run_plain`]), as catatonit and tini do.
+/// probe, no kuma-dp, no status endpoint, no control socket. meshinit
+/// then runs without an async runtime ([`run_plain`]), as catatonit and
+/// tini do.
 pub fn is_plain(cfg: &Config, listener: bool) -> bool {
-    cfg.proxy.is_none() && cfg.probes.is_empty() && !listener
+    cfg.proxy.is_none() && cfg.probes.is_empty() && !listener && cfg.control_socket.is_none()
 }
 
 /// Runs the supervised pair to the end and returns meshinit's exit code.
@@ -114,12 +124,20 @@ pub fn is_plain(cfg: &Config, listener: bool) -> bool {
 pub async fn run(
     mut cfg: Config,
     listener: Option<tokio::net::TcpListener>,
+    control: Option<control::ControlServer>,
     env: &dyn Fn(&str) -> Option<String>,
     reaps_orphans: bool,
 ) -> Result<i32, DriverError> {
     let signals = Signals::open()
         .and_then(Signals::into_async)
         .map_err(DriverError::Signals)?;
+    // Started before the app: the socket was bound at start-up, and
+    // registering it with the runtime fails only for want of resources.
+    // Dropped when `run` returns, which removes the socket file.
+    let mut control = control
+        .map(control::ControlServer::start)
+        .transpose()
+        .map_err(DriverError::Control)?;
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel();
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (inbound_tx, mut inbound_rx) = mpsc::unbounded_channel();
@@ -179,6 +197,7 @@ pub async fn run(
                     d.queue.push_back(if answered { Input::ProxyAnswered } else { Input::ProxyUnanswered });
                 }
             }
+            Some((request, responder)) = recv_control(control.as_mut()) => d.control(request, responder),
             () = sleep_until_opt(deadline) => d.queue.push_back(Input::Tick),
             () = sleep_until_opt(next_watchdog) => {
                 d.reporter.watchdog();
@@ -188,6 +207,7 @@ pub async fn run(
         if let Some(code) = d.pump()? {
             return Ok(code);
         }
+        d.settle_control();
     }
 }
 
@@ -278,10 +298,94 @@ pub fn run_plain(
     }
 }
 
+/// The next control request; never, without a control socket.
+async fn recv_control(
+    control: Option<&mut control::Control>,
+) -> Option<(control::Request, control::Responder)> {
+    match control {
+        Some(c) => c.requests.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until_opt(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The operator's requests (`meshinit ctl out|in`) in the middle of being
+/// answered.
+#[derive(Default)]
+struct CtlRequests {
+    /// The request the current turn took, and when it came.
+    current: Option<(Operator, control::Responder, Instant)>,
+    /// `out` requests waiting for the inbound side to go idle.
+    waiting: Vec<(control::Responder, Instant)>,
+}
+
+/// `ctl out`'s line once the instance is out (or is to be, once kuma-dp is
+/// ready).
+fn out_line(lc: &Lifecycle) -> String {
+    let reasons = lc.out_reasons().as_str();
+    if lc.is_proxy_serving() {
+        format!("out of the mesh: {reasons}")
+    } else {
+        format!("out of the mesh: {reasons} (applied once kuma-dp is ready)")
+    }
+}
+
+/// What a waiting `ctl out` is told when its wait ends: the exit status
+/// and the line (an error line unless 0).
+fn out_wait_answer(
+    end: OutWaitEnd,
+    waited: Duration,
+    load: Option<crate::mesh::envoy::Load>,
+    lc: &Lifecycle,
+) -> (i32, String) {
+    let took = crate::basics::parse::fmt_secs(waited);
+    match end {
+        OutWaitEnd::Idle => (
+            0,
+            format!("out of the mesh; inbound idle after {took}"),
+        ),
+        OutWaitEnd::NotServing => (
+            0,
+            format!("{}; kuma-dp is not serving, so nothing flows in", out_line(lc)),
+        ),
+        OutWaitEnd::NoIdleRule => (
+            0,
+            "out of the mesh; not waiting: --drain-until-idle is off, so there is no idle rule"
+                .to_string(),
+        ),
+        OutWaitEnd::Timeout => {
+            let still = load.map_or_else(
+                || "still busy".to_string(),
+                |l| {
+                    format!(
+                        "still {} connections, {} requests",
+                        l.connections, l.requests
+                    )
+                },
+            );
+            (
+                exit::EX_TEMPFAIL,
+                format!("out of the mesh, but the inbound side is not idle after {took} (--drain-timeout): {still}"),
+            )
+        }
+        OutWaitEnd::Unreadable => (
+            exit::EX_TEMPFAIL,
+            format!("out of the mesh, but Envoy's inbound stats cannot be read (after {took}): whether it is idle is unknown"),
+        ),
+        OutWaitEnd::Cancelled => (
+            exit::EX_UNAVAILABLE,
+            format!("an `in` came after {took}: the wait ended"),
+        ),
+        OutWaitEnd::ShuttingDown => (
+            exit::EX_UNAVAILABLE,
+            format!("a shutdown began after {took}: its drain takes over"),
+        ),
     }
 }
 
@@ -309,6 +413,7 @@ impl Driver {
             idle: IdleWatch::new(channels.inbound),
             mesh_calls: MeshCalls::new(channels.mesh),
             hang: HangWatch::new(channels.hang),
+            ctl: CtlRequests::default(),
             reporter,
             cfg,
             start,
@@ -357,6 +462,107 @@ impl Driver {
         self.reporter
             .publish(&self.lc, self.app_pid, self.proxy_pid());
         Ok(None)
+    }
+
+    /// A request from `meshinit ctl` (`--control-socket`). `status` is
+    /// answered from the snapshot the last turn published; `out` and `in`
+    /// go to the lifecycle as the operator's input, and are answered from
+    /// what it decides: a refusal, or (for an `out` that waits) the end of
+    /// the wait, both as events, else the membership after the step
+    /// ([`Driver::settle_control`]).
+    fn control(&mut self, request: control::Request, responder: control::Responder) {
+        let op = match request {
+            control::Request::Status => {
+                let lines = status::text(&self.reporter.shared().borrow(), self.proxy.is_some());
+                for line in lines {
+                    responder.line(line);
+                }
+                responder.finish(0);
+                return;
+            }
+            control::Request::Out { wait } => Operator::Out { wait },
+            control::Request::In => Operator::In,
+        };
+        // Answered (or dropped, which tells the client) before the next one.
+        self.settle_control();
+        self.ctl.current = Some((op, responder, Instant::now()));
+        self.queue.push_back(Input::Operator(op));
+    }
+
+    /// After the turn that took an operator's request: the answer, unless
+    /// an event already gave it; an `out` still waiting for the inbound
+    /// side joins those waiting.
+    fn settle_control(&mut self) {
+        let Some((op, responder, asked)) = self.ctl.current.take() else {
+            return;
+        };
+        let reasons = self.lc.out_reasons();
+        match op {
+            Operator::In if reasons.any() => {
+                responder.line(format!(
+                    "still out of the mesh: {} (the operator's hold is lifted)",
+                    reasons.as_str()
+                ));
+                responder.finish(0);
+            }
+            Operator::In => {
+                responder.line("in the mesh");
+                responder.finish(0);
+            }
+            Operator::Out { wait: true } if self.lc.waits_for_idle_out() => {
+                responder.line(format!(
+                    "out of the mesh; waiting for the inbound side to go idle (at most {})",
+                    crate::basics::parse::fmt_duration(self.lc.settings().drain_timeout)
+                ));
+                self.ctl.waiting.push((responder, asked));
+            }
+            Operator::Out { .. } => {
+                responder.line(out_line(&self.lc));
+                responder.finish(0);
+            }
+        }
+    }
+
+    /// A decision about an operator's request, as the lifecycle took it.
+    fn control_event(&mut self, event: &Event) {
+        match *event {
+            Event::OperatorRefused(why) => {
+                if let Some((_, responder, _)) = self.ctl.current.take() {
+                    let message = match why {
+                        OperatorRefused::NoProxy => {
+                            "no kuma-dp is managed (no Dataplane given): there is no mesh to leave or join"
+                        }
+                        OperatorRefused::ShuttingDown => {
+                            "a shutdown is under way: the instance is leaving the mesh for good"
+                        }
+                    };
+                    responder.fail(exit::EX_UNAVAILABLE, message);
+                }
+            }
+            Event::OutWaitEnded { end, waited } => {
+                // The request of this very turn (ended at once), or those waiting.
+                let mut answer: Vec<control::Responder> = Vec::new();
+                if let Some((Operator::Out { wait: true }, responder, _)) = self
+                    .ctl
+                    .current
+                    .take_if(|(op, _, _)| *op == Operator::Out { wait: true })
+                {
+                    answer.push(responder);
+                }
+                answer.extend(self.ctl.waiting.drain(..).map(|(r, _)| r));
+                let load = self.idle.last();
+                for responder in answer {
+                    let (code, text) = out_wait_answer(end, waited, load, &self.lc);
+                    if code == 0 {
+                        responder.line(text);
+                        responder.finish(0);
+                    } else {
+                        responder.fail(code, &text);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     fn proxy_pid(&self) -> Option<Pid> {
@@ -578,6 +784,7 @@ impl Driver {
             Action::Ready(ready) => self.reporter.ready(ready),
             Action::Enter(phase) => self.reporter.enter(phase, &self.lc),
             Action::Event(event) => {
+                self.control_event(&event);
                 let cx = reporter::Context {
                     settings: self.lc.settings(),
                     spawn_error: self.spawn_error.as_ref(),
@@ -692,7 +899,12 @@ impl Driver {
         let Some(input) = self.idle.reading(&reading) else {
             return;
         };
-        if let Ok(load) = reading {
+        // `/metrics`' drain load: readings for a waiting `ctl out` are not
+        // the drain's.
+        if let (Ok(load), true) = (
+            reading,
+            self.lc.phase() == crate::lifecycle::Phase::Draining,
+        ) {
             self.reporter.inbound_load(load);
         }
         self.queue.push_back(input);

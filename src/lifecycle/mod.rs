@@ -1398,6 +1398,11 @@ impl Lifecycle {
         }));
     }
 
+    /// kuma-dp is ready (and not hung): Envoy takes calls, and serves.
+    pub fn is_proxy_serving(&self) -> bool {
+        matches!(self.proxy, Proxy::Ready { .. }) && !self.hung
+    }
+
     /// An operator's `out` is waiting for the inbound side to go idle.
     pub fn waits_for_idle_out(&self) -> bool {
         self.out_wait.is_some()

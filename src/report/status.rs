@@ -55,6 +55,43 @@ fn status_json(st: &Snapshot) -> String {
     .to_string()
 }
 
+/// `meshinit ctl status`: the snapshot as `key: value` lines, the same
+/// facts as `/status` for a person at a terminal. `has_proxy`: meshinit
+/// manages kuma-dp (a Dataplane was given).
+pub fn text(st: &Snapshot, has_proxy: bool) -> Vec<String> {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let pid = |p: Option<i32>| p.map_or_else(|| "not running".to_string(), |p| format!("pid {p}"));
+    let mut lines = vec![
+        format!("phase: {}", st.phase.as_str()),
+        format!("ready: {} ({})", yes_no(st.ready), st.ready_text),
+        format!("healthy: {}", yes_no(st.healthy)),
+        format!("app: {}", pid(st.app_pid)),
+    ];
+    lines.push(if has_proxy {
+        format!(
+            "kuma-dp: {}, {} restarts counted",
+            pid(st.proxy_pid),
+            st.proxy_restarts
+        )
+    } else {
+        "kuma-dp: not managed (no Dataplane given)".to_string()
+    });
+    match st.mesh_member {
+        Some(true) => lines.push("mesh: in".to_string()),
+        Some(false) => lines.push(format!("mesh: out ({})", st.out_reasons.as_str())),
+        None => {}
+    }
+    for p in &st.probes {
+        let standing = match p.passing {
+            Some(true) => "passing",
+            Some(false) => "failing",
+            None => "no result yet",
+        };
+        lines.push(format!("probe {}: {standing}", p.name));
+    }
+    lines
+}
+
 /// The answer for a request path: (status, content type, body).
 pub fn answer(st: &Snapshot, path: &str) -> (u16, &'static str, String) {
     match path {

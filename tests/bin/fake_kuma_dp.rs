@@ -33,8 +33,9 @@
 //!   - `GET /stats`, with `FAKE_KUMA_DP_INBOUND=ADDR:PORT:SERVICE_PORT`: the inbound
 //!     listener's stats under their real names (`listener.<addr>_<port>.downstream_cx_active`,
 //!     `http.localhost_<service port>.downstream_rq_active`): one connection and one request in
-//!     flight until the first stop signal, then still busy for `FAKE_KUMA_DP_DRAIN_BUSY_MS`
-//!     (default 0), then idle. Each stats read is recorded as `stats-read`. Without it, no
+//!     flight until the first stop signal or `/healthcheck/fail` (clients drop the endpoint),
+//!     then still busy for `FAKE_KUMA_DP_DRAIN_BUSY_MS` (default 0), then idle (busy again
+//!     after `/healthcheck/ok`). Each stats read is recorded as `stats-read`. Without it, no
 //!     inbound stats.
 //!
 //!   The readiness `/ready` passes Envoy's answer through as kuma-dp's does (its status and
@@ -123,7 +124,8 @@ struct Config {
     drain_time: Option<Duration>,
 }
 
-/// CLOCK_MONOTONIC ns of the first stop signal; 0 while not draining.
+/// CLOCK_MONOTONIC ns since which traffic leaves (the first stop signal, or health checks
+/// failed: clients drop the endpoint); 0 while it flows.
 static DRAIN_STARTED_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Held by whoever is ending the process, so exactly one `exit` line is recorded.
@@ -278,7 +280,12 @@ fn main() {
                 }
                 match stops {
                     1 => {
-                        DRAIN_STARTED_NS.store(now_ns(), Ordering::SeqCst);
+                        let _ = DRAIN_STARTED_NS.compare_exchange(
+                            0,
+                            now_ns(),
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        );
                         state.store(TERMINATING, Ordering::SeqCst);
                         // kuma-dp's drain begins with FailHealthchecks().
                         HC_FAILED.store(true, Ordering::SeqCst);
@@ -700,6 +707,18 @@ fn serve_admin(args: &[String], state: Arc<AtomicU8>) {
                 ("POST", "/healthcheck/fail" | "/healthcheck/ok") => {
                     let fail = path == "/healthcheck/fail";
                     HC_FAILED.store(fail, Ordering::SeqCst);
+                    // Clients stop sending once the endpoint is withdrawn, and come back
+                    // after `ok` (unless a drain is under way).
+                    if fail {
+                        let _ = DRAIN_STARTED_NS.compare_exchange(
+                            0,
+                            now_ns(),
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        );
+                    } else if state.load(Ordering::SeqCst) != TERMINATING {
+                        DRAIN_STARTED_NS.store(0, Ordering::SeqCst);
+                    }
                     record(if fail {
                         "healthcheck fail"
                     } else {
