@@ -301,11 +301,14 @@ SECONDS_RX = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s)\b")
 
 
 def printed_seconds(text):
-    """The first duration `meshinit ctl out` printed (e.g. '4.21s'), or None."""
-    m = SECONDS_RX.search(text)
-    if not m:
+    """The last duration `meshinit ctl out` printed (its result line comes
+    last: 'inbound idle after 4.21s'; a first line may name the wait's
+    bound), or None."""
+    found = SECONDS_RX.findall(text)
+    if not found:
         return None
-    return float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
+    value, unit = found[-1]
+    return float(value) / (1000.0 if unit == "ms" else 1.0)
 
 
 def operator(mesh, checks, proc):
@@ -324,6 +327,7 @@ def operator(mesh, checks, proc):
         load.wait_total(load.snapshot()[0] + 2 * RATE, 30)
         rc_st, st_text, _ = run_ctl(mesh, "status")
         say("ctl: `meshinit ctl status` exited %d: %s" % (rc_st, st_text))
+        held = mesh_status(mesh, INSTANCE)
         t_in = M.now()
         rc_in, in_text, took_in = run_ctl(mesh, "in")
         say("ctl: `meshinit ctl in` exited %d after %.2fs: %s" % (rc_in, took_in, in_text))
@@ -351,8 +355,9 @@ def operator(mesh, checks, proc):
               "ctl: no request reaches %s from ctl out's return until ctl in (probes passing meanwhile)" % NAME,
               "last request to it %+.2fs from ctl out (returned %+.2fs), %d in the %.2fs until ctl in" % (
                   (last - t_out) if last is not None else float("nan"), took, len(after), t_in - t_ret))
-    checks.ok(rc_st == 0 and re.search(r"\bout\b", st_text) is not None,
-              "ctl: `meshinit ctl status` says the instance is out", st_text)
+    checks.ok(rc_st == 0 and re.search(r"\bout\b", st_text) is not None and held == (False, "operator"),
+              "ctl: `meshinit ctl status` and /status say the instance is out, by the operator",
+              "/status mesh %s; ctl status: %s" % (held, st_text))
     checks.ok(rc_in == 0 and first_back is not None,
               "ctl: after `meshinit ctl in` %s gets traffic again" % NAME,
               "exit %d, first request to it %.2fs after ctl in" % (rc_in, t2))
