@@ -8,7 +8,9 @@
 //!   owns the clock, the processes and the sockets, using all the folders.
 //!   `mod.rs` (the event loop, signals, the one reaper), `proxy` (kuma-dp's
 //!   process, readiness poll and work dir), `idle` (Envoy's stats during a
-//!   drain), `reporter` (the snapshot, sd_notify, log lines, summary),
+//!   drain or a waiting `ctl out`), `membership` (Envoy's
+//!   `/healthcheck/fail|ok` calls), `hang` (whether Envoy's admin API
+//!   answers), `reporter` (the snapshot, sd_notify, log lines, summary),
 //!   `control` (the `--control-socket` server) and `ctl` (its client,
 //!   `meshinit ctl`).
 //! - `config/`: what to do. `options` (the one table of options, also
@@ -26,8 +28,8 @@
 //!   (`step(now, input) -> actions`), with `health` (probe thresholds, all
 //!   must pass), `simulate` (the machine on a simulated clock: the worst
 //!   case and check's timeline), its table tests and properties.
-//! - `mesh/`: the proxy: `dataplane` (the template), `envoy` (admin API and
-//!   stats, for the idle drain), `kuma_dp` (what meshinit reads from
+//! - `mesh/`: the proxy: `dataplane` (the template), `envoy` (admin API:
+//!   stats for the idle drain, health-check calls, `/ready`), `kuma_dp` (what meshinit reads from
 //!   kuma-dp's arguments: drain time, work dir; the token hidden when shown),
 //!   `workdir` (kuma-dp's work directory).
 //! - `health/`: `spec` (what a probe is), `probe` (HTTP, TCP, commands) and

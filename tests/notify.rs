@@ -566,3 +566,72 @@ fn a_notify_socket_nobody_reads_never_blocks_meshinit() {
         "SIGTERM took {took:?} to stop meshinit"
     );
 }
+
+/// Issue 23: systemd's `Status:` says when the instance is out of the mesh and why, and
+/// `running` again once it is back (here an operator's `meshinit ctl out` / `in`).
+#[test]
+fn status_says_out_of_the_mesh_and_why() {
+    let dir = temp_dir("notify-membership");
+    let sock = NotifySocket::at_path(&dir);
+    let app_rec = Record::new(&dir);
+    let dp_rec = Record::new(&dir);
+    let app_port = free_port();
+    let dp_file = dir.join("dp.yaml");
+    std::fs::write(
+        &dp_file,
+        "type: Dataplane\nmesh: default\nname: {{ name }}\nnetworking:\n  address: 127.0.0.1\n  \
+         inbound:\n  - port: 15001\n    servicePort: {{ app_port }}\n    tags:\n      \
+         kuma.io/service: backend\n",
+    )
+    .unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "not-a-real-token").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let ctl_sock = dir.join("ctl.sock");
+    let mut cmd = meshinit(&sock);
+    cmd.env("KUMA_READINESS_PORT", free_port().to_string())
+        .env("FAKE_KUMA_DP_RECORD", &dp_rec.path)
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .arg("--kuma-dp")
+        .arg(fake_kuma_dp_bin())
+        .args(["--cp-address", "https://127.0.0.1:5678"])
+        .arg("--dataplane-file")
+        .arg(&dp_file)
+        .args(["--dataplane-var", "name=backend-1"])
+        .args(["--dataplane-var", &format!("app_port={app_port}")])
+        .arg("--dataplane-token-file")
+        .arg(&token)
+        .arg("--kuma-dp-arg=--drain-time=100ms")
+        .arg("--control-socket")
+        .arg(&ctl_sock)
+        .args(["--probe-tcp", &format!("127.0.0.1:{app_port}")])
+        .arg("--")
+        .arg(test_app_bin())
+        .args(["--record", app_rec.path_str()])
+        .args(["--listen", &format!("127.0.0.1:{app_port}")]);
+    let mut mi = Proc::start(cmd);
+    sock.wait_for("READY", Some("1"), T);
+    let ctl = |what: &[&str]| {
+        let out = Command::new(meshinit_bin())
+            .arg("ctl")
+            .arg("--control-socket")
+            .arg(&ctl_sock)
+            .args(what)
+            .output()
+            .expect("meshinit ctl");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    };
+    ctl(&["out", "--no-wait"]);
+    sock.wait_for("STATUS", Some("running (out of the mesh: operator)"), T);
+    let out_at = now_ns();
+    ctl(&["in"]);
+    poll_for(T, || {
+        sock.all()
+            .iter()
+            .any(|m| m.t_ns > out_at && m.get("STATUS") == Some("running"))
+            .then_some(())
+    })
+    .expect("STATUS=running once back in the mesh");
+    mi.signal(Signal::SIGTERM);
+    assert_eq!(mi.wait_exit(T).code(), Some(143));
+}

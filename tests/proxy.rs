@@ -1144,8 +1144,10 @@ fn a_hung_proxy_is_killed_with_its_envoy_and_restarted() {
         "found after {} ms",
         ms(hung_at, found)
     );
-    poll("kuma-dp and its Envoy killed", T, || {
-        (is_dead(envoy_pid) && is_dead(dp_pid)).then_some(())
+    // Gone from /proc, not just dead: the orphaned Envoy was re-parented to meshinit (a
+    // child subreaper) and reaped by its one reaper.
+    poll("kuma-dp and its Envoy killed and reaped", T, || {
+        (stat(envoy_pid).is_none() && stat(dp_pid).is_none()).then_some(())
     });
     let exit = s.dp.find("exit");
     assert!(exit.is_none(), "kuma-dp exited on its own: {}", s.dp.dump());
@@ -1319,4 +1321,55 @@ fn ctl_out_says_what_is_still_open_after_the_drain_timeout() {
         ["fail"],
         "no `ok` behind kuma-dp's drain"
     );
+}
+
+/// Issue 23: kuma-dp restarted while the instance is out (here it is killed): the new
+/// Envoy starts with its health checks passing, so meshinit fails them again as soon as
+/// the new kuma-dp is ready, and says so.
+#[test]
+fn a_restart_while_out_of_the_mesh_leaves_again_once_the_new_kuma_dp_is_ready() {
+    let (s, status) = Scenario::new("membership-restart")
+        .listening_app()
+        .env("FAKE_KUMA_DP_READY_AFTER_MS", "50")
+        .with_status();
+    let sock = s.dir.join("ctl.sock");
+    let s = s.opt(&[
+        "--control-socket",
+        &path_str(&sock),
+        "--proxy-restart-backoff",
+        "100ms",
+    ]);
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let (code, out, err) = ctl(&sock, &["out", "--no-wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    s.dp.wait_for_match("healthcheck", |e| e.rest == "fail", T);
+    let first: i32 = s.dp.find("start").unwrap().field("pid").parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    let second =
+        s.dp.wait_for_match("start", |e| e.field("pid") != first.to_string(), T);
+    let ready = s.dp.wait_for_match("ready", |e| e.t_ns > second.t_ns, T);
+    let again = s.dp.wait_for_match(
+        "healthcheck",
+        |e| e.rest == "fail" && e.t_ns > second.t_ns,
+        T,
+    );
+    p.wait_for_line(
+        "left the mesh: operator (again, on the restarted kuma-dp)",
+        T,
+    );
+    // meshinit reads kuma-dp's readiness every 100 ms: the call follows within a few polls.
+    eprintln!(
+        "re-applied {} ms after the new kuma-dp was ready",
+        ms(ready.t_ns, again.t_ns)
+    );
+    assert!(ms(ready.t_ns, again.t_ns) < bound_ms(2_000.0));
+    assert_eq!(healthcheck_calls(&s), ["fail", "fail"]);
+    assert_eq!(get(status, "/ready").map(|r| r.0), Some(503));
+    let body = get(status, "/metrics").expect("/metrics").1;
+    assert!(
+        body.contains("\nmeshinit_mesh_leaves_total{reason=\"operator\"} 1\n"),
+        "a re-apply is not a new leave: {body}"
+    );
+    assert_eq!(stop(&mut p), 143);
 }
