@@ -446,6 +446,13 @@ def proxy_hang(mesh, checks, proc):
               "--proxy-hang-timeout %s + 2 s" % M.fmt_d(HANG_TIMEOUT),
               "Envoy killed %s, new kuma-dp %.2fs after the SIGSTOP" % (
                   ("%.2fs" % (t_kill - t_stop)) if t_kill is not None else "never", restarted))
+    # meshinit's /ready (what a load balancer or a Nomad check polls) says
+    # not ready from the kill until the new kuma-dp is ready.
+    r_down = next((t for t, st, _ in ready.changes if t >= t_stop and st != 200), None)
+    r_up = next((t for t, st, _ in ready.changes if r_down is not None and t > r_down and st == 200), None)
+    checks.ok(r_down is not None and t_kill is not None and r_down <= t_kill + 0.5 and r_up is not None,
+              "proxy-hang: meshinit's /ready answers 503 from the kill until the new kuma-dp is ready",
+              ready.describe(t_stop))
     checks.ok(None not in (hangs0, hangs1, restarts0, restarts1) and hangs1 == hangs0 + 1
               and restarts1 == restarts0 + 1,
               "proxy-hang: meshinit_proxy_hangs_total and meshinit_proxy_restarts_total each count 1 more",
