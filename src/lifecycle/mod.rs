@@ -1296,6 +1296,7 @@ impl Lifecycle {
         if self.s.drain_mode == DrainMode::Hold
             && self.proxy.terms() == 1
             && matches!(self.phase, Phase::Draining | Phase::Grace | Phase::Stopping)
+            && self.app.alive()
             && !self.escalated
         {
             out.push(Action::Event(Event::HeldProxyExited { phase: self.phase }));

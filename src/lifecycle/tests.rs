@@ -2611,3 +2611,46 @@ fn a_restarted_kuma_dp_counts_again_only_once_its_dns_answers() {
     assert_eq!(dns_checks, [900, 23_000]);
     assert_eq!(lc.phase(), Phase::Running);
 }
+
+/// kuma-dp exiting on its own during the hold is news only while the app
+/// still runs (its outbound side is lost); with the app gone it is the
+/// drain's end, as with TERM.
+#[test]
+fn a_held_kuma_dp_that_exits_is_reported_only_while_the_app_needs_it() {
+    let held_exit = |phase| Action::Event(Event::HeldProxyExited { phase });
+    let (_, log) = run(
+        hold(),
+        &[
+            (0, Input::Start),
+            (100, HEALTHY),
+            (200, Input::ProxyReady),
+            (10_000, Input::Stop(TERM)),
+            (50_000, Input::Tick),
+            (55_000, Input::Tick),
+            (56_000, Input::ProxyExited(ExitStatus::Code(1))),
+        ],
+    );
+    assert_eq!(time_of(&log, held_exit(Phase::Stopping)), Some(56_000));
+    assert_eq!(
+        log.iter().filter(|(_, a)| *a == TERM_PROXY).count(),
+        1,
+        "nothing more is sent to a kuma-dp that is gone"
+    );
+    let (_, log) = run(
+        hold(),
+        &[
+            (0, Input::Start),
+            (100, HEALTHY),
+            (200, Input::ProxyReady),
+            (10_000, Input::Stop(TERM)),
+            (12_000, Input::AppExited(OK)),
+            (13_000, Input::ProxyExited(ExitStatus::Code(0))),
+        ],
+    );
+    assert!(
+        !log.iter()
+            .any(|(_, a)| matches!(a, Action::Event(Event::HeldProxyExited { .. }))),
+        "{log:?}"
+    );
+    assert_eq!(time_of(&log, Action::TermDescendants), Some(13_000));
+}
