@@ -29,6 +29,7 @@ mod proxy;
 mod resolve;
 mod shutdown;
 mod status;
+pub mod tproxy;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -193,6 +194,14 @@ pub struct Config {
     pub log_level: tracing::Level,
     /// The lifecycle's knobs.
     pub settings: Settings,
+    /// Transparent proxying, with kuma-dp unless `--transparent-proxy off`:
+    /// whether iptables redirects the workload's traffic (see
+    /// [`Config::redirection`]), the rules' facts (exempt uid, DNS
+    /// redirect, excluded inbound ports) and the install step.
+    pub transparent_proxy: Option<tproxy::TransparentProxy>,
+    /// `--start-order` was given (flag, env or file); otherwise it follows
+    /// redirection (`proxy-first` with it, else `app-first`).
+    pub start_order_given: bool,
     /// Things worth a warning at start (and in `check`).
     pub warnings: Vec<String>,
     /// Every option's effective value and origin, for `meshinit check`.
@@ -249,6 +258,13 @@ impl std::fmt::Display for BudgetVerdict {
 }
 
 impl Config {
+    /// Transparent proxying, when redirection is on: with it the app must
+    /// start only once kuma-dp is ready and its DNS answers
+    /// (`TransparentProxy::dns`), and Envoy must outlive the app at stop.
+    pub fn redirection(&self) -> Option<&tproxy::TransparentProxy> {
+        self.transparent_proxy.as_ref().filter(|t| t.active())
+    }
+
     /// How the worst-case shutdown compares with `--shutdown-budget`, when
     /// one is given.
     pub fn budget_verdict(&self) -> Option<BudgetVerdict> {
@@ -294,13 +310,46 @@ pub(crate) fn load_on(
         proxy.as_ref().map(ProxyConfig::effective_drain_time),
     );
     let status = status::section(&mut r, host, proxy.is_some());
+    let transparent_proxy = proxy.as_ref().and_then(|p| {
+        let extra = r
+            .raw("kuma-dp-arg")
+            .map(|raw| raw.values.clone())
+            .unwrap_or_default();
+        tproxy::section(
+            &mut r,
+            host,
+            p.dataplane.as_ref(),
+            p.dataplane_file.as_deref(),
+            &extra,
+        )
+    });
+    let redirecting = transparent_proxy.as_ref().is_some_and(|t| t.active());
+    let start_order_given = r.raw("start-order").is_some();
+    // Not given: proxy-first with redirection (an app started before
+    // Envoy listens loses its calls and lookups), else app-first.
     let start_order = match r
-        .value("start-order", parse::choice(&["app-first", "proxy-first"]))
-        .as_str()
+        .typed("start-order", parse::choice(&["app-first", "proxy-first"]))
+        .as_deref()
     {
-        "proxy-first" => StartOrder::ProxyFirst,
-        _ => StartOrder::AppFirst,
+        Some("proxy-first") => StartOrder::ProxyFirst,
+        Some(_) => StartOrder::AppFirst,
+        None if redirecting => StartOrder::ProxyFirst,
+        None => StartOrder::AppFirst,
     };
+    if let Some(tp) = &transparent_proxy {
+        if let (true, Some(p)) = (tp.active(), &proxy) {
+            tproxy::check_all(
+                &mut r,
+                host,
+                tp,
+                app.config.user.as_ref(),
+                p,
+                start_order,
+                status.listen,
+                &mut warnings,
+            );
+        }
+    }
     let settings = Settings {
         has_proxy: proxy.is_some(),
         probes: probes
@@ -369,6 +418,8 @@ pub(crate) fn load_on(
         log_json: status.log_json,
         log_level: status.log_level,
         settings,
+        transparent_proxy,
+        start_order_given,
         warnings: Vec::new(),
         effective,
     };

@@ -116,7 +116,13 @@ pub(super) fn section(
 /// when no proxy runs.
 fn mode_is_valid(r: &mut Resolver, file: bool, name: bool, mesh: bool) -> bool {
     if !file && !name {
-        for id in ["cp-address", "dataplane-token-file", "mesh", "kuma-dp-user"] {
+        for id in [
+            "cp-address",
+            "dataplane-token-file",
+            "mesh",
+            "kuma-dp-user",
+            "transparent-proxy-install",
+        ] {
             if r.raw(id).is_some() {
                 let o = r.origin(id);
                 r.problem(id, &o, "is set but no proxy would run: give --dataplane-file (direct mode) or --dataplane-name with --mesh (indirect mode)".into());

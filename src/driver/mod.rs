@@ -13,6 +13,7 @@ pub mod control;
 pub mod ctl;
 mod hang;
 mod idle;
+pub mod install;
 mod membership;
 mod proxy;
 mod reporter;

@@ -7,4 +7,5 @@
 pub mod dataplane;
 pub mod envoy;
 pub(crate) mod kuma_dp;
+pub mod tproxy;
 pub(crate) mod workdir;
