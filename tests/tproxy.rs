@@ -50,6 +50,9 @@ const REFUSALS: &[&str] = &[
     "have no serviceProbe",
 ];
 
+/// (what, Dataplane, args, the refusal, words the message must hold)
+type Case<'a> = (&'a str, &'a str, &'a [&'a str], &'a str, &'a [&'a str]);
+
 /// Each misconfiguration of item 1 is refused by `check` with exit 64 and its own message,
 /// naming the value and where it came from; the same configuration set right is accepted, with
 /// proxy-first as the default. Fails on the code before issue 26: every case exited 0.
@@ -74,8 +77,7 @@ fn check_refuses_each_misconfiguration_with_its_own_message() {
         "  transparentProxying:\n    redirectPortInbound: 15006\n    redirectPortOutbound: 15001\n",
         "",
     );
-    // (what, Dataplane, args, the refusal, words the message must hold)
-    let cases: &[(&str, &str, &[&str], &str, &[&str])] = &[
+    let cases: &[Case] = &[
         (
             "kuma-dp as meshinit's own uid",
             DP,
