@@ -481,7 +481,8 @@ pub(super) fn unprobed_inbounds(ports: &[u16], origin: Option<Origin>) -> Option
 }
 
 /// `--dns-enabled=false` given to kuma-dp, or `KUMA_DNS_ENABLED=false` in
-/// the environment kuma-dp inherits; the flag wins as in kuma-dp.
+/// the environment kuma-dp inherits; the flag wins as in kuma-dp (its
+/// flags override its environment).
 pub(super) fn kuma_dp_dns_disabled(
     args: &[String],
     args_origin: &Origin,
@@ -496,7 +497,7 @@ pub(super) fn kuma_dp_dns_disabled(
             .map(|f| (f, args_origin.clone()));
     }
     env("KUMA_DNS_ENABLED")
-        .filter(|v| matches!(v.trim(), "false" | "0"))
+        .filter(|v| matches!(v.trim(), "0" | "f" | "F" | "false" | "FALSE" | "False"))
         .map(|v| {
             (
                 format!("KUMA_DNS_ENABLED={v}"),

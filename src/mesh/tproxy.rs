@@ -318,14 +318,13 @@ pub fn install_args(args: &[String]) -> InstallArgs {
 pub struct KumaDpArgs {
     /// The flag that says redirection is on, as given.
     pub transparent_proxy: Option<String>,
-    /// `--dns-enabled=false` (or `--dns-enabled false`), as given.
+    /// `--dns-enabled=false` (or `=0`, `=f`...), as given.
     pub dns_disabled: Option<String>,
 }
 
 pub fn kuma_dp_args(args: &[String]) -> KumaDpArgs {
     let mut out = KumaDpArgs::default();
-    let mut it = args.iter().peekable();
-    while let Some(a) = it.next() {
+    for a in args {
         let (name, inline) = match a.split_once('=') {
             Some((n, v)) => (n, Some(v)),
             None => (a.as_str(), None),
@@ -338,20 +337,11 @@ pub fn kuma_dp_args(args: &[String]) -> KumaDpArgs {
             }
             "--transparent-proxy-config" => out.transparent_proxy = Some(a.clone()),
             "--dns-enabled" => {
-                // Go's boolean flags take `=false` only; a separate word is
-                // an argument, not the flag's value, but kuma-dp's cobra
-                // reads neither form otherwise, so both are read here.
-                let value = match inline {
-                    Some(v) => Some(v.to_string()),
-                    None => it
-                        .peek()
-                        .filter(|v| v.as_str() == "false" || v.as_str() == "true")
-                        .map(|v| v.to_string()),
-                };
-                out.dns_disabled = match value.as_deref() {
-                    Some("false") | Some("0") => Some(format!("--dns-enabled={}", "false")),
-                    _ => None,
-                };
+                // A Go boolean flag: only `--dns-enabled=VALUE` sets a value
+                // (a separate word is an argument, not the value), read as
+                // strconv.ParseBool does; the last one given wins.
+                let off = matches!(inline, Some("0" | "f" | "F" | "false" | "FALSE" | "False"));
+                out.dns_disabled = off.then(|| a.clone());
             }
             _ => {}
         }
@@ -582,11 +572,9 @@ mod tests {
                 None,
             ),
             (&["--dns-enabled=false"], None, Some("--dns-enabled=false")),
-            (
-                &["--dns-enabled", "false"],
-                None,
-                Some("--dns-enabled=false"),
-            ),
+            // A separate word is not a Go boolean flag's value.
+            (&["--dns-enabled", "false"], None, None),
+            (&["--dns-enabled=F"], None, Some("--dns-enabled=F")),
             (&["--dns-enabled=true"], None, None),
             (&["--dns-enabled=false", "--dns-enabled=true"], None, None),
         ];
