@@ -156,6 +156,11 @@ fn render_transparent_proxy(tp: &TransparentProxy, s_: &mut String) {
         for source in &tp.sources {
             let _ = writeln!(s_, "    - {source}");
         }
+    } else if matches!(tp.rules, RulesReading::Unreadable(_)) {
+        let _ = writeln!(
+            s_,
+            "  redirection: unknown (no other source says it is on, and the rules cannot be read; --transparent-proxy on|off decides)"
+        );
     } else {
         let _ = writeln!(s_, "  redirection: not found");
     }
@@ -221,7 +226,8 @@ fn render_transparent_proxy(tp: &TransparentProxy, s_: &mut String) {
                 dns.port, dns.from
             );
         }
-        (None, RulesReading::Unreadable(_)) => {
+        // Neither the rules nor the install step's arguments are known.
+        (None, _) if tp.inbound.is_none() => {
             let _ = writeln!(s_, "  DNS: unknown");
         }
         (None, _) => {

@@ -1467,6 +1467,7 @@ fn unreadable_rules_are_reported_as_such() {
     let plan = plan::render(&c);
     assert!(
         plan.contains("cannot read the rules (needs CAP_NET_ADMIN)")
+            && plan.contains("redirection: unknown")
             && !plan.contains("no Kuma rule"),
         "{plan}"
     );
