@@ -171,9 +171,10 @@ fn check_refuses_each_misconfiguration_with_its_own_message() {
 fn check_refuses_redirected_dns_without_kuma_dp_dns_and_a_redirected_status_port() {
     let dir = temp_dir("tproxy-install-facts");
     let base = [
-        "--kuma-dp-user=5678",
-        "--app-user=65534",
+        "--kuma-dp-user=nobody",
+        "--app-user=65533",
         "--kumactl=/bin/true",
+        "--transparent-proxy-install=--kuma-dp-user=nobody",
         "--transparent-proxy-install=--redirect-dns",
         "--transparent-proxy-install=--exclude-inbound-ports=9911",
     ];
@@ -186,7 +187,7 @@ fn check_refuses_redirected_dns_without_kuma_dp_dns_and_a_redirected_status_port
         let (code, out) = run(&["--status-listen=0.0.0.0:9911"]);
         assert_eq!(code, Some(0), "{out}");
         assert!(
-            out.contains("first step: /bin/true install transparent-proxy --redirect-dns --exclude-inbound-ports=9911"),
+            out.contains("first step: /bin/true install transparent-proxy --kuma-dp-user=nobody --redirect-dns --exclude-inbound-ports=9911"),
             "{out}"
         );
         assert!(out.contains("inbound ports not redirected: 9911"), "{out}");

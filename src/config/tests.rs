@@ -1541,6 +1541,37 @@ fn the_install_step_is_checked_up_front() {
     );
 }
 
+/// kumactl refuses a user that /etc/passwd does not have: its default `kuma-dp` when no
+/// `--kuma-dp-user` is given, or a bare uid; `check` says so before anything runs.
+#[test]
+fn the_install_steps_user_must_exist() {
+    for (arg, want) in [
+        (
+            "--redirect-dns",
+            "kumactl's default user kuma-dp (no --kuma-dp-user): no user 'kuma-dp'",
+        ),
+        (
+            "--kuma-dp-user=5678",
+            "--kuma-dp-user 5678: uid 5678 has no entry in this container's /etc/passwd",
+        ),
+    ] {
+        let host = tproxy_host(
+            vec![
+                ("MESHINIT_KUMA_DP_USER", "kuma"),
+                ("MESHINIT_KUMACTL", "/opt/kuma/bin/kumactl"),
+                ("MESHINIT_TRANSPARENT_PROXY_INSTALL", arg),
+            ],
+            Ok(NAT_EMPTY),
+        );
+        let errs = messages(load_made_up_numeric(&host).unwrap_err());
+        assert!(
+            errs.iter()
+                .any(|e| e.contains(want) && e.contains("env MESHINIT_TRANSPARENT_PROXY_INSTALL")),
+            "{arg}: {errs:?}"
+        );
+    }
+}
+
 /// As `load_made_up`, with kuma-dp found on the made-up PATH.
 fn load_made_up_numeric(host: &MadeUpHost) -> Result<Config, ConfigError> {
     let matches = cli::command()

@@ -206,19 +206,34 @@ fn install_facts(
 ) {
     tp.rules = RulesReading::NotRead("--transparent-proxy-install writes them before anything starts; the facts below are its arguments'");
     let facts = tproxy::install_args(args);
-    if let Some(user) = &facts.kuma_dp_user {
-        let uid = parse::user_spec(user).and_then(|spec| host.user(&spec));
-        match uid {
-            Ok(id) => {
-                tp.exempt_uid = id.uid.as_raw();
-                tp.exempt_uid_from = format!("kumactl --kuma-dp-user {user} (from {origin})");
-            }
-            Err(e) => r.problem(
-                "transparent-proxy-install",
-                origin,
-                format!("--kuma-dp-user {user}: {e}; kumactl needs the user in this container's /etc/passwd"),
-            ),
+    // kumactl looks the user up (a name or a uid) and refuses one that
+    // /etc/passwd does not have (research-26 §2): without
+    // `--kuma-dp-user`, its default user `kuma-dp`.
+    let (user, given) = match &facts.kuma_dp_user {
+        Some(u) => (u.as_str(), true),
+        None => ("kuma-dp", false),
+    };
+    let what = if given {
+        format!("--kuma-dp-user {user}")
+    } else {
+        format!("kumactl's default user {user} (no --kuma-dp-user)")
+    };
+    match parse::user_spec(user).and_then(|spec| host.user(&spec)) {
+        // A uid without a passwd entry resolves to its number as its name.
+        Ok(id) if id.name != id.uid.to_string() => {
+            tp.exempt_uid = id.uid.as_raw();
+            tp.exempt_uid_from = format!("kumactl {what} (from {origin})");
         }
+        Ok(id) => r.problem(
+            "transparent-proxy-install",
+            origin,
+            format!("{what}: uid {} has no entry in this container's /etc/passwd, and kumactl refuses such a user; add one (useradd --system --uid {} kuma-dp)", id.uid, id.uid),
+        ),
+        Err(e) => r.problem(
+            "transparent-proxy-install",
+            origin,
+            format!("{what}: {e}; kumactl needs the user in this container's /etc/passwd (useradd --system --uid 5678 kuma-dp) or another --kuma-dp-user"),
+        ),
     }
     if facts.redirect_dns {
         tp.dns = Some(DnsRedirect {
