@@ -77,6 +77,20 @@ pub(crate) fn cap_eff_has_net_admin(status: &str) -> bool {
         .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
 }
 
+/// Whether an interface other than `lo` has an IPv6 address
+/// (`/proc/net/if_inet6`: one line per address, the interface last);
+/// `true` when the file cannot be read, so that nothing is skipped.
+fn has_ipv6_beyond_loopback() -> bool {
+    std::fs::read_to_string("/proc/net/if_inet6")
+        .map_or(true, |text| if_inet6_beyond_loopback(&text))
+}
+
+pub(crate) fn if_inet6_beyond_loopback(text: &str) -> bool {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .any(|dev| dev != "lo")
+}
+
 /// Runs `tool -t nat` to its end and returns its stdout; stderr is read
 /// only to say why it failed (nf_tables' save warns there about legacy
 /// tables, which is no failure). Waited for by the reaper's `wait_for`:
@@ -297,6 +311,10 @@ impl Host for System<'_> {
     /// exemptions for both families. So a namespace with Kuma's rules on
     /// nf_tables costs one process; without any rule, up to four.
     ///
+    /// kumactl writes IPv6 rules only when the namespace has an IPv6
+    /// address beyond loopback (Kuma 2.14.3 `config/utils.go:217-232`):
+    /// without one (`/proc/net/if_inet6`), the IPv6 tables are not read.
+    ///
     /// Reading the legacy table makes the kernel create empty legacy
     /// tables (as kumactl's own probe does); nf_tables' save then warns
     /// about them on stderr, which is ignored.
@@ -307,6 +325,9 @@ impl Host for System<'_> {
         let find = |name: &str| self.executable(name, None).ok();
         let mut read = Vec::new();
         for family in ["iptables", "ip6tables"] {
+            if family == "ip6tables" && !has_ipv6_beyond_loopback() {
+                break;
+            }
             let mut tools: Vec<PathBuf> = ["nft-save", "legacy-save"]
                 .iter()
                 .filter_map(|v| find(&format!("{family}-{v}")))

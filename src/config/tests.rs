@@ -1585,3 +1585,24 @@ fn load_made_up_numeric(host: &MadeUpHost) -> Result<Config, ConfigError> {
         .unwrap();
     load_on(host, Mode::Run, &matches)
 }
+
+/// CAP_NET_ADMIN is bit 12 of `CapEff:` (root's full set, root with it dropped, a user's
+/// empty set), and IPv6 counts only beyond `lo`: what decides whether the rules are read.
+#[test]
+fn net_admin_and_ipv6_are_read_from_proc() {
+    use super::host::{cap_eff_has_net_admin, if_inet6_beyond_loopback};
+    let status = |caps: &str| {
+        format!("Name:\tmeshinit\nCapInh:\t0000000000000000\nCapEff:\t{caps}\nCapBnd:\t000001ffffffffff\n")
+    };
+    assert!(cap_eff_has_net_admin(&status("000001ffffffffff")));
+    assert!(!cap_eff_has_net_admin(&status("000001ffffffefff")));
+    assert!(cap_eff_has_net_admin(&status("0000000000001000")));
+    assert!(!cap_eff_has_net_admin(&status("0000000000000000")));
+    assert!(!cap_eff_has_net_admin("Name:\tmeshinit\n"));
+    let lo = "00000000000000000000000000000001 01 80 10 80       lo\n";
+    assert!(!if_inet6_beyond_loopback(lo));
+    assert!(!if_inet6_beyond_loopback(""));
+    assert!(if_inet6_beyond_loopback(&format!(
+        "{lo}fd000000000000000000000000000002 04 40 00 82     eth0\n"
+    )));
+}
