@@ -309,7 +309,12 @@ impl Host for System<'_> {
     /// variant is installed. IPv6 (`ip6tables-*`) only when IPv4 holds no
     /// Kuma rule: kumactl writes IPv4 rules in every mode and the same
     /// exemptions for both families. So a namespace with Kuma's rules on
-    /// nf_tables costs one process; without any rule, up to four.
+    /// nf_tables costs one process; without any rule, two (four with IPv6).
+    /// Measured (iptables 1.8.9, `perf stat -r 200` in a namespace):
+    /// `iptables-nft-save -t nat` 1.7 ms wall (0.96 ms CPU),
+    /// `iptables-legacy-save -t nat` 1.8 ms (0.73 ms CPU); `meshinit check`
+    /// with a Dataplane took about 2 ms more than with
+    /// `--transparent-proxy off`, with the rules and without.
     ///
     /// kumactl writes IPv6 rules only when the namespace has an IPv6
     /// address beyond loopback (Kuma 2.14.3 `config/utils.go:217-232`):
