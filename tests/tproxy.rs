@@ -434,3 +434,88 @@ fn the_install_step_writes_the_rules_before_the_app_starts() {
     assert!(out.contains("# "), "{out}");
     assert!(out.contains("app sees rules: 1"), "{out}");
 }
+
+/// A network namespace made with `ip netns add`, deleted (with its rules) when dropped.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// meshinit started with SIGCHLD ignored (a parent may leave it so; meshinit resets it only
+/// once it blocks its signals, after the configuration is built): the kernel reaps
+/// `iptables-save` by itself, and the rules are still read from its output rather than
+/// reported unreadable. In a namespace of the test's own (`ip netns add`, deleted on drop),
+/// rules by the real kumactl.
+#[test]
+fn the_rules_are_read_when_sigchld_was_inherited_ignored() {
+    if !nix::unistd::geteuid().is_root() {
+        return skip_or_fail("reading real rules needs root (a network namespace, kumactl)");
+    }
+    let Some(kumactl) = kumactl() else {
+        return skip_or_fail(
+            "no kumactl 2.14.3: run scripts/install-mesh-deps (it builds KUMACTL_BIN)",
+        );
+    };
+    let name = format!("meshinit-tproxy-{}", std::process::id());
+    let ok = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ok(&["netns", "add", &name]) {
+        return skip_or_fail("`ip netns add` failed (iproute2 missing?)");
+    }
+    let ns = Netns(name);
+    assert!(ok(&[
+        "netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"
+    ]));
+    let installed = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(&kumactl)
+        .args([
+            "install",
+            "transparent-proxy",
+            "--kuma-dp-user",
+            "65534",
+            "--ip-family-mode",
+            "ipv4",
+        ])
+        .output()
+        .unwrap();
+    assert!(installed.status.success(), "{installed:?}");
+    let dir = temp_dir("tproxy-sigchld");
+    let dp = dir.path().join("dp.yaml");
+    std::fs::write(&dp, DP).unwrap();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns.0])
+        .arg(meshinit_bin())
+        .arg("check")
+        .arg(format!("--kuma-dp={}", fake_kuma_dp_bin().display()))
+        .arg(format!("--dataplane-file={}", dp.display()))
+        .args([
+            "--cp-address=https://127.0.0.1:5678",
+            "--kuma-dp-user=65534",
+            "--",
+            "/bin/true",
+        ]);
+    // SAFETY: signal(2) is async-signal-safe; the closure runs in the child before exec,
+    // and `ip netns exec` execs meshinit with the disposition kept.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            nix::libc::signal(nix::libc::SIGCHLD, nix::libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut p = Proc::start(cmd);
+    let status = p.wait_exit(T);
+    let out = p.output();
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("Kuma's nat rules, read with") && out.contains("exempt uid: 65534"),
+        "{out}"
+    );
+}
