@@ -8,7 +8,8 @@
 //!   owns the clock, the processes and the sockets, using all the folders.
 //!   `mod.rs` (the event loop, signals, the one reaper), `proxy` (kuma-dp's
 //!   process, readiness poll and work dir), `idle` (Envoy's stats during a
-//!   drain or a waiting `ctl out`), `membership` (Envoy's
+//!   drain or a waiting `ctl out`), `install` (the opt-in
+//!   `kumactl install transparent-proxy` first step), `membership` (Envoy's
 //!   `/healthcheck/fail|ok` calls), `hang` (whether Envoy's admin API
 //!   answers), `reporter` (the snapshot, sd_notify, log lines, summary),
 //!   `control` (the `--control-socket` server) and `ctl` (its client,
@@ -17,7 +18,7 @@
 //!   read by build.rs), `cli` (the clap command built from it), `layers`
 //!   (flags, env, file, merged with origins), `resolve` (typing one value),
 //!   one module per YAML section (`app`, `probes`, `proxy`, `shutdown`,
-//!   `status`), `host` (what is asked of the machine, behind a trait),
+//!   `status`), `tproxy` (transparent proxying: detection and refusals), `host` (what is asked of the machine, behind a trait),
 //!   `lints` (warnings as pure passes) and `plan` (what `meshinit check`
 //!   prints, the shutdown timeline from `lifecycle::simulate`); `mod.rs`
 //!   runs them in order.
@@ -29,7 +30,9 @@
 //!   (`step(now, input) -> actions`), with `health` (probe thresholds, all
 //!   must pass), `simulate` (the machine on a simulated clock: the worst
 //!   case and check's timeline), its table tests and properties.
-//! - `mesh/`: the proxy: `dataplane` (the template), `envoy` (admin API:
+//! - `mesh/`: the proxy: `dataplane` (the template), `tproxy` (Kuma's
+//!   iptables rules as `iptables-save` shows them, kumactl's and kuma-dp's
+//!   transparent-proxy arguments), `envoy` (admin API:
 //!   stats for the idle drain, health-check calls, `/ready`), `kuma_dp` (what meshinit reads from
 //!   kuma-dp's arguments: drain time, work dir; the token hidden when shown),
 //!   `workdir` (kuma-dp's work directory).
@@ -144,6 +147,24 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
     }
     for w in &cfg.warnings {
         warn!("{w}");
+    }
+    // The opt-in first step, before anything else exists (see
+    // `driver::install`): rules kumactl could not write leave nothing to run.
+    if let Some(install) = cfg.redirection().and_then(|t| t.install.as_ref()) {
+        info!(
+            command = %format!("{} {}", install.kumactl.display(), basics::parse::shell_words(&install.argv())),
+            "installing the transparent-proxy rules"
+        );
+        match driver::install::run(install) {
+            Ok(took) => info!(
+                elapsed_ms = took.as_millis() as u64,
+                "transparent-proxy rules installed"
+            ),
+            Err(e) => {
+                tracing::error!("{e}; nothing was started");
+                return init::exit::EX_CONFIG;
+            }
+        }
     }
     match &cfg.proxy {
         None => info!("no Dataplane given: plain init mode, kuma-dp will not be started"),

@@ -87,6 +87,10 @@ fn drain_timeout_below_kuma_drain(config: &Config) -> Vec<String> {
 /// counts an inbound without a serviceProbe as healthy at once: measured,
 /// about a second before Envoy listens on it.
 fn inbounds_without_service_probe(config: &Config) -> Vec<String> {
+    // With redirection it is an error (`tproxy::unprobed_inbounds`).
+    if config.redirection().is_some() {
+        return Vec::new();
+    }
     let unprobed: Vec<String> = config
         .proxy
         .iter()

@@ -29,6 +29,7 @@ mod proxy;
 mod resolve;
 mod shutdown;
 mod status;
+pub mod tproxy;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -46,7 +47,7 @@ pub use options::{OptDef, OPTIONS};
 
 use crate::init::exit::ExitCodeMap;
 use crate::init::user::Identity;
-use crate::lifecycle::{self, Settings, StartOrder};
+use crate::lifecycle::{self, DrainMode, Settings, StartOrder};
 use crate::mesh::dataplane::Dataplane;
 use crate::mesh::envoy::{Admin, InboundListener};
 use crate::mesh::kuma_dp;
@@ -193,6 +194,14 @@ pub struct Config {
     pub log_level: tracing::Level,
     /// The lifecycle's knobs.
     pub settings: Settings,
+    /// Transparent proxying, with kuma-dp unless `--transparent-proxy off`:
+    /// whether iptables redirects the workload's traffic (see
+    /// [`Config::redirection`]), the rules' facts (exempt uid, DNS
+    /// redirect, excluded inbound ports) and the install step.
+    pub transparent_proxy: Option<tproxy::TransparentProxy>,
+    /// `--start-order` was given (flag, env or file); otherwise it follows
+    /// redirection (`proxy-first` with it, else `app-first`).
+    pub start_order_given: bool,
     /// Things worth a warning at start (and in `check`).
     pub warnings: Vec<String>,
     /// Every option's effective value and origin, for `meshinit check`.
@@ -249,6 +258,13 @@ impl std::fmt::Display for BudgetVerdict {
 }
 
 impl Config {
+    /// Transparent proxying, when redirection is on: with it the app must
+    /// start only once kuma-dp is ready and its DNS answers
+    /// (`TransparentProxy::dns`), and Envoy must outlive the app at stop.
+    pub fn redirection(&self) -> Option<&tproxy::TransparentProxy> {
+        self.transparent_proxy.as_ref().filter(|t| t.active())
+    }
+
     /// How the worst-case shutdown compares with `--shutdown-budget`, when
     /// one is given.
     pub fn budget_verdict(&self) -> Option<BudgetVerdict> {
@@ -294,13 +310,61 @@ pub(crate) fn load_on(
         proxy.as_ref().map(ProxyConfig::effective_drain_time),
     );
     let status = status::section(&mut r, host, proxy.is_some());
-    let start_order = match r
-        .value("start-order", parse::choice(&["app-first", "proxy-first"]))
-        .as_str()
-    {
-        "proxy-first" => StartOrder::ProxyFirst,
-        _ => StartOrder::AppFirst,
+    let transparent_proxy = proxy.as_ref().and_then(|p| {
+        let extra = r
+            .raw("kuma-dp-arg")
+            .map(|raw| raw.values.clone())
+            .unwrap_or_default();
+        tproxy::section(
+            &mut r,
+            host,
+            p.dataplane.as_ref(),
+            p.dataplane_file.as_deref(),
+            &extra,
+        )
+    });
+    let redirecting = transparent_proxy.as_ref().is_some_and(|t| t.active());
+    // With redirection every outbound call and lookup of the app goes
+    // through Envoy. Unless told otherwise, Envoy stays up until the app has
+    // stopped (the hold drain), and the app starts only once kuma-dp's DNS
+    // answers when the rules send its lookups there.
+    let auto_hold = redirecting && r.raw("drain-signal").is_none();
+    let drain_mode = if auto_hold {
+        DrainMode::Hold
+    } else {
+        shutdown.drain_mode
     };
+    let redirected_dns = transparent_proxy
+        .as_ref()
+        .filter(|_| redirecting)
+        .and_then(|t| t.dns.as_ref())
+        .map(|d| SocketAddr::from(([127, 0, 0, 1], d.port)));
+    let start_order_given = r.raw("start-order").is_some();
+    // Not given: proxy-first with redirection (an app started before
+    // Envoy listens loses its calls and lookups), else app-first.
+    let start_order = match r
+        .typed("start-order", parse::choice(&["app-first", "proxy-first"]))
+        .as_deref()
+    {
+        Some("proxy-first") => StartOrder::ProxyFirst,
+        Some(_) => StartOrder::AppFirst,
+        None if redirecting => StartOrder::ProxyFirst,
+        None => StartOrder::AppFirst,
+    };
+    if let Some(tp) = &transparent_proxy {
+        if let (true, Some(p)) = (tp.active(), &proxy) {
+            tproxy::check_all(
+                &mut r,
+                host,
+                tp,
+                app.config.user.as_ref(),
+                p,
+                start_order,
+                status.listen,
+                &mut warnings,
+            );
+        }
+    }
     let settings = Settings {
         has_proxy: proxy.is_some(),
         probes: probes
@@ -322,7 +386,7 @@ pub(crate) fn load_on(
         app_stop_timeout: app.stop_timeout,
         app_stop_timeout_given: app.stop_timeout_given,
         app_grace_delay: app.grace_delay,
-        drain_mode: shutdown.drain_mode,
+        drain_mode,
         drain_timeout: shutdown.drain_timeout,
         on_unhealthy: probes.on_unhealthy,
         kill_bound: lifecycle::KILL_BOUND,
@@ -332,11 +396,14 @@ pub(crate) fn load_on(
         // `0` turns the check off.
         proxy_hang_timeout: Some(r.value("proxy-hang-timeout", parse::duration))
             .filter(|t| !t.is_zero()),
-        proxy_dns: proxy_dns(&mut r, proxy.is_some()),
+        proxy_dns: match proxy_dns(&mut r, proxy.is_some()) {
+            None if r.raw("proxy-dns").is_none() => redirected_dns,
+            given => given,
+        },
     };
     let mut proxy = proxy;
     if let Some(p) = proxy.as_mut() {
-        proxy::hold_drain_time(&mut r, p, &settings);
+        proxy::hold_drain_time(&mut r, p, &settings, auto_hold);
     }
 
     if !r.problems.is_empty() {
@@ -374,6 +441,8 @@ pub(crate) fn load_on(
         log_json: status.log_json,
         log_level: status.log_level,
         settings,
+        transparent_proxy,
+        start_order_given,
         warnings: Vec::new(),
         effective,
     };
@@ -385,7 +454,9 @@ pub(crate) fn load_on(
 /// `--proxy-dns`: the DNS server of kuma-dp the start waits for; `off`
 /// (the default): none. Only meaningful with a proxy.
 fn proxy_dns(r: &mut Resolver, has_proxy: bool) -> Option<SocketAddr> {
-    let addr = r.value("proxy-dns", |s| {
+    // Not given: none here; the caller asks kuma-dp's DNS when transparent
+    // proxying redirects the app's lookups there.
+    let addr = r.typed("proxy-dns", |s| {
         if s.trim().eq_ignore_ascii_case("off") {
             Ok(None)
         } else {
@@ -393,7 +464,7 @@ fn proxy_dns(r: &mut Resolver, has_proxy: bool) -> Option<SocketAddr> {
                 .map(Some)
                 .map_err(|e| format!("{e}, or off"))
         }
-    })?;
+    })??;
     if !has_proxy {
         let o = r.origin("proxy-dns");
         r.problem(

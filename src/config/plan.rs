@@ -7,6 +7,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::basics::parse::{fmt_duration, shell_words, signal_name};
+use crate::config::tproxy::{InboundRedirect, Mode as TpMode, RulesReading, TransparentProxy};
 use crate::config::{Config, Effective, ProbeKind};
 use crate::lifecycle::simulate::{self, ShutdownRun};
 use crate::lifecycle::{Action, DrainEnd, DrainMode, Event, Phase, Target};
@@ -109,9 +110,14 @@ pub fn render(cfg: &Config) -> String {
             };
             let _ = writeln!(s_, "  work dir: {}{owned}", p.work_dir.display());
             if cfg.settings.start_order == crate::lifecycle::StartOrder::ProxyFirst {
+                let why = if cfg.start_order_given {
+                    ""
+                } else {
+                    ", the default with transparent proxying"
+                };
                 let _ = writeln!(
                     s_,
-                    "  start order: proxy-first (the app starts once kuma-dp is ready)"
+                    "  start order: proxy-first (the app starts once kuma-dp is ready{why})"
                 );
             }
             if let Some(dp) = &p.dataplane {
@@ -123,6 +129,9 @@ pub fn render(cfg: &Config) -> String {
         }
     }
 
+    if let Some(tp) = &cfg.transparent_proxy {
+        render_transparent_proxy(tp, s_);
+    }
     render_shutdown(cfg, s_);
     if !cfg.warnings.is_empty() {
         let _ = writeln!(s_, "\nWarnings:");
@@ -131,6 +140,108 @@ pub fn render(cfg: &Config) -> String {
         }
     }
     s
+}
+
+/// What meshinit found about transparent proxying, each fact with where
+/// it came from.
+fn render_transparent_proxy(tp: &TransparentProxy, s_: &mut String) {
+    let mode = match tp.mode {
+        TpMode::Auto => "auto",
+        TpMode::On => "on",
+        TpMode::Off => "off",
+    };
+    let _ = writeln!(s_, "\nTransparent proxying (--transparent-proxy {mode}):");
+    if tp.active() {
+        let _ = writeln!(s_, "  redirection: on, from:");
+        for source in &tp.sources {
+            let _ = writeln!(s_, "    - {source}");
+        }
+    } else if matches!(tp.rules, RulesReading::Unreadable(_)) {
+        let _ = writeln!(
+            s_,
+            "  redirection: unknown (no other source says it is on, and the rules cannot be read; --transparent-proxy on|off decides)"
+        );
+    } else {
+        let _ = writeln!(s_, "  redirection: not found");
+    }
+    match &tp.rules {
+        RulesReading::NotRead(why) => {
+            let _ = writeln!(s_, "  rules: not read ({why})");
+        }
+        RulesReading::Unreadable(why) => {
+            let _ = writeln!(
+                s_,
+                "  rules: {}",
+                crate::config::tproxy::unreadable_text(why)
+            );
+        }
+        RulesReading::Read { commands, rules } => {
+            let _ = writeln!(s_, "  rules: read with {}", commands.join(", "));
+            if rules.active() {
+                let port = |p: Option<u16>| p.map_or("-".to_string(), |p| p.to_string());
+                let _ = writeln!(
+                    s_,
+                    "  outbound TCP -> {}, inbound TCP -> {}",
+                    port(rules.outbound_port),
+                    port(rules.inbound_port)
+                );
+            } else {
+                let _ = writeln!(s_, "  no Kuma rule (no KUMA_MESH chain jumped to)");
+            }
+        }
+    }
+    if !tp.active() {
+        return;
+    }
+    let _ = writeln!(
+        s_,
+        "  exempt uid: {} ({})",
+        tp.exempt_uid, tp.exempt_uid_from
+    );
+    match &tp.inbound {
+        None => {
+            let _ = writeln!(s_, "  inbound ports not redirected: unknown");
+        }
+        Some(InboundRedirect::Off) => {
+            let _ = writeln!(s_, "  inbound: not redirected");
+        }
+        Some(InboundRedirect::AllBut(ex)) if ex.is_empty() => {
+            let _ = writeln!(s_, "  inbound ports not redirected: none");
+        }
+        Some(InboundRedirect::AllBut(ex)) => {
+            let list: Vec<String> = ex.iter().map(ToString::to_string).collect();
+            let _ = writeln!(s_, "  inbound ports not redirected: {}", list.join(", "));
+        }
+    }
+    match (&tp.dns, &tp.rules) {
+        (Some(dns), _) => {
+            let servers = if dns.servers.is_empty() {
+                "every server".to_string()
+            } else {
+                dns.servers.join(", ")
+            };
+            let _ = writeln!(
+                s_,
+                "  DNS: UDP/53 to {servers} redirected to port {} ({})",
+                dns.port, dns.from
+            );
+        }
+        // Neither the rules nor the install step's arguments are known.
+        (None, _) if tp.inbound.is_none() => {
+            let _ = writeln!(s_, "  DNS: unknown");
+        }
+        (None, _) => {
+            let _ = writeln!(s_, "  DNS: not redirected");
+        }
+    }
+    if let Some(install) = &tp.install {
+        let _ = writeln!(
+            s_,
+            "  first step: {} {} (before anything starts)",
+            install.kumactl.display(),
+            shell_words(&install.argv())
+        );
+    }
 }
 
 /// The shutdown's timeline, found by running the lifecycle on a simulated

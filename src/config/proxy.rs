@@ -120,7 +120,13 @@ pub(super) fn section(
 /// no drain time given meshinit passes one (the worst case and a margin);
 /// one given (`--kuma-dp-arg=--drain-time=...` or
 /// `KUMA_DATAPLANE_DRAIN_TIME`) that is shorter is refused.
-pub(super) fn hold_drain_time(r: &mut Resolver, p: &mut ProxyConfig, settings: &Settings) {
+/// `auto`: hold was not asked for but follows from transparent proxying.
+pub(super) fn hold_drain_time(
+    r: &mut Resolver,
+    p: &mut ProxyConfig,
+    settings: &Settings,
+    auto: bool,
+) {
     if settings.drain_mode != DrainMode::Hold {
         return;
     }
@@ -140,13 +146,18 @@ pub(super) fn hold_drain_time(r: &mut Resolver, p: &mut ProxyConfig, settings: &
                     super::Origin::Env("KUMA_DATAPLANE_DRAIN_TIME".into()),
                 )
             };
-            let message = format!(
+            let mut message = format!(
                 "hold: kuma-dp's {named} {} (from {from}) is shorter than meshinit's worst-case shutdown {}: kuma-dp must keep draining until meshinit stops it after the app has exited, or the app loses its outbound calls mid-stop; give a drain time of at least {}, or none and meshinit sets {}",
                 parse::fmt_duration(given),
                 parse::fmt_duration(worst),
                 parse::fmt_duration(worst),
                 parse::fmt_duration(kuma_dp::hold_drain_time(worst)),
             );
+            if auto {
+                message.push_str(
+                    " (hold is the drain with transparent proxying; --drain-signal TERM or USR2 chooses another)",
+                );
+            }
             let o = r.origin("drain-signal");
             r.problem("drain-signal", &o, message);
         }
@@ -164,7 +175,13 @@ pub(super) fn hold_drain_time(r: &mut Resolver, p: &mut ProxyConfig, settings: &
 /// when no proxy runs.
 fn mode_is_valid(r: &mut Resolver, file: bool, name: bool, mesh: bool) -> bool {
     if !file && !name {
-        for id in ["cp-address", "dataplane-token-file", "mesh", "kuma-dp-user"] {
+        for id in [
+            "cp-address",
+            "dataplane-token-file",
+            "mesh",
+            "kuma-dp-user",
+            "transparent-proxy-install",
+        ] {
             if r.raw(id).is_some() {
                 let o = r.origin(id);
                 r.problem(id, &o, "is set but no proxy would run: give --dataplane-file (direct mode) or --dataplane-name with --mesh (indirect mode)".into());

@@ -41,15 +41,19 @@ pub(super) fn section(r: &mut Resolver, proxy_drain_time: Option<Duration>) -> S
     }
     // `hold` is a SIGTERM drain too (the first of two SIGTERMs), so it is
     // carried as SIGTERM with a flag.
-    let (drain_signal, hold) = r.value("drain-signal", |s| {
-        if s.trim().eq_ignore_ascii_case("hold") {
-            return Ok((Signal::SIGTERM, true));
-        }
-        parse::signal(s).and_then(|sig| match sig {
-            Signal::SIGTERM | Signal::SIGUSR2 => Ok((sig, false)),
-            _ => Err(format!("'{s}' is not TERM, USR2 or hold")),
+    // Not given: TERM here; the caller makes it hold with transparent
+    // proxying.
+    let (drain_signal, hold) = r
+        .typed("drain-signal", |s| {
+            if s.trim().eq_ignore_ascii_case("hold") {
+                return Ok((Signal::SIGTERM, true));
+            }
+            parse::signal(s).and_then(|sig| match sig {
+                Signal::SIGTERM | Signal::SIGUSR2 => Ok((sig, false)),
+                _ => Err(format!("'{s}' is not TERM, USR2 or hold")),
+            })
         })
-    });
+        .unwrap_or((Signal::SIGTERM, false));
     let until_idle = r.value("drain-until-idle", parse::boolean);
     let drain_min = r.value("drain-min", parse::duration);
     let drain_idle = r.value("drain-idle", parse::duration);

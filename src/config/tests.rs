@@ -633,6 +633,12 @@ struct MadeUpHost {
     special: Vec<(&'static str, FileKind)>,
     /// Where meshinit was started.
     cwd: &'static str,
+    /// What `iptables-save -t nat` prints here, or why it cannot be read.
+    nat: Result<&'static str, &'static str>,
+    euid: u32,
+    net_admin: bool,
+    /// How often the rules were read.
+    nat_reads: std::cell::Cell<u32>,
 }
 
 impl Host for MadeUpHost {
@@ -652,6 +658,7 @@ impl Host for MadeUpHost {
     fn user(&self, spec: &parse::UserSpec) -> Result<Identity, String> {
         let uid = match spec.user.as_str() {
             "kuma" => 990,
+            other if other.parse::<u32>().is_ok() => other.parse().unwrap(),
             other => return Err(format!("no user '{other}'")),
         };
         Ok(Identity {
@@ -721,6 +728,23 @@ impl Host for MadeUpHost {
             .filter(|k| k.starts_with("MESHINIT_"))
             .collect()
     }
+    fn nat_rules(&self) -> Result<Vec<super::host::NatTable>, String> {
+        self.nat_reads.set(self.nat_reads.get() + 1);
+        self.nat
+            .map(|text| {
+                vec![super::host::NatTable {
+                    command: "iptables-nft-save -t nat".into(),
+                    text: text.into(),
+                }]
+            })
+            .map_err(str::to_string)
+    }
+    fn euid(&self) -> u32 {
+        self.euid
+    }
+    fn net_admin(&self) -> bool {
+        self.net_admin
+    }
 }
 
 #[test]
@@ -742,6 +766,10 @@ fn typing_reads_only_the_machine_it_is_given() {
         dirs: vec!["/scratch"],
         special: Vec::new(),
         cwd: "/",
+        nat: Err("meshinit lacks CAP_NET_ADMIN"),
+        euid: 0,
+        net_admin: false,
+        nat_reads: Default::default(),
     };
     let matches = cli::command()
         .try_get_matches_from(["meshinit", "--", "/srv/app"])
@@ -791,6 +819,10 @@ fn kuma_dp_work_dir_goes_in_the_units_runtime_directory() {
         dirs: vec!["/scratch", "/run/meshinit/backend"],
         special: Vec::new(),
         cwd: "/",
+        nat: Err("meshinit lacks CAP_NET_ADMIN"),
+        euid: 0,
+        net_admin: false,
+        nat_reads: Default::default(),
     };
     let matches = cli::command()
         .try_get_matches_from(["meshinit", "--", "/srv/app"])
@@ -1218,6 +1250,10 @@ fn made_up(env: Vec<(&'static str, &'static str)>) -> MadeUpHost {
         dirs: vec!["/srv", "/srv/run"],
         special: vec![("/srv/run/dev", FileKind::CharDevice)],
         cwd: "/srv/run",
+        nat: Err("meshinit lacks CAP_NET_ADMIN"),
+        euid: 0,
+        net_admin: false,
+        nat_reads: Default::default(),
     }
 }
 
@@ -1464,4 +1500,275 @@ fn proxy_dns_is_an_address_or_off() {
     );
     let m = messages(load_with(&["--proxy-dns=:15053", "--", "/bin/true"], &[], None).unwrap_err());
     assert!(m[0].contains("no proxy would run"), "{m:?}");
+}
+
+/// Transparent proxying on a made-up machine: a Dataplane with an inbound
+/// that has a serviceProbe, kuma-dp as `kuma` (uid 990), and the rules.
+fn tproxy_host(
+    env: Vec<(&'static str, &'static str)>,
+    nat: Result<&'static str, &'static str>,
+) -> MadeUpHost {
+    const DP: &str = "type: Dataplane\nmesh: default\nname: one\nnetworking:\n  address: 10.0.0.9\n  inbound:\n  - port: 8000\n    servicePort: 8080\n    serviceProbe: {tcp: {}}\n    tags: {kuma.io/service: backend}\n";
+    let mut all = vec![("MESHINIT_DATAPLANE_FILE", "/etc/dp.yaml")];
+    all.extend(env);
+    MadeUpHost {
+        env: all,
+        executables: vec!["/opt/kuma/bin/kuma-dp", "/srv/app", "/opt/kuma/bin/kumactl"],
+        files: vec![("/etc/dp.yaml", DP)],
+        dirs: vec!["/tmp"],
+        special: Vec::new(),
+        cwd: "/",
+        nat,
+        euid: 0,
+        net_admin: true,
+        nat_reads: Default::default(),
+    }
+}
+
+const NAT_RULES: &str = include_str!("../../tests/data/iptables/nft-redirect-dns.txt");
+const NAT_EMPTY: &str = include_str!("../../tests/data/iptables/nft-empty.txt");
+
+/// The rules read from the namespace turn redirection on, give the facts
+/// the hold drain and the DNS gate need, and make proxy-first the default.
+#[test]
+fn rules_found_make_proxy_first_the_default_and_give_their_facts() {
+    let host = tproxy_host(
+        vec![
+            ("MESHINIT_KUMA_DP_USER", "5678"),
+            ("MESHINIT_KUMA_DP", "/opt/kuma/bin/kuma-dp"),
+        ],
+        Ok(NAT_RULES),
+    );
+    let c = load_made_up_numeric(&host).unwrap_or_else(|e| panic!("{e}"));
+    let tp = c.redirection().expect("redirection found in the rules");
+    assert_eq!(c.settings.start_order, lifecycle::StartOrder::ProxyFirst);
+    assert!(!c.start_order_given);
+    assert_eq!(tp.exempt_uid, 5678);
+    assert_eq!(
+        tp.dns.as_ref().map(|d| (d.port, d.servers.clone())),
+        Some((15053, vec!["10.255.255.53".to_string()]))
+    );
+    assert_eq!(tp.inbound_excluded(9911), Some(true));
+    assert_eq!(host.nat_reads.get(), 1);
+    // Envoy is held up until the app has stopped, the app waits for
+    // kuma-dp's DNS, and kuma-dp is told to outlast meshinit's worst case.
+    assert_eq!(c.settings.drain_mode, lifecycle::DrainMode::Hold);
+    assert_eq!(
+        c.settings.proxy_dns,
+        Some(std::net::SocketAddr::from(([127, 0, 0, 1], 15053)))
+    );
+    assert!(
+        c.proxy
+            .as_ref()
+            .unwrap()
+            .args
+            .iter()
+            .any(|a| a.starts_with("--drain-time=")),
+        "{:?}",
+        c.proxy
+    );
+
+    // Either can be chosen otherwise.
+    let host = tproxy_host(
+        vec![
+            ("MESHINIT_KUMA_DP_USER", "5678"),
+            ("MESHINIT_KUMA_DP", "/opt/kuma/bin/kuma-dp"),
+            ("MESHINIT_DRAIN_SIGNAL", "USR2"),
+            ("MESHINIT_PROXY_DNS", "off"),
+        ],
+        Ok(NAT_RULES),
+    );
+    let c = load_made_up_numeric(&host).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        c.settings.drain_mode,
+        lifecycle::DrainMode::InboundUsr2 { .. }
+    ));
+    assert_eq!(c.settings.proxy_dns, None);
+
+    // No rule: nothing changes (app-first stays the default).
+    let host = tproxy_host(vec![("MESHINIT_KUMA_DP_USER", "5678")], Ok(NAT_EMPTY));
+    let c = load_made_up_numeric(&host).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.redirection().is_none());
+    assert_eq!(c.settings.start_order, lifecycle::StartOrder::AppFirst);
+    // Off: not even read.
+    let host = tproxy_host(
+        vec![
+            ("MESHINIT_KUMA_DP_USER", "5678"),
+            ("MESHINIT_TRANSPARENT_PROXY", "off"),
+        ],
+        Ok(NAT_RULES),
+    );
+    let c = load_made_up_numeric(&host).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.transparent_proxy.is_none() && c.redirection().is_none());
+    assert_eq!(host.nat_reads.get(), 0);
+}
+
+/// Plain init mode pays nothing: the rules are read only with kuma-dp.
+#[test]
+fn plain_mode_reads_no_rules() {
+    let host = MadeUpHost {
+        nat: Ok(NAT_RULES),
+        ..made_up(Vec::new())
+    };
+    let c = load_made_up(&host).unwrap();
+    assert!(c.transparent_proxy.is_none());
+    assert_eq!(host.nat_reads.get(), 0);
+}
+
+/// Rules that cannot be read are said to be so, not taken for none; a
+/// Dataplane that says redirection is on still turns it on.
+#[test]
+fn unreadable_rules_are_reported_as_such() {
+    let host = tproxy_host(
+        vec![("MESHINIT_KUMA_DP_USER", "5678")],
+        Err("meshinit lacks CAP_NET_ADMIN"),
+    );
+    let c = load_made_up_numeric(&host).unwrap();
+    let tp = c.transparent_proxy.as_ref().unwrap();
+    assert!(!tp.active());
+    assert_eq!(
+        tp.rules,
+        tproxy::RulesReading::Unreadable("meshinit lacks CAP_NET_ADMIN".into())
+    );
+    let plan = plan::render(&c);
+    assert!(
+        plan.contains("cannot read the rules (needs CAP_NET_ADMIN)")
+            && plan.contains("redirection: unknown")
+            && !plan.contains("no Kuma rule"),
+        "{plan}"
+    );
+    // With `on`, the defaults are assumed: kuma-dp as root is refused.
+    let host = tproxy_host(
+        vec![("MESHINIT_TRANSPARENT_PROXY", "on")],
+        Err("meshinit lacks CAP_NET_ADMIN"),
+    );
+    let errs = messages(load_made_up_numeric(&host).unwrap_err());
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("kuma-dp would run as meshinit's own uid 0")
+                && e.contains("kumactl's default")),
+        "{errs:?}"
+    );
+}
+
+/// The install step: its arguments give the facts (the rules are not there
+/// yet, and are not read), and it is refused up front without root, without
+/// CAP_NET_ADMIN or without kumactl.
+#[test]
+fn the_install_step_is_checked_up_front() {
+    let host = tproxy_host(
+        vec![
+            ("MESHINIT_KUMA_DP_USER", "kuma"),
+            ("MESHINIT_KUMACTL", "/opt/kuma/bin/kumactl"),
+            ("MESHINIT_TRANSPARENT_PROXY_INSTALL", "--kuma-dp-user=kuma"),
+        ],
+        Ok(NAT_EMPTY),
+    );
+    let c = load_made_up_numeric(&host).unwrap_or_else(|e| panic!("{e}"));
+    let tp = c
+        .redirection()
+        .expect("the install step turns redirection on");
+    assert_eq!(host.nat_reads.get(), 0);
+    assert_eq!(tp.exempt_uid, 990);
+    assert_eq!(tp.dns, None);
+    let install = tp.install.as_ref().unwrap();
+    assert_eq!(install.kumactl, Path::new("/opt/kuma/bin/kumactl"));
+    assert_eq!(
+        install.argv(),
+        vec!["install", "transparent-proxy", "--kuma-dp-user=kuma"]
+    );
+    assert_eq!(c.settings.start_order, lifecycle::StartOrder::ProxyFirst);
+
+    let host = MadeUpHost {
+        euid: 1000,
+        net_admin: false,
+        executables: vec!["/opt/kuma/bin/kuma-dp", "/srv/app"],
+        ..tproxy_host(
+            vec![
+                ("MESHINIT_KUMA_DP_USER", "kuma"),
+                ("MESHINIT_TRANSPARENT_PROXY_INSTALL", "--kuma-dp-user=kuma"),
+            ],
+            Ok(NAT_EMPTY),
+        )
+    };
+    let errs = messages(load_made_up_numeric(&host).unwrap_err());
+    let has = |n: &str| errs.iter().any(|e| e.contains(n));
+    assert!(has("needs root, and meshinit runs as uid 1000"), "{errs:?}");
+    assert!(has("needs CAP_NET_ADMIN"), "{errs:?}");
+    assert!(
+        has("kumactl 'kumactl' was not found") && has("--kumactl PATH"),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .filter(|e| e.contains("needs"))
+            .all(|e| e.contains("env MESHINIT_TRANSPARENT_PROXY_INSTALL")),
+        "{errs:?}"
+    );
+}
+
+/// kumactl refuses a user that /etc/passwd does not have: its default `kuma-dp` when no
+/// `--kuma-dp-user` is given, or a bare uid; `check` says so before anything runs.
+#[test]
+fn the_install_steps_user_must_exist() {
+    for (arg, want) in [
+        (
+            "--redirect-dns",
+            "kumactl's default user kuma-dp (no --kuma-dp-user): no user 'kuma-dp'",
+        ),
+        (
+            "--kuma-dp-user=5678",
+            "--kuma-dp-user 5678: uid 5678 has no entry in this container's /etc/passwd",
+        ),
+    ] {
+        let host = tproxy_host(
+            vec![
+                ("MESHINIT_KUMA_DP_USER", "kuma"),
+                ("MESHINIT_KUMACTL", "/opt/kuma/bin/kumactl"),
+                ("MESHINIT_TRANSPARENT_PROXY_INSTALL", arg),
+            ],
+            Ok(NAT_EMPTY),
+        );
+        let errs = messages(load_made_up_numeric(&host).unwrap_err());
+        assert!(
+            errs.iter()
+                .any(|e| e.contains(want) && e.contains("env MESHINIT_TRANSPARENT_PROXY_INSTALL")),
+            "{arg}: {errs:?}"
+        );
+    }
+}
+
+/// As `load_made_up`, with kuma-dp found on the made-up PATH.
+fn load_made_up_numeric(host: &MadeUpHost) -> Result<Config, ConfigError> {
+    let matches = cli::command()
+        .try_get_matches_from([
+            "meshinit",
+            "--kuma-dp",
+            "/opt/kuma/bin/kuma-dp",
+            "--",
+            "/srv/app",
+        ])
+        .unwrap();
+    load_on(host, Mode::Run, &matches)
+}
+
+/// CAP_NET_ADMIN is bit 12 of `CapEff:` (root's full set, root with it dropped, a user's
+/// empty set), and IPv6 counts only beyond `lo`: what decides whether the rules are read.
+#[test]
+fn net_admin_and_ipv6_are_read_from_proc() {
+    use super::host::{cap_eff_has_net_admin, if_inet6_beyond_loopback};
+    let status = |caps: &str| {
+        format!("Name:\tmeshinit\nCapInh:\t0000000000000000\nCapEff:\t{caps}\nCapBnd:\t000001ffffffffff\n")
+    };
+    assert!(cap_eff_has_net_admin(&status("000001ffffffffff")));
+    assert!(!cap_eff_has_net_admin(&status("000001ffffffefff")));
+    assert!(cap_eff_has_net_admin(&status("0000000000001000")));
+    assert!(!cap_eff_has_net_admin(&status("0000000000000000")));
+    assert!(!cap_eff_has_net_admin("Name:\tmeshinit\n"));
+    let lo = "00000000000000000000000000000001 01 80 10 80       lo\n";
+    assert!(!if_inet6_beyond_loopback(lo));
+    assert!(!if_inet6_beyond_loopback(""));
+    assert!(if_inet6_beyond_loopback(&format!(
+        "{lo}fd000000000000000000000000000002 04 40 00 82     eth0\n"
+    )));
 }

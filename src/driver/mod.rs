@@ -14,6 +14,7 @@ pub mod ctl;
 mod dns;
 mod hang;
 mod idle;
+pub mod install;
 mod membership;
 mod proxy;
 mod reporter;

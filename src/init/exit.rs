@@ -18,6 +18,9 @@ pub const EX_IOERR: i32 = 74;
 /// kuma-dp failed: it crashed more than `--proxy-max-restarts` times within
 /// the restart window, or did not become ready within `--proxy-ready-timeout`.
 pub const EX_TEMPFAIL: i32 = 75;
+/// `--transparent-proxy-install`: `kumactl install transparent-proxy`
+/// failed or could not be run; nothing else was started.
+pub const EX_CONFIG: i32 = 78;
 /// `meshinit ctl`: the running meshinit refused this user (its control
 /// socket admits only meshinit's own uid), or the socket cannot be opened.
 pub const EX_NOPERM: i32 = 77;

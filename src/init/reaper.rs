@@ -80,6 +80,34 @@ pub fn reap(out: &mut Reaped) {
     }
 }
 
+/// Blocks until the child `pid` has ended and returns how. Only for a
+/// child meshinit runs to its end before anything else is started: the
+/// `iptables-save` that tells whether transparent proxying is on (read
+/// while the configuration is built) and `kumactl install
+/// transparent-proxy` (`--transparent-proxy-install`, run before the app
+/// and kuma-dp). `waitpid(pid)` on that one pid never takes another
+/// child's status, so the `waitpid(-1)` of [`reap`] still sees every other
+/// child; nothing else may call it once the app runs (the driver's loop
+/// must not block).
+pub fn wait_for(pid: Pid) -> nix::Result<ExitStatus> {
+    use nix::libc;
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: waitpid writes the status word into a c_int we own.
+        let rc = unsafe { libc::waitpid(pid.as_raw(), &mut status, 0) };
+        if rc < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                e => return Err(e),
+            }
+        }
+        // Without WUNTRACED only an end is reported.
+        if let Decoded::Exited(st) = decode(status) {
+            return Ok(st);
+        }
+    }
+}
+
 /// Whether meshinit has any child at all, exited or not, without reaping
 /// it (WNOWAIT): the status stays for `reap`.
 pub fn has_children() -> bool {

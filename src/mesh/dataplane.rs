@@ -38,6 +38,11 @@ pub struct Dataplane {
     pub outbound_ports: Vec<u16>,
     /// `networking.admin.port`, when the Dataplane sets Envoy's admin port.
     pub admin_port: Option<u16>,
+    /// The line of `networking.transparentProxying`'s content (the YAML
+    /// tree's line of the value), when the Dataplane has it: it tells kuma-cp that iptables redirects this workload's traffic
+    /// (kuma-dp's `--transparent-proxy` metadata wins over it in kuma-cp,
+    /// but either means the rules exist).
+    pub transparent_proxying: Option<u64>,
     /// The rendered YAML, for `meshinit check`.
     pub rendered: String,
     /// Variables given but not used by the template (a warning, not an error).
@@ -164,6 +169,7 @@ pub fn check(template: &str, vars: &BTreeMap<String, String>) -> Result<Dataplan
         inbounds: Vec::new(),
         outbound_ports: Vec::new(),
         admin_port: None,
+        transparent_proxying: None,
         rendered: rendered.clone(),
         unused_vars,
     };
@@ -271,6 +277,11 @@ pub fn check(template: &str, vars: &BTreeMap<String, String>) -> Result<Dataplan
         }
     }
 
+    dp.transparent_proxying = net
+        .node
+        .get("transparentProxying")
+        .filter(|t| !matches!(t.node, Node::Null))
+        .map(|t| t.line);
     dp.admin_port = text(net.node.get("admin").and_then(|a| a.node.get("port")))
         .parse::<u16>()
         .ok()
@@ -424,10 +435,25 @@ mod tests {
     }
 
     #[test]
+    fn reads_transparent_proxying_with_its_line() {
+        let doc = "type: Dataplane\nname: a\nmesh: m\nnetworking:\n  address: 10.0.0.2\n  inbound:\n  - port: 1\n    tags: {kuma.io/service: s}\n  transparentProxying:\n    redirectPortInbound: 15006\n    redirectPortOutbound: 15001\n";
+        assert_eq!(
+            check(doc, &vars(&[])).unwrap().transparent_proxying,
+            Some(10)
+        );
+        let empty = doc.replace("  transparentProxying:\n    redirectPortInbound: 15006\n    redirectPortOutbound: 15001\n", "  transparentProxying:\n");
+        assert_eq!(
+            check(&empty, &vars(&[])).unwrap().transparent_proxying,
+            None
+        );
+    }
+
+    #[test]
     fn unknown_fields_and_service_probes_are_allowed() {
         let doc = "type: Dataplane\nname: a\nmesh: m\nnetworking:\n  address: ::1\n  admin: {port: 9901}\n  inbound:\n  - port: 1\n    serviceAddress: 10.0.0.1\n    serviceProbe: {tcp: {}}\n    tags: {kuma.io/service: s}\n";
         let dp = check(doc, &vars(&[])).unwrap();
         assert!(dp.inbounds[0].has_service_probe);
+        assert_eq!(dp.transparent_proxying, None);
         assert_eq!(dp.inbounds[0].service_address, "10.0.0.1");
     }
 }

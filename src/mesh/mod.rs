@@ -9,4 +9,5 @@ pub mod dataplane;
 pub mod dns;
 pub mod envoy;
 pub(crate) mod kuma_dp;
+pub mod tproxy;
 pub(crate) mod workdir;
