@@ -22,7 +22,8 @@
 //!   prints, the shutdown timeline from `lifecycle::simulate`); `mod.rs`
 //!   runs them in order.
 //! - `report/`: `snapshot` (what is reported, published once per turn),
-//!   `status` (the endpoint), `metrics`, `state_file` (the last shutdown,
+//!   `status` (the endpoint), `admission` (connection slots shared by the
+//!   endpoint and the control socket), `metrics`, `state_file` (the last shutdown,
 //!   kept across restarts), `notify` (sd_notify), `logging`.
 //! - `lifecycle/`: every decision, as a pure state machine
 //!   (`step(now, input) -> actions`), with `health` (probe thresholds, all

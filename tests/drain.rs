@@ -240,3 +240,228 @@ fn proxy_first_with_a_failing_proxy_never_starts_the_app() {
         s.timeline()
     );
 }
+
+// ---- Issue 26: the hold drain and the DNS gate ----
+
+/// A scenario without the harness's short `KUMA_DATAPLANE_DRAIN_TIME`: the
+/// hold drain sets kuma-dp's drain time itself (and refuses a short one).
+fn hold_scenario(tag: &str) -> Scenario {
+    let mut s = Scenario::new(tag);
+    s.env.retain(|(k, _)| k != "KUMA_DATAPLANE_DRAIN_TIME");
+    s
+}
+
+/// The whole hold drain against the fake kuma-dp: SIGTERM to kuma-dp, the
+/// inbound idle after --drain-min, the grace, the app's stop, the app's exit,
+/// and only then kuma-dp's second SIGTERM, which ends its (long) drain at
+/// once; the app's outbound calls (to the fake kuma-dp, standing in for
+/// Envoy) all work while it stops; meshinit exits with the app's status.
+#[test]
+fn the_hold_drain_keeps_kuma_dp_for_the_apps_outbound_until_the_app_has_exited() {
+    let s = hold_scenario("hold-drain").listening_app().opt(&[
+        "--drain-signal",
+        "hold",
+        "--drain-min",
+        "300ms",
+        "--drain-idle",
+        "200ms",
+        "--app-grace-delay",
+        "300ms",
+    ]);
+    let envoy = format!("127.0.0.1:{}", s.ready_port);
+    let i = inbound(&s);
+    let s = s
+        .app(&[
+            "--on",
+            "TERM=exit-after:700:0",
+            "--call-while-stopping",
+            &envoy,
+        ])
+        .env("FAKE_KUMA_DP_INBOUND", &i)
+        .env("FAKE_KUMA_DP_DRAIN_BUSY_MS", "200");
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let drain_time = s
+        .dp_argv()
+        .into_iter()
+        .find_map(|a| a.strip_prefix("--drain-time=").map(str::to_string))
+        .unwrap_or_else(|| panic!("meshinit passes kuma-dp a drain time: {:?}", s.dp_argv()));
+    let secs: u64 = drain_time
+        .trim_end_matches('s')
+        .parse()
+        .expect("whole seconds");
+    assert!(
+        secs > 40,
+        "beyond --drain-timeout and the rest: {drain_time}"
+    );
+    let sent = now_ns();
+    p.signal(Signal::SIGTERM);
+    let (status, _) = wait_exit_at(&mut p, T);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the app's own status\n{}",
+        p.output()
+    );
+
+    let t = terms(&s);
+    assert_eq!(t.len(), 2, "two SIGTERMs, never a third\n{}", s.timeline());
+    let app_term = s
+        .app
+        .find_all("signal")
+        .into_iter()
+        .find(|e| e.rest == "TERM")
+        .expect("the app got its stop signal");
+    let app_exit = s.app.wait_for("exit", T);
+    let dp_exit = s.dp.wait_for("exit", T);
+    let order = [t[0], app_term.t_ns, app_exit.t_ns, t[1], dp_exit.t_ns];
+    assert!(
+        order.windows(2).all(|w| w[0] <= w[1]),
+        "kuma-dp TERM, app TERM, app exit, kuma-dp TERM, kuma-dp exit:\n{}",
+        s.timeline()
+    );
+    // The inbound phase (drain-min, busy 200 ms, idle 200 ms) and the grace.
+    let before_app_stop = ms(t[0], app_term.t_ns);
+    assert!(
+        before_app_stop >= 600.0,
+        "app stopped {before_app_stop} ms after kuma-dp's TERM\n{}",
+        s.timeline()
+    );
+    assert!((t[0] - sent) / MS < 2_000);
+    assert_eq!(
+        dp_exit.field("reason"),
+        "stop-now",
+        "the second SIGTERM ended kuma-dp's drain (it was not its drain time)"
+    );
+    assert_eq!(dp_exit.field("code"), "0");
+    assert!(
+        !s.dp_signal_events().iter().any(|e| e.rest == "USR2"),
+        "{}",
+        s.timeline()
+    );
+    // Every outbound call of the stopping app went through.
+    let calls = s.app.find_all("call");
+    assert!(
+        calls.len() >= 5,
+        "the app called out while stopping:\n{}",
+        s.timeline()
+    );
+    assert!(
+        calls.iter().all(|c| c.field("ok") == "1"),
+        "outbound calls failed while the app stopped:\n{}",
+        s.timeline()
+    );
+    let line = p.wait_for_line("hold drain: the inbound drain is over", T);
+    assert!(line.contains("(idle)"), "{line}");
+    let sum = summary(&p);
+    assert_eq!(sum.exit, 0);
+    assert!(
+        sum.drain < 5.0,
+        "the inbound phase ended by the idle rule: {}",
+        sum.drain
+    );
+}
+
+/// A drain time given to kuma-dp that does not outlast meshinit's worst
+/// case is refused before anything starts, naming both values; `check`
+/// prints the hold timeline with the drain time meshinit passes.
+#[test]
+fn the_hold_drain_refuses_a_short_drain_time_and_check_prints_its_timeline() {
+    let s = hold_scenario("hold-check").opt(&[
+        "--drain-signal",
+        "hold",
+        "--kuma-dp-arg=--drain-time=5s",
+    ]);
+    let mut p = s.start();
+    let (status, _) = wait_exit_at(&mut p, T);
+    assert_eq!(status.code(), Some(64), "{}", p.output());
+    let out = p.output();
+    assert!(
+        out.contains("kuma-dp's --drain-time 5s (from flag --kuma-dp-arg) is shorter than meshinit's worst-case shutdown 54s"),
+        "{out}"
+    );
+    assert!(s.app.find("start").is_none() && s.dp.find("start").is_none());
+
+    let s = hold_scenario("hold-check-ok").opt(&["--drain-signal", "hold"]);
+    let args: Vec<String> = s
+        .command()
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut check = std::process::Command::new(meshinit_bin());
+    check.arg("check").args(&args);
+    for (k, v) in &s.env {
+        check.env(k, v);
+    }
+    let out = check.output().expect("meshinit check runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "drain (hold): kuma-dp gets SIGTERM; the inbound is withdrawn and drains, at most 40s (drain-timeout); kuma-dp keeps Envoy up for the app's outbound calls and DNS (its drain time 64s)",
+        "40s  hold: the inbound drain ends (drain-timeout)",
+        "50s  kuma-dp gets its second SIGTERM now that the app is gone",
+        "--drain-time=64s",
+        "worst case: 54s",
+    ] {
+        assert!(stdout.contains(want), "no {want:?} in:\n{stdout}");
+    }
+}
+
+/// `--proxy-dns`: with proxy-first the app starts only once kuma-dp is
+/// ready AND its DNS answered (here 1.2 s after kuma-dp's start, 1 s after
+/// its readiness).
+#[test]
+fn proxy_first_with_the_dns_gate_starts_the_app_after_kuma_dps_dns_answers() {
+    let dns = format!("127.0.0.1:{}", free_port());
+    let s = Scenario::new("dns-gate")
+        .listening_app()
+        .opt(&["--start-order", "proxy-first", "--proxy-dns", &dns])
+        .env("FAKE_KUMA_DP_DNS", &dns)
+        .env("FAKE_KUMA_DP_DNS_AFTER_MS", "1200");
+    let mut p = s.start();
+    p.wait_for_line("service running and ready", T);
+    let ready = s.dp.wait_for("ready", T);
+    let listening = s.dp.wait_for("dns-listening", T);
+    let answer = s.dp.wait_for("dns-answer", T);
+    let app = s.app.wait_for("start", T);
+    assert!(
+        ready.t_ns < listening.t_ns && answer.t_ns < app.t_ns,
+        "kuma-dp ready, its DNS answers, then the app starts:\n{}",
+        s.timeline()
+    );
+    p.wait_for_line("kuma-dp's DNS server answers", T);
+    p.signal(Signal::SIGTERM);
+    let (status, _) = wait_exit_at(&mut p, T);
+    assert_eq!(status.code(), Some(143), "{}", p.output());
+}
+
+/// A DNS that never answers: the wait is bounded by --proxy-ready-timeout,
+/// the app never runs, meshinit exits 75 saying why.
+#[test]
+fn the_dns_gate_gives_up_at_the_proxy_ready_timeout() {
+    let dns = format!("127.0.0.1:{}", free_port());
+    let s = Scenario::new("dns-gate-silent").listening_app().opt(&[
+        "--start-order",
+        "proxy-first",
+        "--proxy-dns",
+        &dns,
+        "--proxy-ready-timeout",
+        "1500ms",
+    ]);
+    let mut p = s.start();
+    let (status, _) = wait_exit_at(&mut p, T);
+    assert_eq!(status.code(), Some(75), "{}", p.output());
+    assert!(
+        p.output()
+            .contains("kuma-dp is ready but its DNS server did not answer"),
+        "{}",
+        p.output()
+    );
+    assert!(s.dp.find("ready").is_some(), "{}", s.timeline());
+    assert!(s.app.find("start").is_none(), "{}", s.timeline());
+}

@@ -2,9 +2,15 @@
 """Demo backend for the real-mesh suite and demo (Python 3 stdlib only).
 
     backend.py --port PORT --name NAME [--host 127.0.0.1] [--startup-delay S]
+               [--health-file PATH]
 
 GET /        -> 200 "NAME\n" (plus the request count)
-GET /healthz, /health -> 200 "ok\n"
+GET /healthz, /health -> 200 "ok\n"; with --health-file, while PATH exists and
+               holds a status code (e.g. 500), that code and "unhealthy\n"
+               instead, while / keeps serving: an app whose health check
+               fails (a lost database) while its port is open. The knob is a
+               file, not an HTTP endpoint, so nothing that reaches the app
+               through the mesh can turn it.
 anything else-> 404
 
 Like most apps it exits promptly on SIGTERM/SIGINT (status 0): it does not
@@ -34,9 +40,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def _health_code(self):
+        """200, or the code written in --health-file while it exists."""
+        path = self.server.health_file
+        if not path:
+            return 200
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except FileNotFoundError:
+            return 200
+        try:
+            return int(text)
+        except ValueError:
+            return 500  # a file being written, or one with no code: unhealthy
+
     def do_GET(self):
         if self.path in ("/healthz", "/health"):
-            self._send(200, "ok\n")
+            code = self._health_code()
+            self._send(code, "ok\n" if code == 200 else "unhealthy\n")
         elif self.path == "/" or self.path.startswith("/?"):
             with self.server.lock:
                 self.server.count += 1
@@ -63,6 +85,8 @@ def main():
     ap.add_argument("--name", default="backend")
     ap.add_argument("--startup-delay", type=float, default=0.0,
                     help="seconds to wait before listening (a slow start)")
+    ap.add_argument("--health-file", default=None,
+                    help="while this file exists, /health and /healthz answer the status code it holds")
     args = ap.parse_args()
 
     def on_term(signum, _frame):
@@ -79,6 +103,7 @@ def main():
         time.sleep(args.startup_delay)
     srv = Server((args.host, args.port), Handler)
     srv.name = args.name
+    srv.health_file = args.health_file
     srv.count = 0
     srv.lock = threading.Lock()
     print("backend %s: listening on %s:%d (pid %d)" % (args.name, args.host, args.port, os.getpid()),

@@ -146,6 +146,26 @@ def pids_in_session(sid):
     return out
 
 
+def comm(pid):
+    """A process's name as the kernel has it (/proc/PID/comm), or None."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def children(pid, name=None):
+    """Live children of pid (named `name`, if given), in pid order."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _proc_stat(int(d))
+            if st and st["ppid"] == pid and st["state"] != "Z" and (name is None or comm(int(d)) == name):
+                out.append(int(d))
+    return sorted(out)
+
+
 def descendants(pid):
     children = {}
     for d in os.listdir("/proc"):
@@ -271,6 +291,9 @@ class Runner:
         live = [p for p in self.procs if p.session_pids()]
         for p in live:
             p.kill_session(signal.SIGTERM)
+            # A process a scenario stopped (SIGSTOP: a frozen Envoy or
+            # kuma-cp) would hold the TERM pending until SIGKILL: let it run.
+            p.kill_session(signal.SIGCONT)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and any(p.session_pids() for p in live):
             time.sleep(0.05)
@@ -529,7 +552,9 @@ class Load:
         self.by_backend = {}
         self.first_ok = {}  # backend -> time of its first 2xx answer
         self.last_ok = {}  # backend -> time of its last 2xx answer
+        self.ok_at = {}  # backend -> [time each of its 2xx answers was asked for]
         self.errors = []  # (t, what)
+        self.error_spans = []  # (t sent, t failed, what): which failures were in flight at a moment
         self.stop_evt = threading.Event()
         self.threads = []
 
@@ -550,9 +575,11 @@ class Load:
                 self.by_backend[what] = self.by_backend.get(what, 0) + 1
                 self.first_ok.setdefault(what, t)
                 self.last_ok[what] = t
+                self.ok_at.setdefault(what, []).append(t)
             else:
                 self.failed += 1
                 self.errors.append((t, what))
+                self.error_spans.append((t, now(), what))
         return reuse
 
     def _worker(self, idx):
@@ -595,6 +622,16 @@ class Load:
 
     def wait_total(self, n, timeout):
         wait_until(lambda: self.snapshot()[0] >= n, timeout, "%d requests sent" % n, interval=0.02)
+
+    def answers(self, backend, after=float("-inf"), before=float("inf")):
+        """Times (when each was sent) of the 2xx answers from backend in
+        [after, before): a backend's share of the load over time."""
+        with self.lock:
+            return [t for t in self.ok_at.get(backend, ()) if after <= t < before]
+
+    def errors_between(self, after=float("-inf"), before=float("inf")):
+        with self.lock:
+            return [(t, what) for t, what in self.errors if after <= t < before]
 
 
 class UnixHTTPConnection(httpclient.HTTPConnection):
@@ -842,15 +879,15 @@ class Mesh:
         return {"mesh": self.mesh, "name": "backend-%d" % i, "address": "127.0.0.1",
                 "port": p["inbound"], "app_port": p["app"], "instance": i}
 
-    def app_argv(self, i, startup_delay=0.0):
+    def app_argv(self, i, startup_delay=0.0, app_extra=()):
         argv = [sys.executable, os.path.join(HERE, "backend.py"), "--port", self.ports(i)["app"],
                 "--name", "backend-%d" % i]
         if startup_delay:
             argv += ["--startup-delay", startup_delay]
-        return argv
+        return argv + list(app_extra)
 
     def meshinit_argv(self, i, startup_delay=0.0, tag="", drain_time=None, template="backend-dp.yaml",
-                      extra=()):
+                      extra=(), app_extra=()):
         """meshinit's command line for backend i. drain_time: None for the
         suite's kuma-dp --drain-time, DEFAULT for kuma-dp's own 30 s."""
         p = self.ports(i)
@@ -877,14 +914,14 @@ class Mesh:
                  "--status-listen", "127.0.0.1:%d" % p["status"],
                  "--log-format", "text"]
         argv += list(extra)
-        argv += ["--"] + self.app_argv(i, startup_delay)
+        argv += ["--"] + self.app_argv(i, startup_delay, app_extra)
         return argv
 
     def start_backend_meshinit(self, i, startup_delay=0.0, tag="", drain_time=None,
-                               template="backend-dp.yaml", extra=()):
+                               template="backend-dp.yaml", extra=(), app_extra=()):
         p = self.ports(i)
         name = "backend-%d" % i
-        argv = self.meshinit_argv(i, startup_delay, tag, drain_time, template, extra)
+        argv = self.meshinit_argv(i, startup_delay, tag, drain_time, template, extra, app_extra)
         proc = self.runner.start("%s%s-meshinit" % (name, tag), argv,
                                  env={"KUMA_READINESS_PORT": str(p["readiness"])})
         self.backends[i] = proc

@@ -332,7 +332,12 @@ pub(crate) fn load_on(
         // `0` turns the check off.
         proxy_hang_timeout: Some(r.value("proxy-hang-timeout", parse::duration))
             .filter(|t| !t.is_zero()),
+        proxy_dns: proxy_dns(&mut r, proxy.is_some()),
     };
+    let mut proxy = proxy;
+    if let Some(p) = proxy.as_mut() {
+        proxy::hold_drain_time(&mut r, p, &settings);
+    }
 
     if !r.problems.is_empty() {
         // A shell's codes when the command alone is the problem: a wrapper
@@ -375,6 +380,30 @@ pub(crate) fn load_on(
     warnings.extend(lints::all(&config));
     config.warnings = warnings;
     Ok(config)
+}
+
+/// `--proxy-dns`: the DNS server of kuma-dp the start waits for; `off`
+/// (the default): none. Only meaningful with a proxy.
+fn proxy_dns(r: &mut Resolver, has_proxy: bool) -> Option<SocketAddr> {
+    let addr = r.value("proxy-dns", |s| {
+        if s.trim().eq_ignore_ascii_case("off") {
+            Ok(None)
+        } else {
+            parse::listen_addr(s)
+                .map(Some)
+                .map_err(|e| format!("{e}, or off"))
+        }
+    })?;
+    if !has_proxy {
+        let o = r.origin("proxy-dns");
+        r.problem(
+            "proxy-dns",
+            &o,
+            "is set but no proxy would run: kuma-dp's DNS is only waited for with a Dataplane"
+                .into(),
+        );
+    }
+    Some(addr)
 }
 
 /// Every option's effective value and origin, as `check` shows them.

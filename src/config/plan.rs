@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use crate::basics::parse::{fmt_duration, shell_words, signal_name};
 use crate::config::{Config, Effective, ProbeKind};
 use crate::lifecycle::simulate::{self, ShutdownRun};
-use crate::lifecycle::{Action, DrainMode, Phase, Target};
+use crate::lifecycle::{Action, DrainEnd, DrainMode, Event, Phase, Target};
 
 /// The report, as printed to stdout.
 pub fn render(cfg: &Config) -> String {
@@ -207,7 +207,18 @@ fn render_run(cfg: &Config, run: &ShutdownRun, s_: &mut String) {
         let line = match timed.action {
             Action::Signal(Target::Proxy, Signal::SIGTERM) => {
                 proxy_terms += 1;
+                let hold = st.drain_mode == DrainMode::Hold;
                 match (proxy_terms, drained_inbound_only) {
+                    (1, false) if run.from == Phase::Running && hold => format!(
+                        "drain (hold): kuma-dp gets SIGTERM; the inbound is withdrawn and drains, at most {} (drain-timeout); kuma-dp keeps Envoy up for the app's outbound calls and DNS (its drain time {})",
+                        fmt_duration(st.drain_timeout),
+                        cfg.proxy
+                            .as_ref()
+                            .map_or_else(|| "-".to_string(), |p| fmt_duration(p.effective_drain_time()))
+                    ),
+                    (2, false) if hold && app_stopped => {
+                        "kuma-dp gets its second SIGTERM now that the app is gone: it ends its drain and exits".into()
+                    }
                     (1, false) if run.from == Phase::Running => format!(
                         "drain: kuma-dp gets SIGTERM and drains, at most {} (drain-timeout)",
                         fmt_duration(st.drain_timeout)
@@ -225,7 +236,7 @@ fn render_run(cfg: &Config, run: &ShutdownRun, s_: &mut String) {
                 drained_inbound_only = true;
                 let wait = match st.drain_mode {
                     DrainMode::InboundUsr2 { wait } => wait.min(st.drain_timeout),
-                    DrainMode::Term => st.drain_timeout,
+                    DrainMode::Term | DrainMode::Hold => st.drain_timeout,
                 };
                 format!(
                     "drain: kuma-dp gets SIGUSR2 (inbound listeners only; outbound keeps working); the app keeps it for {}",
@@ -252,6 +263,13 @@ fn render_run(cfg: &Config, run: &ShutdownRun, s_: &mut String) {
             Action::Signal(_, Signal::SIGCONT) => continue,
             Action::Signal(target, sig) => format!("{} gets SIG{}", who(target), signal_name(sig)),
             Action::WatchInbound(true) => idle_drain_line(cfg),
+            Action::Event(Event::ProxyHeld { end }) => format!(
+                "hold: the inbound drain ends ({}); kuma-dp is not told anything and keeps serving the app's outbound side",
+                match end {
+                    DrainEnd::Idle => "idle",
+                    _ => "drain-timeout",
+                }
+            ),
             Action::Kill(target) => format!("{} gets SIGKILL", who(target)),
             Action::Enter(Phase::Grace) => format!(
                 "grace: the app keeps running for {} (app-grace-delay)",
@@ -287,8 +305,13 @@ fn idle_drain_line(cfg: &Config) -> String {
         Some(port) => format!("{} or 127.0.0.1:{port}", p.admin.socket.display()),
         None => p.admin.socket.display().to_string(),
     };
+    let what = if cfg.settings.drain_mode == DrainMode::Hold {
+        "the app's stop begins, kuma-dp held"
+    } else {
+        "kuma-dp told to stop now"
+    };
     format!(
-        "  ends early (kuma-dp told to stop now) once the inbound has been idle for {} after at least {} (Envoy admin: {admin})",
+        "  ends early ({what}) once the inbound has been idle for {} after at least {} (Envoy admin: {admin})",
         fmt_duration(idle.idle),
         fmt_duration(idle.min)
     )

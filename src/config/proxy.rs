@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::host::Host;
 use super::resolve::Resolver;
 use super::{app, parse, Problem, ProxyConfig};
+use crate::lifecycle::{DrainMode, Settings};
 use crate::mesh::dataplane;
 use crate::mesh::envoy::{Admin, InboundListener};
 use crate::mesh::kuma_dp;
@@ -109,6 +110,53 @@ pub(super) fn section(
         admin,
         inbound_listeners,
     })
+}
+
+/// `--drain-signal hold` keeps kuma-dp draining (Envoy up for the app's
+/// outbound side) until meshinit sends its second SIGTERM after the app
+/// has exited, so kuma-dp's `--drain-time` must outlast meshinit's whole
+/// worst-case shutdown: were it shorter, kuma-dp would exit on its own in
+/// the middle of the app's stop and take the outbound calls with it. With
+/// no drain time given meshinit passes one (the worst case and a margin);
+/// one given (`--kuma-dp-arg=--drain-time=...` or
+/// `KUMA_DATAPLANE_DRAIN_TIME`) that is shorter is refused.
+pub(super) fn hold_drain_time(r: &mut Resolver, p: &mut ProxyConfig, settings: &Settings) {
+    if settings.drain_mode != DrainMode::Hold {
+        return;
+    }
+    let worst = settings.worst_case_shutdown();
+    if worst == std::time::Duration::MAX {
+        // Unbounded: the budget lint says so; nothing to size against.
+        return;
+    }
+    match p.drain_time {
+        Some(given) if given < worst => {
+            let in_args = kuma_dp::drain_time(&p.args, &|_| None).is_some();
+            let (named, from) = if in_args {
+                ("--drain-time", r.origin("kuma-dp-arg"))
+            } else {
+                (
+                    "KUMA_DATAPLANE_DRAIN_TIME",
+                    super::Origin::Env("KUMA_DATAPLANE_DRAIN_TIME".into()),
+                )
+            };
+            let message = format!(
+                "hold: kuma-dp's {named} {} (from {from}) is shorter than meshinit's worst-case shutdown {}: kuma-dp must keep draining until meshinit stops it after the app has exited, or the app loses its outbound calls mid-stop; give a drain time of at least {}, or none and meshinit sets {}",
+                parse::fmt_duration(given),
+                parse::fmt_duration(worst),
+                parse::fmt_duration(worst),
+                parse::fmt_duration(kuma_dp::hold_drain_time(worst)),
+            );
+            let o = r.origin("drain-signal");
+            r.problem("drain-signal", &o, message);
+        }
+        Some(_) => {}
+        None => {
+            let t = kuma_dp::hold_drain_time(worst);
+            p.args.push(format!("--drain-time={}s", t.as_secs()));
+            p.drain_time = Some(t);
+        }
+    }
 }
 
 /// Direct mode (a Dataplane file) or indirect mode (a name and a mesh), not

@@ -39,10 +39,15 @@ pub(super) fn section(r: &mut Resolver, proxy_drain_time: Option<Duration>) -> S
             "at least one stop signal is needed".into(),
         );
     }
-    let drain_signal = r.value("drain-signal", |s| {
+    // `hold` is a SIGTERM drain too (the first of two SIGTERMs), so it is
+    // carried as SIGTERM with a flag.
+    let (drain_signal, hold) = r.value("drain-signal", |s| {
+        if s.trim().eq_ignore_ascii_case("hold") {
+            return Ok((Signal::SIGTERM, true));
+        }
         parse::signal(s).and_then(|sig| match sig {
-            Signal::SIGTERM | Signal::SIGUSR2 => Ok(sig),
-            _ => Err(format!("'{s}' is not TERM or USR2")),
+            Signal::SIGTERM | Signal::SIGUSR2 => Ok((sig, false)),
+            _ => Err(format!("'{s}' is not TERM, USR2 or hold")),
         })
     });
     let until_idle = r.value("drain-until-idle", parse::boolean);
@@ -55,6 +60,7 @@ pub(super) fn section(r: &mut Resolver, proxy_drain_time: Option<Duration>) -> S
             idle: drain_idle,
         });
     let drain_mode = match drain_signal {
+        _ if hold => DrainMode::Hold,
         Signal::SIGUSR2 => DrainMode::InboundUsr2 {
             // Without a proxy there is no drain; the value is never used.
             wait: proxy_drain_time.unwrap_or_default(),

@@ -45,6 +45,37 @@ pub(super) fn section(r: &mut Resolver, host: &dyn Host, has_proxy: bool) -> Sta
     }
 }
 
+/// A path option resolved against the directory meshinit was started in
+/// (meshinit moves to `/` once the app has started, and the file must be
+/// where the user meant), and its directory; `None` (a problem recorded)
+/// when a relative path cannot be resolved.
+fn resolved_path(r: &mut Resolver, host: &dyn Host, key: &str) -> Option<(PathBuf, PathBuf)> {
+    let given = PathBuf::from(r.text(key)?);
+    let path = if given.is_relative() {
+        let Some(cwd) = host.cwd() else {
+            let o = r.origin(key);
+            r.problem(
+                key,
+                &o,
+                format!(
+                    "'{}' is relative and the directory meshinit was started in cannot be read; give an absolute path",
+                    given.display()
+                ),
+            );
+            return None;
+        };
+        cwd.join(&given)
+    } else {
+        given
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
+    Some((path, dir))
+}
+
 /// `--state-file`, checked as it will be used: meshinit reads it at start
 /// and replaces it (through a rename) at exit, so only a regular file, or
 /// nothing yet, may be there. A device node, FIFO, socket or directory is
@@ -55,32 +86,9 @@ pub(super) fn section(r: &mut Resolver, host: &dyn Host, has_proxy: bool) -> Sta
 /// meshinit was started in, because meshinit moves to `/` once the app has
 /// started and the record must land where the next run looks for it.
 fn state_file(r: &mut Resolver, host: &dyn Host) -> Option<PathBuf> {
-    let given = PathBuf::from(r.text("state-file")?);
-    let file = if given.is_relative() {
-        match host.cwd() {
-            Some(cwd) => cwd.join(&given),
-            None => {
-                let o = r.origin("state-file");
-                r.problem(
-                    "state-file",
-                    &o,
-                    format!(
-                        "'{}' is relative and the directory meshinit was started in cannot be read; give an absolute path",
-                        given.display()
-                    ),
-                );
-                return None;
-            }
-        }
-    } else {
-        given
-    };
+    let (file, dir) = resolved_path(r, host, "state-file")?;
     // Found out at start rather than at exit, when the record is lost.
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("/"));
-    let problem = if !host.is_dir(dir) {
+    let problem = if !host.is_dir(&dir) {
         Some(format!("'{}' is not a directory", dir.display()))
     } else {
         match host.file_kind(&file) {
@@ -115,37 +123,14 @@ pub const MAX_SOCKET_PATH: usize = 107;
 /// bind) or nothing may be at the path: anything else is someone's file,
 /// which meshinit never deletes.
 fn control_socket(r: &mut Resolver, host: &dyn Host) -> Option<PathBuf> {
-    let given = PathBuf::from(r.text("control-socket")?);
-    let path = if given.is_relative() {
-        match host.cwd() {
-            Some(cwd) => cwd.join(&given),
-            None => {
-                let o = r.origin("control-socket");
-                r.problem(
-                    "control-socket",
-                    &o,
-                    format!(
-                        "'{}' is relative and the directory meshinit was started in cannot be read; give an absolute path",
-                        given.display()
-                    ),
-                );
-                return None;
-            }
-        }
-    } else {
-        given
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("/"));
+    let (path, dir) = resolved_path(r, host, "control-socket")?;
     let len = path.as_os_str().len();
     let problem = if len > MAX_SOCKET_PATH {
         Some(format!(
             "'{}' is {len} bytes; a Unix socket's path may have at most {MAX_SOCKET_PATH}: choose a shorter one (e.g. /run/meshinit.sock)",
             path.display()
         ))
-    } else if !host.is_dir(dir) {
+    } else if !host.is_dir(&dir) {
         Some(format!(
             "'{}' is not a directory; create it or choose another path for the socket",
             dir.display()

@@ -1333,3 +1333,135 @@ fn a_control_socket_path_is_resolved_and_checked_at_load() {
         assert_eq!(messages(load_made_up(&host).unwrap_err()), vec![want]);
     }
 }
+
+/// `--drain-signal hold` (issue 26): kuma-dp's drain time must outlast
+/// meshinit's worst case, so meshinit passes one; a shorter one given is
+/// refused naming both values and where the given one came from.
+#[test]
+fn the_hold_drain_sets_kuma_dps_drain_time_beyond_the_worst_case() {
+    let base = [
+        "--kuma-dp=/bin/true",
+        "--dataplane-name=a",
+        "--mesh=m",
+        "--drain-signal=hold",
+        "--app-grace-delay=5s",
+    ];
+    let c = load_with(&[&base[..], &["--", "/bin/true"]].concat(), &[], None).unwrap();
+    assert_eq!(c.settings.drain_mode, DrainMode::Hold);
+    // 40 s drain timeout, 5 s grace, 10 s app stop, 1 s kuma-dp's kill
+    // bound, 2 s clean-up, 1 s give-up.
+    assert_eq!(c.settings.worst_case_shutdown(), Duration::from_secs(59));
+    let p = c.proxy.as_ref().unwrap();
+    assert!(
+        p.args.contains(&"--drain-time=69s".to_string()),
+        "the worst case and a 10 s margin: {:?}",
+        p.args
+    );
+    assert_eq!(p.drain_time, Some(Duration::from_secs(69)));
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("drain-timeout")),
+        "{:?}",
+        c.warnings
+    );
+
+    // Given long enough: kept as given, nothing added.
+    let c = load_with(
+        &[
+            &base[..],
+            &["--kuma-dp-arg=--drain-time=2m", "--", "/bin/true"],
+        ]
+        .concat(),
+        &[],
+        None,
+    )
+    .unwrap();
+    let args = &c.proxy.as_ref().unwrap().args;
+    assert_eq!(
+        args.iter()
+            .filter(|a| a.starts_with("--drain-time"))
+            .count(),
+        1,
+        "{args:?}"
+    );
+
+    // Given too short, by flag or by kuma-dp's env var: refused with both values.
+    let e = load_with(
+        &[
+            &base[..],
+            &["--kuma-dp-arg=--drain-time=30s", "--", "/bin/true"],
+        ]
+        .concat(),
+        &[],
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(e.exit_code, 64);
+    let m = messages(e);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].contains("--drain-time 30s (from flag --kuma-dp-arg)")
+            && m[0].contains("worst-case shutdown 59s")
+            && m[0].contains("(from flag --drain-signal)"),
+        "{m:?}"
+    );
+    let m = messages(
+        load_with(
+            &[&base[..], &["--", "/bin/true"]].concat(),
+            &[("KUMA_DATAPLANE_DRAIN_TIME", "20s")],
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        m[0].contains("KUMA_DATAPLANE_DRAIN_TIME 20s (from env KUMA_DATAPLANE_DRAIN_TIME)"),
+        "{m:?}"
+    );
+
+    // Not a signal name: the three choices are named.
+    let m = messages(
+        load_with(
+            &[&base[..3], &["--drain-signal=KILL", "--", "/bin/true"]].concat(),
+            &[],
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert!(m[0].contains("is not TERM, USR2 or hold"), "{m:?}");
+}
+
+/// `--proxy-dns`: the address the start waits for, `off` by default, and
+/// only with a proxy.
+#[test]
+fn proxy_dns_is_an_address_or_off() {
+    let proxy = ["--kuma-dp=/bin/true", "--dataplane-name=a", "--mesh=m"];
+    let c = load_with(&[&proxy[..], &["--", "/bin/true"]].concat(), &[], None).unwrap();
+    assert_eq!(c.settings.proxy_dns, None);
+    let c = load_with(
+        &[
+            &proxy[..],
+            &["--proxy-dns=127.0.0.1:15053", "--", "/bin/true"],
+        ]
+        .concat(),
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        c.settings.proxy_dns,
+        Some(std::net::SocketAddr::from(([127, 0, 0, 1], 15053)))
+    );
+    let m = messages(
+        load_with(
+            &[&proxy[..], &["--proxy-dns=nowhere", "--", "/bin/true"]].concat(),
+            &[],
+            None,
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        m[0].contains("'nowhere'") && m[0].contains("or off"),
+        "{m:?}"
+    );
+    let m = messages(load_with(&["--proxy-dns=:15053", "--", "/bin/true"], &[], None).unwrap_err());
+    assert!(m[0].contains("no proxy would run"), "{m:?}");
+}

@@ -20,23 +20,21 @@
 //! (`Driver::control`), which gets each one as a [`Request`] with a
 //! [`Responder`] over a channel it owns.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener as StdListener, UnixStream as StdStream};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::basics::escape::Escaped;
 use crate::init::exit;
+use crate::report::admission::{Admission, Slot};
 
 /// Longest request line, its newline included.
 pub const REQUEST_LIMIT: usize = 256;
@@ -272,108 +270,29 @@ impl ControlServer {
 /// being answered (e.g. that many `out` waiting for idle) is the newcomer
 /// told to try again.
 async fn serve(listener: UnixListener, tx: mpsc::Sender<(Request, Responder)>) {
-    let conns = Rc::new(RefCell::new(Connections::default()));
+    let slots = Admission::new(MAX_CONNECTIONS);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
-                // Out of descriptors, most likely: an idle connection gives
-                // one back; otherwise back off rather than spin.
                 debug!(error = %e, "control socket accept failed");
-                let oldest = conns.borrow_mut().oldest_idle();
-                match oldest {
-                    Some(task) => {
-                        task.abort();
-                        tokio::task::yield_now().await;
-                    }
-                    None => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
+                slots.accept_failed().await;
                 continue;
             }
         };
-        if conns.borrow().open() >= MAX_CONNECTIONS {
-            let oldest = conns.borrow_mut().oldest_idle();
-            match oldest {
-                Some(task) => {
-                    debug!("control socket: closing the oldest connection still without a request to admit a new one");
-                    task.abort();
-                    // Let the aborted task drop its socket now, so the cap
-                    // holds for descriptors too.
-                    tokio::task::yield_now().await;
-                }
-                None => {
-                    // Not counted: it only writes two lines, bounded in time.
-                    tokio::task::spawn_local(refuse(
-                        stream,
-                        exit::EX_TEMPFAIL,
-                        format!("meshinit is answering {MAX_CONNECTIONS} control requests already; try again"),
-                    ));
-                    continue;
-                }
-            }
+        if !slots.make_room().await {
+            // Not counted: it only writes two lines, bounded in time.
+            tokio::task::spawn_local(refuse(
+                stream,
+                exit::EX_TEMPFAIL,
+                format!(
+                    "meshinit is answering {MAX_CONNECTIONS} control requests already; try again"
+                ),
+            ));
+            continue;
         }
-        let mut c = conns.borrow_mut();
-        let id = c.next_id;
-        c.next_id += 1;
-        let slot = Slot {
-            conns: conns.clone(),
-            id,
-            answering: false,
-        };
-        // The task runs only once this one yields: it is registered as idle
-        // before it can leave that state.
-        let task = tokio::task::spawn_local(handle(stream, tx.clone(), slot));
-        c.idle.insert(id, task.abort_handle());
-    }
-}
-
-/// The open connections: those still waiting for their request, oldest
-/// first (ids grow with each accept), and how many are being answered.
-#[derive(Default)]
-struct Connections {
-    next_id: u64,
-    idle: BTreeMap<u64, AbortHandle>,
-    answering: usize,
-}
-
-impl Connections {
-    fn open(&self) -> usize {
-        self.idle.len() + self.answering
-    }
-
-    fn oldest_idle(&mut self) -> Option<AbortHandle> {
-        self.idle.pop_first().map(|(_, task)| task)
-    }
-}
-
-/// A connection's place in [`Connections`], given back when its task ends
-/// (finished, timed out or aborted).
-struct Slot {
-    conns: Rc<RefCell<Connections>>,
-    id: u64,
-    answering: bool,
-}
-
-impl Slot {
-    /// Its request has arrived: no longer one that may be closed for room.
-    fn answering(&mut self) {
-        let mut c = self.conns.borrow_mut();
-        if c.idle.remove(&self.id).is_some() {
-            c.answering += 1;
-            self.answering = true;
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut c = self.conns.borrow_mut();
-        if self.answering {
-            c.answering -= 1;
-        } else {
-            // Absent when it was evicted: its room is already taken.
-            c.idle.remove(&self.id);
-        }
+        let tx = tx.clone();
+        slots.spawn(|slot| handle(stream, tx, slot));
     }
 }
 
@@ -515,26 +434,23 @@ mod tests {
         local.block_on(&rt, async move {
             let (server, mut client) = UnixStream::pair().unwrap();
             let (tx, mut rx) = mpsc::channel(1);
-            let conns = Rc::new(RefCell::new(Connections::default()));
-            conns
-                .borrow_mut()
-                .idle
-                .insert(0, tokio::spawn(async {}).abort_handle());
-            let slot = Slot {
-                conns: conns.clone(),
-                id: 0,
-                answering: false,
-            };
-            let task = tokio::task::spawn_local(handle(server, tx, slot));
+            let slots = Admission::new(1);
+            slots.spawn(|slot| handle(server, tx, slot));
             client.write_all(&request).await.unwrap();
             if let Some((req, responder)) = rx.recv().await {
                 driver(req, responder);
             }
             let mut out = String::new();
             client.read_to_string(&mut out).await.unwrap();
-            task.await.unwrap();
-            // The slot was given back.
-            assert_eq!(conns.borrow().open(), 0);
+            // The task ends after the peer's end of stream: its slot is
+            // given back then.
+            for _ in 0..1000 {
+                if slots.open() == 0 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(slots.open(), 0);
             out
         })
     }

@@ -11,6 +11,7 @@
 
 pub mod control;
 pub mod ctl;
+mod dns;
 mod hang;
 mod idle;
 mod membership;
@@ -41,6 +42,7 @@ use crate::lifecycle::{
     Target, Timeline,
 };
 use crate::report::status;
+use dns::DnsWatch;
 use hang::HangWatch;
 use idle::IdleWatch;
 use membership::MeshCalls;
@@ -88,6 +90,8 @@ struct Driver {
     mesh_calls: MeshCalls,
     /// The check that Envoy's admin API answers.
     hang: HangWatch,
+    /// The check that kuma-dp's DNS server answers (`--proxy-dns`).
+    dns: DnsWatch,
     /// `meshinit ctl` requests being answered.
     ctl: CtlRequests,
     reporter: Reporter,
@@ -143,6 +147,7 @@ pub async fn run(
     let (inbound_tx, mut inbound_rx) = mpsc::unbounded_channel();
     let (mesh_tx, mut mesh_rx) = mpsc::unbounded_channel();
     let (hang_tx, mut hang_rx) = mpsc::unbounded_channel();
+    let (dns_tx, mut dns_rx) = mpsc::unbounded_channel();
     let now = Instant::now();
     let reporter = Reporter::new(&cfg, env, now);
     let _status_task = listener.map(|l| {
@@ -171,6 +176,7 @@ pub async fn run(
             probe: probe_tx,
             mesh: mesh_tx,
             hang: hang_tx,
+            dns: dns_tx,
         },
         reaps_orphans,
     );
@@ -195,6 +201,11 @@ pub async fn run(
             Some((generation, answered)) = hang_rx.recv() => {
                 if d.proxy.as_ref().is_some_and(|p| p.is_current(generation)) {
                     d.queue.push_back(if answered { Input::ProxyAnswered } else { Input::ProxyUnanswered });
+                }
+            }
+            Some(generation) = dns_rx.recv() => {
+                if d.proxy.as_ref().is_some_and(|p| p.is_current(generation)) {
+                    d.queue.push_back(Input::ProxyDnsAnswered);
                 }
             }
             Some((request, responder)) = recv_control(control.as_mut()) => d.control(request, responder),
@@ -229,6 +240,7 @@ pub fn run_plain(
     let (inbound, _) = mpsc::unbounded_channel();
     let (mesh, _) = mpsc::unbounded_channel();
     let (hang, _) = mpsc::unbounded_channel();
+    let (dns, _) = mpsc::unbounded_channel();
     let now = Instant::now();
     let reporter = Reporter::new(&cfg, env, now);
     let watchdog = reporter.watchdog_interval();
@@ -242,6 +254,7 @@ pub fn run_plain(
             probe,
             mesh,
             hang,
+            dns,
         },
         reaps_orphans,
     );
@@ -395,6 +408,7 @@ struct Channels {
     probe: mpsc::UnboundedSender<probe::Outcome>,
     mesh: mpsc::UnboundedSender<membership::Outcome>,
     hang: mpsc::UnboundedSender<hang::Reading>,
+    dns: mpsc::UnboundedSender<dns::Reading>,
 }
 
 impl Driver {
@@ -413,6 +427,7 @@ impl Driver {
             idle: IdleWatch::new(channels.inbound),
             mesh_calls: MeshCalls::new(channels.mesh),
             hang: HangWatch::new(channels.hang),
+            dns: DnsWatch::new(channels.dns),
             ctl: CtlRequests::default(),
             reporter,
             cfg,
@@ -780,6 +795,15 @@ impl Driver {
                     .filter(|_| on)
                     .map(|p| (&p.config().admin, p.generation()));
                 self.hang.set(watch);
+            }
+            Action::WatchProxyDns(on) => {
+                let watch = self
+                    .lc
+                    .settings()
+                    .proxy_dns
+                    .zip(self.proxy.as_ref().map(ProxyRunner::generation))
+                    .filter(|_| on);
+                self.dns.set(watch);
             }
             Action::Ready(ready) => self.reporter.ready(ready),
             Action::Enter(phase) => self.reporter.enter(phase, &self.lc),

@@ -279,16 +279,25 @@ impl Reporter {
                     drained = %fmt_secs(drained_for),
                     peak_connections = peak.connections,
                     peak_requests = peak.requests,
-                    "inbound idle after draining {} (at most {} connections, {} requests during the drain): telling kuma-dp to stop now",
+                    "inbound idle after draining {} (at most {} connections, {} requests during the drain): {}",
                     fmt_secs(drained_for),
                     peak.connections,
-                    peak.requests
+                    peak.requests,
+                    if cx.settings.drain_mode == crate::lifecycle::DrainMode::Hold {
+                        "the app's stop begins (kuma-dp held)"
+                    } else {
+                        "telling kuma-dp to stop now"
+                    }
                 );
             }
             Event::IdleWatchUnavailable => {
                 let error = cx.idle.last_error();
                 warn!(error = %Escaped(error), "Envoy's inbound stats are unreadable");
-                warn!("cannot read Envoy's inbound stats; the drain lasts kuma-dp's drain time")
+                if cx.settings.drain_mode == crate::lifecycle::DrainMode::Hold {
+                    warn!("cannot read Envoy's inbound stats; the inbound drain lasts --drain-timeout")
+                } else {
+                    warn!("cannot read Envoy's inbound stats; the drain lasts kuma-dp's drain time")
+                }
             }
             Event::Escalated { stops } => {
                 warn!(stops, "stop signal #{stops}: cutting the shutdown short")
@@ -341,6 +350,27 @@ impl Reporter {
             ),
             Event::DescendantsKilled => warn!("leftover descendants did not stop; sending SIGKILL"),
             Event::DescendantsLeft => error!("some descendants survived SIGKILL; exiting anyway"),
+            Event::ProxyDnsWaiting => info!(
+                dns = %cx.settings.proxy_dns.map(|a| a.to_string()).unwrap_or_default(),
+                "kuma-dp ready; waiting for its DNS server to answer (--proxy-dns)"
+            ),
+            Event::ProxyDnsAnswers => info!(
+                dns = %cx.settings.proxy_dns.map(|a| a.to_string()).unwrap_or_default(),
+                "kuma-dp's DNS server answers"
+            ),
+            Event::ProxyDnsTimeout => error!(
+                dns = %cx.settings.proxy_dns.map(|a| a.to_string()).unwrap_or_default(),
+                "kuma-dp is ready but its DNS server did not answer within --proxy-ready-timeout; shutting down"
+            ),
+            Event::ProxyHeld { end } => info!(
+                end = end.as_str(),
+                "hold drain: the inbound drain is over ({}); kuma-dp stays up for the app's outbound calls and DNS until the app has exited",
+                end.as_str()
+            ),
+            Event::HeldProxyExited { phase } => warn!(
+                phase = phase.as_str(),
+                "kuma-dp exited during the hold (its drain time ran out, or it crashed): the app's outbound calls and DNS no longer go through the mesh; the app's stop goes on"
+            ),
         }
     }
 

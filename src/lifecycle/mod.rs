@@ -13,6 +13,7 @@
 //! Without a proxy, `proxy-starting` and `draining` are skipped; without
 //! probes, `probing` is.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -34,7 +35,8 @@ pub enum Phase {
     /// The app is up (and kuma-dp ready): the service can take traffic.
     Running,
     /// kuma-dp got the drain signal; waiting for it to exit (or for the
-    /// inbound drain wait to pass with `--drain-signal USR2`).
+    /// inbound drain wait to pass with `--drain-signal USR2`, or for the
+    /// inbound side to go idle with `--drain-signal hold`).
     Draining,
     /// The proxy is gone; the app keeps running for `--app-grace-delay`.
     Grace,
@@ -97,6 +99,17 @@ pub enum DrainMode {
         /// How long the inbound drain is given before the app is stopped.
         wait: Duration,
     },
+    /// SIGTERM, then hold: kuma-dp fails Envoy's health checks (the control
+    /// plane withdraws the inbound, as in every drain) and waits out its
+    /// `--drain-time`, which meshinit sets longer than its own worst case,
+    /// so Envoy keeps carrying the app's outbound calls and DNS. The inbound
+    /// phase ends by the idle rule (or `--drain-timeout`) without kuma-dp
+    /// exiting; the grace and the app's stop follow; only once the app has
+    /// exited does kuma-dp get its second SIGTERM, which ends its drain at
+    /// once. For transparent proxying, where every outbound call of the
+    /// app goes through Envoy. Never SIGUSR2: kuma-dp exits at once on a
+    /// SIGTERM after a SIGUSR2.
+    Hold,
 }
 
 /// Which of the pair starts first.
@@ -275,6 +288,14 @@ pub struct Settings {
     /// has answered, or kuma-dp was ready) means a hung proxy, which is
     /// SIGKILLed and restarted. `None`: not watched.
     pub proxy_hang_timeout: Option<Duration>,
+    /// kuma-dp's DNS server (its embedded proxy or CoreDNS, by default
+    /// `127.0.0.1:15053`) must answer before kuma-dp counts as usable: with
+    /// transparent proxying the app's lookups are redirected there, so an
+    /// app started before it answers loses them. Set by the configuration
+    /// when redirection and kuma-dp's DNS are on. The wait is bounded by
+    /// `--proxy-ready-timeout`, counted from kuma-dp's spawn as its
+    /// readiness is. `None`: no DNS gate.
+    pub proxy_dns: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -316,6 +337,7 @@ impl Settings {
             start_order: StartOrder::AppFirst,
             idle_drain: None,
             proxy_hang_timeout: Some(Duration::from_secs(15)),
+            proxy_dns: None,
         }
     }
 
@@ -388,6 +410,9 @@ pub enum Input {
     ProxyAnswered,
     /// The same check got no answer within its deadline (or no connection).
     ProxyUnanswered,
+    /// While kuma-dp's DNS is checked ([`Action::WatchProxyDns`]): one
+    /// query to it got an answer (any rcode: the listener is there).
+    ProxyDnsAnswered,
 }
 
 /// Failed readings of Envoy's stats in a row before an idle-watched drain
@@ -642,6 +667,26 @@ pub enum Event {
     DescendantsKilled,
     /// Descendants survived SIGKILL past the last bound; meshinit exits anyway.
     DescendantsLeft,
+    /// kuma-dp is ready; its DNS server is queried until it answers before
+    /// the app is started (or the instance counts as ready again).
+    ProxyDnsWaiting,
+    /// kuma-dp's DNS server answered a query.
+    ProxyDnsAnswers,
+    /// kuma-dp was ready but its DNS never answered within
+    /// `--proxy-ready-timeout`.
+    ProxyDnsTimeout,
+    /// `--drain-signal hold`: the inbound drain ended (`end`: idle or
+    /// `--drain-timeout`); kuma-dp stays up, serving the app's outbound
+    /// calls and DNS, until the app has exited.
+    ProxyHeld {
+        end: DrainEnd,
+    },
+    /// `--drain-signal hold`: kuma-dp exited before the app did (its drain
+    /// time ran out, or it crashed): the app's outbound calls and DNS are
+    /// gone; the app's stop goes on as planned.
+    HeldProxyExited {
+        phase: Phase,
+    },
 }
 
 /// What the driver must do, in order.
@@ -673,6 +718,10 @@ pub enum Action {
     /// Start (`true`) or stop checking that Envoy's admin API answers;
     /// results come back as `ProxyAnswered` / `ProxyUnanswered`.
     WatchProxy(bool),
+    /// Start (`true`) or stop querying kuma-dp's DNS server
+    /// ([`Settings::proxy_dns`]), retried with a short per-query timeout;
+    /// the first answer comes back as `ProxyDnsAnswered`.
+    WatchProxyDns(bool),
     /// Exit now. `timeline` is set when a shutdown took place.
     Exit {
         reason: ExitReason,
@@ -721,6 +770,9 @@ pub struct Lifecycle {
     out_wait: Option<Duration>,
     /// The current kuma-dp was found hung and SIGKILLed; it is not ready.
     hung: bool,
+    /// The current kuma-dp is ready and its DNS is being queried
+    /// ([`Action::WatchProxyDns`]): the start waits for an answer.
+    dns_wait: bool,
 }
 
 /// What meshinit asked of the current Envoy's health checks.
@@ -821,6 +873,7 @@ impl Lifecycle {
             hang_from_set: false,
             out_wait: None,
             hung: false,
+            dns_wait: false,
         }
     }
 
@@ -951,6 +1004,7 @@ impl Lifecycle {
             Input::Operator(op) => self.on_operator(now, op, &mut out),
             Input::ProxyAnswered => self.on_proxy_answer(now, true, &mut out),
             Input::ProxyUnanswered => self.on_proxy_answer(now, false, &mut out),
+            Input::ProxyDnsAnswered => self.on_proxy_dns_answered(now, &mut out),
         }
         self.sync_membership(&mut out);
         self.sync_ready(&mut out);
@@ -969,6 +1023,7 @@ impl Lifecycle {
             && self.healthy
             && !self.out.operator
             && !self.hung
+            && !self.dns_wait
             && (!self.s.has_proxy || matches!(self.proxy, Proxy::Ready { .. }));
         if ready != self.ready {
             self.ready = ready;
@@ -1003,7 +1058,7 @@ impl Lifecycle {
 
     /// The app is healthy for the first time: start the proxy, or run.
     fn after_healthy(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if !self.s.has_proxy || matches!(self.proxy, Proxy::Ready { .. }) {
+        if !self.s.has_proxy || (matches!(self.proxy, Proxy::Ready { .. }) && !self.dns_wait) {
             self.enter(Phase::Running, out);
         } else if self.proxy.alive() || self.timers.get(Timer::ProxyRestart).is_some() {
             // Proxy first: it is (re)starting; its readiness completes the start.
@@ -1023,6 +1078,7 @@ impl Lifecycle {
         out.push(Action::SpawnProxy);
         self.proxy = Proxy::Starting { terms: 0 };
         self.hung = false;
+        self.stop_dns_watch(out);
         self.timers.clear(Timer::ProxyRestart);
         // Envoy's admin API is checked from the spawn on, but a starting
         // proxy is only judged once it has answered or is ready: until
@@ -1105,7 +1161,6 @@ impl Lifecycle {
             return;
         }
         self.proxy = Proxy::Ready { terms };
-        self.timers.clear(Timer::ProxyReady);
         out.push(Action::Event(Event::ProxyReady));
         if let (true, Some(timeout)) = (self.hang_watch, self.s.proxy_hang_timeout) {
             if !self.hang_from_set {
@@ -1115,6 +1170,40 @@ impl Lifecycle {
                     .set(Timer::ProxyHang, now.saturating_add(timeout));
             }
         }
+        if self.s.proxy_dns.is_some() {
+            // Ready is not enough with redirection: the app's lookups go to
+            // kuma-dp's DNS, which kuma-dp's readiness does not wait for
+            // (CoreDNS never; the embedded proxy's first map at most 15 s).
+            // `--proxy-ready-timeout` keeps bounding the start.
+            self.dns_wait = true;
+            out.push(Action::WatchProxyDns(true));
+            out.push(Action::Event(Event::ProxyDnsWaiting));
+            return;
+        }
+        self.proxy_usable(now, out);
+    }
+
+    /// kuma-dp's DNS answered: the start goes on as on its readiness.
+    fn on_proxy_dns_answered(&mut self, now: Duration, out: &mut Vec<Action>) {
+        if !self.dns_wait {
+            return;
+        }
+        self.stop_dns_watch(out);
+        out.push(Action::Event(Event::ProxyDnsAnswers));
+        self.proxy_usable(now, out);
+    }
+
+    fn stop_dns_watch(&mut self, out: &mut Vec<Action>) {
+        if self.dns_wait {
+            self.dns_wait = false;
+            out.push(Action::WatchProxyDns(false));
+        }
+    }
+
+    /// kuma-dp is ready (and its DNS answers, when that is asked for): the
+    /// app starts (proxy first), or the service runs.
+    fn proxy_usable(&mut self, now: Duration, out: &mut Vec<Action>) {
+        self.timers.clear(Timer::ProxyReady);
         if self.app == App::NotStarted {
             self.start_app(now, out);
         } else if self.phase == Phase::ProxyStarting {
@@ -1157,7 +1246,10 @@ impl Lifecycle {
                 self.after_drain(now, out)
             }
             // Still draining: the proxy's exit decides what comes next, and
-            // then no grace is owed to an app that is gone.
+            // then no grace is owed to an app that is gone. In hold mode the
+            // idle rule (or `--drain-timeout`) still ends the inbound drain
+            // (clients must stop sending first, as with TERM); kuma-dp then
+            // gets its second SIGTERM in the clean-up.
             Phase::Draining => {}
             Phase::Grace | Phase::Stopping => self.cleanup(now, out),
             Phase::Cleanup | Phase::Done => {}
@@ -1198,8 +1290,20 @@ impl Lifecycle {
     /// starting or serving, the end of a drain, or one less thing to wait
     /// for in the clean-up.
     fn proxy_gone(&mut self, now: Duration, out: &mut Vec<Action>) {
+        // Held (one SIGTERM, the drain not cut short) and gone before the
+        // app: its drain time ran out or it crashed. Nothing can bring the
+        // outbound side back; the app's stop goes on as planned.
+        if self.s.drain_mode == DrainMode::Hold
+            && self.proxy.terms() == 1
+            && matches!(self.phase, Phase::Draining | Phase::Grace | Phase::Stopping)
+            && self.app.alive()
+            && !self.escalated
+        {
+            out.push(Action::Event(Event::HeldProxyExited { phase: self.phase }));
+        }
         self.proxy = Proxy::Down;
         self.hung = false;
+        self.stop_dns_watch(out);
         self.stop_hang_watch(out);
         self.end_out_wait(now, OutWaitEnd::NotServing, out);
         self.timers.clear(Timer::ProxyReady);
@@ -1323,6 +1427,7 @@ impl Lifecycle {
         // A proxy that hangs now is bounded by the shutdown's own waits
         // (drain timeout, SIGKILL).
         self.stop_hang_watch(out);
+        self.stop_dns_watch(out);
         self.end_out_wait(now, OutWaitEnd::ShuttingDown, out);
     }
 
@@ -1530,6 +1635,7 @@ impl Lifecycle {
                     DrainMode::InboundUsr2 { wait } => {
                         (Signal::SIGUSR2, wait.min(self.s.drain_timeout))
                     }
+                    DrainMode::Hold => (Signal::SIGTERM, self.s.drain_timeout),
                 };
                 self.start_drain(now, signal, wait, out);
             }
@@ -1660,6 +1766,18 @@ impl Lifecycle {
         }
     }
 
+    /// `--drain-signal hold`: the inbound drain is over, kuma-dp is not
+    /// told anything: it keeps waiting out its (long) drain time, Envoy
+    /// serving the app's outbound calls and DNS through the grace and the
+    /// app's stop. Its second SIGTERM comes in the clean-up, once the app
+    /// has exited (`cleanup` → `stop_proxy_fast`).
+    fn hold_proxy(&mut self, now: Duration, end: DrainEnd, out: &mut Vec<Action>) {
+        if self.proxy.alive() {
+            out.push(Action::Event(Event::ProxyHeld { end }));
+        }
+        self.after_drain(now, out);
+    }
+
     fn start_grace(&mut self, now: Duration, out: &mut Vec<Action>) {
         if self.s.app_grace_delay.is_zero() || self.escalated {
             self.stop_app(now, out);
@@ -1703,8 +1821,11 @@ impl Lifecycle {
         self.spans.drain.close(now);
         self.enter(Phase::Cleanup, out);
         // With --drain-signal USR2 kuma-dp is still up (already drained, it
-        // exits at once on SIGTERM); a proxy stopped during startup already
-        // has its escalation scheduled.
+        // exits at once on SIGTERM); with hold it is still up after its
+        // first SIGTERM, and this is its second, which ends its drain at
+        // once (never a third: kuma-dp exits 1 on it; SIGKILL follows
+        // instead); a proxy stopped during startup already has its
+        // escalation scheduled.
         self.stop_proxy_fast(now, out);
         self.maybe_term_descendants(now, out);
     }
@@ -1840,7 +1961,11 @@ impl Lifecycle {
                 self.begin_shutdown(now, out);
             }
             Timer::ProxyReady => {
-                out.push(Action::Event(Event::ProxyReadyTimeout));
+                out.push(Action::Event(if self.dns_wait {
+                    Event::ProxyDnsTimeout
+                } else {
+                    Event::ProxyReadyTimeout
+                }));
                 self.reason.get_or_insert(ExitReason::ProxyFailed);
                 self.begin_shutdown(now, out);
             }
@@ -1864,7 +1989,11 @@ impl Lifecycle {
                     out.push(Action::Event(Event::DrainIdle { drained_for }));
                     self.drain_ends(DrainEnd::Idle);
                     self.stop_idle_watch(out);
-                    self.stop_proxy_fast(now, out);
+                    if self.s.drain_mode == DrainMode::Hold {
+                        self.hold_proxy(now, DrainEnd::Idle, out);
+                    } else {
+                        self.stop_proxy_fast(now, out);
+                    }
                 }
             }
             Timer::Drain => match self.s.drain_mode {
@@ -1876,6 +2005,10 @@ impl Lifecycle {
                 DrainMode::InboundUsr2 { .. } => {
                     self.drain_ends(DrainEnd::Wait);
                     self.after_drain(now, out)
+                }
+                DrainMode::Hold => {
+                    self.drain_ends(DrainEnd::Timeout);
+                    self.hold_proxy(now, DrainEnd::Timeout, out);
                 }
             },
             Timer::ProxyTerm2 => {

@@ -30,7 +30,13 @@
 //!   the mesh before the current kuma-dp is ready, nor during a shutdown;
 //!   an operator's `out` is never lifted by probes (no rejoin until `in`);
 //!   a membership change never signals, kills or starts a process; and a
-//!   hang kill only ever hits a kuma-dp that was watched.
+//!   hang kill only ever hits a kuma-dp that was watched;
+//! - (h) the hold drain (issue 26): never SIGUSR2 to kuma-dp; once its
+//!   inbound drain began, kuma-dp's second SIGTERM comes only after the app
+//!   has exited (or the operator cut the stop short), and never a third;
+//! - (i) the DNS gate (issue 26): with `proxy_dns`, a proxy-first app is
+//!   never started, and the service never counts as ready, before the
+//!   current kuma-dp's DNS answered.
 //!
 //! Case counts are modest so that `cargo test` stays fast.
 
@@ -58,7 +64,7 @@ fn settings() -> impl Strategy<Value = Settings> {
             // No probe, or one or two, each with thresholds of 1 to 3.
             proptest::collection::vec((1u32..4, 1u32..4), 0..3),
             0u32..6,
-            any::<bool>(),
+            0u8..3,
             0u8..3,
         ),
         (dur(), dur(), dur(), dur(), dur(), dur()),
@@ -80,14 +86,15 @@ fn settings() -> impl Strategy<Value = Settings> {
             any::<bool>(),
             any::<bool>(),
             proptest::option::of(dur()),
+            any::<bool>(),
         ),
     )
         .prop_map(
             |(
-                (has_proxy, has_probes, max_restarts, usr2, unhealthy_shutdown),
+                (has_proxy, has_probes, max_restarts, drain_kind, unhealthy_shutdown),
                 (startup, ready, stop, grace, drain, wait),
                 (stop_signal, kill_bound, cleanup, backoff, window),
-                (proxy_first, idle, pass_stop_signal, app_stop_timeout_given, hang),
+                (proxy_first, idle, pass_stop_signal, app_stop_timeout_given, hang, dns),
             )| Settings {
                 has_proxy,
                 probes: has_probes
@@ -105,10 +112,10 @@ fn settings() -> impl Strategy<Value = Settings> {
                 app_stop_timeout: stop,
                 app_stop_timeout_given,
                 app_grace_delay: grace,
-                drain_mode: if usr2 {
-                    DrainMode::InboundUsr2 { wait }
-                } else {
-                    DrainMode::Term
+                drain_mode: match drain_kind {
+                    0 => DrainMode::Term,
+                    1 => DrainMode::InboundUsr2 { wait },
+                    _ => DrainMode::Hold,
                 },
                 drain_timeout: drain,
                 on_unhealthy: match unhealthy_shutdown {
@@ -125,6 +132,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                 },
                 idle_drain: idle.map(|(min, idle)| IdleDrain { min, idle }),
                 proxy_hang_timeout: hang.filter(|t| !t.is_zero()),
+                proxy_dns: dns.then(|| SocketAddr::from(([127, 0, 0, 1], 15053))),
             },
         )
 }
@@ -159,6 +167,7 @@ fn input() -> impl Strategy<Value = Input> {
         ]
         .prop_map(Input::Operator),
         2 => prop_oneof![Just(Input::ProxyAnswered), Just(Input::ProxyUnanswered)],
+        2 => Just(Input::ProxyDnsAnswered),
     ]
 }
 
@@ -182,6 +191,9 @@ struct World {
     inbound: u8,
     /// The operator sends a second stop signal this long after the first.
     again_ms: Option<u64>,
+    /// kuma-dp's DNS answers the check this long after it began (never:
+    /// the start waits out `--proxy-ready-timeout`).
+    dns_ms: Option<u64>,
 }
 
 fn world() -> impl Strategy<Value = World> {
@@ -193,6 +205,7 @@ fn world() -> impl Strategy<Value = World> {
         0u8..3,
         0u8..3,
         proptest::option::of(0u64..100_000),
+        proptest::option::of(0u64..3_000),
     )
         .prop_map(
             |(
@@ -203,6 +216,7 @@ fn world() -> impl Strategy<Value = World> {
                 descendants,
                 inbound,
                 again_ms,
+                dns_ms,
             )| {
                 World {
                     app_obeys,
@@ -212,6 +226,7 @@ fn world() -> impl Strategy<Value = World> {
                     descendants,
                     inbound,
                     again_ms,
+                    dns_ms,
                 }
             },
         )
@@ -268,6 +283,14 @@ struct Run {
     operator_out: bool,
     /// The current kuma-dp is watched for a hang.
     proxy_watched: bool,
+    /// The current kuma-dp's DNS is being checked, and has answered (as
+    /// the lifecycle took it: `ProxyDnsAnswers`).
+    dns_watched: bool,
+    dns_answered: bool,
+    /// The hold drain's inbound phase began (a drain with one SIGTERM while
+    /// the app may still run): kuma-dp's second SIGTERM must wait for the
+    /// app's exit.
+    holding: bool,
 }
 
 impl Run {
@@ -301,6 +324,9 @@ impl Run {
             platform_killed: false,
             operator_out: false,
             proxy_watched: false,
+            dns_watched: false,
+            dns_answered: false,
+            holding: false,
         }
     }
 
@@ -382,8 +408,10 @@ impl Run {
             && self.lc.settings().start_order == StartOrder::ProxyFirst;
         let drain_limit = match self.lc.settings().drain_mode {
             DrainMode::InboundUsr2 { wait } => wait.min(self.lc.settings().drain_timeout),
-            DrainMode::Term => self.lc.settings().drain_timeout,
+            DrainMode::Term | DrainMode::Hold => self.lc.settings().drain_timeout,
         };
+        let hold = self.lc.settings().drain_mode == DrainMode::Hold;
+        let dns_gate = self.lc.settings().has_proxy && self.lc.settings().proxy_dns.is_some();
         if matches!(input, Input::Stop(_))
             && self.stops == 1
             && phase_before == Phase::Running
@@ -463,6 +491,11 @@ impl Run {
                             self.proxy_alive && self.proxy_ready,
                             "proxy-first started the app before kuma-dp was ready",
                         );
+                        // (i) ... and for its DNS, when the gate is on.
+                        self.check(
+                            !dns_gate || self.dns_answered,
+                            "proxy-first started the app before kuma-dp's DNS answered",
+                        );
                     }
                     self.check(self.stops == 0, "the app started after a stop signal");
                     self.app_spawned = true;
@@ -493,12 +526,57 @@ impl Run {
                     self.proxy_ready = false;
                     self.proxy_killed = false;
                     self.proxy_watched = false;
+                    self.dns_watched = false;
+                    self.dns_answered = false;
+                }
+                Action::WatchProxyDns(on) => {
+                    self.check(dns_gate, "kuma-dp's DNS checked without the gate");
+                    self.check(
+                        !on || (self.proxy_alive && self.proxy_ready),
+                        "kuma-dp's DNS checked before kuma-dp was ready",
+                    );
+                    self.dns_watched = on;
+                    if on {
+                        if let Some(after) = self.world.and_then(|w| w.dns_ms) {
+                            self.answer(ms(after), Input::ProxyDnsAnswered);
+                        }
+                    }
+                }
+                Action::Event(Event::ProxyDnsAnswers) => {
+                    self.check(
+                        input == Input::ProxyDnsAnswered,
+                        "kuma-dp's DNS counted as answering without an answer",
+                    );
+                    self.dns_answered = true;
+                    self.events.push(Event::ProxyDnsAnswers);
                 }
                 Action::Enter(Phase::Draining) => {
                     self.drain = Some(Drain { until: None });
+                    self.holding = hold;
+                }
+                Action::Event(Event::ProxyHeld { end }) => {
+                    // The inbound drain is over; the app's stop may begin.
+                    self.check(hold, "kuma-dp held outside the hold drain");
+                    self.check(self.proxy_alive, "a kuma-dp that is gone held");
+                    self.drain = None;
+                    self.events.push(Event::ProxyHeld { end });
                 }
                 Action::Signal(Target::Proxy, sig) => {
                     self.check(self.proxy_alive, "a signal for a kuma-dp that is gone");
+                    // (h) The hold drain never sends SIGUSR2 (a SIGTERM
+                    // after it ends kuma-dp at once), and kuma-dp's second
+                    // SIGTERM waits for the app's exit, unless the operator
+                    // cut the stop short.
+                    self.check(
+                        !(hold && sig == Signal::SIGUSR2),
+                        "SIGUSR2 to kuma-dp in a hold drain",
+                    );
+                    if hold && sig == Signal::SIGTERM && self.proxy_terms == 1 && self.holding {
+                        self.check(
+                            !self.app_alive || self.stops >= 2,
+                            "kuma-dp's second SIGTERM before the app exited in a hold drain",
+                        );
+                    }
                     if sig == Signal::SIGUSR2 {
                         if let Some(d) = &mut self.drain {
                             d.until = Some(t + drain_limit);
@@ -608,6 +686,12 @@ impl Run {
         // means healthy, and only a live app is healthy.
         if self.lc.is_ready() {
             self.check(self.lc.is_healthy(), "ready but not healthy");
+            // (i) Ready through a kuma-dp whose DNS never answered: the
+            // app's redirected lookups would fail.
+            self.check(
+                !dns_gate || self.dns_answered,
+                "ready before kuma-dp's DNS answered",
+            );
         }
         if self.lc.is_healthy() {
             self.check(self.app_alive, "healthy with no app running");
@@ -710,7 +794,7 @@ impl Run {
                 (Some(d), None) => self.step_at(d.max(self.now), Input::Tick),
                 (_, Some((i, t))) => {
                     let (_, input, generation) = self.pending.remove(i);
-                    let stale = matches!(input, Input::ProxyExited(_))
+                    let stale = matches!(input, Input::ProxyExited(_) | Input::ProxyDnsAnswered)
                         && generation != self.proxy_generation;
                     // Only one second stop: the third kills everything.
                     let stale = stale || (matches!(input, Input::Stop(_)) && self.stops >= 2);
@@ -758,7 +842,14 @@ impl Run {
                 "StartupTimeout exit without the event",
             ),
             ExitReason::ProxyFailed => self.check(
-                announced(|e| matches!(e, Event::ProxyGaveUp { .. } | Event::ProxyReadyTimeout)),
+                announced(|e| {
+                    matches!(
+                        e,
+                        Event::ProxyGaveUp { .. }
+                            | Event::ProxyReadyTimeout
+                            | Event::ProxyDnsTimeout
+                    )
+                }),
                 "ProxyFailed exit without the event",
             ),
             ExitReason::AppSpawnFailed => self.check(

@@ -55,13 +55,21 @@ fn start_states(settings: &Settings) -> Vec<Lifecycle> {
     lc.step(zero, Input::Start);
     let mut states = vec![lc.clone()];
     // Each step brings the start one state further: the app's health in
-    // `probing`, kuma-dp's readiness in `proxy-starting`. Two of each at most.
+    // `probing`, kuma-dp's readiness (and its DNS) in `proxy-starting`. Two
+    // of each at most.
     for _ in 0..4 {
         let before = lc.phase();
         match before {
             Phase::Running => break,
             Phase::ProxyStarting => {
                 lc.step(zero, Input::ProxyReady);
+                // With the DNS gate kuma-dp is ready and its DNS not yet
+                // answering: a state of its own (kuma-dp serves, the app
+                // waits), then the answer moves the start on.
+                if lc.phase() == before {
+                    states.push(lc.clone());
+                    lc.step(zero, Input::ProxyDnsAnswered);
+                }
             }
             // Every probe passes its success threshold.
             _ => {
@@ -255,6 +263,65 @@ mod tests {
         );
         assert_eq!(at(&run, Action::Kill(Target::Proxy)), [T(47_000)]);
         assert_eq!(run.length, Some(T(50_000)));
+    }
+
+    /// The hold drain: kuma-dp's first SIGTERM at the stop, the inbound
+    /// drain to its timeout, the grace and the app's stop with kuma-dp still
+    /// up, its second SIGTERM only once the app is gone, SIGKILL a kill
+    /// bound later; never SIGUSR2. As long as the TERM drain's worst case:
+    /// the same waits, in another order.
+    #[test]
+    fn the_hold_drain_stops_kuma_dp_after_the_app() {
+        let s = Settings {
+            app_grace_delay: T(5000),
+            drain_mode: DrainMode::Hold,
+            ..Settings::defaults()
+        };
+        let run = serving(&s);
+        assert_eq!(
+            at(&run, Action::Signal(Target::Proxy, Signal::SIGTERM)),
+            [T(0), T(55_000)]
+        );
+        assert_eq!(at(&run, Action::Signal(Target::Proxy, Signal::SIGUSR2)), []);
+        assert_eq!(
+            at(
+                &run,
+                Action::Event(Event::ProxyHeld {
+                    end: crate::lifecycle::DrainEnd::Timeout
+                })
+            ),
+            [T(40_000)]
+        );
+        assert_eq!(at(&run, Action::Enter(Phase::Grace)), [T(40_000)]);
+        assert_eq!(
+            at(&run, Action::Signal(Target::App, Signal::SIGTERM)),
+            [T(45_000)]
+        );
+        assert_eq!(at(&run, Action::Kill(Target::App)), [T(55_000)]);
+        assert_eq!(at(&run, Action::Kill(Target::Proxy)), [T(56_000)]);
+        assert_eq!(run.length, Some(T(59_000)));
+        assert_eq!(worst_case(&s), Some(T(59_000)));
+    }
+
+    /// With the DNS gate, a stop while kuma-dp is ready and its DNS is
+    /// awaited is one of the start's states, and counted.
+    #[test]
+    fn the_dns_wait_is_a_state_of_the_start() {
+        let s = Settings {
+            start_order: StartOrder::ProxyFirst,
+            proxy_dns: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 15053))),
+            ..Settings::defaults()
+        };
+        let phases: Vec<Phase> = start_states(&s).iter().map(Lifecycle::phase).collect();
+        assert_eq!(
+            phases,
+            [
+                Phase::ProxyStarting,
+                Phase::ProxyStarting,
+                Phase::Probing,
+                Phase::Running
+            ]
+        );
     }
 
     /// Stopped while kuma-dp (proxy-first) runs and the app is still probed,

@@ -327,35 +327,48 @@ fn table() -> Vec<Row> {
         Row { phase: Done, input: InboundUnreadable, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: DescendantsGone, after_ms: 0, next: Done, must: &[], must_not: &[] },
         Row { phase: Done, input: AppSpawnFailed, after_ms: 0, next: Done, must: &[], must_not: &[] },
+        // Issue 26: a DNS answer without the DNS gate (no `proxy_dns`) is no one's: nothing moves.
+        Row { phase: Starting, input: ProxyDnsAnswered, after_ms: 0, next: Starting, must: &[], must_not: &[Action::SpawnApp] },
+        Row { phase: Probing, input: ProxyDnsAnswered, after_ms: 0, next: Probing, must: &[], must_not: &[Action::SpawnProxy] },
+        Row { phase: ProxyStarting, input: ProxyDnsAnswered, after_ms: 0, next: ProxyStarting, must: &[], must_not: &[Action::Ready(true), Action::Event(Event::ProxyDnsAnswers)] },
+        Row { phase: Running, input: ProxyDnsAnswered, after_ms: 0, next: Running, must: &[], must_not: &[Action::Event(Event::ProxyDnsAnswers)] },
+        Row { phase: Draining, input: ProxyDnsAnswered, after_ms: 0, next: Draining, must: &[], must_not: &[] },
+        Row { phase: Grace, input: ProxyDnsAnswered, after_ms: 0, next: Grace, must: &[], must_not: &[] },
+        Row { phase: Stopping, input: ProxyDnsAnswered, after_ms: 0, next: Stopping, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: ProxyDnsAnswered, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Done, input: ProxyDnsAnswered, after_ms: 0, next: Done, must: &[], must_not: &[] },
     ]
 }
 
-#[test]
-fn every_phase_and_input_pair() {
-    let rows = table();
-    // The table covers the whole product of phases and inputs.
-    for phase in Phase::ALL {
-        for input in [
-            Input::Start,
-            HEALTHY,
-            UNHEALTHY,
-            Input::ProxyReady,
-            Input::AppExited(OK),
-            Input::AppSpawnFailed,
-            Input::ProxyExited(OK),
-            Input::ProxySpawnFailed,
-            Input::Stop(TERM),
-            Input::Tick,
-            Input::DescendantsGone,
-            Input::InboundIdle,
-            Input::InboundBusy,
-            Input::InboundUnreadable,
-            OUT,
-            OUT_WAIT,
-            IN,
-            Input::ProxyAnswered,
-            Input::ProxyUnanswered,
-        ] {
+/// Every input kind, for the tables' coverage checks.
+const ALL_INPUTS: [Input; 20] = [
+    Input::Start,
+    HEALTHY,
+    UNHEALTHY,
+    Input::ProxyReady,
+    Input::AppExited(OK),
+    Input::AppSpawnFailed,
+    Input::ProxyExited(OK),
+    Input::ProxySpawnFailed,
+    Input::Stop(TERM),
+    Input::Tick,
+    Input::DescendantsGone,
+    Input::InboundIdle,
+    Input::InboundBusy,
+    Input::InboundUnreadable,
+    OUT,
+    OUT_WAIT,
+    IN,
+    Input::ProxyAnswered,
+    Input::ProxyUnanswered,
+    Input::ProxyDnsAnswered,
+];
+
+/// Each row must have its phase's (or phases') every input covered, and
+/// each row is run from `at_phase` and checked.
+fn check_table(rows: &[Row], phases: &[Phase], at_phase: impl Fn(Phase) -> (Lifecycle, Duration)) {
+    for &phase in phases {
+        for input in ALL_INPUTS {
             // `out` and `in` are two inputs, each with its rows.
             let same_kind = |a: &Input, b: &Input| {
                 a == b
@@ -403,6 +416,11 @@ fn every_phase_and_input_pair() {
             );
         }
     }
+}
+
+#[test]
+fn every_phase_and_input_pair() {
+    check_table(&table(), &Phase::ALL, at_phase);
 }
 
 /// Runs inputs in order and collects (time, action).
@@ -2224,4 +2242,415 @@ fn operator_out_wait_times_out_is_cancelled_by_in_and_yields_to_a_shutdown() {
         Some(1_000)
     );
     assert_eq!(time_of(&log, LEAVE), None);
+}
+
+// ---- Issue 26: the hold drain and the DNS gate ----
+
+const SECOND_TERM: Action = TERM_PROXY;
+const USR2_PROXY: Action = Action::Signal(Target::Proxy, Signal::SIGUSR2);
+
+/// `--drain-signal hold` on the usual settings (grace 5 s, drain timeout
+/// 40 s, app stop timeout 10 s).
+fn hold() -> Settings {
+    Settings {
+        drain_mode: DrainMode::Hold,
+        ..settings()
+    }
+}
+
+/// A hold-mode machine brought to one of the shutdown's phases: the stop at
+/// 10 s, the inbound drain ended by `--drain-timeout` at 50 s, the grace
+/// until 55 s, the app gone at 55.1 s.
+fn at_hold_phase(phase: Phase) -> (Lifecycle, Duration) {
+    let mut lc = Lifecycle::new(hold());
+    let mut path = vec![
+        (0, Input::Start),
+        (300, HEALTHY),
+        (800, Input::ProxyReady),
+        (10_000, Input::Stop(TERM)),
+    ];
+    let extra: &[(u64, Input)] = match phase {
+        Phase::Draining => &[],
+        Phase::Grace => &[(50_000, Input::Tick)],
+        Phase::Stopping => &[(50_000, Input::Tick), (55_000, Input::Tick)],
+        Phase::Cleanup => &[
+            (50_000, Input::Tick),
+            (55_000, Input::Tick),
+            (55_100, Input::AppExited(ExitStatus::Signaled(15))),
+        ],
+        other => panic!("no hold setup for {other:?}"),
+    };
+    path.extend_from_slice(extra);
+    let mut now = T(0);
+    for (t, input) in path {
+        now = T(t);
+        lc.step(now, input);
+    }
+    assert_eq!(lc.phase(), phase, "setup reached {:?}", lc.phase());
+    (lc, now)
+}
+
+/// Every (phase, input) pair of the phases the hold drain changes.
+#[rustfmt::skip]
+fn hold_table() -> Vec<Row> {
+    use Input::*;
+    use Phase::*;
+    let app_exit = AppExited(ExitStatus::Code(3));
+    let proxy_exit = ProxyExited(ExitStatus::Code(0));
+    let mut rows = Vec::new();
+    // The inbound drain: kuma-dp got one SIGTERM and is kept.
+    rows.extend([
+        Row { phase: Draining, input: Start, after_ms: 0, next: Draining, must: &[], must_not: &[SECOND_TERM] },
+        Row { phase: Draining, input: HEALTHY, after_ms: 0, next: Draining, must: &[], must_not: &[SECOND_TERM] },
+        Row { phase: Draining, input: UNHEALTHY, after_ms: 0, next: Draining, must: &[], must_not: &[SECOND_TERM] },
+        Row { phase: Draining, input: ProxyReady, after_ms: 0, next: Draining, must: &[], must_not: &[SECOND_TERM] },
+        // The app gone: the inbound drain still runs its course (clients must stop sending first).
+        Row { phase: Draining, input: app_exit, after_ms: 0, next: Draining, must: &[], must_not: &[SECOND_TERM, Action::Kill(Target::Proxy)] },
+        Row { phase: Draining, input: AppSpawnFailed, after_ms: 0, next: Draining, must: &[], must_not: &[SECOND_TERM] },
+        // kuma-dp gone by itself during the hold: said, and the grace follows as planned.
+        Row { phase: Draining, input: proxy_exit, after_ms: 0, next: Grace, must: &[Action::Event(Event::HeldProxyExited { phase: Draining })], must_not: &[STOP_APP] },
+        Row { phase: Draining, input: ProxySpawnFailed, after_ms: 0, next: Draining, must: &[], must_not: &[SECOND_TERM] },
+        // The operator's second stop cuts it short: kuma-dp's second SIGTERM now, the app's stop now.
+        Row { phase: Draining, input: Stop(TERM), after_ms: 0, next: Stopping, must: &[SECOND_TERM, STOP_APP], must_not: &[USR2_PROXY] },
+        Row { phase: Draining, input: Tick, after_ms: 39_000, next: Draining, must: &[], must_not: &[SECOND_TERM] },
+        // --drain-timeout ends the inbound drain: held, no signal to kuma-dp, the grace begins.
+        Row { phase: Draining, input: Tick, after_ms: 40_000, next: Grace, must: &[Action::Event(Event::ProxyHeld { end: DrainEnd::Timeout })], must_not: &[SECOND_TERM, Action::Kill(Target::Proxy), Action::Event(Event::DrainTimeout), STOP_APP] },
+        Row { phase: Draining, input: DescendantsGone, after_ms: 0, next: Draining, must: &[], must_not: &[] },
+        Row { phase: Draining, input: InboundIdle, after_ms: 0, next: Draining, must: &[], must_not: &[SECOND_TERM] },
+        Row { phase: Draining, input: InboundBusy, after_ms: 0, next: Draining, must: &[], must_not: &[SECOND_TERM] },
+        Row { phase: Draining, input: InboundUnreadable, after_ms: 0, next: Draining, must: &[], must_not: &[SECOND_TERM] },
+        Row { phase: Draining, input: OUT, after_ms: 0, next: Draining, must: &[], must_not: &[LEAVE] },
+        Row { phase: Draining, input: OUT_WAIT, after_ms: 0, next: Draining, must: &[], must_not: &[LEAVE] },
+        Row { phase: Draining, input: IN, after_ms: 0, next: Draining, must: &[], must_not: &[REJOIN] },
+        Row { phase: Draining, input: ProxyAnswered, after_ms: 0, next: Draining, must: &[], must_not: &[] },
+        Row { phase: Draining, input: ProxyUnanswered, after_ms: 0, next: Draining, must: &[], must_not: &[Action::Kill(Target::Proxy)] },
+        Row { phase: Draining, input: ProxyDnsAnswered, after_ms: 0, next: Draining, must: &[], must_not: &[] },
+    ]);
+    // The grace and the app's stop: kuma-dp still held.
+    for phase in [Grace, Stopping] {
+        let (timer_ms, timer_next, timer_must): (u64, Phase, &'static [Action]) = match phase {
+            Grace => (5_000, Stopping, &[STOP_APP]),
+            _ => (10_000, Stopping, &[Action::Kill(Target::App)]),
+        };
+        let held_exit: &'static [Action] = match phase {
+            Grace => &[Action::Event(Event::HeldProxyExited { phase: Grace })],
+            _ => &[Action::Event(Event::HeldProxyExited { phase: Stopping })],
+        };
+        rows.extend([
+            Row { phase, input: Start, after_ms: 0, next: phase, must: &[], must_not: &[SECOND_TERM] },
+            Row { phase, input: HEALTHY, after_ms: 0, next: phase, must: &[], must_not: &[SECOND_TERM] },
+            Row { phase, input: UNHEALTHY, after_ms: 0, next: phase, must: &[], must_not: &[SECOND_TERM] },
+            Row { phase, input: ProxyReady, after_ms: 0, next: phase, must: &[], must_not: &[SECOND_TERM] },
+            // The app has exited: now, and only now, kuma-dp's second SIGTERM; SIGKILL only after the bound.
+            Row { phase, input: app_exit, after_ms: 0, next: Cleanup, must: &[SECOND_TERM], must_not: &[Action::Kill(Target::Proxy), Action::TermDescendants] },
+            Row { phase, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[SECOND_TERM], must_not: &[] },
+            Row { phase, input: proxy_exit, after_ms: 0, next: phase, must: held_exit, must_not: &[STOP_APP, Action::Kill(Target::App)] },
+            Row { phase, input: ProxySpawnFailed, after_ms: 0, next: phase, must: &[], must_not: &[SECOND_TERM] },
+            Row { phase, input: Stop(TERM), after_ms: 0, next: Stopping, must: &[SECOND_TERM], must_not: &[USR2_PROXY] },
+            Row { phase, input: Tick, after_ms: 0, next: phase, must: &[], must_not: &[SECOND_TERM] },
+            Row { phase, input: Tick, after_ms: timer_ms, next: timer_next, must: timer_must, must_not: &[SECOND_TERM, Action::Kill(Target::Proxy)] },
+            Row { phase, input: DescendantsGone, after_ms: 0, next: phase, must: &[], must_not: &[] },
+            Row { phase, input: InboundIdle, after_ms: 0, next: phase, must: &[], must_not: &[SECOND_TERM] },
+            Row { phase, input: InboundBusy, after_ms: 0, next: phase, must: &[], must_not: &[SECOND_TERM] },
+            Row { phase, input: InboundUnreadable, after_ms: 0, next: phase, must: &[], must_not: &[SECOND_TERM] },
+            Row { phase, input: OUT, after_ms: 0, next: phase, must: &[], must_not: &[LEAVE] },
+            Row { phase, input: OUT_WAIT, after_ms: 0, next: phase, must: &[], must_not: &[LEAVE] },
+            Row { phase, input: IN, after_ms: 0, next: phase, must: &[], must_not: &[REJOIN] },
+            Row { phase, input: ProxyAnswered, after_ms: 0, next: phase, must: &[], must_not: &[] },
+            Row { phase, input: ProxyUnanswered, after_ms: 0, next: phase, must: &[], must_not: &[Action::Kill(Target::Proxy)] },
+            Row { phase, input: ProxyDnsAnswered, after_ms: 0, next: phase, must: &[], must_not: &[] },
+        ]);
+    }
+    // The clean-up: kuma-dp had its second SIGTERM; never a third.
+    rows.extend([
+        Row { phase: Cleanup, input: Start, after_ms: 0, next: Cleanup, must: &[], must_not: &[SECOND_TERM] },
+        Row { phase: Cleanup, input: HEALTHY, after_ms: 0, next: Cleanup, must: &[], must_not: &[SECOND_TERM] },
+        Row { phase: Cleanup, input: UNHEALTHY, after_ms: 0, next: Cleanup, must: &[], must_not: &[SECOND_TERM] },
+        Row { phase: Cleanup, input: ProxyReady, after_ms: 0, next: Cleanup, must: &[], must_not: &[SECOND_TERM] },
+        Row { phase: Cleanup, input: app_exit, after_ms: 0, next: Cleanup, must: &[], must_not: &[SECOND_TERM] },
+        Row { phase: Cleanup, input: AppSpawnFailed, after_ms: 0, next: Cleanup, must: &[], must_not: &[SECOND_TERM] },
+        // Its expected exit: not news, the descendants follow.
+        Row { phase: Cleanup, input: proxy_exit, after_ms: 0, next: Cleanup, must: &[Action::TermDescendants], must_not: &[Action::Event(Event::HeldProxyExited { phase: Cleanup })] },
+        Row { phase: Cleanup, input: ProxySpawnFailed, after_ms: 0, next: Cleanup, must: &[], must_not: &[SECOND_TERM] },
+        Row { phase: Cleanup, input: Stop(TERM), after_ms: 0, next: Cleanup, must: &[], must_not: &[SECOND_TERM, USR2_PROXY] },
+        Row { phase: Cleanup, input: Tick, after_ms: 0, next: Cleanup, must: &[], must_not: &[SECOND_TERM] },
+        // The bound after the second SIGTERM: SIGKILL, not a third SIGTERM (kuma-dp would exit 1).
+        Row { phase: Cleanup, input: Tick, after_ms: 1_000, next: Cleanup, must: &[Action::Kill(Target::Proxy)], must_not: &[SECOND_TERM] },
+        Row { phase: Cleanup, input: DescendantsGone, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: InboundIdle, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: InboundBusy, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: InboundUnreadable, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: OUT, after_ms: 0, next: Cleanup, must: &[], must_not: &[LEAVE] },
+        Row { phase: Cleanup, input: OUT_WAIT, after_ms: 0, next: Cleanup, must: &[], must_not: &[LEAVE] },
+        Row { phase: Cleanup, input: IN, after_ms: 0, next: Cleanup, must: &[], must_not: &[REJOIN] },
+        Row { phase: Cleanup, input: ProxyAnswered, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: ProxyUnanswered, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+        Row { phase: Cleanup, input: ProxyDnsAnswered, after_ms: 0, next: Cleanup, must: &[], must_not: &[] },
+    ]);
+    rows
+}
+
+#[test]
+fn every_hold_phase_and_input_pair() {
+    use Phase::*;
+    check_table(
+        &hold_table(),
+        &[Draining, Grace, Stopping, Cleanup],
+        at_hold_phase,
+    );
+}
+
+/// `--proxy-dns` with proxy-first (what transparent proxying asks for).
+fn dns_gate() -> Settings {
+    Settings {
+        start_order: StartOrder::ProxyFirst,
+        proxy_dns: Some(SocketAddr::from(([127, 0, 0, 1], 15053))),
+        ..settings()
+    }
+}
+
+/// kuma-dp spawned at 0, ready at 0.9 s, its DNS not answering yet.
+fn at_dns_wait(phase: Phase) -> (Lifecycle, Duration) {
+    assert_eq!(phase, Phase::ProxyStarting);
+    let mut lc = Lifecycle::new(dns_gate());
+    lc.step(T(0), Input::Start);
+    let actions = lc.step(T(900), Input::ProxyReady);
+    assert!(
+        actions.contains(&Action::WatchProxyDns(true)),
+        "{actions:?}"
+    );
+    assert!(!actions.contains(&Action::SpawnApp), "{actions:?}");
+    assert_eq!(lc.phase(), phase);
+    (lc, T(900))
+}
+
+/// Every input while kuma-dp is ready and its DNS does not answer yet.
+#[rustfmt::skip]
+fn dns_table() -> Vec<Row> {
+    use Input::*;
+    use Phase::*;
+    let waiting = ProxyStarting;
+    vec![
+        Row { phase: waiting, input: Start, after_ms: 0, next: waiting, must: &[], must_not: &[Action::SpawnApp] },
+        Row { phase: waiting, input: HEALTHY, after_ms: 0, next: waiting, must: &[], must_not: &[Action::SpawnApp, Action::Ready(true)] },
+        Row { phase: waiting, input: UNHEALTHY, after_ms: 0, next: waiting, must: &[], must_not: &[Action::SpawnApp] },
+        Row { phase: waiting, input: ProxyReady, after_ms: 0, next: waiting, must: &[], must_not: &[Action::SpawnApp, Action::WatchProxyDns(true)] },
+        Row { phase: waiting, input: AppExited(OK), after_ms: 0, next: waiting, must: &[], must_not: &[Action::SpawnApp] },
+        Row { phase: waiting, input: AppSpawnFailed, after_ms: 0, next: waiting, must: &[], must_not: &[Action::SpawnApp] },
+        // kuma-dp crashed while its DNS was awaited: the check stops, the restart follows; still no app.
+        Row { phase: waiting, input: ProxyExited(ExitStatus::Code(1)), after_ms: 0, next: waiting, must: &[Action::WatchProxyDns(false), Action::Event(Event::ProxyRestarting { attempt: 1, delay: ONE_SECOND })], must_not: &[Action::SpawnApp] },
+        Row { phase: waiting, input: ProxySpawnFailed, after_ms: 0, next: waiting, must: &[], must_not: &[Action::SpawnApp] },
+        // A stop while kuma-dp is ready (maybe registered): drained as any started kuma-dp; the app never starts.
+        Row { phase: waiting, input: Stop(TERM), after_ms: 0, next: Draining, must: &[Action::WatchProxyDns(false), TERM_PROXY], must_not: &[Action::SpawnApp] },
+        Row { phase: waiting, input: Tick, after_ms: 0, next: waiting, must: &[], must_not: &[Action::SpawnApp] },
+        // --proxy-ready-timeout (from the spawn) bounds the DNS wait too: named as the DNS's.
+        Row { phase: waiting, input: Tick, after_ms: 59_100, next: Cleanup, must: &[Action::Event(Event::ProxyDnsTimeout), Action::WatchProxyDns(false), TERM_PROXY], must_not: &[Action::SpawnApp, Action::Event(Event::ProxyReadyTimeout)] },
+        Row { phase: waiting, input: DescendantsGone, after_ms: 0, next: waiting, must: &[], must_not: &[] },
+        Row { phase: waiting, input: InboundIdle, after_ms: 0, next: waiting, must: &[], must_not: &[] },
+        Row { phase: waiting, input: InboundBusy, after_ms: 0, next: waiting, must: &[], must_not: &[] },
+        Row { phase: waiting, input: InboundUnreadable, after_ms: 0, next: waiting, must: &[], must_not: &[] },
+        Row { phase: waiting, input: OUT, after_ms: 0, next: waiting, must: &[LEAVE], must_not: &[Action::SpawnApp] },
+        Row { phase: waiting, input: OUT_WAIT, after_ms: 0, next: waiting, must: &[], must_not: &[Action::SpawnApp] },
+        Row { phase: waiting, input: IN, after_ms: 0, next: waiting, must: &[], must_not: &[Action::SpawnApp] },
+        Row { phase: waiting, input: ProxyAnswered, after_ms: 0, next: waiting, must: &[], must_not: &[Action::SpawnApp] },
+        Row { phase: waiting, input: ProxyUnanswered, after_ms: 0, next: waiting, must: &[], must_not: &[Action::SpawnApp] },
+        // The answer: the app starts (and is probed).
+        Row { phase: waiting, input: ProxyDnsAnswered, after_ms: 0, next: Probing, must: &[Action::Event(Event::ProxyDnsAnswers), Action::WatchProxyDns(false), Action::SpawnApp], must_not: &[Action::Ready(true)] },
+    ]
+}
+
+#[test]
+fn every_input_while_kuma_dps_dns_is_awaited() {
+    check_table(&dns_table(), &[Phase::ProxyStarting], at_dns_wait);
+}
+
+/// The whole hold drain in order: kuma-dp's SIGTERM at the stop, the
+/// inbound idle by the drain's rule, the grace, the app's stop, its exit,
+/// and only then kuma-dp's second SIGTERM; never SIGUSR2.
+#[test]
+fn the_hold_drain_keeps_kuma_dp_until_the_app_has_exited() {
+    let s = Settings {
+        idle_drain: Some(IdleDrain {
+            min: T(5000),
+            idle: T(1000),
+        }),
+        ..hold()
+    };
+    let (lc, log) = run(
+        s,
+        &[
+            (0, Input::Start),
+            (100, HEALTHY),
+            (200, Input::ProxyReady),
+            (10_000, Input::Stop(TERM)),
+            (10_100, Input::InboundIdle),
+            (15_000, Input::Tick),
+            (20_000, Input::Tick),
+            (21_000, Input::AppExited(ExitStatus::Signaled(15))),
+            (21_200, Input::ProxyExited(OK)),
+            (21_300, Input::DescendantsGone),
+        ],
+    );
+    let proxy_terms: Vec<u64> = log
+        .iter()
+        .filter(|(_, a)| *a == TERM_PROXY)
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(
+        proxy_terms,
+        [10_000, 21_000],
+        "TERM at the stop, TERM once the app is gone"
+    );
+    assert!(!log.iter().any(|(_, a)| *a == USR2_PROXY));
+    assert_eq!(
+        time_of(
+            &log,
+            Action::Event(Event::DrainIdle {
+                drained_for: T(5000)
+            })
+        ),
+        Some(15_000)
+    );
+    assert_eq!(
+        time_of(
+            &log,
+            Action::Event(Event::ProxyHeld {
+                end: DrainEnd::Idle
+            })
+        ),
+        Some(15_000)
+    );
+    assert_eq!(time_of(&log, Action::Enter(Phase::Grace)), Some(15_000));
+    assert_eq!(time_of(&log, STOP_APP), Some(20_000));
+    assert_eq!(time_of(&log, Action::Enter(Phase::Cleanup)), Some(21_000));
+    assert_eq!(time_of(&log, Action::TermDescendants), Some(21_200));
+    assert_eq!(time_of(&log, Action::Kill(Target::Proxy)), None);
+    let (reason, timeline) = log
+        .iter()
+        .find_map(|(_, a)| match a {
+            Action::Exit { reason, timeline } => Some((*reason, *timeline)),
+            _ => None,
+        })
+        .expect("exit");
+    assert_eq!(reason, ExitReason::App(ExitStatus::Signaled(15)));
+    let t = timeline.expect("a shutdown took place");
+    assert_eq!(t.drain, T(5000));
+    assert_eq!(t.grace, T(5000));
+    assert_eq!(t.app_stop, T(1000));
+    assert_eq!(t.drain_end, Some(DrainEnd::Idle));
+    assert_eq!(lc.phase(), Phase::Done);
+}
+
+/// An app that exits during the inbound drain: the drain still ends by
+/// its rule (clients are withdrawn first), then kuma-dp's second SIGTERM.
+#[test]
+fn an_app_gone_during_a_hold_drain_ends_kuma_dp_when_the_drain_ends() {
+    let (_, log) = run(
+        hold(),
+        &[
+            (0, Input::Start),
+            (100, HEALTHY),
+            (200, Input::ProxyReady),
+            (10_000, Input::Stop(TERM)),
+            (12_000, Input::AppExited(OK)),
+            (50_000, Input::Tick),
+        ],
+    );
+    let proxy_terms: Vec<u64> = log
+        .iter()
+        .filter(|(_, a)| *a == TERM_PROXY)
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(proxy_terms, [10_000, 50_000]);
+    assert_eq!(
+        time_of(&log, Action::Enter(Phase::Grace)),
+        None,
+        "no grace for an app that is gone"
+    );
+}
+
+/// The DNS gate after a kuma-dp restart: the restart gap is an outage of
+/// the app's outbound side (every redirected call and lookup fails), so
+/// the instance is not ready from the crash until the new kuma-dp is
+/// ready AND its DNS answers.
+#[test]
+fn a_restarted_kuma_dp_counts_again_only_once_its_dns_answers() {
+    let (lc, log) = run(
+        dns_gate(),
+        &[
+            (0, Input::Start),
+            (900, Input::ProxyReady),
+            (950, Input::ProxyDnsAnswered),
+            (1_500, HEALTHY),
+            (20_000, Input::ProxyExited(ExitStatus::Code(2))),
+            (21_000, Input::Tick),
+            (23_000, Input::ProxyReady),
+            (23_400, Input::ProxyDnsAnswered),
+        ],
+    );
+    assert_eq!(time_of(&log, Action::SpawnApp), Some(950));
+    let readiness: Vec<(u64, Action)> = log
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::Ready(_)))
+        .copied()
+        .collect();
+    assert_eq!(
+        readiness,
+        [
+            (1_500, Action::Ready(true)),
+            (20_000, Action::Ready(false)),
+            (23_400, Action::Ready(true)),
+        ],
+        "not ready through the restart gap, until the new DNS answers"
+    );
+    let dns_checks: Vec<u64> = log
+        .iter()
+        .filter(|(_, a)| *a == Action::WatchProxyDns(true))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(dns_checks, [900, 23_000]);
+    assert_eq!(lc.phase(), Phase::Running);
+}
+
+/// kuma-dp exiting on its own during the hold is news only while the app
+/// still runs (its outbound side is lost); with the app gone it is the
+/// drain's end, as with TERM.
+#[test]
+fn a_held_kuma_dp_that_exits_is_reported_only_while_the_app_needs_it() {
+    let held_exit = |phase| Action::Event(Event::HeldProxyExited { phase });
+    let (_, log) = run(
+        hold(),
+        &[
+            (0, Input::Start),
+            (100, HEALTHY),
+            (200, Input::ProxyReady),
+            (10_000, Input::Stop(TERM)),
+            (50_000, Input::Tick),
+            (55_000, Input::Tick),
+            (56_000, Input::ProxyExited(ExitStatus::Code(1))),
+        ],
+    );
+    assert_eq!(time_of(&log, held_exit(Phase::Stopping)), Some(56_000));
+    assert_eq!(
+        log.iter().filter(|(_, a)| *a == TERM_PROXY).count(),
+        1,
+        "nothing more is sent to a kuma-dp that is gone"
+    );
+    let (_, log) = run(
+        hold(),
+        &[
+            (0, Input::Start),
+            (100, HEALTHY),
+            (200, Input::ProxyReady),
+            (10_000, Input::Stop(TERM)),
+            (12_000, Input::AppExited(OK)),
+            (13_000, Input::ProxyExited(ExitStatus::Code(0))),
+        ],
+    );
+    assert!(
+        !log.iter()
+            .any(|(_, a)| matches!(a, Action::Event(Event::HeldProxyExited { .. }))),
+        "{log:?}"
+    );
+    assert_eq!(time_of(&log, Action::TermDescendants), Some(13_000));
 }

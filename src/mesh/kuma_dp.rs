@@ -50,6 +50,20 @@ pub fn shown_args(args: &[String]) -> Vec<String> {
 /// kuma-dp's own default drain time.
 pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(30);
 
+/// How much longer than meshinit's worst-case shutdown kuma-dp's drain
+/// time is set with `--drain-signal hold`: meshinit always ends the hold
+/// itself (second SIGTERM, or SIGKILL), so this only covers the clocks of
+/// two processes starting a little apart.
+pub const HOLD_DRAIN_MARGIN: Duration = Duration::from_secs(10);
+
+/// The drain time meshinit gives kuma-dp for a hold drain whose worst case
+/// is `worst`: that and the margin, in whole seconds (rounded up).
+pub fn hold_drain_time(worst: Duration) -> Duration {
+    let t = worst.saturating_add(HOLD_DRAIN_MARGIN);
+    let secs = t.as_secs() + u64::from(t.subsec_nanos() > 0);
+    Duration::from_secs(secs)
+}
+
 /// `--work-dir` given through `--kuma-dp-arg`, in either form.
 pub fn user_work_dir(args: &[String]) -> Option<String> {
     let mut it = args.iter();

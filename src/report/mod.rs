@@ -2,6 +2,7 @@
 //! Prometheus metrics it serves (`metrics`), systemd's notify protocol
 //! (`notify`), and the logs (`logging`).
 
+pub(crate) mod admission;
 pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod notify;

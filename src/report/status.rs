@@ -10,17 +10,14 @@
 //! endpoint never takes part in the shutdown: the driver simply stops
 //! polling it when it exits.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::AbortHandle;
 
+use crate::report::admission::{Admission, Slot};
 use crate::report::snapshot::{Shared, Snapshot};
 
 /// Connections held at once. Well below the usual 1024 open-file soft
@@ -115,117 +112,27 @@ pub fn answer(st: &Snapshot, path: &str) -> (u16, &'static str, String) {
     }
 }
 
-/// The open connections: those still waiting for their request, oldest
-/// first (ids grow with each accept), and how many are being answered.
-#[derive(Default)]
-struct Connections {
-    next_id: u64,
-    idle: BTreeMap<u64, AbortHandle>,
-    answering: usize,
-}
-
-impl Connections {
-    fn open(&self) -> usize {
-        self.idle.len() + self.answering
-    }
-
-    /// Takes out the connection that has waited longest without sending a
-    /// request; `None` when every open one is being answered. The caller
-    /// aborts it once this borrow is released (aborting drops the task's
-    /// future, its socket and its [`Slot`], which borrows this again).
-    fn oldest_idle(&mut self) -> Option<AbortHandle> {
-        self.idle.pop_first().map(|(_, task)| task)
-    }
-}
-
-/// A connection's place in [`Connections`], given back when its task ends
-/// (finished, timed out or aborted).
-struct Slot {
-    conns: Rc<RefCell<Connections>>,
-    id: u64,
-    answering: bool,
-}
-
-impl Slot {
-    /// The request has arrived: the connection is no longer idle, and no
-    /// longer one that may be closed to make room.
-    fn answering(&mut self) {
-        let mut c = self.conns.borrow_mut();
-        if c.idle.remove(&self.id).is_some() {
-            c.answering += 1;
-            self.answering = true;
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut c = self.conns.borrow_mut();
-        if self.answering {
-            c.answering -= 1;
-        } else {
-            // Absent when it was evicted: its room is already taken.
-            c.idle.remove(&self.id);
-        }
-    }
-}
-
 /// Serves until the task is dropped. Each client has `request_timeout` to
 /// send its request (a health checker sends it at once; anything slower is
 /// idling on a slot).
 pub async fn serve(listener: TcpListener, state: Shared, request_timeout: Duration) {
-    let conns = Rc::new(RefCell::new(Connections::default()));
+    let slots = Admission::new(MAX_CONNECTIONS);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
-                // Out of descriptors: an idle connection gives one back.
-                // Otherwise back off instead of spinning on an accept that
-                // keeps failing.
                 tracing::debug!(error = %e, "status endpoint accept failed");
-                let oldest = conns.borrow_mut().oldest_idle();
-                match oldest {
-                    Some(task) => {
-                        task.abort();
-                        tokio::task::yield_now().await;
-                    }
-                    None => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
+                slots.accept_failed().await;
                 continue;
             }
         };
-        let full = conns.borrow().open() >= MAX_CONNECTIONS;
-        if full {
-            let oldest = conns.borrow_mut().oldest_idle();
-            match oldest {
-                Some(task) => {
-                    task.abort();
-                    // The aborted task is dropped (its socket closed) when the
-                    // event loop next runs it: let it, so the cap holds for
-                    // descriptors too, not just for tasks.
-                    tokio::task::yield_now().await;
-                }
-                None => {
-                    // Every slot is answering a request: the newcomer is
-                    // closed rather than queued.
-                    drop(stream);
-                    continue;
-                }
-            }
+        if !slots.make_room().await {
+            // Every slot is answering a request: the newcomer is closed
+            // rather than queued.
+            continue;
         }
-        let mut c = conns.borrow_mut();
-        let id = c.next_id;
-        c.next_id += 1;
-        let slot = Slot {
-            conns: conns.clone(),
-            id,
-            answering: false,
-        };
         let state = state.clone();
-        // The task runs only once this one yields, so it is registered as
-        // idle before it can leave that state.
-        let task = tokio::task::spawn_local(handle(stream, state, slot, request_timeout));
-        c.idle.insert(id, task.abort_handle());
+        slots.spawn(|slot| handle(stream, state, slot, request_timeout));
     }
 }
 

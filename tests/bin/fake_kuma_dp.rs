@@ -49,6 +49,14 @@
 //! - `FAKE_KUMA_DP_DIE_ON=N`: signal N (a number, e.g. 40 for a real-time signal) kills it,
 //!   as it would kill a Go program that does not handle it; it is recorded as `die sig=N`
 //!   first.
+//! - `FAKE_KUMA_DP_DNS=ADDR`: a DNS server on UDP ADDR, as kuma-dp's embedded DNS proxy or
+//!   CoreDNS (127.0.0.1:15053), that starts `FAKE_KUMA_DP_DNS_AFTER_MS` after the start (default:
+//!   when `/ready` turns 200; kuma-dp's readiness does not wait for CoreDNS) and answers every
+//!   query with NXDOMAIN (recorded once as `dns-listening`, then `dns-answer` per answer) until
+//!   the process exits.
+//!
+//! A second SIGTERM (or INT) ends the drain at once and exits 0 (`reason=stop-now`), a third
+//! exits 1, as kuma-dp does (Kuma 2.14.3 `app/kuma-dp/cmd/run.go`, `pkg/core/alias.go`).
 //!
 //! Signals are blocked before any thread exists and read from a signalfd in the main loop.
 
@@ -235,6 +243,12 @@ fn main() {
             finish(1, "crash")
         });
     }
+    if let Ok(addr) = std::env::var("FAKE_KUMA_DP_DNS") {
+        let after_ms = env_ms("FAKE_KUMA_DP_DNS_AFTER_MS")
+            .or_else(|| env_ms("FAKE_KUMA_DP_READY_AFTER_MS"))
+            .unwrap_or(200);
+        after(after_ms, move || serve_dns(&addr));
+    }
     if std::env::var("FAKE_KUMA_DP_NEVER_READY").as_deref() != Ok("1") {
         let ready_after = env_ms("FAKE_KUMA_DP_READY_AFTER_MS").unwrap_or(200);
         let state = state.clone();
@@ -332,6 +346,32 @@ fn stop_envoy_then_exit(stop_ms: u64, reason: &'static str) {
     }
     eprintln!("fake-kuma-dp: stopping Envoy ({stop_ms}ms)");
     after(stop_ms, move || finish(0, reason));
+}
+
+/// The DNS stand-in: answers every query (a 12-byte header at least) with NXDOMAIN, the
+/// question echoed, as a DNS server does for a name it does not know.
+fn serve_dns(addr: &str) {
+    let socket = std::net::UdpSocket::bind(addr).unwrap_or_else(|e| {
+        eprintln!("Error: DNS server cannot listen on udp {addr}: {e}");
+        finish(1, "dns-bind")
+    });
+    record(&format!("dns-listening addr={addr}"));
+    let mut buf = [0u8; 512];
+    loop {
+        let Ok((n, from)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        if n < 12 {
+            continue;
+        }
+        let mut answer = buf[..n].to_vec();
+        // QR (a response), keep RD; RA; rcode 3 (NXDOMAIN).
+        answer[2] = 0x80 | (answer[2] & 0x01);
+        answer[3] = 0x80 | 0x03;
+        if socket.send_to(&answer, from).is_ok() {
+            record("dns-answer");
+        }
+    }
 }
 
 /// Runs `f` on a new thread after `ms` milliseconds.

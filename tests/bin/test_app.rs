@@ -20,9 +20,12 @@
 //!   Defaults: TERM, INT and QUIT die by that signal; every other signal is recorded only.
 //! - `--orphans N`, `--daemon`, `--daemon-ignore-term`, `--children N`: leave work for the
 //!   reaper.
+//! - `--call-while-stopping ADDR`: from the first TERM or INT on, connect to ADDR (TCP) every
+//!   50 ms until the process ends, recording each as `call ok=1`, or `call ok=0 error=...`:
+//!   an app calling out through its proxy while it shuts down.
 //!
 //! Events: `start`, `ids`, `orphans`, `daemon`, `children`, `listening`, `request`,
-//! `unhealthy`, `closed`, `signal`, `reaped`, `die`, `exit`.
+//! `unhealthy`, `closed`, `signal`, `reaped`, `die`, `exit`, `call`.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -78,6 +81,7 @@ struct Opts {
     orphans: u32,
     daemon: bool,
     daemon_ignore_term: bool,
+    call_while_stopping: Option<String>,
     children: u32,
 }
 
@@ -85,7 +89,7 @@ struct Opts {
 static ENDING: Mutex<()> = Mutex::new(());
 
 fn main() {
-    let opts = match parse_args(std::env::args().skip(1).collect()) {
+    let mut opts = match parse_args(std::env::args().skip(1).collect()) {
         Ok(opts) => opts,
         Err(msg) => {
             eprintln!("meshinit-test-app: {msg}");
@@ -155,6 +159,11 @@ fn main() {
         if signo == libc::SIGCHLD {
             reap_children();
         }
+        if matches!(signo, libc::SIGTERM | libc::SIGINT) {
+            if let Some(addr) = opts.call_while_stopping.take() {
+                thread::spawn(move || call_while_stopping(&addr));
+            }
+        }
         match opts
             .on
             .get(&signo)
@@ -169,6 +178,24 @@ fn main() {
     }
 }
 
+/// Calls out every 50 ms until the process ends (see `--call-while-stopping`).
+fn call_while_stopping(addr: &str) {
+    loop {
+        let result = addr
+            .parse::<SocketAddr>()
+            .map_err(|e| e.to_string())
+            .and_then(|a| {
+                TcpStream::connect_timeout(&a, Duration::from_millis(500))
+                    .map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(_) => record("call ok=1"),
+            Err(e) => record(&format!("call ok=0 error={}", e.replace(' ', "_"))),
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn default_action(signo: i32) -> Action {
     match signo {
         libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => Action::Die,
@@ -177,7 +204,7 @@ fn default_action(signo: i32) -> Action {
 }
 
 fn usage_error(msg: String) -> String {
-    format!("{msg}\nusage: meshinit-test-app [--record PATH] [--ids] [--listen ADDR] [--listen-after MS] [--http-status N] [--unhealthy-after MS] [--close-after MS] [--exit-after MS] [--exit-code N] [--on SIG=ACTION]... [--orphans N] [--daemon] [--daemon-ignore-term] [--children N]")
+    format!("{msg}\nusage: meshinit-test-app [--record PATH] [--ids] [--listen ADDR] [--listen-after MS] [--http-status N] [--unhealthy-after MS] [--close-after MS] [--exit-after MS] [--exit-code N] [--on SIG=ACTION]... [--orphans N] [--daemon] [--daemon-ignore-term] [--children N] [--call-while-stopping ADDR]")
 }
 
 fn parse_args(args: Vec<String>) -> Result<Opts, String> {
@@ -218,6 +245,7 @@ fn parse_args(args: Vec<String>) -> Result<Opts, String> {
                 opts.daemon_ignore_term = true;
             }
             "--children" => opts.children = number(&flag, &value(&flag)?)?,
+            "--call-while-stopping" => opts.call_while_stopping = Some(value(&flag)?),
             other => return Err(usage_error(format!("unknown option {other:?}"))),
         }
     }
