@@ -533,8 +533,14 @@ class Load:
     keep-alive connection, paced to `rate` requests/s in total. Every non-2xx
     answer and every connection error counts as a failure."""
 
-    def __init__(self, port, rate=250, workers=5, path="/", timeout=5.0, max_requests=200000):
+    def __init__(self, port, rate=250, workers=5, path="/", timeout=5.0, max_requests=200000,
+                 address="127.0.0.1", host_header="backend"):
+        # address: where the workers connect (a client data plane's outbound
+        # on loopback; with transparent proxying a service's virtual IP, which
+        # the rules hand to Envoy); host_header: the Host they send.
         self.port = port
+        self.address = address
+        self.host_header = host_header
         self.rate = rate
         self.workers = workers
         self.path = path
@@ -555,11 +561,11 @@ class Load:
     def _one(self, conn):
         t = now()
         try:
-            conn.request("GET", self.path, headers={"Host": "backend"})
+            conn.request("GET", self.path, headers={"Host": self.host_header})
             r = conn.getresponse()
             body = r.read().decode(errors="replace")
             ok = 200 <= r.status < 300
-            what = "HTTP %d %s" % (r.status, body.strip()[:160]) if not ok else body.split(" ")[0]
+            what = "HTTP %d %s" % (r.status, body.strip()[:160]) if not ok else body.strip().split(" ")[0]
             reuse = not r.will_close
         except (OSError, httpclient.HTTPException) as e:
             ok, what, reuse = False, "%s: %s" % (type(e).__name__, e), False
@@ -585,7 +591,7 @@ class Load:
                 if self.total >= self.max_requests:
                     break
             if conn is None:
-                conn = httpclient.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                conn = httpclient.HTTPConnection(self.address, self.port, timeout=self.timeout)
             if not self._one(conn):
                 conn.close()
                 conn = None

@@ -3,7 +3,7 @@
 for the transparent-proxy workloads (scripts/e2e/tproxy.py).
 
     tproxy_caller.py --url http://backend.mesh/ [--interval 0.05] [--timeout 2]
-                     [--term-calls-for S] [--listen HOST:PORT]
+                     [--term-calls-for S] [--listen HOST:PORT] [--name NAME]
 
 From its first instant, every --interval seconds, it resolves the URL's host
 the way apps do (getaddrinfo: /etc/resolv.conf, so with `--redirect-dns` the
@@ -21,7 +21,9 @@ the suite lines these up with its own clock.
 
 On SIGTERM it keeps calling for --term-calls-for seconds (the app that
 flushes, deregisters or commits while it stops), then exits 0. With --listen
-it also serves GET / -> 200 (an inbound for the mesh to reach it).
+it also serves GET / -> 200 with the body "NAME\n" (--name, default
+"caller"): an inbound for the mesh to reach it, whose answers say which
+instance served them.
 """
 import argparse
 import http.client
@@ -46,9 +48,10 @@ def on_term(_sig, _frame):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    name = b"caller"
 
     def do_GET(self):
-        body = b"caller\n"
+        body = self.name + b"\n"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -103,11 +106,13 @@ def main():
     ap.add_argument("--timeout", type=float, default=2.0)
     ap.add_argument("--term-calls-for", type=float, default=0.0)
     ap.add_argument("--listen", default="")
+    ap.add_argument("--name", default="caller")
     a = ap.parse_args()
     u = urllib.parse.urlsplit(a.url)
     host, port, path = u.hostname, u.port or 80, u.path or "/"
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    Handler.name = a.name.encode()
     if a.listen:
         h, _, p = a.listen.rpartition(":")
         srv = Server((h, int(p)), Handler)
