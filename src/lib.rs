@@ -148,24 +148,6 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
     for w in &cfg.warnings {
         warn!("{w}");
     }
-    // The opt-in first step, before anything else exists (see
-    // `driver::install`): rules kumactl could not write leave nothing to run.
-    if let Some(install) = cfg.redirection().and_then(|t| t.install.as_ref()) {
-        info!(
-            command = %format!("{} {}", install.kumactl.display(), basics::parse::shell_words(&install.argv())),
-            "installing the transparent-proxy rules"
-        );
-        match driver::install::run(install) {
-            Ok(took) => info!(
-                elapsed_ms = took.as_millis() as u64,
-                "transparent-proxy rules installed"
-            ),
-            Err(e) => {
-                tracing::error!("{e}; nothing was started");
-                return init::exit::EX_CONFIG;
-            }
-        }
-    }
     match &cfg.proxy {
         None => info!("no Dataplane given: plain init mode, kuma-dp will not be started"),
         // A meshinit killed outright (SIGKILL, the OOM killer) could not
@@ -206,6 +188,27 @@ fn run(cfg: config::Config, env: &dyn Fn(&str) -> Option<String>) -> i32 {
             return e.exit_code();
         }
     };
+    // The opt-in first step, before anything is started (see
+    // `driver::install`) but after every start-up check that can still
+    // fail (the status port, the control socket): rules written and then a
+    // refusal would leave the namespace redirected to an Envoy that never
+    // comes; rules kumactl could not write leave nothing to run.
+    if let Some(install) = cfg.redirection().and_then(|t| t.install.as_ref()) {
+        info!(
+            command = %format!("{} {}", install.kumactl.display(), basics::parse::shell_words(&install.argv())),
+            "installing the transparent-proxy rules"
+        );
+        match driver::install::run(install) {
+            Ok(took) => info!(
+                elapsed_ms = took.as_millis() as u64,
+                "transparent-proxy rules installed"
+            ),
+            Err(e) => {
+                tracing::error!("{e}; nothing was started");
+                return init::exit::EX_CONFIG;
+            }
+        }
+    }
     if driver::is_plain(&cfg, listener.is_some()) {
         // Signals and timers only: no async runtime is built (see
         // `driver::run_plain`).
