@@ -60,39 +60,61 @@ impl Load {
     }
 }
 
+/// The two kinds of admin request meshinit makes.
+#[derive(Clone, Copy)]
+enum Method {
+    Get,
+    /// A mutation, with an empty body, its connect bounded on its own.
+    Post {
+        connect: Duration,
+    },
+}
+
 impl Admin {
-    /// GETs an admin path from the socket, else from the TCP port.
-    async fn get(&self, path: &str, timeout: Duration) -> Result<String, String> {
-        let answer = match crate::health::http::get_unix(&self.socket, path, timeout).await {
-            Ok(answer) => answer,
-            Err(e) => match self.tcp_port {
-                Some(port) => {
-                    crate::health::http::get_tcp("127.0.0.1", port, path, timeout).await?
-                }
-                None => return Err(e),
-            },
+    /// One admin request: on the socket, else on the TCP port, both within
+    /// one `total`, so that an Envoy that accepts on both and answers on
+    /// neither (stopped, hung) cannot double the bound.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        total: Duration,
+    ) -> Result<(u16, String), String> {
+        use crate::health::http;
+        let deadline = tokio::time::Instant::now() + total;
+        let on_socket = match method {
+            Method::Get => http::get_unix(&self.socket, path, total).await,
+            Method::Post { connect } => http::post_unix(&self.socket, path, connect, total).await,
         };
-        match answer {
+        let e = match on_socket {
+            Ok(answer) => return Ok(answer),
+            Err(e) => e,
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match self.tcp_port {
+            Some(port) if !left.is_zero() => match method {
+                Method::Get => http::get_tcp("127.0.0.1", port, path, left).await,
+                Method::Post { connect } => {
+                    http::post_tcp("127.0.0.1", port, path, connect.min(left), left).await
+                }
+            },
+            _ => Err(e),
+        }
+    }
+
+    /// GETs an admin path, expecting 200.
+    async fn get(&self, path: &str, timeout: Duration) -> Result<String, String> {
+        match self.request(Method::Get, path, timeout).await? {
             (200, body) => Ok(body),
             (status, _) => Err(format!("admin {path} answered {status}")),
         }
     }
 
     /// `POST`s a mutation (`/healthcheck/fail`, `/healthcheck/ok`) with an
-    /// empty body and expects 200, as kuma-dp's `adminPost` does: on the
-    /// socket, else on the TCP port; `connect` and `total` bound it.
+    /// empty body and expects 200, as kuma-dp's `adminPost` does; `connect`
+    /// and `total` bound it.
     pub async fn post(&self, path: &str, connect: Duration, total: Duration) -> Result<(), String> {
-        let answer = match crate::health::http::post_unix(&self.socket, path, connect, total).await
-        {
-            Ok(answer) => answer,
-            Err(e) => match self.tcp_port {
-                Some(port) => {
-                    crate::health::http::post_tcp("127.0.0.1", port, path, connect, total).await?
-                }
-                None => return Err(e),
-            },
-        };
-        match answer {
+        match self.request(Method::Post { connect }, path, total).await? {
             (200, _) => Ok(()),
             (status, body) => Err(format!(
                 "admin {path} answered {status} {}",
@@ -106,16 +128,7 @@ impl Admin {
     /// at start); an error when Envoy did not answer. The cheapest admin
     /// request there is: O(1) on Envoy's main thread, a few bytes of body.
     pub async fn ready(&self, timeout: Duration) -> Result<u16, String> {
-        let answer = match crate::health::http::get_unix(&self.socket, "/ready", timeout).await {
-            Ok(answer) => answer,
-            Err(e) => match self.tcp_port {
-                Some(port) => {
-                    crate::health::http::get_tcp("127.0.0.1", port, "/ready", timeout).await?
-                }
-                None => return Err(e),
-            },
-        };
-        Ok(answer.0)
+        Ok(self.request(Method::Get, "/ready", timeout).await?.0)
     }
 
     /// Reads the inbound load from Envoy's stats.
@@ -258,6 +271,41 @@ listener.admin.downstream_cx_active: 3
                 .unwrap()
                 .connections,
             3
+        );
+    }
+
+    /// A stopped Envoy still accepts on its socket and its TCP port and
+    /// answers on neither: one check stays within its one bound (it took
+    /// twice as long when the TCP try got a fresh one, which stretched the
+    /// hang detection by a whole check).
+    #[test]
+    fn an_unanswering_admin_costs_one_bound_not_two() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("meshinit-admin-bound-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join(ADMIN_SOCKET);
+        // Listening sockets that never accept: connects succeed (backlog),
+        // reads never end.
+        let _unix = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let admin = Admin {
+            socket,
+            tcp_port: Some(tcp.local_addr().unwrap().port()),
+        };
+        let bound = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let answer = rt.block_on(admin.ready(bound));
+        let took = started.elapsed();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(answer.is_err(), "{answer:?}");
+        assert!(
+            took < bound + Duration::from_millis(250),
+            "one /ready check took {took:?} against a bound of {bound:?}"
         );
     }
 }
