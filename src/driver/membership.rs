@@ -49,11 +49,7 @@ impl MeshCalls {
         if let Some(t) = self.task.take() {
             t.abort();
         }
-        let path = match call {
-            MeshCall::Leave => "/healthcheck/fail",
-            MeshCall::Rejoin => "/healthcheck/ok",
-            MeshCall::Stop => return,
-        };
+        let Some(path) = admin_path(call) else { return };
         let Some(admin) = admin.cloned() else { return };
         let tx = self.tx.clone();
         self.task = Some(tokio::task::spawn_local(async move {
@@ -74,5 +70,15 @@ impl MeshCalls {
                 tokio::time::sleep(RETRY).await;
             }
         }));
+    }
+}
+
+/// The admin path that carries out `call` (kuma-dp's own drain uses the
+/// first); `Stop` makes no call.
+pub(super) fn admin_path(call: MeshCall) -> Option<&'static str> {
+    match call {
+        MeshCall::Leave => Some("/healthcheck/fail"),
+        MeshCall::Rejoin => Some("/healthcheck/ok"),
+        MeshCall::Stop => None,
     }
 }

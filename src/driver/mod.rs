@@ -39,8 +39,7 @@ use crate::init::exit;
 use crate::init::signals::{self, Signals};
 use crate::init::spawn;
 use crate::lifecycle::{
-    Action, Event, ExitReason, Input, Lifecycle, Operator, OperatorRefused, OutWaitEnd, ProbeMode,
-    Target, Timeline,
+    Action, Event, ExitReason, Input, Lifecycle, Operator, OutWaitEnd, ProbeMode, Target, Timeline,
 };
 use crate::report::status;
 use dns::DnsWatch;
@@ -544,15 +543,7 @@ impl Driver {
         match *event {
             Event::OperatorRefused(why) => {
                 if let Some((_, responder, _)) = self.ctl.current.take() {
-                    let message = match why {
-                        OperatorRefused::NoProxy => {
-                            "no kuma-dp is managed (no Dataplane given): there is no mesh to leave or join"
-                        }
-                        OperatorRefused::ShuttingDown => {
-                            "a shutdown is under way: the instance is leaving the mesh for good"
-                        }
-                    };
-                    responder.fail(exit::EX_UNAVAILABLE, message);
+                    responder.fail(exit::EX_UNAVAILABLE, why.as_str());
                 }
             }
             Event::OutWaitEnded { end, waited } => {

@@ -150,9 +150,8 @@ impl Reporter {
     /// One try of a call on Envoy's health checks: a failure is counted,
     /// and logged once per call (the retries follow every second).
     pub fn mesh_call(&self, o: &super::membership::Outcome) {
-        let path = match o.call {
-            crate::lifecycle::MeshCall::Leave => "/healthcheck/fail",
-            _ => "/healthcheck/ok",
+        let Some(path) = super::membership::admin_path(o.call) else {
+            return;
         };
         match &o.result {
             Ok(()) if o.attempt > 1 => {
@@ -330,15 +329,9 @@ impl Reporter {
                 "Envoy's admin API did not answer; kuma-dp is restarted if it stays silent for --proxy-hang-timeout"
             ),
             Event::ProxyAnswersAgain => info!("Envoy's admin API answers again"),
-            Event::OperatorRefused(why) => info!(
-                "operator's request not taken: {}",
-                match why {
-                    crate::lifecycle::OperatorRefused::NoProxy =>
-                        "no kuma-dp is managed, so there is no mesh to leave",
-                    crate::lifecycle::OperatorRefused::ShuttingDown =>
-                        "a shutdown is under way",
-                }
-            ),
+            Event::OperatorRefused(why) => {
+                info!("operator's request not taken: {}", why.as_str())
+            }
             Event::OutWaitEnded { end, waited } => info!(
                 waited = %fmt_secs(waited),
                 "operator's out: stopped waiting for the inbound side ({end:?})"

@@ -219,6 +219,20 @@ pub enum OperatorRefused {
     ShuttingDown,
 }
 
+impl OperatorRefused {
+    /// Why, in words, for the operator and the log alike.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorRefused::NoProxy => {
+                "no kuma-dp is managed (no Dataplane given): there is no mesh to leave or join"
+            }
+            OperatorRefused::ShuttingDown => {
+                "a shutdown is under way: the instance is leaving the mesh for good"
+            }
+        }
+    }
+}
+
 /// A call on Envoy's admin API that takes the instance out of the mesh or
 /// puts it back. Both calls are idempotent; the driver retries the last one
 /// until it succeeds or another replaces it.
@@ -763,9 +777,8 @@ pub struct Lifecycle {
     /// Its admin API missed checks since its last answer.
     silent: bool,
     /// The last answer of its admin API (or its readiness): the hang
-    /// clock's start, once `hang_from_set`.
-    hang_from: Duration,
-    hang_from_set: bool,
+    /// clock's start; `None` until either.
+    hang_from: Option<Duration>,
     /// An operator's `out` waits for the inbound side to go idle, since then.
     out_wait: Option<Duration>,
     /// The current kuma-dp was found hung and SIGKILLed; it is not ready.
@@ -869,8 +882,7 @@ impl Lifecycle {
             left: false,
             hang_watch: false,
             silent: false,
-            hang_from: Duration::ZERO,
-            hang_from_set: false,
+            hang_from: None,
             out_wait: None,
             hung: false,
             dns_wait: false,
@@ -1163,9 +1175,8 @@ impl Lifecycle {
         self.proxy = Proxy::Ready { terms };
         out.push(Action::Event(Event::ProxyReady));
         if let (true, Some(timeout)) = (self.hang_watch, self.s.proxy_hang_timeout) {
-            if !self.hang_from_set {
-                self.hang_from = now;
-                self.hang_from_set = true;
+            if self.hang_from.is_none() {
+                self.hang_from = Some(now);
                 self.timers
                     .set(Timer::ProxyHang, now.saturating_add(timeout));
             }
@@ -1568,31 +1579,29 @@ impl Lifecycle {
         if !self.hang_watch || !self.proxy.alive() || self.hung {
             return;
         }
-        let counting = self.hang_from_set;
         if answered {
             if self.silent {
                 self.silent = false;
                 out.push(Action::Event(Event::ProxyAnswersAgain));
             }
-            self.hang_from = now;
-            self.hang_from_set = true;
+            self.hang_from = Some(now);
             self.timers
                 .set(Timer::ProxyHang, now.saturating_add(timeout));
-        } else if counting {
+        } else if let Some(from) = self.hang_from {
             if !self.silent {
                 self.silent = true;
                 out.push(Action::Event(Event::ProxySilent));
             }
-            if now >= self.hang_from.saturating_add(timeout) {
-                self.proxy_hung(now, out);
+            if now >= from.saturating_add(timeout) {
+                self.proxy_hung(now, from, out);
             }
         }
     }
 
     /// A hung Envoy cannot drain: SIGKILL (kuma-dp and Envoy), and the
     /// restart follows from kuma-dp's exit (backoff, restart budget).
-    fn proxy_hung(&mut self, now: Duration, out: &mut Vec<Action>) {
-        let silent_for = now.saturating_sub(self.hang_from);
+    fn proxy_hung(&mut self, now: Duration, since: Duration, out: &mut Vec<Action>) {
+        let silent_for = now.saturating_sub(since);
         out.push(Action::Event(Event::ProxyHung { silent_for }));
         self.hung = true;
         self.stop_hang_watch(out);
@@ -1603,7 +1612,7 @@ impl Lifecycle {
     fn stop_hang_watch(&mut self, out: &mut Vec<Action>) {
         self.timers.clear(Timer::ProxyHang);
         self.silent = false;
-        self.hang_from_set = false;
+        self.hang_from = None;
         if self.hang_watch {
             self.hang_watch = false;
             out.push(Action::WatchProxy(false));
@@ -1979,8 +1988,10 @@ impl Lifecycle {
             Timer::OutWaitTimeout => self.end_out_wait(now, OutWaitEnd::Timeout, out),
             // Without a missed check yet, the next miss decides.
             Timer::ProxyHang => {
-                if self.silent && self.proxy.alive() && !self.phase.is_shutdown() {
-                    self.proxy_hung(now, out);
+                if let (true, Some(from)) = (self.silent, self.hang_from) {
+                    if self.proxy.alive() && !self.phase.is_shutdown() {
+                        self.proxy_hung(now, from, out);
+                    }
                 }
             }
             Timer::DrainIdle => {
