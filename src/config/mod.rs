@@ -420,7 +420,7 @@ pub(crate) fn load_on(
     }
     let effective = effective(
         &r,
-        settings.on_unhealthy,
+        &settings,
         status.log_level,
         proxy.as_ref(),
         status.state_file.as_deref(),
@@ -480,7 +480,7 @@ fn proxy_dns(r: &mut Resolver, has_proxy: bool) -> Option<SocketAddr> {
 /// Every option's effective value and origin, as `check` shows them.
 fn effective(
     r: &Resolver,
-    on_unhealthy: lifecycle::OnUnhealthy,
+    settings: &Settings,
     log_level: tracing::Level,
     proxy: Option<&ProxyConfig>,
     state_file: Option<&std::path::Path>,
@@ -496,15 +496,11 @@ fn effective(
                     _ => (String::new(), Origin::Default),
                 },
             };
-            let value = if d.flag == "log-level" && origin == Origin::Default {
-                log_level.as_str().to_ascii_lowercase()
-            } else if d.flag == "on-unhealthy" && origin == Origin::Default {
-                match on_unhealthy {
-                    lifecycle::OnUnhealthy::Leave => "leave",
-                    lifecycle::OnUnhealthy::None => "none",
-                    lifecycle::OnUnhealthy::Shutdown => "shutdown",
-                }
-                .to_string()
+            let derived = (origin == Origin::Default)
+                .then(|| derived_default(d.flag, settings, log_level))
+                .flatten();
+            let value = if let Some(derived) = derived {
+                derived
             } else if d.flag == "proxy-ready-url" && origin == Origin::Default {
                 proxy.map_or(value, |p| p.ready_url.to_string())
             } else if d.flag == "state-file" {
@@ -526,6 +522,32 @@ fn effective(
             }
         })
         .collect()
+}
+
+/// The value an option whose default depends on the rest of the
+/// configuration (`Depends` in the option table) took, from the settings it
+/// went into; `None` for the others.
+fn derived_default(flag: &str, s: &Settings, log_level: tracing::Level) -> Option<String> {
+    let text = match flag {
+        "log-level" => return Some(log_level.as_str().to_ascii_lowercase()),
+        "proxy-dns" => return Some(s.proxy_dns.map_or("off".into(), |a| a.to_string())),
+        "on-unhealthy" => match s.on_unhealthy {
+            lifecycle::OnUnhealthy::Leave => "leave",
+            lifecycle::OnUnhealthy::None => "none",
+            lifecycle::OnUnhealthy::Shutdown => "shutdown",
+        },
+        "start-order" => match s.start_order {
+            StartOrder::AppFirst => "app-first",
+            StartOrder::ProxyFirst => "proxy-first",
+        },
+        "drain-signal" => match s.drain_mode {
+            DrainMode::Term => "TERM",
+            DrainMode::InboundUsr2 { .. } => "USR2",
+            DrainMode::Hold => "hold",
+        },
+        _ => return None,
+    };
+    Some(text.to_string())
 }
 
 /// The lifecycle settings the options' defaults give, for a run with a

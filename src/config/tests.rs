@@ -1568,6 +1568,17 @@ fn rules_found_make_proxy_first_the_default_and_give_their_facts() {
         c.proxy
     );
 
+    // `check` shows what the defaults became, not "-".
+    let shown = |key: &str| {
+        c.effective
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.clone())
+    };
+    assert_eq!(shown("shutdown.drain-signal").as_deref(), Some("hold"));
+    assert_eq!(shown("proxy.start-order").as_deref(), Some("proxy-first"));
+    assert_eq!(shown("proxy.dns").as_deref(), Some("127.0.0.1:15053"));
+
     // Either can be chosen otherwise.
     let host = tproxy_host(
         vec![
