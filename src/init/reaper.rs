@@ -4,6 +4,8 @@
 //! probes, and every orphan re-parented to it (as PID 1 or as a child
 //! subreaper). Nothing else may wait: a second waiter would steal statuses.
 
+use std::time::Duration;
+
 use nix::errno::Errno;
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
@@ -108,6 +110,48 @@ pub fn wait_for(pid: Pid) -> nix::Result<ExitStatus> {
     }
 }
 
+/// As [`wait_for`], within `limit`: a child still running then is killed
+/// with its process group (SIGKILL) and `Ok(None)` returned once it is
+/// gone. The wait is a poll(2) on a pidfd (Linux 5.3), so nothing spins;
+/// where pidfds are missing the wait is [`wait_for`]'s, unbounded.
+pub fn wait_within(pid: Pid, limit: Duration) -> nix::Result<Option<ExitStatus>> {
+    use nix::libc;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: pidfd_open takes a pid and flags and returns a new
+    // descriptor, owned from here on, or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) } as libc::c_int;
+    if raw < 0 {
+        return wait_for(pid).map(Some);
+    }
+    // SAFETY: `raw` is a descriptor this call just opened and nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut pfd = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one pollfd we own, its count 1.
+        match unsafe { libc::poll(&mut pfd, 1, ms) } {
+            // Readable: it has exited; the status is waiting.
+            1.. => return wait_for(pid).map(Some),
+            0 => {
+                // Its group first (a shell's children too); the pid alone
+                // when it has none of its own.
+                if nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL).is_err() {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+                return wait_for(pid).map(|_| None);
+            }
+            _ if Errno::last() == Errno::EINTR => continue,
+            _ => return wait_for(pid).map(Some),
+        }
+    }
+}
+
 /// Whether meshinit has any child at all, exited or not, without reaping
 /// it (WNOWAIT): the status stays for `reap`.
 pub fn has_children() -> bool {
@@ -154,5 +198,44 @@ mod tests {
         }
         assert_eq!(decode((20 << 8) | 0x7f), Decoded::Stopped(20));
         assert_eq!(decode(0xffff), Decoded::Other, "a continue report");
+    }
+
+    /// A child that does not end within the limit is killed, with the
+    /// children of its process group, and waited for: nothing is left and
+    /// the caller learns it did not finish; one that ends in time gives its
+    /// status.
+    #[test]
+    fn a_bounded_wait_kills_what_overstays() {
+        use std::os::unix::process::CommandExt;
+        // Waited for by the functions under test, not by std's handle.
+        #[allow(clippy::zombie_processes)]
+        let spawn = |script: &str| {
+            let child = std::process::Command::new("/bin/sh")
+                .args(["-c", script])
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            Pid::from_raw(child.id() as i32)
+        };
+        let pid = spawn("sleep 30 & sleep 30");
+        let started = std::time::Instant::now();
+        assert_eq!(wait_within(pid, Duration::from_millis(200)), Ok(None));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The group is gone too: its background sleep, killed, becomes a
+        // zombie of the test's init until that reaps it; then signalling
+        // the group finds nobody.
+        let gone = (0..250).any(|_| {
+            let gone = nix::sys::signal::killpg(pid, None) == Err(Errno::ESRCH);
+            if !gone {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            gone
+        });
+        assert!(gone, "the background sleep of the killed group survived");
+        let pid = spawn("exit 3");
+        assert_eq!(
+            wait_within(pid, Duration::from_secs(10)),
+            Ok(Some(ExitStatus::Code(3)))
+        );
     }
 }
