@@ -257,6 +257,27 @@ class Proc:
         return "\n".join("    | " + l for l in lines[-n:])
 
 
+def stop_sessions(procs, term_bound=5.0, kill_bound=5.0):
+    """Stop every session of procs: SIGTERM, then SIGKILL what is left after
+    term_bound seconds; bounded waits."""
+    live = [p for p in procs if p.session_pids()]
+    for p in live:
+        p.kill_session(signal.SIGTERM)
+        # A process a scenario stopped (SIGSTOP: a frozen Envoy or kuma-cp)
+        # would hold the TERM pending until SIGKILL: let it run.
+        p.kill_session(signal.SIGCONT)
+    for sig, bound in ((None, term_bound), (signal.SIGKILL, kill_bound)):
+        if sig is not None:
+            for p in live:
+                if p.session_pids():
+                    p.kill_session(sig)
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline and any(p.session_pids() for p in live):
+            time.sleep(0.05)
+    for p in procs:
+        p.poll()
+
+
 class Runner:
     def __init__(self, workdir):
         self.workdir = workdir
@@ -288,23 +309,7 @@ class Runner:
         if self._cleaned:
             return
         self._cleaned = True
-        live = [p for p in self.procs if p.session_pids()]
-        for p in live:
-            p.kill_session(signal.SIGTERM)
-            # A process a scenario stopped (SIGSTOP: a frozen Envoy or
-            # kuma-cp) would hold the TERM pending until SIGKILL: let it run.
-            p.kill_session(signal.SIGCONT)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(p.session_pids() for p in live):
-            time.sleep(0.05)
-        for p in live:
-            if p.session_pids():
-                p.kill_session(signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(p.session_pids() for p in live):
-            time.sleep(0.05)
-        for p in self.procs:
-            p.poll()
+        stop_sessions(self.procs)
         left = [(p.name, p.session_pids()) for p in self.procs if p.session_pids()]
         if left:
             print("cleanup: processes still running: %s" % left, file=sys.stderr, flush=True)

@@ -424,7 +424,7 @@ class Net:
             except OSError:
                 pass
         for group in (self.procs, self.holders):
-            stop_procs(group)
+            M.stop_sessions(group)
         left += ["process %s %s" % (p.name, p.session_pids()) for p in self.procs + self.holders
                  if p.session_pids()]
         # A namespace is gone once no process holds it (bounded scan of /proc).
@@ -454,21 +454,6 @@ class Net:
         if self.root and os.path.exists(self.root):
             left.append("directory %s" % self.root)
         return left
-
-
-def stop_procs(procs, term_bound=5, kill_bound=5):
-    """SIGTERM every session of procs, SIGKILL what is left after
-    term_bound seconds; bounded waits (meshlib's Runner.cleanup, for a
-    subset of its processes)."""
-    for sig, bound in ((signal.SIGTERM, term_bound), (signal.SIGKILL, kill_bound)):
-        live = [p for p in procs if p.session_pids()]
-        for p in live:
-            p.kill_session(sig)
-        deadline = time.monotonic() + bound
-        while time.monotonic() < deadline and any(p.session_pids() for p in live):
-            time.sleep(0.05)
-    for p in procs:
-        p.poll()
 
 
 def link_exists(name):
