@@ -43,7 +43,6 @@ import os
 import pwd
 import shlex
 import shutil
-import signal
 import socket
 import struct
 import subprocess
