@@ -17,7 +17,8 @@
 #
 # Tested by scripts/nomad-e2e with Nomad 1.6.5 (dev agent, raw_exec),
 # kuma-cp and kuma-dp 2.14.3 and Envoy 1.37.0: three allocations rolled one
-# at a time under load with no failed request.
+# at a time under load with no failed request, and `meshinit ctl status`,
+# `out --no-wait` and `in` through `nomad alloc exec` (see the env block).
 #
 # Before changing a timeout below, have meshinit print the shutdown
 # timeline for the same flags (worst case and budget check):
