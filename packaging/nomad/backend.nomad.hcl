@@ -17,7 +17,8 @@
 #
 # Tested by scripts/nomad-e2e with Nomad 1.6.5 (dev agent, raw_exec),
 # kuma-cp and kuma-dp 2.14.3 and Envoy 1.37.0: three allocations rolled one
-# at a time under load with no failed request.
+# at a time under load with no failed request, and `meshinit ctl status`,
+# `out --no-wait` and `in` through `nomad alloc exec` (see the env block).
 #
 # Before changing a timeout below, have meshinit print the shutdown
 # timeline for the same flags (worst case and budget check):
@@ -210,6 +211,16 @@ job "backend" {
         # kuma-dp serves /ready here, and meshinit's default
         # --proxy-ready-url follows it.
         KUMA_READINESS_PORT = "${NOMAD_PORT_readiness}"
+        # meshinit's control socket, for an operator:
+        #   nomad alloc exec -task backend <alloc-id> meshinit ctl out
+        # (then `in`, `status`): the exec'd command gets this environment,
+        # so `ctl` needs no flag. Not in the allocation directory: a Unix
+        # socket's path has at most 107 bytes, and <data_dir>/alloc/<alloc
+        # id>/backend/local/ alone takes 107 with scripts/cluster-e2e's
+        # data_dir. /run is root's (raw_exec runs tasks as the client's user,
+        # root here); with a client running as another user, name a
+        # directory it can write. Mode 0600, removed when meshinit exits.
+        MESHINIT_CONTROL_SOCKET = "/run/meshinit-${NOMAD_ALLOC_ID}.sock"
       }
 
       # Nomad's view follows meshinit's: /ready answers 200 only while the
