@@ -99,6 +99,8 @@ fn iptables_save(tool: &Path) -> Result<String, String> {
     use std::io::Read;
     use std::process::{Command, Stdio};
     let shown = tool.display();
+    // Its status is needed: not reaped by the kernel behind meshinit's back.
+    crate::init::signals::default_sigchld();
     let mut child = Command::new(tool)
         .args(["-t", "nat"])
         .stdin(Stdio::null())
@@ -124,23 +126,8 @@ fn iptables_save(tool: &Path) -> Result<String, String> {
         });
     // Dropping std's handle does not wait; the reaper does.
     drop(child);
-    let status = match crate::init::reaper::wait_for(pid) {
-        Ok(st) => st,
-        // SIGCHLD inherited as ignored (meshinit resets it only when it
-        // blocks its signals, after the configuration is built): the
-        // kernel reaped the child itself and its status is gone. Its
-        // output is then taken when it is a whole table (iptables-save
-        // prints each table's closing COMMIT last), and is no reading
-        // otherwise.
-        Err(nix::errno::Errno::ECHILD)
-            if String::from_utf8_lossy(&out)
-                .lines()
-                .any(|l| l.trim() == "COMMIT") =>
-        {
-            crate::init::exit::ExitStatus::Code(0)
-        }
-        Err(e) => return Err(format!("cannot wait for {shown}: {e}")),
-    };
+    let status =
+        crate::init::reaper::wait_for(pid).map_err(|e| format!("cannot wait for {shown}: {e}"))?;
     read.map_err(|e| format!("cannot read {shown}'s output: {e}"))?;
     match status {
         crate::init::exit::ExitStatus::Code(0) => Ok(String::from_utf8_lossy(&out).into_owned()),

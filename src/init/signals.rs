@@ -77,6 +77,17 @@ pub fn record_inherited() {
     });
 }
 
+/// Puts SIGCHLD back to its default action, the inherited state recorded
+/// first (children get it back): inherited as ignored, it makes the kernel
+/// reap meshinit's children itself and their statuses are lost. [`block`]
+/// does it before the app; a child run while the configuration is built
+/// (`iptables-save`) needs it before that.
+pub fn default_sigchld() {
+    record_inherited();
+    // SAFETY: SIG_DFL installs no handler.
+    unsafe { nix::libc::signal(nix::libc::SIGCHLD, nix::libc::SIG_DFL) };
+}
+
 /// The signal state meshinit was started with (recorded on first use when
 /// nothing recorded it earlier).
 pub fn inherited() -> Inherited {
