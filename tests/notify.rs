@@ -293,14 +293,9 @@ fn check_extend_timeouts(after_stop: &[Msg], worst: Duration) {
     assert!(seen > 0, "no shutdown STATUS: {after_stop:#?}");
 }
 
-#[test]
-fn proxy_mode_ready_only_once_kuma_dp_is_ready() {
-    let dir = temp_dir("notify-proxy");
-    let sock = NotifySocket::at_path(&dir);
-    let app_rec = Record::new(&dir);
-    let dp_rec = Record::new(&dir);
-    let app_port = free_port();
-    let ready_port = free_port();
+/// A Dataplane template with one inbound in front of `{{ app_port }}`, and
+/// a token file as kuma-dp wants it (0600), in `dir`.
+fn dataplane_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let dp_file = dir.join("dp.yaml");
     std::fs::write(
         &dp_file,
@@ -312,6 +307,18 @@ fn proxy_mode_ready_only_once_kuma_dp_is_ready() {
     let token = dir.join("token");
     std::fs::write(&token, "not-a-real-token").unwrap();
     std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    (dp_file, token)
+}
+
+#[test]
+fn proxy_mode_ready_only_once_kuma_dp_is_ready() {
+    let dir = temp_dir("notify-proxy");
+    let sock = NotifySocket::at_path(&dir);
+    let app_rec = Record::new(&dir);
+    let dp_rec = Record::new(&dir);
+    let app_port = free_port();
+    let ready_port = free_port();
+    let (dp_file, token) = dataplane_files(&dir);
 
     let mut cmd = meshinit(&sock);
     cmd.env("KUMA_READINESS_PORT", ready_port.to_string())
@@ -576,17 +583,7 @@ fn status_says_out_of_the_mesh_and_why() {
     let app_rec = Record::new(&dir);
     let dp_rec = Record::new(&dir);
     let app_port = free_port();
-    let dp_file = dir.join("dp.yaml");
-    std::fs::write(
-        &dp_file,
-        "type: Dataplane\nmesh: default\nname: {{ name }}\nnetworking:\n  address: 127.0.0.1\n  \
-         inbound:\n  - port: 15001\n    servicePort: {{ app_port }}\n    tags:\n      \
-         kuma.io/service: backend\n",
-    )
-    .unwrap();
-    let token = dir.join("token");
-    std::fs::write(&token, "not-a-real-token").unwrap();
-    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (dp_file, token) = dataplane_files(&dir);
     let ctl_sock = dir.join("ctl.sock");
     let mut cmd = meshinit(&sock);
     cmd.env("KUMA_READINESS_PORT", free_port().to_string())
